@@ -1,0 +1,1 @@
+"""Circuits: services, instances, circuits, config versions, overrides and their history."""

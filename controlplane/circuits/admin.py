@@ -1,0 +1,135 @@
+"""Django admin for every circuits model. History rows are read-only here."""
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from controlplane.circuits.models import (
+    AgentToken,
+    APIToken,
+    AuditEvent,
+    Circuit,
+    ConfigVersion,
+    Instance,
+    Override,
+    Service,
+    Snapshot,
+    Transition,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by the system (history, snapshots) are viewed, never edited."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Service)
+class ServiceAdmin(admin.ModelAdmin):
+    list_display = ["name", "desired_version", "created_at"]
+    search_fields = ["name"]
+    readonly_fields = ["desired_version", "created_at"]
+
+
+@admin.register(AgentToken)
+class AgentTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "service", "label", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["service"]
+    search_fields = ["prefix", "label", "service__name"]
+    # Tokens are created with `manage.py create_agent_token` (the secret is shown once).
+    readonly_fields = [
+        "prefix",
+        "token_hash",
+        "service",
+        "created_by",
+        "created_at",
+        "last_used_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(APIToken)
+class APITokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "user", "label", "created_at", "last_used_at", "revoked_at"]
+    search_fields = ["prefix", "label", "user__username"]
+    readonly_fields = ["prefix", "token_hash", "user", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Instance)
+class InstanceAdmin(ReadOnlyAdmin):
+    list_display = ["instance_id", "service", "hostname", "pid", "library_version", "last_seen"]
+    list_filter = ["service"]
+    search_fields = ["instance_id", "hostname"]
+
+
+@admin.register(Circuit)
+class CircuitAdmin(ReadOnlyAdmin):
+    list_display = ["name", "service", "current_config", "created_at"]
+    list_filter = ["service"]
+    search_fields = ["name"]
+    list_select_related = ["service", "current_config"]
+
+
+@admin.register(ConfigVersion)
+class ConfigVersionAdmin(ReadOnlyAdmin):
+    list_display = ["circuit", "version", "source", "created_by", "created_at"]
+    list_filter = ["source"]
+    search_fields = ["circuit__name"]
+    list_select_related = ["circuit__service", "created_by"]
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(ReadOnlyAdmin):
+    list_display = [
+        "circuit",
+        "instance",
+        "state",
+        "config_version",
+        "calls",
+        "failures",
+        "updated_at",
+    ]
+    list_filter = ["state"]
+    list_select_related = ["circuit__service", "instance__service"]
+
+
+@admin.register(Transition)
+class TransitionAdmin(ReadOnlyAdmin):
+    list_display = ["circuit", "instance", "seq", "from_state", "to_state", "reason", "at"]
+    list_filter = ["to_state", "reason"]
+    search_fields = ["circuit__name", "instance__instance_id"]
+    list_select_related = ["circuit__service", "instance__service"]
+    date_hierarchy = "at"
+
+
+@admin.register(Override)
+class OverrideAdmin(ReadOnlyAdmin):
+    list_display = [
+        "circuit",
+        "state",
+        "reason",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "ended_at",
+    ]
+    list_filter = ["state", "end_reason"]
+    list_select_related = ["circuit__service", "created_by"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "actor_name", "action", "target_repr"]
+    list_filter = ["action"]
+    search_fields = ["actor_name", "target_repr", "reason"]
+    date_hierarchy = "at"

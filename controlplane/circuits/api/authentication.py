@@ -1,0 +1,30 @@
+"""DRF authentication by personal API token (``Authorization: Bearer syu_...``)."""
+
+from typing import Any
+
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from controlplane.circuits.auth import API_TOKEN_PREFIX, authenticate_api_token, bearer_token
+
+
+class APITokenAuthentication(authentication.BaseAuthentication):
+    """Authenticates a request as the owner of a personal API token."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        raw = bearer_token(request.META.get("HTTP_AUTHORIZATION"))
+        if raw is None:
+            return None
+        if not raw.startswith(API_TOKEN_PREFIX):
+            raise exceptions.AuthenticationFailed(
+                "Bearer token is not a personal API token (syu_...)."
+            )
+        token = authenticate_api_token(raw)
+        if token is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
+        return token.user, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword

@@ -1,0 +1,101 @@
+"""Bearer tokens: agent tokens (sya_..., one service) and personal API tokens (syu_...).
+
+A token is a prefix plus 32 random bytes (url-safe base64); only its sha256 is stored,
+so a database leak reveals no usable token. sha256 (not a slow hash) is enough because
+the secret has 256 bits of entropy, and it keeps the lookup a single indexed query.
+"""
+
+import hashlib
+import secrets
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.utils import timezone
+
+from controlplane.circuits.models import AgentToken, APIToken, Service
+
+AGENT_TOKEN_PREFIX = "sya_"
+API_TOKEN_PREFIX = "syu_"
+# Longest token accepted: longer input is refused before hashing.
+MAX_TOKEN_LENGTH = 200
+# last_used_at is refreshed at most this often per token, to keep syncs write-light.
+LAST_USED_RESOLUTION_SECONDS = 60
+
+
+def hash_token(raw_token: str) -> str:
+    """The hex sha256 under which a token is stored."""
+    return hashlib.sha256(raw_token.encode()).hexdigest()
+
+
+def _new_secret(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    return token or None
+
+
+def create_agent_token(
+    service: Service, *, label: str = "", created_by=None
+) -> tuple[AgentToken, str]:
+    """Create an agent token for ``service``; returns the row and the raw token (shown once)."""
+    raw = _new_secret(AGENT_TOKEN_PREFIX)
+    token = AgentToken.objects.create(
+        service=service,
+        label=label,
+        prefix=raw[:12],
+        token_hash=hash_token(raw),
+        created_by=created_by,
+    )
+    return token, raw
+
+
+def create_api_token(user: AbstractBaseUser, *, label: str = "") -> tuple[APIToken, str]:
+    """Create a personal API token for ``user``; returns the row and the raw token (shown once)."""
+    raw = _new_secret(API_TOKEN_PREFIX)
+    token = APIToken.objects.create(
+        user=user, label=label, prefix=raw[:12], token_hash=hash_token(raw)
+    )
+    return token, raw
+
+
+def _touch(model: type[AgentToken] | type[APIToken], token: AgentToken | APIToken) -> None:
+    now = timezone.now()
+    last = token.last_used_at
+    if last is None or (now - last).total_seconds() >= LAST_USED_RESOLUTION_SECONDS:
+        model.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+
+
+def authenticate_agent(raw_token: str) -> AgentToken | None:
+    """The active agent token matching ``raw_token`` (with its service loaded), else None."""
+    if not raw_token.startswith(AGENT_TOKEN_PREFIX) or len(raw_token) > MAX_TOKEN_LENGTH:
+        return None
+    token = (
+        AgentToken.objects.select_related("service")
+        .filter(token_hash=hash_token(raw_token), revoked_at__isnull=True)
+        .first()
+    )
+    if token is not None:
+        _touch(AgentToken, token)
+    return token
+
+
+def authenticate_api_token(raw_token: str) -> APIToken | None:
+    """The active personal API token matching ``raw_token`` (with its user loaded), else None."""
+    if not raw_token.startswith(API_TOKEN_PREFIX) or len(raw_token) > MAX_TOKEN_LENGTH:
+        return None
+    token = (
+        APIToken.objects.select_related("user")
+        .filter(token_hash=hash_token(raw_token), revoked_at__isnull=True, user__is_active=True)
+        .first()
+    )
+    if token is not None:
+        _touch(APIToken, token)
+    return token

@@ -1,0 +1,330 @@
+"""Data model of the control plane.
+
+Durable history (transitions, config versions, overrides, audit events) is append-only;
+the latest snapshot per instance x circuit is hot data overwritten on every sync.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from controlplane.circuits.choices import (
+    NAME_MAX_LENGTH,
+    NAME_PATTERN,
+    AuditAction,
+    CircuitState,
+    ConfigSource,
+    OverrideEnd,
+    OverrideState,
+    TransitionReason,
+)
+
+name_validator = RegexValidator(
+    NAME_PATTERN, "Use 1-200 letters, digits or _ . : / @ + - (starting with a letter, digit or _)."
+)
+
+
+class Service(models.Model):
+    """An application whose processes embed breakers; agents sync on its behalf."""
+
+    name = models.CharField(max_length=NAME_MAX_LENGTH, unique=True, validators=[name_validator])
+    description = models.TextField(blank=True)
+    # Bumped in the same transaction as every change of what agents should run.
+    desired_version = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentToken(models.Model):
+    """A bearer token (sya_...) that lets agents sync one service; stored as a sha256."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="agent_tokens")
+    label = models.CharField(max_length=100, blank=True)
+    # First characters of the token, to tell tokens apart without storing them.
+    prefix = models.CharField(max_length=12)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["service", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.service})"
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the token still authenticates."""
+        return self.revoked_at is None
+
+
+class APIToken(models.Model):
+    """A personal bearer token (syu_...) for scripts; acts as its user; stored as a sha256."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    label = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=12)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["user", "-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the token still authenticates."""
+        return self.revoked_at is None
+
+
+class Instance(models.Model):
+    """One process of a service running the agent, identified by the agent's instance id."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="instances")
+    instance_id = models.CharField(max_length=NAME_MAX_LENGTH)
+    hostname = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    library_version = models.CharField(max_length=50, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # A new started_at for the same instance id is a restart: transition ids start over,
+    # so transitions are unique per (instance, generation, id).
+    generation = models.PositiveIntegerField(default=0)
+    restarts = models.PositiveIntegerField(default=0)
+    acked_through = models.BigIntegerField(default=0)
+    dropped_transitions = models.PositiveBigIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["service", "instance_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "instance_id"], name="instance_unique_per_service"
+            ),
+        ]
+        indexes = [models.Index(fields=["service", "last_seen"], name="instance_live_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.service}/{self.instance_id}"
+
+
+class Circuit(models.Model):
+    """A named breaker of a service, aggregated over every instance that runs it."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="circuits")
+    name = models.CharField(max_length=NAME_MAX_LENGTH, validators=[name_validator])
+    current_config = models.ForeignKey(
+        "ConfigVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["service", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["service", "name"], name="circuit_unique_per_service"),
+        ]
+        permissions = [
+            ("override_circuit", "Can force a circuit open or closed and release it"),
+            ("edit_circuit_config", "Can create a new config version of a circuit"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service}/{self.name}"
+
+
+class ConfigVersion(models.Model):
+    """An immutable breaker config (wire fields); version N+1 supersedes N for its circuit."""
+
+    circuit = models.ForeignKey(Circuit, on_delete=models.CASCADE, related_name="config_versions")
+    version = models.PositiveIntegerField()
+    config = models.JSONField()
+    source = models.CharField(max_length=10, choices=ConfigSource.choices)
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["circuit", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["circuit", "version"], name="config_version_unique"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="config_version_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.circuit} v{self.version}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Insert only: a config version never changes once written."""
+        if not self._state.adding:
+            raise ValueError("config versions are immutable; create a new version instead")
+        super().save(*args, **kwargs)
+
+
+class Snapshot(models.Model):
+    """The latest reported state and counters of one circuit in one instance (hot data)."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="snapshots")
+    circuit = models.ForeignKey(Circuit, on_delete=models.CASCADE, related_name="snapshots")
+    state = models.CharField(max_length=16, choices=CircuitState.choices)
+    config_version = models.PositiveIntegerField(default=0)
+    calls = models.PositiveBigIntegerField(default=0)
+    successes = models.PositiveBigIntegerField(default=0)
+    failures = models.PositiveBigIntegerField(default=0)
+    slow_calls = models.PositiveBigIntegerField(default=0)
+    rejected = models.PositiveBigIntegerField(default=0)
+    trip_count = models.PositiveBigIntegerField(default=0)
+    # Growth of the cumulative counters since the previous sync (a restart starts over).
+    calls_delta = models.PositiveBigIntegerField(default=0)
+    failures_delta = models.PositiveBigIntegerField(default=0)
+    slow_calls_delta = models.PositiveBigIntegerField(default=0)
+    rejected_delta = models.PositiveBigIntegerField(default=0)
+    failure_rate = models.FloatField(null=True, blank=True)
+    failure_count = models.PositiveBigIntegerField(default=0)
+    success_count = models.PositiveBigIntegerField(default=0)
+    last_failure = models.DateTimeField(null=True, blank=True)
+    state_since = models.DateTimeField(null=True, blank=True)
+    retry_after = models.FloatField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["circuit", "instance"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "circuit"], name="snapshot_unique"),
+        ]
+        indexes = [models.Index(fields=["circuit", "state"], name="snapshot_circuit_state_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.circuit} @ {self.instance.instance_id}: {self.state}"
+
+
+class Transition(models.Model):
+    """One state change of a breaker in one instance, as reported by its agent (full history)."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="transitions")
+    circuit = models.ForeignKey(Circuit, on_delete=models.CASCADE, related_name="transitions")
+    generation = models.PositiveIntegerField(default=0)
+    seq = models.BigIntegerField(help_text="Agent-assigned id, rising per instance.")
+    from_state = models.CharField(max_length=16, choices=CircuitState.choices)
+    to_state = models.CharField(max_length=16, choices=CircuitState.choices)
+    at = models.DateTimeField()
+    reason = models.CharField(max_length=32, choices=TransitionReason.choices)
+    failure_rate = models.FloatField(null=True, blank=True)
+    calls = models.PositiveIntegerField(null=True, blank=True)
+    failures = models.PositiveIntegerField(null=True, blank=True)
+    config_version = models.PositiveIntegerField(null=True, blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance", "generation", "seq"], name="transition_unique_per_instance"
+            ),
+        ]
+        indexes = [
+            # "this circuit's history, newest first"
+            models.Index(fields=["circuit", "-at"], name="transition_history_idx"),
+            # "trips in the last N minutes"
+            models.Index(
+                fields=["at", "circuit"],
+                name="transition_trip_idx",
+                condition=Q(to_state=CircuitState.OPEN),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.circuit}: {self.from_state} -> {self.to_state} at {self.at:%Y-%m-%dT%H:%M:%SZ}"
+        )
+
+
+class Override(models.Model):
+    """An operator forcing a circuit open or closed on every instance, until released or expired."""
+
+    circuit = models.ForeignKey(Circuit, on_delete=models.CASCADE, related_name="overrides")
+    state = models.CharField(max_length=16, choices=OverrideState.choices)
+    reason = models.TextField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    end_reason = models.CharField(max_length=10, choices=OverrideEnd.choices, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # At most one override in force per circuit.
+            models.UniqueConstraint(
+                fields=["circuit"],
+                condition=Q(ended_at__isnull=True),
+                name="override_one_open_per_circuit",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__isnull=True) | Q(expires_at__gt=models.F("created_at")),
+                name="override_expires_after_creation",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["expires_at"],
+                name="override_expiry_idx",
+                condition=Q(ended_at__isnull=True, expires_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.circuit}: {self.state}"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, when and why, with the state before and after."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept when the user is deleted; "system" for automatic actions such as expiry.
+    actor_name = models.CharField(max_length=150)
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    service = models.ForeignKey(
+        Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    target_type = models.CharField(max_length=50)
+    target_id = models.CharField(max_length=64)
+    target_repr = models.CharField(max_length=500)
+    reason = models.TextField(blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="audit_target_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%dT%H:%M:%SZ} {self.actor_name} {self.action} {self.target_repr}"

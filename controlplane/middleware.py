@@ -1,0 +1,44 @@
+"""Middleware that keeps the whole stack async-capable.
+
+WhiteNoise's middleware is sync-only; under ASGI Django would run every request
+(including long polls) through a thread for it. This wrapper serves static files
+through WhiteNoise and passes every other request straight on, sync or async.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.http import HttpRequest, HttpResponseBase
+from whitenoise.middleware import WhiteNoiseMiddleware
+
+
+class StaticFilesMiddleware:
+    """WhiteNoise static file serving that is both sync- and async-capable."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.whitenoise = WhiteNoiseMiddleware(get_response)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.is_async:
+            return self.__acall__(request)
+        return self.whitenoise(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        path = request.path_info
+        if not path.startswith(self.whitenoise.static_prefix):
+            return await self.get_response(request)
+        if self.whitenoise.autorefresh:
+            static_file = await sync_to_async(self.whitenoise.find_file)(path)
+        else:
+            static_file = self.whitenoise.files.get(path)
+        if static_file is None:
+            return await self.get_response(request)
+        return await sync_to_async(self.whitenoise.serve)(static_file, request)

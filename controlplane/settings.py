@@ -1,0 +1,291 @@
+"""Settings for the Switchyard control plane, read from environment variables only.
+
+Every variable goes through a small typed helper that raises ImproperlyConfigured
+naming the variable on a bad value, so a typo stops the process at start-up.
+Without DATABASE_URL and REDIS_URL the service runs on embedded defaults
+(SQLite under var/, an in-process channel layer, eager Celery tasks).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def envbool(name: str, default: bool) -> bool:
+    """Read a boolean variable: 1/true/yes/on or 0/false/no/off (empty = false)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be one of 1/0/true/false/yes/no/on/off, got {raw!r}")
+
+
+def envint(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """Read an integer variable, optionally bounded (inclusive)."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        value = default
+    else:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ImproperlyConfigured(
+            f"{name} must be an integer between {minimum} and {maximum}, got {value}"
+        )
+    return value
+
+
+def envstr(name: str, default: str) -> str:
+    """Read a string variable (surrounding whitespace stripped)."""
+    return os.environ.get(name, default).strip()
+
+
+def envlist(name: str, default: list[str]) -> list[str]:
+    """Read a comma-separated list; empty items are an error (a stray comma is a typo)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return list(default)
+    if raw.strip() == "":
+        return []
+    items = [item.strip() for item in raw.split(",")]
+    if any(not item for item in items):
+        raise ImproperlyConfigured(f"{name} has an empty item in {raw!r}")
+    return items
+
+
+DEBUG = envbool("DEBUG", False)
+# The test runner needs no SECRET_KEY (tests never serve real users).
+TESTING = "pytest" in sys.modules or sys.argv[1:2] == ["test"]
+
+_DEV_SECRET_KEY = "django-insecure-switchyard-dev-key-do-not-use-in-production"
+SECRET_KEY = envstr("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not (DEBUG or TESTING):
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG=0")
+    SECRET_KEY = _DEV_SECRET_KEY
+
+ALLOWED_HOSTS = envlist(
+    "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else []
+)
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+# Behind TLS: HTTPS-only cookies, HSTS and the redirect, all off by default.
+SWITCHYARD_SECURE = envbool("SWITCHYARD_SECURE", False)
+SESSION_COOKIE_SECURE = SWITCHYARD_SECURE
+CSRF_COOKIE_SECURE = SWITCHYARD_SECURE
+SECURE_SSL_REDIRECT = SWITCHYARD_SECURE
+SECURE_HSTS_SECONDS = envint(
+    "SECURE_HSTS_SECONDS", 31_536_000 if SWITCHYARD_SECURE else 0, minimum=0, maximum=63_072_000
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SWITCHYARD_SECURE
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SWITCHYARD_SECURE else None
+# Health probes come over plain HTTP from the load balancer.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^health/"]
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "controlplane.circuits",
+]
+
+# Every middleware here is async-capable, so long polls never pin a thread.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "controlplane.middleware.StaticFilesMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "controlplane.urls"
+ASGI_APPLICATION = "controlplane.asgi.application"
+WSGI_APPLICATION = "controlplane.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: DATABASE_URL (postgres://...), else SQLite under var/ for `make run`.
+_DEFAULT_SQLITE = BASE_DIR / "var" / "switchyard.sqlite3"
+DATABASE_URL = envstr("DATABASE_URL", "")
+if not DATABASE_URL:
+    _DEFAULT_SQLITE.parent.mkdir(parents=True, exist_ok=True)
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL or f"sqlite:///{_DEFAULT_SQLITE}",
+            conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0, minimum=0, maximum=3600),
+            conn_health_checks=True,
+        )
+    }
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Concurrent agents and a web process share the file: wait for locks instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Redis: channel layer, cache and Celery broker; without it, in-process equivalents.
+REDIS_URL = envstr("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "switchyard"},
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "switchyard",
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL or "memory://")
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+# With no broker server, tasks run in the calling process.
+CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "circuits-expire-overrides": {
+        "task": "controlplane.circuits.tasks.expire_overrides_task",
+        "schedule": 5.0,
+        "options": {"expires": 4.0},
+    },
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [p for p in [BASE_DIR / "static"] if p.is_dir()]
+# Hashed, compressed names once `collectstatic` has written its manifest; plain names
+# (served from the finders) before that, so DEBUG=0 works without a build step.
+_MANIFEST = STATIC_ROOT / "staticfiles.json"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if envbool(
+                "STATICFILES_MANIFEST",
+                not DEBUG
+                and not TESTING
+                and (_MANIFEST.exists() or sys.argv[1:2] == ["collectstatic"]),
+            )
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+# Without a collectstatic step (`make run` with DEBUG=0), serve from the finders.
+WHITENOISE_USE_FINDERS = envbool("WHITENOISE_USE_FINDERS", True)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "controlplane.circuits.api.authentication.APITokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "controlplane.circuits.api.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "EXCEPTION_HANDLER": "controlplane.circuits.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Switchyard control plane API",
+    "DESCRIPTION": "Agent sync and operator API for fleets of circuit breakers.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Switchyard's own knobs.
+# How often agents sync (seconds); sent to agents in every sync answer.
+SWITCHYARD_POLL_INTERVAL = envint("SWITCHYARD_POLL_INTERVAL", 5, minimum=1, maximum=3600)
+# An instance is live while seen within this many poll intervals.
+SWITCHYARD_LIVE_INTERVALS = envint("SWITCHYARD_LIVE_INTERVALS", 3, minimum=1, maximum=100)
+# Explicit limits on one sync request.
+SWITCHYARD_SYNC_MAX_BODY_BYTES = envint(
+    "SWITCHYARD_SYNC_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024
+)
+SWITCHYARD_SYNC_MAX_BREAKERS = envint(
+    "SWITCHYARD_SYNC_MAX_BREAKERS", 500, minimum=1, maximum=100_000
+)
+SWITCHYARD_SYNC_MAX_TRANSITIONS = envint(
+    "SWITCHYARD_SYNC_MAX_TRANSITIONS", 5000, minimum=1, maximum=1_000_000
+)
+# Django refuses larger bodies before the view sees them; keep it above the sync limit.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, SWITCHYARD_SYNC_MAX_BODY_BYTES + 1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO").upper()},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
