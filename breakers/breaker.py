@@ -1,0 +1,805 @@
+"""The circuit breaker state machine and its sync/async call paths.
+
+Hot path design: a closed breaker with no slow-call detection and no call listeners
+runs the protected call with no lock and no clock read. The state is a plain
+attribute (``_fast`` is true only in CLOSED/FORCED_CLOSED when nothing else needs
+timing); a success appends to a bounded deque and bumps an ``itertools.count`` (both
+atomic under the GIL). Everything that needs consistency - failure accounting,
+threshold evaluation, transitions, half-open admission - takes the lock, which is
+never held while the protected function runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import CoroutineType
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from .config import CircuitBreakerConfig
+from .errors import CircuitOpenError
+from .window import (
+    FAILURE,
+    SLOW,
+    SLOW_FAILURE,
+    SUCCESS,
+    TimeWindow,
+    Window,
+    count_value,
+    new_window,
+    window_counts,
+)
+
+__all__ = ["CallEvent", "CircuitBreaker", "CircuitState", "TransitionEvent"]
+
+logger = logging.getLogger("breakers")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CircuitState(StrEnum):
+    """States of a breaker; the values are the strings used on the wire."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    FORCED_OPEN = "forced_open"
+    FORCED_CLOSED = "forced_closed"
+
+
+_CLOSED = CircuitState.CLOSED
+_OPEN = CircuitState.OPEN
+_HALF_OPEN = CircuitState.HALF_OPEN
+_FORCED_OPEN = CircuitState.FORCED_OPEN
+_FORCED_CLOSED = CircuitState.FORCED_CLOSED
+
+#: Transition reasons, as reported in TransitionEvent.reason.
+REASONS = (
+    "failure_threshold",
+    "failure_rate",
+    "slow_call_rate",
+    "timeout_elapsed",
+    "probe_failed",
+    "probes_succeeded",
+    "forced_open",
+    "forced_closed",
+    "released",
+    "reset",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionEvent:
+    """One state change of a breaker, passed to transition listeners.
+
+    `at` is wall-clock epoch seconds; `calls`, `failures` and `failure_rate` describe
+    the sliding window at the moment of the change (`failure_rate` is None when the
+    window is empty).
+    """
+
+    breaker: str
+    from_state: CircuitState
+    to_state: CircuitState
+    at: float
+    reason: str
+    failure_rate: float | None
+    calls: int
+    failures: int
+    config_version: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (states as strings, `at` as ISO-8601 UTC)."""
+        data = asdict(self)
+        data["from_state"] = self.from_state.value
+        data["to_state"] = self.to_state.value
+        data["at"] = _iso(self.at)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """The outcome of one call, passed to call listeners.
+
+    `outcome` is "success", "failure", "ignored" (an ignored exception, or a
+    BaseException such as cancellation) or "rejected". `duration` is in seconds (None
+    for rejections); `exception` is what the protected function raised, if anything.
+    """
+
+    breaker: str
+    outcome: str
+    state: CircuitState
+    duration: float | None
+    slow: bool
+    exception: BaseException | None
+
+
+class _Probe:
+    """Ticket of a call admitted in half-open; `gen` ties it to that half-open period."""
+
+    __slots__ = ("gen",)
+
+    def __init__(self, gen: int) -> None:
+        self.gen = gen
+
+
+_Ticket = Window | _Probe
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _is_awaitable(value: object) -> bool:
+    return type(value) is CoroutineType or inspect.isawaitable(value)
+
+
+class CircuitBreaker:
+    """A circuit breaker protecting calls to one dependency.
+
+    ``clock`` returns monotonic seconds (default ``time.monotonic``) and drives every
+    timing decision; ``rand`` returns floats in [0, 1) for the open-timeout jitter
+    (default ``random.random``). Use ``call``/``call_async`` or decorate functions with
+    the breaker itself. Thread-safe and asyncio-safe.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_c_listeners",
+        "_clock",
+        "_cold",
+        "_config",
+        "_consec",
+        "_consec_trips",
+        "_dirty",
+        "_failure_types",
+        "_failures",
+        "_fast",
+        "_forced_reason",
+        "_gen",
+        "_ho_in_flight",
+        "_ho_successes",
+        "_ignore_types",
+        "_last_failure",
+        "_lock",
+        "_min_calls",
+        "_open_until",
+        "_others",
+        "_outcomes",
+        "_predicate",
+        "_rand",
+        "_rejected",
+        "_slow",
+        "_slow_calls",
+        "_state",
+        "_state_since",
+        "_successes",
+        "_t_listeners",
+        "_trip_count",
+        "config_version",
+        "name",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        config: CircuitBreakerConfig | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        rand: Callable[[], float] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if config is None:
+            config = CircuitBreakerConfig()
+        elif not isinstance(config, CircuitBreakerConfig):
+            raise TypeError(f"config must be a CircuitBreakerConfig, got {config!r}")
+        self.name = name
+        self.config_version = 0
+        self._clock = clock or time.monotonic
+        self._rand = rand or random.random
+        self._lock = threading.Lock()
+        self._t_listeners: tuple[Callable[[TransitionEvent], object], ...] = ()
+        self._c_listeners: tuple[Callable[[CallEvent], object], ...] = ()
+        # Cumulative counters since creation; next() on itertools.count is atomic.
+        self._successes = itertools.count()
+        self._failures = itertools.count()
+        self._others = itertools.count()  # ignored exceptions and BaseExceptions
+        self._slow_calls = itertools.count()
+        self._rejected = itertools.count()
+        self._state = _CLOSED
+        self._state_since = time.time()
+        self._gen = 0
+        self._consec = 0
+        self._consec_trips = 0
+        self._trip_count = 0
+        self._open_until = 0.0
+        self._ho_in_flight = 0
+        self._ho_successes = 0
+        self._last_failure: float | None = None
+        self._forced_reason: str | None = None
+        self._outcomes: Window = new_window("count", 1, 1.0, self._clock)
+        self._install(config)
+        self._fresh_window()
+        self._refresh_fast()
+
+    # -- public read-only state ---------------------------------------------------
+
+    @property
+    def state(self) -> CircuitState:
+        """Current state (OPEN turns HALF_OPEN lazily, on the first call after timeout)."""
+        return self._state
+
+    @property
+    def config(self) -> CircuitBreakerConfig:
+        """The configuration in force."""
+        return self._config
+
+    @property
+    def forced_reason(self) -> str | None:
+        """The reason given to the last force_open/force_closed, while forced."""
+        return self._forced_reason
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self.name!r} {self._state.value}>"
+
+    # -- configuration ------------------------------------------------------------
+
+    def _install(self, config: CircuitBreakerConfig) -> None:
+        """Cache what the call paths read from the config (caller holds the lock)."""
+        self._config = config
+        self._slow = config.slow_call_duration
+        self._failure_types = config.failure_exceptions
+        self._ignore_types = config.ignore_exceptions
+        self._predicate = config.failure_predicate
+        if config.window_type == "count":
+            self._min_calls = min(config.minimum_calls, config.sliding_window_size)
+        else:
+            self._min_calls = config.minimum_calls
+
+    def _new_window(self, previous: Window | None) -> Window:
+        c = self._config
+        return new_window(
+            c.window_type, c.sliding_window_size, c.window_duration, self._clock, previous
+        )
+
+    def _fresh_window(self) -> None:
+        self._outcomes = self._new_window(None)
+        self._consec = 0
+        self._reset_warmup()
+
+    def _reset_warmup(self) -> None:
+        # A count window is re-evaluated on a success only once, when it first holds
+        # minimum_calls outcomes; time windows are evaluated on failures and slow calls.
+        self._cold = not isinstance(self._outcomes, TimeWindow)
+        self._dirty = self._cold or self._consec > 0
+
+    def _refresh_fast(self) -> None:
+        self._fast = (
+            (self._state is _CLOSED or self._state is _FORCED_CLOSED)
+            and self._slow is None
+            and not self._c_listeners
+        )
+
+    def apply_config(self, config: CircuitBreakerConfig, version: int) -> None:
+        """Switch to `config` (central version `version`) live, keeping the window.
+
+        The window keeps its outcomes when resized; switching between count and time
+        windows starts an empty one. New thresholds apply from the next outcome.
+        """
+        if not isinstance(config, CircuitBreakerConfig):
+            raise TypeError(f"config must be a CircuitBreakerConfig, got {config!r}")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise ValueError(f"version must be a non-negative integer, got {version!r}")
+        with self._lock:
+            old = self._config
+            self._install(config)
+            self.config_version = version
+            if (old.window_type, old.sliding_window_size, old.window_duration) != (
+                config.window_type,
+                config.sliding_window_size,
+                config.window_duration,
+            ):
+                self._outcomes = self._new_window(self._outcomes)
+            if self._state is _CLOSED or self._state is _FORCED_CLOSED:
+                self._reset_warmup()
+            self._refresh_fast()
+
+    # -- listeners ----------------------------------------------------------------
+
+    def add_transition_listener(self, fn: Callable[[TransitionEvent], object]) -> None:
+        """Call `fn(event)` after every state change, outside any lock."""
+        with self._lock:
+            if fn not in self._t_listeners:
+                self._t_listeners = (*self._t_listeners, fn)
+
+    def remove_transition_listener(self, fn: Callable[[TransitionEvent], object]) -> None:
+        """Stop calling `fn` on state changes (no error if it was not registered)."""
+        with self._lock:
+            self._t_listeners = tuple(f for f in self._t_listeners if f != fn)
+
+    def add_call_listener(self, fn: Callable[[CallEvent], object]) -> None:
+        """Call `fn(event)` after every call outcome, including rejections.
+
+        Registering one makes every call read the clock twice to report its duration.
+        """
+        with self._lock:
+            if fn not in self._c_listeners:
+                self._c_listeners = (*self._c_listeners, fn)
+            self._refresh_fast()
+
+    def remove_call_listener(self, fn: Callable[[CallEvent], object]) -> None:
+        """Stop calling `fn` on call outcomes (no error if it was not registered)."""
+        with self._lock:
+            self._c_listeners = tuple(f for f in self._c_listeners if f != fn)
+            self._refresh_fast()
+
+    def _emit(self, event: TransitionEvent) -> None:
+        logger.info(
+            "circuit %s: %s -> %s (%s)",
+            self.name,
+            event.from_state.value,
+            event.to_state.value,
+            event.reason,
+        )
+        for fn in self._t_listeners:
+            try:
+                fn(event)
+            except Exception:
+                logger.exception("transition listener %r of circuit %s failed", fn, self.name)
+
+    def _notify_call(
+        self, outcome: str, duration: float | None, slow: bool, exc: BaseException | None
+    ) -> None:
+        event = CallEvent(self.name, outcome, self._state, duration, slow, exc)
+        for fn in self._c_listeners:
+            try:
+                fn(event)
+            except Exception:
+                logger.exception("call listener %r of circuit %s failed", fn, self.name)
+
+    # -- transitions (caller holds the lock) ----------------------------------------
+
+    def _transition(self, to: CircuitState, reason: str) -> TransitionEvent:
+        calls, failures, _ = window_counts(self._outcomes)
+        event = TransitionEvent(
+            breaker=self.name,
+            from_state=self._state,
+            to_state=to,
+            at=time.time(),
+            reason=reason,
+            failure_rate=failures / calls if calls else None,
+            calls=calls,
+            failures=failures,
+            config_version=self.config_version,
+        )
+        self._state = to
+        self._state_since = event.at
+        self._gen += 1
+        if to is _OPEN:
+            self._trip_count += 1
+            self._consec_trips += 1
+            self._open_until = self._clock() + self._open_duration()
+        elif to is _HALF_OPEN:
+            self._ho_in_flight = 0
+            self._ho_successes = 0
+            # Probe outcomes go to an empty window so events describe the probes.
+            self._outcomes = self._new_window(None)
+        elif to is _CLOSED or to is _FORCED_CLOSED:
+            self._ho_successes = 0
+            self._fresh_window()
+        if to is _CLOSED:
+            self._consec_trips = 0
+        if to is not _FORCED_OPEN and to is not _FORCED_CLOSED:
+            self._forced_reason = None
+        self._refresh_fast()
+        return event
+
+    def _open_duration(self) -> float:
+        c = self._config
+        growth = self._consec_trips - 1
+        if (
+            growth > 0
+            and c.timeout_multiplier > 1.0
+            and growth * math.log(c.timeout_multiplier) >= math.log(c.max_timeout / c.timeout)
+        ):
+            base = c.max_timeout  # also avoids overflowing multiplier ** growth
+        else:
+            base = min(c.timeout * c.timeout_multiplier**growth, c.max_timeout)
+        if c.timeout_jitter:
+            base *= 1.0 + c.timeout_jitter * (2.0 * self._rand() - 1.0)
+        return min(base, c.max_timeout)
+
+    def _trip_reason(self, window: Window) -> str | None:
+        """Why a CLOSED breaker must open now, if it must (caller holds the lock)."""
+        c = self._config
+        if self._consec >= c.failure_threshold:
+            return "failure_threshold"
+        calls, failures, slow = window_counts(window)
+        if calls >= self._min_calls:
+            if failures >= c.failure_rate_threshold * calls:
+                return "failure_rate"
+            if self._slow is not None and slow >= c.slow_call_rate_threshold * calls:
+                return "slow_call_rate"
+        return None
+
+    # -- outcome accounting ----------------------------------------------------------
+
+    def _settle(self, window: Window, evaluate: bool = False) -> None:
+        """After a success in closed: reset the failure streak, evaluate if due."""
+        if not evaluate and not self._consec and len(window) < self._min_calls:
+            return  # still warming up and nothing to reset: skip the lock
+        event = None
+        with self._lock:
+            state = self._state
+            if window is not self._outcomes or (state is not _CLOSED and state is not _FORCED_CLOSED):
+                return
+            self._consec = 0
+            if self._cold and len(window) >= self._min_calls:
+                self._cold = False
+                evaluate = True
+            self._dirty = self._cold
+            if evaluate and state is _CLOSED:
+                reason = self._trip_reason(window)
+                if reason:
+                    event = self._transition(_OPEN, reason)
+        if event:
+            self._emit(event)
+
+    def _on_success(self, ticket: _Ticket, duration: float | None) -> None:
+        slow = duration is not None and self._slow is not None and duration >= self._slow
+        next(self._successes)
+        if slow:
+            next(self._slow_calls)
+        if isinstance(ticket, _Probe):
+            self._probe_done(ticket, SLOW if slow else SUCCESS)
+        else:
+            ticket.append(SLOW if slow else SUCCESS)
+            if slow:
+                self._settle(ticket, evaluate=True)
+            elif self._dirty:
+                self._settle(ticket)
+        if self._c_listeners:
+            self._notify_call("success", duration, slow, None)
+
+    def _on_error(self, exc: BaseException, ticket: _Ticket, duration: float | None) -> bool:
+        """Account for an exception; True when it is a failure (fallback applies)."""
+        if not isinstance(exc, Exception) or isinstance(exc, self._ignore_types):
+            # Cancellation, KeyboardInterrupt and ignored exceptions say nothing about
+            # the dependency: count them apart and free the probe slot.
+            next(self._others)
+            if isinstance(ticket, _Probe):
+                self._probe_done(ticket, None)
+            if self._c_listeners:
+                self._notify_call("ignored", duration, False, exc)
+            return False
+        if isinstance(exc, self._failure_types):
+            predicate = self._predicate
+            if predicate is None:
+                failed = True
+            else:
+                try:
+                    failed = bool(predicate(exc))
+                except Exception:
+                    logger.exception("failure predicate of circuit %s failed", self.name)
+                    failed = True
+        else:
+            failed = False
+        if not failed:
+            # The dependency answered; the exception is part of its normal behaviour.
+            self._on_success(ticket, duration)
+            return False
+        slow = duration is not None and self._slow is not None and duration >= self._slow
+        outcome = SLOW_FAILURE if slow else FAILURE
+        if isinstance(ticket, _Probe):
+            self._probe_done(ticket, outcome)
+        else:
+            self._closed_failure(ticket, outcome)
+        if self._c_listeners:
+            self._notify_call("failure", duration, slow, exc)
+        return True
+
+    def _closed_failure(self, window: Window, outcome: int) -> None:
+        event = None
+        with self._lock:
+            next(self._failures)
+            if outcome & SLOW:
+                next(self._slow_calls)
+            self._last_failure = time.time()
+            state = self._state
+            if window is not self._outcomes or (state is not _CLOSED and state is not _FORCED_CLOSED):
+                return  # admitted before a transition: cumulative counters only
+            window.append(outcome)
+            self._consec += 1
+            self._dirty = True
+            if state is _CLOSED:
+                reason = self._trip_reason(window)
+                if reason:
+                    event = self._transition(_OPEN, reason)
+        if event:
+            self._emit(event)
+
+    def _probe_done(self, probe: _Probe, outcome: int | None) -> None:
+        """Finish a half-open probe; `outcome` None frees its slot without counting."""
+        event = None
+        with self._lock:
+            if outcome is not None and outcome & FAILURE:
+                next(self._failures)
+                if outcome & SLOW:
+                    next(self._slow_calls)
+                self._last_failure = time.time()
+            if probe.gen != self._gen or self._state is not _HALF_OPEN:
+                return  # a stale probe from an earlier half-open period
+            self._ho_in_flight -= 1
+            if outcome is None:
+                return
+            self._outcomes.append(outcome)
+            if outcome & FAILURE:
+                event = self._transition(_OPEN, "probe_failed")
+            else:
+                self._ho_successes += 1
+                if self._ho_successes >= self._config.success_threshold:
+                    event = self._transition(_CLOSED, "probes_succeeded")
+        if event:
+            self._emit(event)
+
+    # -- admission -------------------------------------------------------------------
+
+    def _acquire(self) -> _Ticket | None:
+        """Admit a call: its ticket, or None when it must be rejected."""
+        state = self._state
+        if state is _CLOSED or state is _FORCED_CLOSED:
+            return self._outcomes
+        if state is _FORCED_OPEN:
+            return None
+        now = self._clock()
+        if state is _OPEN and now < self._open_until:
+            return None
+        event = None
+        with self._lock:
+            state = self._state
+            if state is _OPEN:
+                if now < self._open_until:
+                    return None
+                event = self._transition(_HALF_OPEN, "timeout_elapsed")
+            elif state is not _HALF_OPEN:
+                return None if state is _FORCED_OPEN else self._outcomes
+            if self._ho_in_flight < self._config.half_open_max_calls:
+                self._ho_in_flight += 1
+                ticket: _Ticket | None = _Probe(self._gen)
+            else:
+                ticket = None
+        if event:
+            self._emit(event)
+        return ticket
+
+    def _retry_after(self) -> float | None:
+        state = self._state
+        if state is _OPEN:
+            return max(0.0, self._open_until - self._clock())
+        if state is _HALF_OPEN:
+            return 0.0
+        return None
+
+    def _rejection(self) -> CircuitOpenError:
+        next(self._rejected)
+        if self._c_listeners:
+            self._notify_call("rejected", None, False, None)
+        return CircuitOpenError(self.name, self._state, self._retry_after())
+
+    # -- call paths ------------------------------------------------------------------
+
+    def call(
+        self, func: Callable[..., R], fallback: Callable[..., R] | None = None, *args: Any,
+        **kwargs: Any,
+    ) -> R:
+        """Call ``func(*args, **kwargs)`` through the breaker.
+
+        A failure re-raises the original exception, or returns ``fallback(*args,
+        **kwargs)`` when a fallback is given; a rejection raises CircuitOpenError (or
+        returns the fallback's result).
+        """
+        if self._fast:
+            window = self._outcomes
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                if self._on_error(exc, window, None) and fallback is not None:
+                    return fallback(*args, **kwargs)
+                raise
+            window.append(SUCCESS)
+            next(self._successes)
+            if self._dirty:
+                self._settle(window)
+            return result
+        ticket = self._acquire()
+        if ticket is None:
+            if fallback is not None:
+                next(self._rejected)
+                if self._c_listeners:
+                    self._notify_call("rejected", None, False, None)
+                return fallback(*args, **kwargs)
+            raise self._rejection()
+        clock = self._clock
+        timed = self._slow is not None or bool(self._c_listeners)
+        start = clock() if timed else 0.0
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            duration = clock() - start if timed else None
+            if self._on_error(exc, ticket, duration) and fallback is not None:
+                return fallback(*args, **kwargs)
+            raise
+        self._on_success(ticket, clock() - start if timed else None)
+        return result
+
+    async def call_async(
+        self,
+        func: Callable[..., Awaitable[R] | R],
+        fallback: Callable[..., Awaitable[R] | R] | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> R:
+        """Await ``func(*args, **kwargs)`` through the breaker.
+
+        `func` may be a coroutine function or any callable returning an awaitable (or
+        a plain value); `fallback` may be sync or async. Cancellation is never counted
+        as a failure and frees a half-open probe slot.
+        """
+        if self._fast:
+            window = self._outcomes
+            try:
+                result = func(*args, **kwargs)
+                if type(result) is CoroutineType or inspect.isawaitable(result):
+                    result = await result
+            except BaseException as exc:
+                if self._on_error(exc, window, None) and fallback is not None:
+                    value = fallback(*args, **kwargs)
+                    return cast(R, await value if _is_awaitable(value) else value)
+                raise
+            window.append(SUCCESS)
+            next(self._successes)
+            if self._dirty:
+                self._settle(window)
+            return cast(R, result)
+        ticket = self._acquire()
+        if ticket is None:
+            if fallback is not None:
+                next(self._rejected)
+                if self._c_listeners:
+                    self._notify_call("rejected", None, False, None)
+                value = fallback(*args, **kwargs)
+                return cast(R, await value if _is_awaitable(value) else value)
+            raise self._rejection()
+        clock = self._clock
+        timed = self._slow is not None or bool(self._c_listeners)
+        start = clock() if timed else 0.0
+        try:
+            result = func(*args, **kwargs)
+            if _is_awaitable(result):
+                result = await result
+        except BaseException as exc:
+            duration = clock() - start if timed else None
+            if self._on_error(exc, ticket, duration) and fallback is not None:
+                value = fallback(*args, **kwargs)
+                return cast(R, await value if _is_awaitable(value) else value)
+            raise
+        self._on_success(ticket, clock() - start if timed else None)
+        return cast(R, result)
+
+    @overload
+    def __call__(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    @overload
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
+
+    def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate a sync or async function so every call goes through the breaker."""
+        if inspect.iscoroutinefunction(func):
+            call_async = self.call_async
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await call_async(func, None, *args, **kwargs)
+
+            return async_wrapper
+
+        breaker = self
+        guarded = self.call
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            # The closed fast path of call(), inlined to save a call per invocation.
+            if breaker._fast:
+                window = breaker._outcomes
+                try:
+                    result = func(*args, **kwargs)
+                except BaseException as exc:
+                    breaker._on_error(exc, window, None)
+                    raise
+                window.append(SUCCESS)
+                next(breaker._successes)
+                if breaker._dirty:
+                    breaker._settle(window)
+                return result
+            return guarded(func, None, *args, **kwargs)
+
+        return wrapper
+
+    # -- operator overrides -------------------------------------------------------------
+
+    def _force(self, to: CircuitState, reason: str | None, code: str) -> None:
+        with self._lock:
+            self._forced_reason = reason
+            if self._state is to:
+                return
+            event = self._transition(to, code)
+            self._forced_reason = reason
+        self._emit(event)
+
+    def force_open(self, reason: str | None = None) -> None:
+        """Reject every call until release(); never half-opens on its own."""
+        self._force(_FORCED_OPEN, reason, "forced_open")
+
+    def force_closed(self, reason: str | None = None) -> None:
+        """Admit every call until release(), still recording outcomes (never trips)."""
+        self._force(_FORCED_CLOSED, reason, "forced_closed")
+
+    def release(self) -> None:
+        """End a forced state: back to CLOSED with a fresh window (no-op if not forced)."""
+        with self._lock:
+            if self._state is not _FORCED_OPEN and self._state is not _FORCED_CLOSED:
+                return
+            event = self._transition(_CLOSED, "released")
+        self._emit(event)
+
+    def reset(self) -> None:
+        """Return to CLOSED with a fresh window and no trip history.
+
+        Cumulative counters are kept: they count since the breaker was created.
+        """
+        with self._lock:
+            self._consec_trips = 0
+            if self._state is _CLOSED:
+                self._fresh_window()
+                return
+            event = self._transition(_CLOSED, "reset")
+        self._emit(event)
+
+    # -- reporting ------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """A JSON-ready snapshot: the seed's keys plus cumulative counters and timing."""
+        with self._lock:
+            calls, failures, _ = window_counts(self._outcomes)
+            successes = count_value(self._successes)
+            failed = count_value(self._failures)
+            return {
+                "name": self.name,
+                "state": self._state.value,
+                "failure_count": self._consec,
+                "success_count": self._ho_successes,
+                "last_failure": _iso(self._last_failure),
+                "calls": successes + failed + count_value(self._others),
+                "successes": successes,
+                "failures": failed,
+                "slow_calls": count_value(self._slow_calls),
+                "rejected": count_value(self._rejected),
+                "failure_rate": failures / calls if calls else 0.0,
+                "trip_count": self._trip_count,
+                "state_since": _iso(self._state_since),
+                "retry_after": self._retry_after(),
+                "config_version": self.config_version,
+            }

@@ -1,0 +1,224 @@
+"""Circuit breaker configuration: immutable, validated, serialisable.
+
+The control plane imports this module to validate thresholds it stores, so the rules
+here are the single source of truth for what a valid configuration is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["WIRE_FIELDS", "CircuitBreakerConfig", "config_errors"]
+
+#: Hard limits. Every numeric field has an explicit upper bound so a typo in a
+#: central edit cannot produce a breaker that never closes or allocates huge windows.
+MAX_COUNT = 1_000_000
+MAX_WINDOW_SIZE = 100_000
+MAX_HALF_OPEN_CALLS = 10_000
+MAX_SECONDS = 86_400.0  # one day
+MAX_OPEN_SECONDS = 604_800.0  # one week: the cap of a growing open timeout
+MAX_MULTIPLIER = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """Validation rule for one wire field."""
+
+    kind: str  # "int", "float", "choice"
+    low: float = 0.0
+    high: float = 0.0
+    low_open: bool = False  # True: the low bound itself is not allowed
+    nullable: bool = False
+    choices: tuple[str, ...] = ()
+
+    def reason(self, value: Any) -> str | None:
+        """Return why `value` is invalid, or None when it is valid."""
+        if value is None and self.nullable:
+            return None
+        if self.kind == "choice":
+            if isinstance(value, str) and value in self.choices:
+                return None
+            allowed = " or ".join(repr(c) for c in self.choices)
+            return f"must be {allowed}, got {value!r}"
+        if self.kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            ok = ok and self.low <= value <= self.high
+            if ok:
+                return None
+            return f"must be an integer between {int(self.low)} and {int(self.high)}, got {value!r}"
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value) and value <= self.high
+        ok = ok and (value > self.low if self.low_open else value >= self.low)
+        if ok:
+            return None
+        low = f"greater than {self.low:g}" if self.low_open else f"at least {self.low:g}"
+        what = "a number or null" if self.nullable else "a number"
+        return f"must be {what} {low} and at most {self.high:g}, got {value!r}"
+
+
+_RULES: dict[str, _Rule] = {
+    "failure_threshold": _Rule("int", 1, MAX_COUNT),
+    "success_threshold": _Rule("int", 1, MAX_COUNT),
+    "timeout": _Rule("float", 0.0, MAX_SECONDS, low_open=True),
+    "half_open_max_calls": _Rule("int", 1, MAX_HALF_OPEN_CALLS),
+    "failure_rate_threshold": _Rule("float", 0.0, 1.0, low_open=True),
+    "sliding_window_size": _Rule("int", 1, MAX_WINDOW_SIZE),
+    "minimum_calls": _Rule("int", 1, MAX_WINDOW_SIZE),
+    "window_type": _Rule("choice", choices=("count", "time")),
+    "window_duration": _Rule("float", 0.0, MAX_SECONDS, low_open=True),
+    "slow_call_duration": _Rule("float", 0.0, MAX_SECONDS, low_open=True, nullable=True),
+    "slow_call_rate_threshold": _Rule("float", 0.0, 1.0, low_open=True),
+    "timeout_multiplier": _Rule("float", 1.0, MAX_MULTIPLIER),
+    "max_timeout": _Rule("float", 0.0, MAX_OPEN_SECONDS, low_open=True),
+    "timeout_jitter": _Rule("float", 0.0, 1.0),
+}
+
+#: Fields that travel as JSON between agents and the control plane, in a stable order.
+WIRE_FIELDS: tuple[str, ...] = tuple(_RULES)
+
+_FLOAT_FIELDS = frozenset(n for n, r in _RULES.items() if r.kind == "float")
+
+
+def _cross_field_errors(values: Mapping[str, Any]) -> dict[str, str]:
+    """Errors that involve more than one field (only checked when each is valid alone)."""
+    timeout, cap = values["timeout"], values["max_timeout"]
+    if cap < timeout:
+        return {"max_timeout": f"must be at least timeout ({timeout:g}), got {cap!r}"}
+    return {}
+
+
+def _field_errors(values: Mapping[str, Any]) -> dict[str, str]:
+    errors = {name: reason for name in WIRE_FIELDS
+              if (reason := _RULES[name].reason(values[name])) is not None}
+    if "timeout" not in errors and "max_timeout" not in errors:
+        errors.update(_cross_field_errors(values))
+    return errors
+
+
+def _exception_types_error(name: str, value: Any, *, allow_empty: bool) -> str | None:
+    if not isinstance(value, tuple):
+        return f"{name} must be a tuple of exception types, got {value!r}"
+    if not value and not allow_empty:
+        return f"{name} must name at least one exception type"
+    for item in value:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            return f"{name} must contain exception types only, got {item!r}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreakerConfig:
+    """Immutable, validated settings of one circuit breaker.
+
+    Counting: the breaker opens after `failure_threshold` consecutive failures, or when
+    the sliding window holds at least `minimum_calls` outcomes (at most the window size
+    for a count window) and the share of failures reaches `failure_rate_threshold`, or
+    the share of calls slower than `slow_call_duration` reaches
+    `slow_call_rate_threshold`. Open lasts `timeout` seconds, multiplied by
+    `timeout_multiplier` after every further trip without a successful close, capped at
+    `max_timeout`, spread by +/- `timeout_jitter` (a fraction). Half-open admits
+    `half_open_max_calls` concurrent probes; `success_threshold` successes close it.
+
+    An exception is a failure when it is an instance of `failure_exceptions`, not of
+    `ignore_exceptions`, and `failure_predicate` (if set) returns True for it. Ignored
+    exceptions count as neither success nor failure; other exceptions count as success.
+
+    Raises ValueError naming the field and its allowed range for any bad value.
+    """
+
+    failure_threshold: int = 5
+    success_threshold: int = 3
+    timeout: float = 30.0
+    half_open_max_calls: int = 3
+    failure_rate_threshold: float = 0.5
+    sliding_window_size: int = 10
+    minimum_calls: int = 10
+    window_type: str = "count"
+    window_duration: float = 60.0
+    slow_call_duration: float | None = None
+    slow_call_rate_threshold: float = 1.0
+    timeout_multiplier: float = 1.0
+    max_timeout: float = 300.0
+    timeout_jitter: float = 0.0
+    failure_exceptions: tuple[type[BaseException], ...] = (Exception,)
+    ignore_exceptions: tuple[type[BaseException], ...] = ()
+    failure_predicate: Callable[[BaseException], bool] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        values = {name: getattr(self, name) for name in WIRE_FIELDS}
+        errors = _field_errors(values)
+        if errors:
+            raise ValueError("; ".join(f"{name} {reason}" for name, reason in errors.items()))
+        # Store floats as floats so equality, hashing and to_dict() do not depend on
+        # whether a caller wrote 30 or 30.0.
+        for name in _FLOAT_FIELDS:
+            value = values[name]
+            if value is not None and not isinstance(value, float):
+                object.__setattr__(self, name, float(value))
+        for name, allow_empty in (("failure_exceptions", False), ("ignore_exceptions", True)):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                value = tuple(value)
+                object.__setattr__(self, name, value)
+            elif isinstance(value, type):
+                value = (value,)
+                object.__setattr__(self, name, value)
+            message = _exception_types_error(name, value, allow_empty=allow_empty)
+            if message:
+                raise ValueError(message)
+        if self.failure_predicate is not None and not callable(self.failure_predicate):
+            raise ValueError(
+                f"failure_predicate must be a callable or None, got {self.failure_predicate!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire fields as a JSON-ready dict (code-only fields are left out)."""
+        return {name: getattr(self, name) for name in WIRE_FIELDS}
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, base: CircuitBreakerConfig | None = None
+    ) -> CircuitBreakerConfig:
+        """Build a config from wire fields; missing keys come from `base` (or defaults).
+
+        Code-only fields (exception classification) are kept from `base`. An unknown
+        key or a bad value raises ValueError naming the field.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"config must be a mapping of wire fields, got {data!r}")
+        unknown = [key for key in data if key not in _RULES]
+        if unknown:
+            raise ValueError(
+                f"{unknown[0]} is not a known field (known: {', '.join(WIRE_FIELDS)})"
+            )
+        if base is None:
+            return cls(**data)
+        return dataclasses.replace(base, **data)
+
+    def replace(self, **changes: Any) -> CircuitBreakerConfig:
+        """Return a copy with `changes` applied (validated like the constructor)."""
+        return dataclasses.replace(self, **changes)
+
+
+_DEFAULTS = CircuitBreakerConfig().to_dict()
+
+
+def config_errors(
+    data: Mapping[str, Any], *, base: CircuitBreakerConfig | None = None
+) -> dict[str, str]:
+    """Every problem of a wire mapping as {field: reason}; empty when it is valid.
+
+    Missing fields take their value from `base` (or the defaults), so partial updates
+    can be checked. Lets a server report all bad fields of a request at once.
+    """
+    if not isinstance(data, Mapping):
+        return {"config": f"must be an object of wire fields, got {type(data).__name__}"}
+    errors = {str(key): "is not a known field" for key in data if key not in _RULES}
+    values = dict(base.to_dict() if base is not None else _DEFAULTS)
+    values.update((k, v) for k, v in data.items() if k in _RULES)
+    errors.update(_field_errors(values))
+    return errors
