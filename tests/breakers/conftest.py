@@ -1,0 +1,56 @@
+"""Shared fixtures for the breakers library tests: a fake monotonic clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from breakers import CircuitBreaker, CircuitBreakerConfig
+
+
+class FakeClock:
+    """A monotonic clock that only moves when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_breaker(clock: FakeClock):
+    """Build a breaker on the fake clock: make_breaker(name="b", **config_fields)."""
+
+    def make(name: str = "b", **fields: object) -> CircuitBreaker:
+        return CircuitBreaker(name, CircuitBreakerConfig(**fields), clock=clock)
+
+    return make
+
+
+class Boom(Exception):
+    """The failure the tests make protected functions raise."""
+
+
+def fail(*args: object, **kwargs: object) -> None:
+    raise Boom("dependency down")
+
+
+def ok(*args: object, **kwargs: object) -> str:
+    return "ok"
+
+
+def trip(breaker: CircuitBreaker, times: int | None = None) -> None:
+    """Make `times` failing calls (default: the failure threshold)."""
+    for _ in range(times if times is not None else breaker.config.failure_threshold):
+        try:
+            breaker.call(fail)
+        except Boom:
+            pass

@@ -1,0 +1,206 @@
+"""CircuitBreakerConfig: defaults, validation of every field, wire round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from breakers import WIRE_FIELDS, CircuitBreakerConfig, config_errors
+
+SEED_DEFAULTS = {
+    "failure_threshold": 5,
+    "success_threshold": 3,
+    "timeout": 30.0,
+    "half_open_max_calls": 3,
+    "failure_rate_threshold": 0.5,
+    "sliding_window_size": 10,
+}
+
+# (field, valid values, invalid values) - bounds on both sides of every range.
+CASES = [
+    ("failure_threshold", [1, 1_000_000], [0, -1, 1_000_001, 2.0, True, "5", None]),
+    ("success_threshold", [1, 1_000_000], [0, 1_000_001, 1.5, False, None]),
+    ("timeout", [0.001, 1, 86_400], [0, -1, 86_400.1, float("nan"), float("inf"), True, "1"]),
+    ("half_open_max_calls", [1, 10_000], [0, 10_001, 3.0, True]),
+    ("failure_rate_threshold", [0.01, 1, 1.0], [0, 0.0, 1.01, -0.5, True, None]),
+    ("sliding_window_size", [1, 100_000], [0, 100_001, 10.0]),
+    ("minimum_calls", [1, 100_000], [0, 100_001, None]),
+    ("window_type", ["count", "time"], ["COUNT", "sliding", 1, None]),
+    ("window_duration", [0.5, 86_400], [0, -3, 86_401, False]),
+    ("slow_call_duration", [None, 0.001, 86_400], [0, -1, 86_401, "fast", True]),
+    ("slow_call_rate_threshold", [0.1, 1], [0, 1.5, None]),
+    ("timeout_multiplier", [1, 1.0, 2.5, 100], [0.99, 0, 100.5, True]),
+    ("max_timeout", [30, 604_800], [29.9, 0, 604_801, None]),
+    ("timeout_jitter", [0, 0.0, 0.5, 1], [-0.1, 1.1, None, True]),
+]
+
+
+def test_seed_constructor_and_defaults_still_work():
+    config = CircuitBreakerConfig(
+        failure_threshold=5, success_threshold=3, timeout=30.0, half_open_max_calls=3,
+        failure_rate_threshold=0.5, sliding_window_size=10,
+    )
+    assert config == CircuitBreakerConfig()
+    for name, value in SEED_DEFAULTS.items():
+        assert getattr(config, name) == value
+    assert config.minimum_calls == 10
+    assert config.window_type == "count"
+    assert config.window_duration == 60.0
+    assert config.slow_call_duration is None
+    assert config.slow_call_rate_threshold == 1.0
+    assert config.timeout_multiplier == 1.0
+    assert config.max_timeout == 300.0
+    assert config.timeout_jitter == 0.0
+    assert config.failure_exceptions == (Exception,)
+    assert config.ignore_exceptions == ()
+    assert config.failure_predicate is None
+
+
+def test_wire_fields_are_the_contract_list_in_order():
+    assert WIRE_FIELDS == (
+        "failure_threshold", "success_threshold", "timeout", "half_open_max_calls",
+        "failure_rate_threshold", "sliding_window_size", "minimum_calls", "window_type",
+        "window_duration", "slow_call_duration", "slow_call_rate_threshold",
+        "timeout_multiplier", "max_timeout", "timeout_jitter",
+    )
+    assert {case[0] for case in CASES} == set(WIRE_FIELDS)
+
+
+@pytest.mark.parametrize(("name", "good", "bad"), CASES, ids=[c[0] for c in CASES])
+def test_every_field_accepts_its_range_and_rejects_outside_it(name, good, bad):
+    # A long open timeout needs a cap at least as long.
+    extra = {"max_timeout": 604_800} if name == "timeout" else {}
+    for value in good:
+        config = CircuitBreakerConfig(**{name: value}, **extra)
+        assert getattr(config, name) == value
+        assert config_errors({name: value, **extra}) == {}
+    for value in bad:
+        with pytest.raises(ValueError) as info:
+            CircuitBreakerConfig(**{name: value}, **extra)
+        message = str(info.value)
+        assert message.startswith(f"{name} must be"), message
+        assert repr(value) in message
+        errors = config_errors({name: value, **extra})
+        assert list(errors) == [name]
+        assert errors[name].startswith("must be")
+
+
+def test_error_message_names_the_range():
+    with pytest.raises(ValueError, match=r"^failure_threshold must be an integer between 1 "
+                                         r"and 1000000, got 0$"):
+        CircuitBreakerConfig(failure_threshold=0)
+    with pytest.raises(ValueError, match=r"^timeout_jitter must be a number at least 0 and at "
+                                         r"most 1, got 1.5$"):
+        CircuitBreakerConfig(timeout_jitter=1.5)
+
+
+def test_int_is_accepted_for_float_fields_and_stored_as_float():
+    config = CircuitBreakerConfig(timeout=30, failure_rate_threshold=1, slow_call_duration=2)
+    assert type(config.timeout) is float and config.timeout == 30.0
+    assert type(config.failure_rate_threshold) is float
+    assert type(config.slow_call_duration) is float
+    assert config == CircuitBreakerConfig(timeout=30.0, slow_call_duration=2.0,
+                                          failure_rate_threshold=1.0)
+    assert hash(config) == hash(CircuitBreakerConfig(timeout=30.0, slow_call_duration=2.0,
+                                                     failure_rate_threshold=1.0))
+
+
+def test_max_timeout_must_not_be_below_timeout():
+    with pytest.raises(ValueError, match=r"^max_timeout must be at least timeout \(600\)"):
+        CircuitBreakerConfig(timeout=600)
+    assert CircuitBreakerConfig(timeout=600, max_timeout=600).max_timeout == 600.0
+    assert config_errors({"timeout": 400}) == {
+        "max_timeout": "must be at least timeout (400), got 300.0"
+    }
+
+
+def test_all_errors_are_reported_at_once():
+    errors = config_errors({"failure_threshold": 0, "timeout": -1, "window_type": "x",
+                            "colour": "red"})
+    assert set(errors) == {"failure_threshold", "timeout", "window_type", "colour"}
+    assert errors["colour"] == "is not a known field"
+    with pytest.raises(ValueError) as info:
+        CircuitBreakerConfig(failure_threshold=0, timeout=-1)
+    assert str(info.value).startswith("failure_threshold must be")
+    assert "timeout must be" in str(info.value)
+
+
+def test_config_errors_rejects_non_mapping():
+    assert list(config_errors([1, 2])) == ["config"]  # type: ignore[arg-type]
+
+
+def test_config_errors_checks_against_a_base():
+    base = CircuitBreakerConfig(timeout=100, max_timeout=1000)
+    assert config_errors({"max_timeout": 50}, base=base) == {
+        "max_timeout": "must be at least timeout (100), got 50"
+    }
+    assert config_errors({"timeout": 500}, base=base) == {}
+
+
+def test_config_is_frozen():
+    config = CircuitBreakerConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.timeout = 5  # type: ignore[misc]
+
+
+def test_to_dict_is_json_of_wire_fields_only():
+    config = CircuitBreakerConfig(timeout=12, slow_call_duration=0.25,
+                                  ignore_exceptions=(KeyError,))
+    data = config.to_dict()
+    assert list(data) == list(WIRE_FIELDS)
+    assert json.loads(json.dumps(data)) == data
+    assert data["timeout"] == 12.0 and data["slow_call_duration"] == 0.25
+    assert "ignore_exceptions" not in data
+
+
+def test_from_dict_round_trip_and_defaults():
+    config = CircuitBreakerConfig(failure_threshold=7, window_type="time", window_duration=5)
+    assert CircuitBreakerConfig.from_dict(config.to_dict()) == config
+    assert CircuitBreakerConfig.from_dict({}) == CircuitBreakerConfig()
+    assert CircuitBreakerConfig.from_dict({"timeout": 3}).timeout == 3.0
+
+
+def test_from_dict_takes_missing_fields_and_code_fields_from_base():
+    def predicate(exc: BaseException) -> bool:
+        return True
+
+    base = CircuitBreakerConfig(failure_threshold=9, failure_exceptions=(OSError,),
+                                failure_predicate=predicate)
+    config = CircuitBreakerConfig.from_dict({"timeout": 4}, base=base)
+    assert config.failure_threshold == 9
+    assert config.timeout == 4.0
+    assert config.failure_exceptions == (OSError,)
+    assert config.failure_predicate is predicate
+
+
+def test_from_dict_rejects_unknown_keys_and_bad_values():
+    with pytest.raises(ValueError, match=r"^colour is not a known field"):
+        CircuitBreakerConfig.from_dict({"colour": "red"})
+    with pytest.raises(ValueError, match=r"^minimum_calls must be"):
+        CircuitBreakerConfig.from_dict({"minimum_calls": True})
+    with pytest.raises(ValueError, match=r"^config must be a mapping"):
+        CircuitBreakerConfig.from_dict([("timeout", 1)])  # type: ignore[arg-type]
+
+
+def test_replace_validates():
+    config = CircuitBreakerConfig()
+    assert config.replace(timeout=5).timeout == 5.0
+    assert config.timeout == 30.0
+    with pytest.raises(ValueError, match="^half_open_max_calls must be"):
+        config.replace(half_open_max_calls=0)
+
+
+def test_exception_fields_are_validated_and_normalised():
+    assert CircuitBreakerConfig(failure_exceptions=[OSError, KeyError]).failure_exceptions == (
+        OSError, KeyError)
+    assert CircuitBreakerConfig(ignore_exceptions=KeyError).ignore_exceptions == (KeyError,)
+    with pytest.raises(ValueError, match="^failure_exceptions must name at least one"):
+        CircuitBreakerConfig(failure_exceptions=())
+    with pytest.raises(ValueError, match="^failure_exceptions must contain exception types"):
+        CircuitBreakerConfig(failure_exceptions=(OSError, int))
+    with pytest.raises(ValueError, match="^ignore_exceptions must be a tuple"):
+        CircuitBreakerConfig(ignore_exceptions="KeyError")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="^failure_predicate must be a callable"):
+        CircuitBreakerConfig(failure_predicate=3)  # type: ignore[arg-type]
