@@ -1,0 +1,858 @@
+"""The Switchyard agent: reports local breakers to the control plane and obeys it.
+
+One :class:`Agent` per process. It runs a daemon thread that sends
+``POST /api/v1/agent/sync`` every ``interval`` seconds and within about 100 ms
+of any local transition, and a second daemon thread that holds the long-poll
+``GET /api/v1/agent/watch`` so that a forced state reaches the process within a
+second. Nothing here runs on the protected call path: the registry transition
+listener only appends to a bounded buffer and sets an event.
+
+Fail-static: when the control plane is unreachable, slow, erroring or answers
+garbage, the breakers keep running on the last config they were given. Every
+request has a timeout; failures back off exponentially with jitter; transitions
+wait in a bounded buffer (drop-oldest, with the drop count reported later).
+
+Standard library only, like the rest of :mod:`breakers`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import http.client
+import itertools
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import urllib.parse
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from breakers import __version__
+from breakers.config import CircuitBreakerConfig
+
+__all__ = ["PROTOCOL_VERSION", "Agent", "AgentError", "start_from_env"]
+
+logger = logging.getLogger("breakers.agent")
+
+PROTOCOL_VERSION = 1
+SYNC_PATH = "/api/v1/agent/sync"
+WATCH_PATH = "/api/v1/agent/watch"
+
+# Limits. Each is a parameter of Agent where it makes sense to tune it.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # a desired state larger than this is refused
+MAX_TRANSITIONS_PER_SYNC = 500  # a long backlog drains over several back-to-back syncs
+_FORCED = {"forced_open", "forced_closed"}
+
+
+class AgentError(Exception):
+    """A sync or watch exchange failed; the agent backs off and keeps the last config."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A local transition waiting for the server's acknowledgement."""
+
+    id: int
+    event: Any  # breakers.TransitionEvent
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_iso(value: str) -> float:
+    """ISO-8601 to epoch seconds; a naive timestamp is taken as UTC."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _state_str(state: Any) -> str:
+    return str(getattr(state, "value", state))
+
+
+def _check_float(
+    name: str, value: Any, low: float, high: float, *, low_open: bool = False
+) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number between {low} and {high}, got {value!r}")
+    ok = (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bound = "greater than" if low_open else "between"
+        rng = f"{low} and at most {high}" if low_open else f"{low} and {high}"
+        raise ValueError(f"{name} must be a number {bound} {rng}, got {value!r}")
+    return float(value)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer between {low} and {high}, got {value!r}")
+    return value
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class _Http:
+    """One keep-alive HTTP/1.1 connection to the control plane, owned by one thread."""
+
+    def __init__(self, parsed: urllib.parse.SplitResult, headers: dict[str, str]) -> None:
+        self._parsed = parsed
+        self._headers = headers
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(
+        self, method: str, path: str, body: bytes | None, timeout: float
+    ) -> tuple[int, bytes]:
+        """Send one request and return (status, body); raise AgentError on any failure."""
+        for attempt in (0, 1):
+            conn = self._connection(timeout)
+            try:
+                headers = dict(self._headers)
+                if body is not None:
+                    headers["Content-Type"] = "application/json"
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read(MAX_RESPONSE_BYTES + 1)
+                if len(data) > MAX_RESPONSE_BYTES:
+                    self.close()
+                    raise AgentError(f"response larger than {MAX_RESPONSE_BYTES} bytes")
+                if response.will_close:
+                    self.close()
+                return response.status, data
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                # A kept-alive connection the server closed while idle: retry once, fresh.
+                self.close()
+                if attempt:
+                    raise AgentError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from None
+            except AgentError:
+                raise
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                raise AgentError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = (
+                http.client.HTTPSConnection
+                if self._parsed.scheme == "https"
+                else http.client.HTTPConnection
+            )
+            self._conn = cls(self._parsed.hostname or "", self._parsed.port, timeout=timeout)
+        else:
+            self._conn.timeout = timeout
+            if self._conn.sock is not None:
+                self._conn.sock.settimeout(timeout)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.close()
+            self._conn = None
+
+    def forget(self) -> None:
+        """Drop the connection without closing it (after fork it belongs to the parent)."""
+        self._conn = None
+
+
+class _Backoff:
+    """Exponential backoff with "equal jitter": half fixed, half random."""
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.failures = 0
+        self._rng = rng
+
+    def fail(self) -> float:
+        self.failures += 1
+        ceiling = min(self.maximum, self.initial * 2 ** min(self.failures - 1, 30))
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def succeed(self) -> None:
+        self.failures = 0
+
+
+_agents: weakref.WeakSet[Agent] = weakref.WeakSet()
+
+
+class Agent:
+    """Reports every breaker of a registry to the control plane and applies its answers.
+
+    ``url`` is the control plane's base URL (``http://host:port``), ``token`` the
+    service's agent token (``sya_...``), ``service`` the service name the token
+    belongs to. ``registry`` defaults to :data:`breakers.default_registry`.
+    ``interval`` is the periodic sync period in seconds; the server may lower or
+    raise it within [``min_interval``, 3600] through ``poll_interval``.
+
+    Use :meth:`start` / :meth:`stop`, or ``with Agent(...):``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        service: str,
+        *,
+        registry: Any = None,
+        instance_id: str | None = None,
+        interval: float = 5.0,
+        request_timeout: float = 5.0,
+        watch: bool = True,
+        watch_timeout: float = 40.0,
+        coalesce: float = 0.05,
+        buffer_size: int = 10_000,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        exit_flush_timeout: float = 1.0,
+        min_interval: float = 1.0,
+        report_delay_max: float = 1.0,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        parsed = urllib.parse.urlsplit(url or "")
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"url must be an http:// or https:// URL with a host, got {url!r}")
+        if not isinstance(token, str) or not token:
+            raise ValueError("token must be a non-empty string")
+        if not isinstance(service, str) or not service or len(service) > 200:
+            raise ValueError(f"service must be a string of 1 to 200 characters, got {service!r}")
+        if instance_id is not None and (
+            not isinstance(instance_id, str) or not 1 <= len(instance_id) <= 200
+        ):
+            raise ValueError(
+                f"instance_id must be a string of 1 to 200 characters, got {instance_id!r}"
+            )
+        self.interval = _check_float("interval", interval, 0.0, 3600.0, low_open=True)
+        self.min_interval = _check_float("min_interval", min_interval, 0.0, 3600.0, low_open=True)
+        self.request_timeout = _check_float(
+            "request_timeout", request_timeout, 0.0, 300.0, low_open=True
+        )
+        self.watch_timeout = _check_float("watch_timeout", watch_timeout, 0.0, 600.0, low_open=True)
+        self.coalesce = _check_float("coalesce", coalesce, 0.0, 10.0)
+        self.buffer_size = _check_int("buffer_size", buffer_size, 1, 10_000_000)
+        self.backoff_initial = _check_float(
+            "backoff_initial", backoff_initial, 0.0, 3600.0, low_open=True
+        )
+        self.backoff_max = _check_float("backoff_max", backoff_max, 0.0, 86_400.0, low_open=True)
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError(
+                f"backoff_max must be at least backoff_initial ({self.backoff_initial}), "
+                f"got {backoff_max!r}"
+            )
+        self.exit_flush_timeout = _check_float("exit_flush_timeout", exit_flush_timeout, 0.0, 60.0)
+        self.report_delay_max = _check_float("report_delay_max", report_delay_max, 0.0, 60.0)
+        if registry is None:
+            import breakers
+
+            registry = breakers.default_registry
+        self.registry = registry
+        self.url = url.rstrip("/")
+        self.service = service
+        self.watch_enabled = bool(watch)
+        self._parsed = parsed
+        self._base_path = parsed.path.rstrip("/")
+        self.__token = token
+        self._fixed_instance_id = instance_id
+        self._wall = wall_clock
+        self._mono = monotonic
+        self._rng = random.Random()
+        self._init_runtime()
+        self._running = False
+        self._stop_event = threading.Event()
+        self._sync_thread: threading.Thread | None = None
+        self._watch_thread: threading.Thread | None = None
+        _agents.add(self)
+
+    # -- state that a forked child must rebuild -------------------------------------------
+
+    def _init_runtime(self) -> None:
+        self.instance_id = self._fixed_instance_id or _default_instance_id()
+        if self._fixed_instance_id and getattr(self, "_pid", None) not in (None, os.getpid()):
+            # Two processes must never share an instance id: the child gets its own.
+            self.instance_id = f"{self._fixed_instance_id}-{os.getpid()}"
+        self._pid = os.getpid()
+        self._started_at = self._wall()
+        self._lock = threading.Lock()  # buffer, counters, schedule
+        self._apply_lock = threading.Lock()  # desired state, applied overrides
+        self._sync_lock = threading.Lock()  # one sync exchange at a time
+        self._wake = threading.Event()
+        self._pending: deque[_Pending] = deque()
+        self._next_transition_id = 0
+        self._dropped = 0
+        self._next_sync_at = self._mono()  # periodic schedule, or the end of a backoff
+        self._soon: float | None = None  # a sync asked for by a transition or a change
+        if not hasattr(self, "_desired"):
+            # What the breakers run now: a forked child inherits it with the breakers.
+            self._desired: dict[str, Any] | None = None
+            self._desired_version = 0
+            self._server_interval: float | None = None
+            self._agent_forced: dict[str, float | None] = {}  # name -> until (epoch) or None
+            self._code_configs: dict[str, CircuitBreakerConfig] = {}
+        self._sync_backoff = _Backoff(self.backoff_initial, self.backoff_max, self._rng)
+        self._watch_backoff = _Backoff(self.backoff_initial, self.backoff_max, self._rng)
+        self._stats: dict[str, Any] = {
+            "syncs_ok": 0,
+            "syncs_failed": 0,
+            "watch_changes": 0,
+            "watch_timeouts": 0,
+            "watch_failed": 0,
+            "last_error": None,
+            "last_sync_ok_at": None,
+        }
+
+    # -- public API ------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        # Never the token.
+        return (
+            f"<Agent service={self.service!r} url={self.url!r} "
+            f"instance={self.instance_id!r} running={self._running}>"
+        )
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._running
+
+    @property
+    def desired_version(self) -> int:
+        """The service's desired-state version last applied from the control plane."""
+        return self._desired_version
+
+    @property
+    def dropped_transitions(self) -> int:
+        """Transitions dropped because the buffer was full (cumulative for this process)."""
+        return self._dropped
+
+    @property
+    def pending_transitions(self) -> int:
+        """Transitions waiting for the server's acknowledgement."""
+        return len(self._pending)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for health checks and tests (a copy)."""
+        with self._lock:
+            out = dict(self._stats)
+            out.update(
+                pending_transitions=len(self._pending),
+                dropped_transitions=self._dropped,
+                desired_version=self._desired_version,
+                instance_id=self.instance_id,
+            )
+        return out
+
+    def start(self) -> Agent:
+        """Start the background threads (idempotent); returns self."""
+        if self._running:
+            return self
+        self._running = True
+        self._stop_event = threading.Event()
+        self.registry.add_transition_listener(self._on_transition)
+        self._start_threads()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Flush once (bounded by ``timeout``), then stop the threads."""
+        if not self._running:
+            return
+        self._running = False
+        self._stop_event.set()
+        self._wake.set()
+        with contextlib.suppress(KeyError, ValueError):
+            self.registry.remove_transition_listener(self._on_transition)
+        deadline = self._mono() + max(timeout, 0.0)
+        if self._sync_thread is not None:
+            self._sync_thread.join(max(0.0, deadline - self._mono()))
+        remaining = deadline - self._mono()
+        if remaining > 0 and (self._pending or self._stats["syncs_ok"] == 0):
+            self.flush(timeout=remaining)
+        if self._watch_thread is not None:
+            self._watch_http.close_from_other_thread()
+            self._watch_thread.join(max(0.0, deadline - self._mono()))
+
+    def __enter__(self) -> Agent:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Sync now from the calling thread; True if the server answered."""
+        budget = self.request_timeout if timeout is None else min(timeout, self.request_timeout)
+        if budget <= 0:
+            return False
+        if not self._sync_lock.acquire(timeout=budget):
+            return False
+        try:
+            http_ = _Http(self._parsed, self._headers())
+            try:
+                self._sync_exchange(http_, budget)
+                return True
+            except AgentError as exc:
+                self._note_error("flush", exc)
+                return False
+            finally:
+                http_.close()
+        finally:
+            self._sync_lock.release()
+
+    def request_sync(self, delay: float = 0.0) -> None:
+        """Ask for a sync within ``delay`` seconds (after the current backoff, if any)."""
+        with self._lock:
+            at = self._mono() + delay
+            if self._soon is None or at < self._soon:
+                self._soon = at
+        self._wake.set()
+
+    @classmethod
+    def from_env(
+        cls, *, registry: Any = None, environ: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> Agent:
+        """Build an agent from SWITCHYARD_URL, SWITCHYARD_TOKEN and SWITCHYARD_SERVICE.
+
+        SWITCHYARD_INTERVAL (seconds) is optional. A missing variable is a ValueError
+        naming it.
+        """
+        env = os.environ if environ is None else environ
+        values = {}
+        for var in ("SWITCHYARD_URL", "SWITCHYARD_TOKEN", "SWITCHYARD_SERVICE"):
+            value = env.get(var, "").strip()
+            if not value:
+                raise ValueError(f"{var} must be set to start the Switchyard agent")
+            values[var] = value
+        if "interval" not in kwargs and env.get("SWITCHYARD_INTERVAL", "").strip():
+            raw = env["SWITCHYARD_INTERVAL"].strip()
+            try:
+                kwargs["interval"] = float(raw)
+            except ValueError:
+                raise ValueError(
+                    f"SWITCHYARD_INTERVAL must be a number of seconds, got {raw!r}"
+                ) from None
+        return cls(
+            values["SWITCHYARD_URL"],
+            values["SWITCHYARD_TOKEN"],
+            values["SWITCHYARD_SERVICE"],
+            registry=registry,
+            **kwargs,
+        )
+
+    # -- the call-path hook: enqueue only -------------------------------------------------
+
+    def _on_transition(self, event: Any) -> None:
+        """Registry transition listener: O(1), no I/O, never raises."""
+        with self._lock:
+            self._next_transition_id += 1
+            if len(self._pending) >= self.buffer_size:
+                self._pending.popleft()
+                self._dropped += 1
+            self._pending.append(_Pending(self._next_transition_id, event))
+            soon = self._mono() + self.coalesce
+            if self._soon is None or soon < self._soon:
+                self._soon = soon
+        self._wake.set()
+
+    # -- threads ---------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.__token}",
+            "Accept": "application/json",
+            "User-Agent": f"switchyard-breakers/{__version__}",
+        }
+
+    def _start_threads(self) -> None:
+        self._sync_http = _Http(self._parsed, self._headers())
+        self._watch_http = _ClosableHttp(self._parsed, self._headers())
+        self._sync_thread = threading.Thread(
+            target=self._sync_loop, name="switchyard-agent-sync", daemon=True
+        )
+        self._sync_thread.start()
+        if self.watch_enabled:
+            self._watch_thread = threading.Thread(
+                target=self._watch_loop, name="switchyard-agent-watch", daemon=True
+            )
+            self._watch_thread.start()
+        else:
+            self._watch_thread = None
+
+    def _effective_interval(self) -> float:
+        if self._server_interval is None:
+            return self.interval
+        return max(self.min_interval, min(3600.0, self._server_interval))
+
+    def _sync_loop(self) -> None:
+        stop = self._stop_event
+        while not stop.is_set():
+            with self._lock:
+                due = self._next_sync_at
+                # While backing off, transitions wait for the next attempt.
+                if self._soon is not None and not self._sync_backoff.failures:
+                    due = min(due, self._soon)
+                wait = due - self._mono()
+            wait = min(wait, self._until_next_expiry())
+            if wait > 0:
+                self._wake.wait(wait)
+                self._wake.clear()
+                if stop.is_set():
+                    break
+                self._expire_overrides()
+                continue
+            self._expire_overrides()
+            if not self._sync_lock.acquire(timeout=self.request_timeout):
+                continue
+            try:
+                more = self._sync_exchange(self._sync_http, self.request_timeout)
+            except AgentError as exc:
+                delay = self._sync_backoff.fail()
+                self._note_error("sync", exc)
+                with self._lock:
+                    self._stats["syncs_failed"] += 1
+                    self._next_sync_at = self._mono() + delay
+                continue
+            except Exception:  # a bug here must never kill the thread
+                logger.exception("switchyard agent: unexpected error during sync")
+                with self._lock:
+                    self._next_sync_at = self._mono() + self._sync_backoff.fail()
+                continue
+            finally:
+                self._sync_lock.release()
+            with self._lock:
+                self._sync_backoff.succeed()
+                delay = 0.0 if more else self._effective_interval()
+                self._next_sync_at = self._mono() + delay
+        self._sync_http.close()
+
+    def _watch_loop(self) -> None:
+        stop = self._stop_event
+        http_ = self._watch_http
+        while not stop.is_set():
+            path = f"{self._base_path}{WATCH_PATH}?since={self._desired_version}"
+            try:
+                status, body = http_.request("GET", path, None, self.watch_timeout)
+                if status == 204:
+                    self._watch_backoff.succeed()
+                    with self._lock:
+                        self._stats["watch_timeouts"] += 1
+                    continue
+                desired = self._decode(status, body, "watch")
+                self._apply_desired(desired)
+                self._watch_backoff.succeed()
+                with self._lock:
+                    self._stats["watch_changes"] += 1
+                # Report the applied versions, spread out so a fleet woken at once
+                # does not sync all in the same instant.
+                self.request_sync(self._rng.uniform(0, self.report_delay_max))
+            except AgentError as exc:
+                if stop.is_set():
+                    break
+                with self._lock:
+                    self._stats["watch_failed"] += 1
+                self._note_error("watch", exc)
+                stop.wait(self._watch_backoff.fail())
+            except Exception:
+                logger.exception("switchyard agent: unexpected error in watch")
+                stop.wait(self._watch_backoff.fail())
+        http_.close()
+
+    # -- one sync exchange -----------------------------------------------------------------
+
+    def _sync_exchange(self, http_: _Http, timeout: float) -> bool:
+        """Send one sync; apply the answer. Returns True when more transitions wait."""
+        with self._lock:
+            self._soon = None  # whatever asked for a sync until now is in this one
+            batch = list(itertools.islice(self._pending, MAX_TRANSITIONS_PER_SYNC))
+            dropped = self._dropped
+            more_waiting = len(self._pending) > len(batch)
+        payload = {
+            "protocol": PROTOCOL_VERSION,
+            "service": self.service,
+            "instance": {
+                "id": self.instance_id,
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "started_at": _iso(self._started_at),
+                "library_version": __version__,
+            },
+            "breakers": self._snapshot(),
+            "transitions": [self._transition_wire(p) for p in batch],
+            "dropped_transitions": dropped,
+        }
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        status, data = http_.request("POST", f"{self._base_path}{SYNC_PATH}", body, timeout)
+        desired = self._decode(status, data, "sync")
+        acked = desired.get("acked_through")
+        if acked is not None and (isinstance(acked, bool) or not isinstance(acked, int)):
+            raise AgentError(f"sync: acked_through must be an integer, got {acked!r}")
+        if acked is not None:
+            sent_max = batch[-1].id if batch else 0
+            # Never forget what was not sent in this request, whatever the server says.
+            self._forget_through(min(acked, sent_max) if batch else 0)
+        self._apply_desired(desired)
+        interval = desired.get("poll_interval")
+        if isinstance(interval, int | float) and not isinstance(interval, bool) and interval > 0:
+            self._server_interval = float(interval)
+        with self._lock:
+            self._stats["syncs_ok"] += 1
+            self._stats["last_sync_ok_at"] = self._wall()
+            self._stats["last_error"] = None
+        return bool(more_waiting and batch and acked is not None and acked >= batch[-1].id)
+
+    def _forget_through(self, acked: int) -> None:
+        with self._lock:
+            while self._pending and self._pending[0].id <= acked:
+                self._pending.popleft()
+
+    def _decode(self, status: int, data: bytes, what: str) -> dict[str, Any]:
+        if status != 200:
+            detail = data[:200].decode("utf-8", "replace").replace("\n", " ")
+            raise AgentError(f"{what}: HTTP {status}: {detail}")
+        try:
+            decoded = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise AgentError(f"{what}: invalid JSON ({exc})") from None
+        if not isinstance(decoded, dict):
+            raise AgentError(f"{what}: expected a JSON object, got {type(decoded).__name__}")
+        version = decoded.get("desired_version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise AgentError(f"{what}: desired_version must be a non-negative integer")
+        breakers_ = decoded.get("breakers", {})
+        if not isinstance(breakers_, dict) or not all(
+            isinstance(v, dict) for v in breakers_.values()
+        ):
+            raise AgentError(f"{what}: breakers must be an object of objects")
+        return decoded
+
+    def _note_error(self, what: str, exc: BaseException) -> None:
+        message = str(exc).replace(self.__token, "***")
+        with self._lock:
+            first = self._stats["last_error"] is None
+            self._stats["last_error"] = message
+        # A down control plane must not flood the application's log: warn on the first
+        # failure of a streak, then debug.
+        level = logging.WARNING if first else logging.DEBUG
+        logger.log(level, "switchyard agent %s failed (%s): %s", what, self.url, message)
+
+    # -- wire formats ----------------------------------------------------------------------
+
+    def _breakers(self) -> Iterable[Any]:
+        for item in list(self.registry):
+            if isinstance(item, str):
+                item = self.registry.get(item)
+            if item is not None:
+                yield item
+
+    def _snapshot(self) -> list[dict[str, Any]]:
+        out = []
+        for breaker in self._breakers():
+            state = breaker.get_state()
+            self._code_configs.setdefault(breaker.name, breaker.config)
+            out.append(
+                {
+                    "name": breaker.name,
+                    "state": _state_str(state.get("state")),
+                    "config_version": state.get("config_version", breaker.config_version),
+                    "config": breaker.config.to_dict(),
+                    "calls": state.get("calls", 0),
+                    "successes": state.get("successes", 0),
+                    "failures": state.get("failures", 0),
+                    "slow_calls": state.get("slow_calls", 0),
+                    "rejected": state.get("rejected", 0),
+                    "failure_rate": state.get("failure_rate"),
+                    "trip_count": state.get("trip_count", 0),
+                    "state_since": state.get("state_since"),
+                    "retry_after": state.get("retry_after"),
+                }
+            )
+        return out
+
+    @staticmethod
+    def _transition_wire(pending: _Pending) -> dict[str, Any]:
+        event = pending.event
+        return {
+            "id": pending.id,
+            "breaker": event.breaker,
+            "from": _state_str(event.from_state),
+            "to": _state_str(event.to_state),
+            "at": _iso(event.at),
+            "reason": event.reason,
+            "failure_rate": event.failure_rate,
+            "calls": event.calls,
+            "failures": event.failures,
+            "config_version": event.config_version,
+        }
+
+    # -- applying the desired state --------------------------------------------------------
+
+    def _apply_desired(self, desired: dict[str, Any]) -> None:
+        with self._apply_lock:
+            version = desired["desired_version"]
+            if self._desired is not None and version < self._desired_version:
+                return  # an older answer that arrived late: the newer state stays
+            self._desired = {
+                "desired_version": version,
+                "breakers": desired.get("breakers", {}),
+            }
+            self._desired_version = version
+            self._apply_locked()
+
+    def _apply_locked(self) -> None:
+        assert self._desired is not None
+        wanted: dict[str, Any] = self._desired["breakers"]
+        now = self._wall()
+        for breaker in self._breakers():
+            entry = wanted.get(breaker.name)
+            try:
+                self._apply_config(breaker, entry)
+            except Exception as exc:  # a bad central config must not stop the others
+                logger.warning(
+                    "switchyard agent: config for %r not applied: %s", breaker.name, exc
+                )
+            try:
+                self._apply_override(breaker, entry.get("override") if entry else None, now)
+            except Exception as exc:
+                logger.warning(
+                    "switchyard agent: override for %r not applied: %s", breaker.name, exc
+                )
+
+    def _apply_config(self, breaker: Any, entry: Mapping[str, Any] | None) -> None:
+        if not entry or "config_version" not in entry:
+            return
+        version = entry["config_version"]
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise ValueError(f"config_version must be an integer, got {version!r}")
+        if version == breaker.config_version or not isinstance(entry.get("config"), dict):
+            return
+        base = self._code_configs.setdefault(breaker.name, breaker.config)
+        # from_dict keeps the code-only fields (exception filters, predicate) of base.
+        config = CircuitBreakerConfig.from_dict(entry["config"], base=base)
+        breaker.apply_config(config, version)
+
+    def _apply_override(self, breaker: Any, override: Any, now: float) -> None:
+        name = breaker.name
+        until: float | None = None
+        if isinstance(override, dict):
+            if override.get("until"):
+                until = _parse_iso(str(override["until"]))
+            if until is not None and until <= now:
+                override = None  # expired: the server will drop it too
+        else:
+            override = None
+        if override is None:
+            if name in self._agent_forced:
+                del self._agent_forced[name]
+                if _state_str(breaker.state) in _FORCED:
+                    breaker.release()
+            return
+        target = override.get("state")
+        if target not in _FORCED:
+            raise ValueError(f"override state must be forced_open or forced_closed, got {target!r}")
+        reason = override.get("reason") or None
+        if _state_str(breaker.state) != target:
+            if target == "forced_open":
+                breaker.force_open(reason)
+            else:
+                breaker.force_closed(reason)
+        self._agent_forced[name] = until
+
+    def _until_next_expiry(self) -> float:
+        untils = [u for u in list(self._agent_forced.values()) if u is not None]
+        if not untils:
+            return float("inf")
+        return max(0.0, min(untils) - self._wall())
+
+    def _expire_overrides(self) -> None:
+        """Release overrides whose ``until`` has passed, without waiting for the server."""
+        now = self._wall()
+        if not any(u is not None and u <= now for u in list(self._agent_forced.values())):
+            return
+        with self._apply_lock:
+            for breaker in self._breakers():
+                until = self._agent_forced.get(breaker.name)
+                if until is not None and until <= now:
+                    del self._agent_forced[breaker.name]
+                    if _state_str(breaker.state) in _FORCED:
+                        breaker.release()
+        self.request_sync(0.0)
+
+    # -- fork and exit ---------------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        was_running = self._running
+        for h in ("_sync_http", "_watch_http"):
+            conn = getattr(self, h, None)
+            if conn is not None:
+                conn.forget()
+        self._init_runtime()
+        self._stop_event = threading.Event()
+        self._sync_thread = None
+        self._watch_thread = None
+        if was_running:
+            self._start_threads()
+
+    def _exit_flush(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        self._stop_event.set()
+        self._wake.set()
+        if self.exit_flush_timeout > 0:
+            self.flush(timeout=self.exit_flush_timeout)
+
+
+class _ClosableHttp(_Http):
+    """The watch connection: another thread may close its socket to end a long poll."""
+
+    def close_from_other_thread(self) -> None:
+        conn = self._conn
+        sock = getattr(conn, "sock", None) if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _after_fork_in_child() -> None:
+    for agent in list(_agents):
+        try:
+            agent._after_fork_in_child()
+        except Exception:
+            logger.exception("switchyard agent: restart after fork failed")
+
+
+def _flush_at_exit() -> None:
+    for agent in list(_agents):
+        try:
+            agent._exit_flush()
+        except Exception:
+            logger.debug("switchyard agent: exit flush failed", exc_info=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_flush_at_exit)
+
+
+def start_from_env(*, registry: Any = None, required: bool = True, **kwargs: Any) -> Agent | None:
+    """Start an agent configured by SWITCHYARD_URL / SWITCHYARD_TOKEN / SWITCHYARD_SERVICE.
+
+    With ``required=False`` and SWITCHYARD_URL unset, returns None (no agent).
+    """
+    if not required and not os.environ.get("SWITCHYARD_URL", "").strip():
+        return None
+    return Agent.from_env(registry=registry, **kwargs).start()
