@@ -5,6 +5,7 @@ WhiteNoise's middleware is sync-only; under ASGI Django would run every request
 through WhiteNoise and passes every other request straight on, sync or async.
 """
 
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,7 +22,10 @@ class StaticFilesMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        self.whitenoise = WhiteNoiseMiddleware(get_response)
+        with warnings.catch_warnings():
+            # Before the first collectstatic there is no STATIC_ROOT; files come from finders.
+            warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
+            self.whitenoise = WhiteNoiseMiddleware(get_response)
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)

@@ -1,8 +1,16 @@
-"""Plain Django views: liveness and fleet health."""
+"""Plain Django views: the agent sync, liveness and fleet health."""
 
+import json
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from controlplane.circuits.auth import authenticate_agent, bearer_token
+from controlplane.circuits.ingest import SyncError, ingest_sync, parse_sync
 
 
 @require_GET
@@ -14,3 +22,66 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception:  # any database failure means not ready
         return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+def _error(status: int, field: str, reason: str) -> JsonResponse:
+    return JsonResponse(
+        {
+            "detail": f"{field}: {reason}",
+            "field": field,
+            "reason": reason,
+            "errors": {field: reason},
+        },
+        status=status,
+    )
+
+
+@csrf_exempt
+@require_POST
+def agent_sync(request: HttpRequest) -> HttpResponse:
+    """POST /api/v1/agent/sync: store an agent's batch, answer its service's desired state."""
+    raw_token = bearer_token(request.headers.get("Authorization"))
+    if raw_token is None:
+        response = _error(
+            401, "authorization", "send an agent token as 'Authorization: Bearer sya_...'"
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="agent"'
+        return response
+    token = authenticate_agent(raw_token)
+    if token is None:
+        response = _error(401, "authorization", "invalid or revoked agent token")
+        response["WWW-Authenticate"] = 'Bearer realm="agent", error="invalid_token"'
+        return response
+
+    limit = settings.SWITCHYARD_SYNC_MAX_BODY_BYTES
+    try:
+        declared = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        return _error(400, "body", "Content-Length is not an integer")
+    if declared > limit:
+        return _error(413, "body", f"at most {limit} bytes per sync, got {declared}")
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return _error(413, "body", f"at most {limit} bytes per sync")
+    if len(body) > limit:
+        return _error(413, "body", f"at most {limit} bytes per sync, got {len(body)}")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error(400, "body", f"malformed JSON: {exc}"[:300])
+
+    try:
+        batch = parse_sync(payload)
+    except SyncError as exc:
+        return JsonResponse(exc.as_json(), status=exc.status)
+    service = token.service
+    if batch.service is not None and batch.service != service.name:
+        return _error(
+            403, "service", f"this token belongs to service {service.name!r}, not {batch.service!r}"
+        )
+    try:
+        answer = ingest_sync(service, batch)
+    except SyncError as exc:
+        return JsonResponse(exc.as_json(), status=exc.status)
+    return JsonResponse(answer)

@@ -1,0 +1,693 @@
+"""The agent sync: validate a batch, store it in one transaction, answer the desired state.
+
+``parse_sync`` turns a decoded JSON body into a ``SyncBatch`` or raises ``SyncError``
+naming every bad field. ``ingest_sync`` stores the batch with set-based writes: the
+number of queries is the same for 1 or 500 breakers. Snapshots (hot data) are written
+by ``upsert_snapshots`` alone so that they can move to a faster store later.
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from breakers.config import CircuitBreakerConfig, config_errors
+from controlplane.circuits import events
+from controlplane.circuits.choices import (
+    NAME_MAX_LENGTH,
+    NAME_RE,
+    CircuitState,
+    ConfigSource,
+    TransitionReason,
+)
+from controlplane.circuits.desired import build_desired_state, isoformat
+from controlplane.circuits.models import (
+    Circuit,
+    ConfigVersion,
+    Instance,
+    Service,
+    Snapshot,
+    Transition,
+)
+from controlplane.circuits.operations import expire_overrides
+
+PROTOCOL_VERSION = 1
+MAX_COUNTER = 2**63 - 1
+MAX_PID = 2**31 - 1
+MAX_ERRORS_REPORTED = 50
+_STATES = tuple(CircuitState.values)
+_REASONS = tuple(TransitionReason.values)
+
+
+class SyncError(Exception):
+    """A sync request that cannot be accepted; ``errors`` maps fields to reasons."""
+
+    def __init__(self, status: int, errors: dict[str, str]) -> None:
+        self.status = status
+        self.errors = errors
+        field_name, reason = next(iter(errors.items()))
+        super().__init__(f"{field_name}: {reason}")
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON body of the error response."""
+        field_name, reason = next(iter(self.errors.items()))
+        return {
+            "detail": f"{field_name}: {reason}",
+            "field": field_name,
+            "reason": reason,
+            "errors": self.errors,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    """The reporting process."""
+
+    id: str
+    hostname: str = ""
+    pid: int | None = None
+    started_at: datetime | None = None
+    library_version: str = ""
+
+
+@dataclass(slots=True)
+class BreakerReport:
+    """One breaker's current state and cumulative counters in the reporting process."""
+
+    name: str
+    state: str
+    config_version: int = 0
+    config: dict[str, Any] | None = None
+    calls: int = 0
+    successes: int = 0
+    failures: int = 0
+    slow_calls: int = 0
+    rejected: int = 0
+    trip_count: int = 0
+    failure_count: int = 0
+    success_count: int = 0
+    failure_rate: float | None = None
+    state_since: datetime | None = None
+    last_failure: datetime | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionReport:
+    """One state change with its agent-assigned id."""
+
+    id: int
+    breaker: str
+    from_state: str
+    to_state: str
+    at: datetime
+    reason: str
+    failure_rate: float | None = None
+    calls: int | None = None
+    failures: int | None = None
+    config_version: int | None = None
+
+
+@dataclass(slots=True)
+class SyncBatch:
+    """A validated sync request."""
+
+    instance: InstanceInfo
+    service: str | None = None
+    breakers: list[BreakerReport] = field(default_factory=list)
+    transitions: list[TransitionReport] = field(default_factory=list)
+    dropped_transitions: int = 0
+
+
+# ---------------------------------------------------------------- validation
+
+
+class _Errors:
+    """Collects {field: reason}; raises once at the end so a client sees every problem."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, str] = {}
+
+    def add(self, path: str, reason: str) -> None:
+        if len(self.items) < MAX_ERRORS_REPORTED:
+            self.items.setdefault(path, reason)
+
+    def raise_if_any(self, status: int = 400) -> None:
+        if self.items:
+            raise SyncError(status, self.items)
+
+
+def _name(errors: _Errors, path: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        errors.add(path, f"must be a string, got {type(value).__name__}")
+        return None
+    if len(value) > NAME_MAX_LENGTH:
+        errors.add(path, f"must be at most {NAME_MAX_LENGTH} characters, got {len(value)}")
+        return None
+    if not NAME_RE.match(value):
+        errors.add(path, "must match ^[A-Za-z0-9_][A-Za-z0-9_.:/@+-]{0,199}$")
+        return None
+    return value
+
+
+def _text(errors: _Errors, path: str, value: Any, max_length: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        errors.add(path, f"must be a string, got {type(value).__name__}")
+        return ""
+    if len(value) > max_length:
+        errors.add(path, f"must be at most {max_length} characters, got {len(value)}")
+        return ""
+    return value
+
+
+def _int(
+    errors: _Errors, path: str, value: Any, *, low: int, high: int, nullable: bool = False
+) -> int | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        errors.add(path, f"must be an integer between {low} and {high}, got {value!r}"[:300])
+        return None
+    return value
+
+
+def _float(
+    errors: _Errors, path: str, value: Any, *, low: float, high: float, nullable: bool = True
+) -> float | None:
+    if value is None and nullable:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or not low <= value <= high:
+        errors.add(path, f"must be a number between {low:g} and {high:g}, got {value!r}"[:300])
+        return None
+    return float(value)
+
+
+def _datetime(errors: _Errors, path: str, value: Any, *, nullable: bool = True) -> datetime | None:
+    if value is None and nullable:
+        return None
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    errors.add(path, f"must be an ISO-8601 date-time with a time zone, got {value!r}"[:300])
+    return None
+
+
+def _choice(errors: _Errors, path: str, value: Any, choices: tuple[str, ...]) -> str | None:
+    if isinstance(value, str) and value in choices:
+        return value
+    errors.add(path, f"must be one of {', '.join(choices)}, got {value!r}"[:300])
+    return None
+
+
+def _object(errors: _Errors, path: str, value: Any) -> Mapping[str, Any] | None:
+    if not isinstance(value, dict):
+        errors.add(path, f"must be an object, got {type(value).__name__}")
+        return None
+    return value
+
+
+def _list(errors: _Errors, path: str, value: Any, limit: int) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errors.add(path, f"must be a list, got {type(value).__name__}")
+        return []
+    if len(value) > limit:
+        # Too large is a limit, not a typo: 413 at once, before looking at items.
+        raise SyncError(413, {path: f"at most {limit} items per sync, got {len(value)}"})
+    return value
+
+
+def _parse_instance(errors: _Errors, raw: Any) -> InstanceInfo | None:
+    data = _object(errors, "instance", raw)
+    if data is None:
+        return None
+    instance_id = _name(errors, "instance.id", data.get("id"))
+    pid = _int(errors, "instance.pid", data.get("pid"), low=0, high=MAX_PID, nullable=True)
+    info = InstanceInfo(
+        id=instance_id or "",
+        hostname=_text(errors, "instance.hostname", data.get("hostname"), 255),
+        pid=pid,
+        started_at=_datetime(errors, "instance.started_at", data.get("started_at")),
+        library_version=_text(errors, "instance.library_version", data.get("library_version"), 50),
+    )
+    return info if instance_id else None
+
+
+_COUNTERS = (
+    "calls",
+    "successes",
+    "failures",
+    "slow_calls",
+    "rejected",
+    "trip_count",
+    "failure_count",
+    "success_count",
+)
+
+
+def _parse_breaker(errors: _Errors, index: int, raw: Any) -> BreakerReport | None:
+    path = f"breakers[{index}]"
+    data = _object(errors, path, raw)
+    if data is None:
+        return None
+    name = _name(errors, f"{path}.name", data.get("name"))
+    state = _choice(errors, f"{path}.state", data.get("state"), _STATES)
+    version = _int(
+        errors, f"{path}.config_version", data.get("config_version", 0), low=0, high=MAX_PID
+    )
+    config = data.get("config")
+    if config is not None:
+        if not isinstance(config, dict):
+            errors.add(f"{path}.config", f"must be an object, got {type(config).__name__}")
+            config = None
+        else:
+            for key, reason in config_errors(config).items():
+                errors.add(f"{path}.config.{key}", reason)
+    report = BreakerReport(name=name or "", state=state or "", config_version=version or 0)
+    report.config = config
+    for counter in _COUNTERS:
+        value = _int(errors, f"{path}.{counter}", data.get(counter, 0), low=0, high=MAX_COUNTER)
+        setattr(report, counter, value or 0)
+    report.failure_rate = _float(
+        errors, f"{path}.failure_rate", data.get("failure_rate"), low=0.0, high=1.0
+    )
+    report.retry_after = _float(
+        errors, f"{path}.retry_after", data.get("retry_after"), low=0.0, high=1e9
+    )
+    report.state_since = _datetime(errors, f"{path}.state_since", data.get("state_since"))
+    report.last_failure = _datetime(errors, f"{path}.last_failure", data.get("last_failure"))
+    return report if name and state else None
+
+
+def _parse_transition(errors: _Errors, index: int, raw: Any) -> TransitionReport | None:
+    path = f"transitions[{index}]"
+    data = _object(errors, path, raw)
+    if data is None:
+        return None
+    tid = _int(errors, f"{path}.id", data.get("id"), low=1, high=MAX_COUNTER)
+    breaker = _name(errors, f"{path}.breaker", data.get("breaker"))
+    from_state = _choice(errors, f"{path}.from", data.get("from"), _STATES)
+    to_state = _choice(errors, f"{path}.to", data.get("to"), _STATES)
+    at = _datetime(errors, f"{path}.at", data.get("at"), nullable=False)
+    reason = _choice(errors, f"{path}.reason", data.get("reason"), _REASONS)
+    rate = _float(errors, f"{path}.failure_rate", data.get("failure_rate"), low=0.0, high=1.0)
+    calls = _int(errors, f"{path}.calls", data.get("calls"), low=0, high=MAX_PID, nullable=True)
+    failures = _int(
+        errors, f"{path}.failures", data.get("failures"), low=0, high=MAX_PID, nullable=True
+    )
+    version = _int(
+        errors,
+        f"{path}.config_version",
+        data.get("config_version"),
+        low=0,
+        high=MAX_PID,
+        nullable=True,
+    )
+    if tid is None or not breaker or not from_state or not to_state or at is None or not reason:
+        return None
+    return TransitionReport(
+        id=tid,
+        breaker=breaker,
+        from_state=from_state,
+        to_state=to_state,
+        at=at,
+        reason=reason,
+        failure_rate=rate,
+        calls=calls,
+        failures=failures,
+        config_version=version,
+    )
+
+
+def parse_sync(payload: Any) -> SyncBatch:
+    """Validate a decoded sync body against the protocol and the configured limits.
+
+    Raises SyncError(413) when a list is over its limit, SyncError(400) naming every
+    bad field otherwise.
+    """
+    if not isinstance(payload, dict):
+        raise SyncError(400, {"body": f"must be a JSON object, got {type(payload).__name__}"})
+    errors = _Errors()
+    protocol = payload.get("protocol", PROTOCOL_VERSION)
+    if protocol != PROTOCOL_VERSION or isinstance(protocol, bool):
+        errors.add("protocol", f"must be {PROTOCOL_VERSION}, got {protocol!r}"[:300])
+    service = payload.get("service")
+    if service is not None:
+        service = _name(errors, "service", service)
+    raw_breakers = _list(
+        errors, "breakers", payload.get("breakers"), settings.SWITCHYARD_SYNC_MAX_BREAKERS
+    )
+    raw_transitions = _list(
+        errors, "transitions", payload.get("transitions"), settings.SWITCHYARD_SYNC_MAX_TRANSITIONS
+    )
+    if "instance" not in payload:
+        errors.add("instance", "is required")
+    instance = _parse_instance(errors, payload.get("instance"))
+    breakers: list[BreakerReport] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_breakers):
+        report = _parse_breaker(errors, index, raw)
+        if report is None:
+            continue
+        if report.name in seen:
+            errors.add(f"breakers[{index}].name", f"duplicate breaker {report.name!r}")
+        seen.add(report.name)
+        breakers.append(report)
+    transitions = [
+        t
+        for index, raw in enumerate(raw_transitions)
+        if (t := _parse_transition(errors, index, raw)) is not None
+    ]
+    dropped = _int(
+        errors,
+        "dropped_transitions",
+        payload.get("dropped_transitions", 0),
+        low=0,
+        high=MAX_COUNTER,
+    )
+    errors.raise_if_any()
+    assert instance is not None  # an invalid instance was reported above
+    return SyncBatch(
+        instance=instance,
+        service=service,
+        breakers=breakers,
+        transitions=transitions,
+        dropped_transitions=dropped or 0,
+    )
+
+
+# ---------------------------------------------------------------- storage
+
+
+def _lock_instance(service_id: int, info: InstanceInfo, now: datetime) -> Instance:
+    """The instance row, created on first sight, locked until the end of the transaction.
+
+    The lock serialises syncs of one instance, which keeps acked_through exact.
+    """
+    locked = Instance.objects.select_for_update().filter(service_id=service_id, instance_id=info.id)
+    instance = locked.first()
+    if instance is None:
+        Instance.objects.bulk_create(
+            [
+                Instance(
+                    service_id=service_id,
+                    instance_id=info.id,
+                    started_at=info.started_at,
+                    first_seen=now,
+                    last_seen=now,
+                )
+            ],
+            ignore_conflicts=True,
+        )
+        instance = locked.get()
+    return instance
+
+
+def _resolve_circuits(service_id: int, batch: SyncBatch, instance: Instance) -> dict[str, Circuit]:
+    """Circuits by name for every breaker of the batch, registering the unknown ones.
+
+    A new circuit gets the agent's config as version 1. Registration is serialised per
+    service by locking the service row; it happens once per circuit, not per sync.
+    """
+    names = {b.name for b in batch.breakers} | {t.breaker for t in batch.transitions}
+    circuits = {c.name: c for c in Circuit.objects.filter(service_id=service_id, name__in=names)}
+    reported = {b.name: b for b in batch.breakers}
+    missing = [name for name in reported if name not in circuits]
+    if missing:
+        Service.objects.select_for_update().filter(pk=service_id).values_list("pk").get()
+        for circuit in Circuit.objects.filter(service_id=service_id, name__in=missing):
+            circuits[circuit.name] = circuit
+        missing = [name for name in missing if name not in circuits]
+    if missing:
+        created = Circuit.objects.bulk_create(
+            [Circuit(service_id=service_id, name=name) for name in missing]
+        )
+        versions = ConfigVersion.objects.bulk_create(
+            [
+                ConfigVersion(
+                    circuit=circuit,
+                    version=1,
+                    config=CircuitBreakerConfig.from_dict(
+                        reported[circuit.name].config or {}
+                    ).to_dict(),
+                    source=ConfigSource.AGENT,
+                    reason=f"registered by instance {instance.instance_id}",
+                )
+                for circuit in created
+            ]
+        )
+        for circuit, version in zip(created, versions, strict=True):
+            circuit.current_config = version
+            circuits[circuit.name] = circuit
+        Circuit.objects.bulk_update(created, ["current_config"])
+    unknown = sorted({t.breaker for t in batch.transitions} - circuits.keys())
+    if unknown:
+        index = next(i for i, t in enumerate(batch.transitions) if t.breaker == unknown[0])
+        raise SyncError(
+            400,
+            {
+                f"transitions[{index}].breaker": (
+                    f"unknown breaker {unknown[0]!r}: report it in breakers first"
+                )
+            },
+        )
+    return circuits
+
+
+def _delta(new: int, old: int | None, restarted: bool) -> int:
+    # Cumulative counters start over when the process restarts.
+    if old is None or restarted or new < old:
+        return new
+    return new - old
+
+
+_SNAPSHOT_FIELDS = [
+    "state",
+    "config_version",
+    "calls",
+    "successes",
+    "failures",
+    "slow_calls",
+    "rejected",
+    "trip_count",
+    "calls_delta",
+    "failures_delta",
+    "slow_calls_delta",
+    "rejected_delta",
+    "failure_rate",
+    "failure_count",
+    "success_count",
+    "last_failure",
+    "state_since",
+    "retry_after",
+    "updated_at",
+]
+
+
+def upsert_snapshots(
+    instance: Instance,
+    reports: list[BreakerReport],
+    circuits: Mapping[str, Circuit],
+    *,
+    restarted: bool,
+    now: datetime,
+) -> list[events.SnapshotItem]:
+    """Overwrite the instance's latest snapshot of each reported breaker (two queries).
+
+    Returns the breakers whose state or config version changed (or that are new).
+    """
+    if not reports:
+        return []
+    previous = {
+        row[0]: row[1:]
+        for row in Snapshot.objects.filter(instance=instance).values_list(
+            "circuit_id", "state", "config_version", "calls", "failures", "slow_calls", "rejected"
+        )
+    }
+    rows: list[Snapshot] = []
+    changed: list[events.SnapshotItem] = []
+    for report in reports:
+        circuit = circuits[report.name]
+        old = previous.get(circuit.id)
+        old_state, old_version, old_calls, old_failures, old_slow, old_rejected = (
+            old if old is not None else (None, None, None, None, None, None)
+        )
+        rows.append(
+            Snapshot(
+                instance=instance,
+                circuit=circuit,
+                state=report.state,
+                config_version=report.config_version,
+                calls=report.calls,
+                successes=report.successes,
+                failures=report.failures,
+                slow_calls=report.slow_calls,
+                rejected=report.rejected,
+                trip_count=report.trip_count,
+                calls_delta=_delta(report.calls, old_calls, restarted),
+                failures_delta=_delta(report.failures, old_failures, restarted),
+                slow_calls_delta=_delta(report.slow_calls, old_slow, restarted),
+                rejected_delta=_delta(report.rejected, old_rejected, restarted),
+                failure_rate=report.failure_rate,
+                failure_count=report.failure_count,
+                success_count=report.success_count,
+                last_failure=report.last_failure,
+                state_since=report.state_since,
+                retry_after=report.retry_after,
+                updated_at=now,
+            )
+        )
+        if old_state != report.state or old_version != report.config_version:
+            changed.append(
+                {
+                    "circuit_id": circuit.id,
+                    "circuit": circuit.name,
+                    "state": report.state,
+                    "previous_state": old_state,
+                    "config_version": report.config_version,
+                }
+            )
+    Snapshot.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["instance", "circuit"],
+        update_fields=_SNAPSHOT_FIELDS,
+    )
+    return changed
+
+
+def _store_transitions(
+    instance: Instance,
+    reports: list[TransitionReport],
+    circuits: Mapping[str, Circuit],
+    *,
+    now: datetime,
+) -> list[TransitionReport]:
+    """Insert the transitions, skipping ids already stored (one query).
+
+    Returns the ones that are new: ids above the previous acked_through (the agent
+    forgets everything at or below it, so nothing at or below can be new).
+    """
+    if not reports:
+        return []
+    Transition.objects.bulk_create(
+        [
+            Transition(
+                instance=instance,
+                circuit=circuits[t.breaker],
+                generation=instance.generation,
+                seq=t.id,
+                from_state=t.from_state,
+                to_state=t.to_state,
+                at=t.at,
+                reason=t.reason,
+                failure_rate=t.failure_rate,
+                calls=t.calls,
+                failures=t.failures,
+                config_version=t.config_version,
+                received_at=now,
+            )
+            for t in reports
+        ],
+        ignore_conflicts=True,
+    )
+    return [t for t in reports if t.id > instance.acked_through]
+
+
+def ingest_sync(
+    service: Service, batch: SyncBatch, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """Store one sync in one transaction and return the answer for the agent.
+
+    The answer is the service's desired state plus ``acked_through``: the highest
+    transition id of this instance now stored (this batch's or an earlier one's).
+    Events for the dashboard are published after the commit.
+    """
+    now = now or timezone.now()
+    info = batch.instance
+    with transaction.atomic():
+        expire_overrides(now=now, service_id=service.pk)
+        instance = _lock_instance(service.pk, info, now)
+        restarted = (
+            info.started_at is not None
+            and instance.started_at is not None
+            and info.started_at != instance.started_at
+        )
+        if restarted:
+            # A new process under the same id numbers its transitions from scratch.
+            instance.generation += 1
+            instance.restarts += 1
+            instance.acked_through = 0
+        circuits = _resolve_circuits(service.pk, batch, instance)
+        changed = upsert_snapshots(instance, batch.breakers, circuits, restarted=restarted, now=now)
+        new_transitions = _store_transitions(instance, batch.transitions, circuits, now=now)
+        if batch.transitions:
+            instance.acked_through = max(
+                instance.acked_through, max(t.id for t in batch.transitions)
+            )
+        instance.hostname = info.hostname
+        instance.pid = info.pid
+        instance.library_version = info.library_version
+        if info.started_at is not None:
+            instance.started_at = info.started_at
+        instance.dropped_transitions += batch.dropped_transitions
+        instance.last_seen = now
+        instance.save(
+            update_fields=[
+                "hostname",
+                "pid",
+                "library_version",
+                "started_at",
+                "generation",
+                "restarts",
+                "acked_through",
+                "dropped_transitions",
+                "last_seen",
+            ]
+        )
+        answer = build_desired_state(service.pk, now=now)
+        answer["acked_through"] = instance.acked_through
+        if new_transitions:
+            events.publish(
+                {
+                    "type": "fleet.transitions",
+                    "service_id": service.pk,
+                    "service": service.name,
+                    "transitions": [
+                        {
+                            "circuit_id": circuits[t.breaker].id,
+                            "circuit": t.breaker,
+                            "instance": instance.instance_id,
+                            "from_state": t.from_state,
+                            "to_state": t.to_state,
+                            "at": isoformat(t.at) or "",
+                            "reason": t.reason,
+                        }
+                        for t in new_transitions
+                    ],
+                }
+            )
+        if changed:
+            events.publish(
+                {
+                    "type": "fleet.snapshots",
+                    "service_id": service.pk,
+                    "service": service.name,
+                    "instance": instance.instance_id,
+                    "snapshots": changed,
+                }
+            )
+    return answer

@@ -1,0 +1,332 @@
+"""Operator actions on circuits: force, release, new config version, override expiry.
+
+Each is one transaction that writes a new row, an audit event, bumps the service's
+desired version (agents long-polling the watch endpoint wake up on the commit) and
+publishes a fleet event after the commit.
+"""
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from breakers.config import CircuitBreakerConfig, config_errors
+from controlplane.circuits import events
+from controlplane.circuits.choices import AuditAction, ConfigSource, OverrideEnd, OverrideState
+from controlplane.circuits.desired import bump_desired_version, override_wire
+from controlplane.circuits.models import AuditEvent, Circuit, ConfigVersion, Override
+
+# Longest override expiry accepted (30 days), and longest reason.
+MAX_EXPIRES_IN_SECONDS = 30 * 24 * 3600
+MAX_REASON_LENGTH = 1000
+
+
+class NotForcedError(Exception):
+    """Release of a circuit that has no override in force."""
+
+
+class ConfigConflictError(Exception):
+    """A config edit based on a version that is no longer the current one."""
+
+    def __init__(self, expected: int, current: int) -> None:
+        self.expected = expected
+        self.current = current
+        super().__init__(
+            f"expected_version is {expected} but the current version is {current}; "
+            "reload the config and retry"
+        )
+
+
+class ConfigInvalidError(ValueError):
+    """A config that breaks the library's rules; ``errors`` maps fields to reasons."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{k} {v}" for k, v in errors.items()))
+
+
+def actor_name(user: AbstractBaseUser | None) -> str:
+    """The name recorded for an actor; "system" for automatic actions."""
+    return user.get_username() if user is not None else "system"
+
+
+def record_audit(
+    *,
+    actor: AbstractBaseUser | None,
+    action: str,
+    target: Any,
+    reason: str = "",
+    before: Any = None,
+    after: Any = None,
+    service_id: int | None = None,
+    now: datetime | None = None,
+) -> AuditEvent:
+    """Write one audit event (inside the caller's transaction)."""
+    return AuditEvent.objects.create(
+        actor=actor,
+        actor_name=actor_name(actor),
+        action=action,
+        service_id=service_id,
+        target_type=type(target)._meta.model_name,
+        target_id=str(target.pk),
+        target_repr=str(target)[:500],
+        reason=reason,
+        before=before,
+        after=after,
+        at=now or timezone.now(),
+    )
+
+
+def _check_reason(reason: str, *, required: bool) -> str:
+    if not isinstance(reason, str):
+        raise ValueError("reason must be a string")
+    reason = reason.strip()
+    if required and not reason:
+        raise ValueError("reason must not be empty")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise ValueError(
+            f"reason must be at most {MAX_REASON_LENGTH} characters, got {len(reason)}"
+        )
+    return reason
+
+
+def _lock(circuit: Circuit) -> Circuit:
+    # Serialises every override and config change of one circuit.
+    return (
+        Circuit.objects.select_for_update(of=("self",))
+        .select_related("service", "current_config")
+        .get(pk=circuit.pk)
+    )
+
+
+def _open_override(circuit: Circuit) -> Override | None:
+    return (
+        Override.objects.filter(circuit=circuit, ended_at__isnull=True)
+        .select_related("created_by")
+        .first()
+    )
+
+
+def force_circuit(
+    circuit: Circuit,
+    state: str,
+    *,
+    reason: str,
+    user: AbstractBaseUser | None,
+    expires_in: float | None = None,
+    now: datetime | None = None,
+) -> Override:
+    """Force ``circuit`` open or closed on every instance until released or expired.
+
+    An override already in force is replaced. Raises ValueError naming the bad parameter.
+    """
+    if state not in OverrideState.values:
+        raise ValueError(f"state must be one of {', '.join(OverrideState.values)}, got {state!r}")
+    reason = _check_reason(reason, required=True)
+    if expires_in is not None:
+        ok = isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool)
+        if not ok or not 1 <= expires_in <= MAX_EXPIRES_IN_SECONDS:
+            raise ValueError(
+                f"expires_in must be a number of seconds between 1 and {MAX_EXPIRES_IN_SECONDS}, "
+                f"got {expires_in!r}"
+            )
+    now = now or timezone.now()
+    with transaction.atomic():
+        circuit = _lock(circuit)
+        previous = _open_override(circuit)
+        before = None
+        if previous is not None:
+            expired = previous.expires_at is not None and previous.expires_at <= now
+            before = None if expired else override_wire(previous)
+            previous.ended_at = now
+            previous.ended_by = None if expired else user
+            previous.end_reason = OverrideEnd.EXPIRED if expired else OverrideEnd.REPLACED
+            previous.save(update_fields=["ended_at", "ended_by", "end_reason"])
+        override = Override.objects.create(
+            circuit=circuit,
+            state=state,
+            reason=reason,
+            created_by=user,
+            created_at=now,
+            expires_at=now + timedelta(seconds=expires_in) if expires_in is not None else None,
+        )
+        after = override_wire(override)
+        record_audit(
+            actor=user,
+            action=AuditAction.OVERRIDE_FORCE,
+            target=circuit,
+            reason=reason,
+            before=before,
+            after=after,
+            service_id=circuit.service_id,
+            now=now,
+        )
+        version = bump_desired_version(circuit.service_id)
+        events.publish(
+            {
+                "type": "fleet.override",
+                "service_id": circuit.service_id,
+                "circuit_id": circuit.pk,
+                "circuit": circuit.name,
+                "action": "force",
+                "override": after,
+                "desired_version": version,
+            }
+        )
+    return override
+
+
+def release_circuit(
+    circuit: Circuit,
+    *,
+    user: AbstractBaseUser | None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> Override:
+    """End the override in force on ``circuit``; raises NotForcedError if there is none."""
+    reason = _check_reason(reason, required=False)
+    now = now or timezone.now()
+    with transaction.atomic():
+        circuit = _lock(circuit)
+        override = _open_override(circuit)
+        if override is None or (override.expires_at is not None and override.expires_at <= now):
+            raise NotForcedError(f"circuit {circuit} has no override in force")
+        before = override_wire(override)
+        override.ended_at = now
+        override.ended_by = user
+        override.end_reason = OverrideEnd.RELEASED
+        override.save(update_fields=["ended_at", "ended_by", "end_reason"])
+        record_audit(
+            actor=user,
+            action=AuditAction.OVERRIDE_RELEASE,
+            target=circuit,
+            reason=reason,
+            before=before,
+            after=None,
+            service_id=circuit.service_id,
+            now=now,
+        )
+        version = bump_desired_version(circuit.service_id)
+        events.publish(
+            {
+                "type": "fleet.override",
+                "service_id": circuit.service_id,
+                "circuit_id": circuit.pk,
+                "circuit": circuit.name,
+                "action": "release",
+                "override": None,
+                "desired_version": version,
+            }
+        )
+    return override
+
+
+def create_config_version(
+    circuit: Circuit,
+    config: Mapping[str, Any],
+    *,
+    expected_version: int,
+    user: AbstractBaseUser | None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> ConfigVersion:
+    """Create version N+1 of the circuit's config, if N is still ``expected_version``.
+
+    ``config`` may name only the fields that change; the others are kept from version
+    N. Raises ConfigConflictError (stale expected_version) or ConfigInvalidError.
+    """
+    reason = _check_reason(reason, required=False)
+    if not isinstance(config, Mapping):
+        raise ConfigInvalidError({"config": "must be an object of wire fields"})
+    with transaction.atomic():
+        circuit = _lock(circuit)
+        current = circuit.current_config
+        current_version = current.version if current else 0
+        if expected_version != current_version:
+            raise ConfigConflictError(expected_version, current_version)
+        base = CircuitBreakerConfig.from_dict(current.config) if current else None
+        errors = config_errors(config, base=base)
+        if errors:
+            raise ConfigInvalidError(errors)
+        merged = CircuitBreakerConfig.from_dict(config, base=base).to_dict()
+        new = ConfigVersion.objects.create(
+            circuit=circuit,
+            version=current_version + 1,
+            config=merged,
+            source=ConfigSource.OPERATOR,
+            reason=reason,
+            created_by=user,
+        )
+        circuit.current_config = new
+        circuit.save(update_fields=["current_config"])
+        record_audit(
+            actor=user,
+            action=AuditAction.CONFIG_CREATE,
+            target=circuit,
+            reason=reason,
+            before={"version": current_version, "config": current.config if current else None},
+            after={"version": new.version, "config": merged},
+            service_id=circuit.service_id,
+            now=now,
+        )
+        version = bump_desired_version(circuit.service_id)
+        events.publish(
+            {
+                "type": "fleet.config",
+                "service_id": circuit.service_id,
+                "circuit_id": circuit.pk,
+                "circuit": circuit.name,
+                "config_version": new.version,
+                "desired_version": version,
+            }
+        )
+    return new
+
+
+def expire_overrides(*, now: datetime | None = None, service_id: int | None = None) -> int:
+    """End every override past its expiry (of one service, or all); returns how many.
+
+    Each is claimed by a conditional UPDATE, so concurrent callers (the periodic task
+    and syncs) expire it once. Costs one indexed query when nothing has expired.
+    """
+    now = now or timezone.now()
+    due = Override.objects.filter(ended_at__isnull=True, expires_at__lte=now)
+    if service_id is not None:
+        due = due.filter(circuit__service_id=service_id)
+    rows = list(due.select_related("circuit", "created_by"))
+    expired = 0
+    for override in rows:
+        with transaction.atomic():
+            claimed = Override.objects.filter(pk=override.pk, ended_at__isnull=True).update(
+                ended_at=override.expires_at, end_reason=OverrideEnd.EXPIRED
+            )
+            if not claimed:
+                continue
+            expired += 1
+            circuit = override.circuit
+            record_audit(
+                actor=None,
+                action=AuditAction.OVERRIDE_EXPIRE,
+                target=circuit,
+                reason=override.reason,
+                before=override_wire(override),
+                after=None,
+                service_id=circuit.service_id,
+                now=now,
+            )
+            version = bump_desired_version(circuit.service_id)
+            events.publish(
+                {
+                    "type": "fleet.override",
+                    "service_id": circuit.service_id,
+                    "circuit_id": circuit.pk,
+                    "circuit": circuit.name,
+                    "action": "expire",
+                    "override": None,
+                    "desired_version": version,
+                }
+            )
+    return expired

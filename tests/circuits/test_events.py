@@ -1,0 +1,87 @@
+"""Typed fleet events reach the channel layer group after the commit, and only then."""
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth.models import User
+
+from controlplane.circuits.events import FLEET_GROUP
+from controlplane.circuits.models import Circuit
+from controlplane.circuits.operations import force_circuit
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def fleet_channel() -> Any:
+    """A channel subscribed to the fleet group; yields a function draining its messages."""
+    layer = get_channel_layer()
+    # A plain (not process-specific) channel name: received without a per-loop buffer.
+    channel = f"tests.fleet.{uuid.uuid4().hex}"
+    async_to_sync(layer.group_add)(FLEET_GROUP, channel)
+
+    async def _drain() -> list[dict[str, Any]]:
+        messages = []
+        while True:
+            try:
+                messages.append(await asyncio.wait_for(layer.receive(channel), timeout=0.3))
+            except TimeoutError:
+                return messages
+
+    yield async_to_sync(_drain)
+    async_to_sync(layer.group_discard)(FLEET_GROUP, channel)
+
+
+def test_sync_publishes_transitions_and_snapshot_changes_after_commit(
+    post_sync, sync_body, fleet_channel, django_capture_on_commit_callbacks
+) -> None:
+    body = sync_body(
+        breakers=[{"name": "db", "state": "open"}],
+        transitions=[
+            {
+                "id": 1,
+                "breaker": "db",
+                "from": "closed",
+                "to": "open",
+                "at": "2026-11-27T10:04:00Z",
+                "reason": "failure_threshold",
+            }
+        ],
+    )
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert post_sync(body).status_code == 200
+    assert fleet_channel() == []  # nothing before the commit
+    for callback in callbacks:
+        callback()
+    by_type = {m["type"]: m for m in fleet_channel()}
+    assert set(by_type) == {"fleet.transitions", "fleet.snapshots"}
+    transition = by_type["fleet.transitions"]["transitions"][0]
+    assert (transition["circuit"], transition["to_state"], transition["at"]) == (
+        "db",
+        "open",
+        "2026-11-27T10:04:00Z",
+    )
+    assert by_type["fleet.snapshots"]["snapshots"][0]["state"] == "open"
+
+    # A replay stores nothing new and changes no state: no event.
+    with django_capture_on_commit_callbacks(execute=True):
+        post_sync(body)
+    assert fleet_channel() == []
+
+
+def test_force_publishes_an_override_event(
+    post_sync, sync_body, operator: User, fleet_channel, django_capture_on_commit_callbacks
+) -> None:
+    post_sync(sync_body(breakers=[{"name": "db"}]))
+    fleet_channel()
+    with django_capture_on_commit_callbacks(execute=True):
+        force_circuit(Circuit.objects.get(), "forced_open", reason="drill", user=operator)
+    (event,) = fleet_channel()
+    assert event["type"] == "fleet.override"
+    assert event["action"] == "force"
+    assert event["override"]["state"] == "forced_open"
+    assert event["desired_version"] == 1
