@@ -1,0 +1,274 @@
+"""Wake-up fan-out for long-polling agents.
+
+Each web process keeps one :class:`WatchHub`. Watch requests register a waiter
+(service id, the version the agent already has, the event loop it waits on).
+When a service's desired state changes, the hub builds that desired state once,
+serialises it once, and hands the same bytes to every waiter of the service, so
+a thousand woken agents cost one ``build_desired_state`` call, not a thousand syncs.
+
+How a change reaches the hubs:
+
+* With ``REDIS_URL`` set, the ``desired_state_changed`` signal publishes
+  ``{"service_id", "desired_version"}`` on a Redis channel and every web process
+  runs one listener thread subscribed to it (started with its first waiter).
+* Without Redis (the embedded default, one process), the signal hands the change
+  straight to this process's hub.
+
+Building and delivering happen on the hub's own thread, never on an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+from django.dispatch import receiver
+
+from controlplane.circuits.signals import desired_state_changed
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "switchyard:desired_state_changed"
+# Redis reconnects back off up to this many seconds.
+MAX_RECONNECT_DELAY = 5.0
+
+
+@dataclass(eq=False)
+class Waiter:
+    """One held watch request."""
+
+    service_id: int
+    since: int
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[bytes] = field(repr=False)
+
+
+def _resolve(waiters: list[Waiter], payload: bytes) -> None:
+    # Runs on the waiters' event loop.
+    for waiter in waiters:
+        if not waiter.future.done():
+            waiter.future.set_result(payload)
+
+
+def _default_builder(service_id: int) -> dict[str, Any]:
+    from controlplane.circuits.desired import build_desired_state
+
+    return build_desired_state(service_id)
+
+
+class WatchHub:
+    """Holds the waiting watchers of this process and wakes them with one shared payload."""
+
+    def __init__(self, builder: Callable[[int], dict[str, Any]] | None = None) -> None:
+        self._builder = builder or _default_builder
+        self._lock = threading.Lock()
+        self._waiters: dict[int, set[Waiter]] = {}
+        self._announced: dict[int, int] = {}  # service id -> highest version heard of
+        self._changes: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._listener: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.builds = 0  # desired states built (for tests and benchmarks)
+        self.deliveries = 0  # waiters answered
+
+    # -- waiters (event loop side) ---------------------------------------------------------
+
+    def register(self, service_id: int, since: int) -> Waiter:
+        """Register a waiter on the running loop; call before reading the current version."""
+        loop = asyncio.get_running_loop()
+        waiter = Waiter(service_id, since, loop, loop.create_future())
+        with self._lock:
+            self._waiters.setdefault(service_id, set()).add(waiter)
+        self._ensure_threads()
+        return waiter
+
+    def unregister(self, waiter: Waiter) -> None:
+        """Forget a waiter (answered, timed out or disconnected)."""
+        with self._lock:
+            waiters = self._waiters.get(waiter.service_id)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[waiter.service_id]
+
+    def announced(self, service_id: int) -> int:
+        """The highest desired version this process has heard announced (0 if none)."""
+        with self._lock:
+            return self._announced.get(service_id, 0)
+
+    def waiting(self, service_id: int | None = None) -> int:
+        """How many watchers wait (for one service, or in all)."""
+        with self._lock:
+            if service_id is not None:
+                return len(self._waiters.get(service_id, ()))
+            return sum(len(w) for w in self._waiters.values())
+
+    # -- changes (any thread) --------------------------------------------------------------
+
+    def notify(self, service_id: int, desired_version: int) -> None:
+        """A service's desired state moved to ``desired_version``: wake its waiters."""
+        with self._lock:
+            if desired_version > self._announced.get(service_id, 0):
+                self._announced[service_id] = desired_version
+            if service_id not in self._waiters:
+                return  # nobody here waits for it: nothing to build
+        self._changes.put((service_id, desired_version))
+        self._ensure_threads()
+
+    def _ensure_threads(self) -> None:
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(
+                    target=self._work, name="switchyard-watch-hub", daemon=True
+                )
+                self._worker.start()
+            if redis_url() and (self._listener is None or not self._listener.is_alive()):
+                self._listener = threading.Thread(
+                    target=self._listen, name="switchyard-watch-redis", daemon=True
+                )
+                self._listener.start()
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            item = self._changes.get()
+            if item is None:
+                break
+            # Coalesce a burst: one build per service, at its highest announced version.
+            latest = {item[0]: item[1]}
+            while True:
+                try:
+                    more = self._changes.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._stopping.set()
+                    break
+                latest[more[0]] = max(more[1], latest.get(more[0], 0))
+            try:
+                for service_id, version in latest.items():
+                    self._deliver(service_id, version)
+            except Exception:
+                logger.exception("watch hub: delivery failed")
+            finally:
+                # Never hold a database connection between bursts.
+                connections.close_all()
+
+    def _deliver(self, service_id: int, version: int) -> None:
+        with self._lock:
+            pending = [w for w in self._waiters.get(service_id, ()) if w.since < version]
+        if not pending:
+            return
+        desired = self._builder(service_id)
+        self.builds += 1
+        built_version = int(desired["desired_version"])
+        payload = json.dumps(desired, separators=(",", ":")).encode()
+        by_loop: dict[asyncio.AbstractEventLoop, list[Waiter]] = {}
+        for waiter in pending:
+            if waiter.since < built_version:
+                by_loop.setdefault(waiter.loop, []).append(waiter)
+        for loop, waiters in by_loop.items():
+            self.deliveries += len(waiters)
+            # A closed loop raises RuntimeError: its requests are gone anyway.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, waiters, payload)
+
+    def _listen(self) -> None:
+        import redis
+
+        delay = 0.1
+        while not self._stopping.is_set():
+            client = None
+            try:
+                client = redis.Redis.from_url(redis_url(), socket_keepalive=True)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(CHANNEL)
+                delay = 0.1
+                while not self._stopping.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    try:
+                        data = json.loads(message["data"])
+                        self.notify(int(data["service_id"]), int(data["desired_version"]))
+                    except (ValueError, KeyError, TypeError):
+                        logger.warning("watch hub: ignored malformed message %r", message)
+            except Exception as exc:
+                # Waiters still time out and agents still sync periodically.
+                logger.warning("watch hub: Redis listener error (%s); reconnecting", exc)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, MAX_RECONNECT_DELAY)
+            finally:
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        client.close()
+
+    def stop(self) -> None:
+        """Stop the hub's threads (tests)."""
+        self._stopping.set()
+        self._changes.put(None)
+
+
+def redis_url() -> str:
+    """The Redis URL that carries change notifications between processes ('' = in-process)."""
+    return getattr(settings, "REDIS_URL", "") or ""
+
+
+_hub: WatchHub | None = None
+_hub_lock = threading.Lock()
+
+
+def get_hub() -> WatchHub:
+    """This process's hub."""
+    global _hub
+    with _hub_lock:
+        if _hub is None:
+            _hub = WatchHub()
+        return _hub
+
+
+_redis_client: Any = None
+
+
+def _publish(service_id: int, desired_version: int) -> None:
+    global _redis_client
+    import redis
+
+    message = json.dumps({"service_id": service_id, "desired_version": desired_version})
+    for attempt in (0, 1):
+        try:
+            if _redis_client is None:
+                _redis_client = redis.Redis.from_url(redis_url(), socket_timeout=2.0)
+            _redis_client.publish(CHANNEL, message)
+            return
+        except redis.RedisError as exc:
+            _redis_client = None
+            if attempt:
+                logger.warning("could not publish desired state change: %s", exc)
+
+
+@receiver(desired_state_changed, dispatch_uid="switchyard-watch-notify")
+def on_desired_state_changed(
+    sender: Any, service_id: int, desired_version: int, **kwargs: Any
+) -> None:
+    """Fan a change out to every web process (Redis) or to this one."""
+    started = time.monotonic()
+    if redis_url():
+        _publish(service_id, desired_version)
+    else:
+        get_hub().notify(service_id, desired_version)
+    logger.debug(
+        "desired state of service %s -> %s announced in %.1f ms",
+        service_id,
+        desired_version,
+        (time.monotonic() - started) * 1000,
+    )

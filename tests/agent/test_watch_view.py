@@ -1,0 +1,169 @@
+"""The long-poll watch endpoint and its wake-up fan-out, in-process and over Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
+from django.test import AsyncClient
+from django.utils import timezone
+
+from controlplane.circuits.auth import create_agent_token
+from controlplane.circuits.desired import bump_desired_version
+from controlplane.circuits.models import AgentToken, Circuit, Override, Service
+from controlplane.circuits.notify import get_hub
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+async def _close_sync_thread_connections() -> Any:
+    """sync_to_async runs test setup on a shared thread; its connection must not outlive
+    the test (the test database could not be dropped)."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture(params=["in-process", "redis"])
+def backend(request: Any, settings: Any) -> str:
+    """Run each wake-up test with both notification backends."""
+    if request.param == "in-process":
+        settings.REDIS_URL = ""
+    elif not settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set")
+    settings.SWITCHYARD_WATCH_HOLD = 5.0
+    return str(request.param)
+
+
+def _setup() -> tuple[Service, str, Circuit]:
+    service = Service.objects.create(name="checkout")
+    _, raw = create_agent_token(service)
+    circuit = Circuit.objects.create(service=service, name="payments")
+    return service, raw, circuit
+
+
+def _force(service_id: int, circuit: Circuit) -> int:
+    with transaction.atomic():
+        Override.objects.create(
+            circuit=circuit, state="forced_open", reason="db failover", created_at=timezone.now()
+        )
+        return bump_desired_version(service_id)
+
+
+async def _watch(client: AsyncClient, raw: str, since: int | str) -> Any:
+    return await client.get(
+        f"/api/v1/agent/watch?since={since}", headers={"Authorization": f"Bearer {raw}"}
+    )
+
+
+async def _wait_until_waiting(service_id: int, count: int) -> None:
+    for _ in range(500):
+        if get_hub().waiting(service_id) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"only {get_hub().waiting(service_id)} of {count} watchers waiting")
+
+
+async def test_behind_watcher_gets_the_desired_state_at_once(settings):
+    service, raw, circuit = await sync_to_async(_setup)()
+    await sync_to_async(_force)(service.id, circuit)
+    response = await _watch(AsyncClient(), raw, 0)
+    assert response.status_code == 200
+    body = json.loads(response.content)
+    assert body["desired_version"] == 1
+    override = body["breakers"]["payments"]["override"]
+    assert (override["state"], override["reason"]) == ("forced_open", "db failover")
+
+
+async def test_change_wakes_every_watcher_with_one_build(backend):
+    service, raw, circuit = await sync_to_async(_setup)()
+    hub = get_hub()
+    builds = hub.builds
+    watchers = [asyncio.ensure_future(_watch(AsyncClient(), raw, 0)) for _ in range(25)]
+    await _wait_until_waiting(service.id, 25)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    version = await sync_to_async(_force)(service.id, circuit)
+    responses = await asyncio.wait_for(asyncio.gather(*watchers), 3.0)
+    assert loop.time() - started < 3.0
+    bodies = [json.loads(r.content) for r in responses]
+    assert {r.status_code for r in responses} == {200}
+    assert {b["desired_version"] for b in bodies} == {version}
+    assert all(b["breakers"]["payments"]["override"]["state"] == "forced_open" for b in bodies)
+    # One desired state built for the 25 woken watchers, not one each.
+    assert hub.builds - builds == 1
+    assert hub.waiting(service.id) == 0
+
+
+async def test_change_of_another_service_does_not_wake(backend, settings):
+    settings.SWITCHYARD_WATCH_HOLD = 0.5
+    service, raw, _ = await sync_to_async(_setup)()
+
+    def other() -> tuple[int, Circuit]:
+        svc = Service.objects.create(name="billing")
+        return svc.id, Circuit.objects.create(service=svc, name="ledger")
+
+    other_id, other_circuit = await sync_to_async(other)()
+    watcher = asyncio.ensure_future(_watch(AsyncClient(), raw, 0))
+    await _wait_until_waiting(service.id, 1)
+    await sync_to_async(_force)(other_id, other_circuit)
+    response = await watcher
+    assert response.status_code == 204
+
+
+async def test_hold_ends_with_204_after_the_configured_time(settings):
+    settings.SWITCHYARD_WATCH_HOLD = 0.2
+    _, raw, _ = await sync_to_async(_setup)()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    response = await _watch(AsyncClient(), raw, 0)
+    assert response.status_code == 204
+    assert 0.15 < loop.time() - started < 2.0
+
+
+async def test_watcher_that_went_away_is_forgotten(backend):
+    service, raw, _ = await sync_to_async(_setup)()
+    watcher = asyncio.ensure_future(_watch(AsyncClient(), raw, 0))
+    await _wait_until_waiting(service.id, 1)
+    watcher.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await watcher
+    assert get_hub().waiting(service.id) == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [("", "got ''"), ("abc", "got 'abc'"), ("-1", "got -1"), (str(2**64), "got 1844")],
+)
+async def test_bad_since_is_a_400_naming_the_field(query, reason):
+    _, raw, _ = await sync_to_async(_setup)()
+    response = await _watch(AsyncClient(), raw, query)
+    assert response.status_code == 400
+    body = json.loads(response.content)
+    assert body["field"] == "since"
+    assert reason in body["error"]
+
+
+async def test_missing_wrong_revoked_or_foreign_tokens_are_refused():
+    _, raw, _ = await sync_to_async(_setup)()
+    client = AsyncClient()
+    missing = await client.get("/api/v1/agent/watch?since=0")
+    assert missing.status_code == 401
+    assert json.loads(missing.content)["field"] == "Authorization"
+    assert (await _watch(client, "sya_not-a-real-token", 0)).status_code == 401
+    assert (await _watch(client, "syu_personal-tokens-do-not-watch", 0)).status_code == 401
+    await sync_to_async(AgentToken.objects.update)(revoked_at=timezone.now())
+    assert (await _watch(client, raw, 0)).status_code == 401
+
+
+async def test_only_get_is_allowed():
+    _, raw, _ = await sync_to_async(_setup)()
+    response = await AsyncClient().post(
+        "/api/v1/agent/watch?since=0", HTTP_AUTHORIZATION=f"Bearer {raw}"
+    )
+    assert response.status_code == 405
+    assert response["Allow"] == "GET"
