@@ -445,7 +445,7 @@ class CircuitBreaker:
         event = None
         with self._lock:
             state = self._state
-            if window is not self._outcomes or (state is not _CLOSED and state is not _FORCED_CLOSED):
+            if window is not self._outcomes or not (state is _CLOSED or state is _FORCED_CLOSED):
                 return
             self._consec = 0
             if self._cold and len(window) >= self._min_calls:
@@ -520,7 +520,7 @@ class CircuitBreaker:
                 next(self._slow_calls)
             self._last_failure = time.time()
             state = self._state
-            if window is not self._outcomes or (state is not _CLOSED and state is not _FORCED_CLOSED):
+            if window is not self._outcomes or not (state is _CLOSED or state is _FORCED_CLOSED):
                 return  # admitted before a transition: cumulative counters only
             window.append(outcome)
             self._consec += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from breakers import CircuitBreaker, CircuitBreakerConfig
@@ -50,7 +52,5 @@ def ok(*args: object, **kwargs: object) -> str:
 def trip(breaker: CircuitBreaker, times: int | None = None) -> None:
     """Make `times` failing calls (default: the failure threshold)."""
     for _ in range(times if times is not None else breaker.config.failure_threshold):
-        try:
+        with contextlib.suppress(Boom):
             breaker.call(fail)
-        except Boom:
-            pass

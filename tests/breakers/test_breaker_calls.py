@@ -370,7 +370,7 @@ def test_get_state_has_the_seed_keys_and_the_counters(make_breaker, clock):
 
 
 def test_bad_constructor_arguments(clock):
-    with pytest.raises(ValueError, match="^name must be"):
+    with pytest.raises(ValueError, match=r"^name must be"):
         CircuitBreaker("")
     with pytest.raises(TypeError):
         CircuitBreaker("x", {"timeout": 1})  # type: ignore[arg-type]

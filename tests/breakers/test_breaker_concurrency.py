@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 
@@ -128,10 +129,8 @@ def test_exact_counts_after_8_threads_of_mixed_calls():
     def work(t: int) -> None:
         for i in range(per_thread):
             if i % 10 == 0:
-                try:
+                with contextlib.suppress(Boom):
                     breaker.call(raise_boom)
-                except Boom:
-                    pass
             elif i % 2:
                 breaker.call(ok)
             else:
@@ -160,10 +159,8 @@ async def test_exact_counts_with_many_tasks():
 
     async def worker(k: int, n: int) -> None:
         for i in range(n):
-            try:
+            with contextlib.suppress(Boom):
                 await breaker.call_async(maybe_fail, None, i + k)
-            except Boom:
-                pass
 
     await asyncio.gather(*(worker(k, 400) for k in range(50)))
     state = breaker.get_state()
@@ -218,10 +215,8 @@ def test_threads_through_half_open_cycles_keep_a_consistent_history():
 
     def work(t: int) -> None:
         for i in range(2000):
-            try:
+            with contextlib.suppress(Boom, CircuitOpenError):
                 breaker.call(sometimes, None, i + t)
-            except (Boom, CircuitOpenError):
-                pass
 
     run_threads(8, work)
     state = breaker.get_state()

@@ -188,7 +188,7 @@ def test_replace_validates():
     config = CircuitBreakerConfig()
     assert config.replace(timeout=5).timeout == 5.0
     assert config.timeout == 30.0
-    with pytest.raises(ValueError, match="^half_open_max_calls must be"):
+    with pytest.raises(ValueError, match=r"^half_open_max_calls must be"):
         config.replace(half_open_max_calls=0)
 
 
@@ -196,11 +196,11 @@ def test_exception_fields_are_validated_and_normalised():
     assert CircuitBreakerConfig(failure_exceptions=[OSError, KeyError]).failure_exceptions == (
         OSError, KeyError)
     assert CircuitBreakerConfig(ignore_exceptions=KeyError).ignore_exceptions == (KeyError,)
-    with pytest.raises(ValueError, match="^failure_exceptions must name at least one"):
+    with pytest.raises(ValueError, match=r"^failure_exceptions must name at least one"):
         CircuitBreakerConfig(failure_exceptions=())
-    with pytest.raises(ValueError, match="^failure_exceptions must contain exception types"):
+    with pytest.raises(ValueError, match=r"^failure_exceptions must contain exception types"):
         CircuitBreakerConfig(failure_exceptions=(OSError, int))
-    with pytest.raises(ValueError, match="^ignore_exceptions must be a tuple"):
+    with pytest.raises(ValueError, match=r"^ignore_exceptions must be a tuple"):
         CircuitBreakerConfig(ignore_exceptions="KeyError")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="^failure_predicate must be a callable"):
+    with pytest.raises(ValueError, match=r"^failure_predicate must be a callable"):
         CircuitBreakerConfig(failure_predicate=3)  # type: ignore[arg-type]

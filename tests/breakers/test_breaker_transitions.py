@@ -483,7 +483,7 @@ def test_apply_config_rejects_bad_arguments(make_breaker):
     breaker = make_breaker()
     with pytest.raises(TypeError):
         breaker.apply_config({"timeout": 1}, 1)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="^version must be"):
+    with pytest.raises(ValueError, match=r"^version must be"):
         breaker.apply_config(CircuitBreakerConfig(), -1)
 
 
