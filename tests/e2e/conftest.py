@@ -1,0 +1,151 @@
+"""A real control plane for end-to-end tests: uvicorn serving controlplane.asgi on
+127.0.0.1, in a subprocess, on pytest-django's test database (tests use
+``transactional_db`` so the server sees their rows and they see the server's)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def database_url() -> str:
+    """The URL of the database the test process uses right now (the test database)."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    user = s.get("USER") or "postgres"
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    host, port = s.get("HOST") or "127.0.0.1", s.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{s['NAME']}"
+
+
+class ControlPlaneProcess:
+    """One uvicorn process serving the control plane; can be stopped and restarted."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.env = env
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        fd, self.log_path = tempfile.mkstemp(prefix="switchyard-e2e-", suffix=".log")
+        os.close(fd)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "controlplane.asgi:application",
+             "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "off",
+             "--no-access-log", "--log-level", "warning"],
+            cwd=ROOT, env=self.env, stdout=open(self.log_path, "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"control plane exited at start:\n{self.output()}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if self.request("GET", "/healthz")[0] == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"control plane did not come up:\n{self.output()}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def output(self) -> str:
+        return Path(self.log_path).read_text(errors="replace")[-4000:]
+
+    def request(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        try:
+            return response.status, json.loads(data) if data else None
+        except ValueError:
+            return response.status, data.decode(errors="replace")
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    from django.conf import settings
+
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url(),
+        REDIS_URL=settings.REDIS_URL or "",
+        DEBUG="1",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        PYTHONPATH=str(ROOT),
+        LOG_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def control_plane(django_db_setup: Any, django_db_blocker: Any) -> Iterator[ControlPlaneProcess]:
+    """A control plane shared by the e2e tests of the session."""
+    with django_db_blocker.unblock():
+        server = ControlPlaneProcess(server_env())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_control_plane(
+    transactional_db: None,
+) -> Iterator[ControlPlaneProcess]:
+    """A control plane of this test alone (it may stop and restart it)."""
+    server = ControlPlaneProcess(server_env())
+    server.start()
+    yield server
+    server.stop()
+
+
+def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

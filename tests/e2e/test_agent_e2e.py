@@ -1,0 +1,189 @@
+"""End to end: the agent in this (application) process, the control plane in uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from breakers import CircuitBreakerConfig, CircuitBreakerRegistry, CircuitState
+from breakers.agent import Agent
+from controlplane.circuits.auth import create_agent_token
+from controlplane.circuits.models import Instance, Service, Transition
+from tests.e2e.conftest import ControlPlaneProcess, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
+class Boom(Exception):
+    pass
+
+
+def fail() -> None:
+    raise Boom
+
+
+def trip(breaker: Any) -> None:
+    for _ in range(100):
+        if breaker.state is CircuitState.OPEN:
+            return
+        with contextlib.suppress(Exception):
+            breaker.call(fail)
+    raise AssertionError(f"{breaker.name} did not open")
+
+
+@pytest.fixture
+def agent_token() -> tuple[Service, str]:
+    service = Service.objects.create(name="checkout")
+    return service, create_agent_token(service)[1]
+
+
+def new_agent(url: str, token: str, registry: CircuitBreakerRegistry, **kw: Any) -> Agent:
+    kw.setdefault("interval", 30.0)
+    kw.setdefault("backoff_initial", 0.1)
+    kw.setdefault("backoff_max", 0.5)
+    kw.setdefault("request_timeout", 2.0)
+    return Agent(url, token, "checkout", registry=registry, **kw)
+
+
+def stored(service: Service) -> list[tuple[str, int, str, str]]:
+    return sorted(
+        (t.circuit.name, t.seq, t.from_state, t.to_state)
+        for t in Transition.objects.filter(circuit__service=service).select_related("circuit")
+    )
+
+
+def test_a_trip_in_the_application_is_stored(control_plane: ControlPlaneProcess, agent_token):
+    service, token = agent_token
+    registry = CircuitBreakerRegistry()
+    payments = registry.get_or_create("payments", CircuitBreakerConfig(failure_threshold=3))
+    with new_agent(control_plane.url, token, registry) as agent:
+        assert wait_for(lambda: agent.stats()["syncs_ok"] >= 1), agent.stats()
+        trip(payments)
+        assert wait_for(lambda: stored(service), timeout=3.0), control_plane.output()
+        assert agent.pending_transitions == 0
+    ((name, seq, from_state, to_state),) = stored(service)
+    assert (name, seq, from_state, to_state) == ("payments", 1, "closed", "open")
+    transition = Transition.objects.get()
+    assert transition.reason in {"failure_threshold", "failure_rate"}
+    assert transition.instance.instance_id == agent.instance_id
+
+
+def test_outage_of_several_seconds_loses_and_duplicates_nothing(
+    own_control_plane: ControlPlaneProcess, agent_token
+):
+    service, token = agent_token
+    server = own_control_plane
+    registry = CircuitBreakerRegistry()
+    breakers = [
+        registry.get_or_create(name, CircuitBreakerConfig(failure_threshold=2))
+        for name in ("payments", "search", "ledger")
+    ]
+    with new_agent(server.url, token, registry, coalesce=0.0) as agent:
+        assert wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
+        breakers[0].force_open("before the outage")
+        breakers[0].release()
+        assert wait_for(lambda: len(stored(service)) == 2)
+        server.stop()
+        # While the control plane is down the application keeps tripping and recovering.
+        outage_started = time.monotonic()
+        for breaker in breakers:
+            trip(breaker)
+            breaker.force_open("outage drill")
+            breaker.release()
+        assert agent.pending_transitions == 9
+        assert wait_for(lambda: agent.stats()["syncs_failed"] >= 1)
+        time.sleep(max(0.0, 3.0 - (time.monotonic() - outage_started)))
+        server.start()
+        assert wait_for(lambda: agent.pending_transitions == 0, timeout=10.0), agent.stats()
+    rows = stored(service)
+    assert sorted(seq for _, seq, _, _ in rows) == list(range(1, 12))
+    assert [(from_state, to) for name, _, from_state, to in rows if name == "search"] == [
+        ("closed", "open"), ("open", "forced_open"), ("forced_open", "closed"),
+    ]
+    assert Instance.objects.get().dropped_transitions == 0
+
+
+class CorruptingProxy:
+    """Forwards to the real control plane, then answers 500 or mangled JSON instead."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.mode = "pass"
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request(self.command, self.path, body, headers)
+                upstream = conn.getresponse()
+                status, data = upstream.status, upstream.read()
+                conn.close()
+                if proxy.mode == "500":
+                    status, data = 500, b"<h1>Server Error (500)</h1>"
+                elif proxy.mode == "garbage" and data:
+                    status, data = 200, data[: len(data) // 2] + b"\x00\xff not json"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = _serve
+            do_POST = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def corrupting_proxy(control_plane: ControlPlaneProcess) -> Iterator[CorruptingProxy]:
+    proxy = CorruptingProxy(control_plane.port)
+    yield proxy
+    proxy.close()
+
+
+@pytest.mark.parametrize("mode", ["500", "garbage"])
+def test_erroring_control_plane_leaves_calls_unaffected(corrupting_proxy, agent_token, mode):
+    service, token = agent_token
+    registry = CircuitBreakerRegistry()
+    payments = registry.get_or_create("payments", CircuitBreakerConfig(failure_threshold=4))
+    with new_agent(corrupting_proxy.url, token, registry, coalesce=0.0) as agent:
+        assert wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
+        corrupting_proxy.mode = mode
+        payments.force_open("drill")
+        payments.release()
+        assert wait_for(lambda: agent.stats()["syncs_failed"] >= 2, timeout=3.0)
+        # Every protected call still runs, on the config it had, and fails over normally.
+        started = time.perf_counter()
+        results = [payments.call(lambda i=i: i) for i in range(2000)]
+        elapsed = time.perf_counter() - started
+        assert results == list(range(2000))
+        assert elapsed < 1.0  # 2,000 in-memory calls; a network wait would show here
+        assert payments.config.failure_threshold == 4
+        trip(payments)
+        assert payments.call(lambda: "x", fallback=lambda: "fallback") == "fallback"
+        assert agent.pending_transitions == 3
+        # The link comes back: what was kept arrives.
+        corrupting_proxy.mode = "pass"
+        assert wait_for(lambda: agent.pending_transitions == 0, timeout=5.0)
+    assert [to for _, _, _, to in stored(service)] == ["forced_open", "closed", "open"]
