@@ -22,12 +22,12 @@ class CircuitOpenError(BreakerError):
     """
 
     def __init__(self, name: str, state: CircuitState, retry_after: float | None) -> None:
+        # The message is built only when shown: rejections must stay cheap.
+        super().__init__(name, state, retry_after)
         self.name = name
         self.state = state
         self.retry_after = retry_after
-        when = "" if retry_after is None else f"; retry after {retry_after:.3f}s"
-        super().__init__(f"circuit {name!r} is {state.value}{when}")
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        # Keep the three attributes across pickling (e.g. to a worker process).
-        return (type(self), (self.name, self.state, self.retry_after))
+    def __str__(self) -> str:
+        when = "" if self.retry_after is None else f"; retry after {self.retry_after:.3f}s"
+        return f"circuit {self.name!r} is {self.state.value}{when}"

@@ -1,0 +1,255 @@
+"""Per-call overhead of Switchyard's breakers against pybreaker, circuitbreaker, aiobreaker.
+
+Run: .venv/bin/python benchmarks/bench_breaker.py [--rounds N] [--number N]
+
+Everything runs in one process. Each round measures every case once, in an order that
+rotates from round to round, so background load hits all libraries alike. For each
+case the script prints the best and the median time per call, the overhead over a bare
+call of the same function (best minus best bare call), and the ratios our goals are
+stated in. Figures on a shared machine are noisy: compare ratios, not absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import timeit
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiobreaker  # noqa: E402
+import circuitbreaker  # noqa: E402
+import pybreaker  # noqa: E402
+
+from breakers import CircuitBreaker, CircuitBreakerConfig  # noqa: E402
+
+
+def work() -> int:
+    return 1
+
+
+async def awork() -> int:
+    return 1
+
+
+def fallback() -> int:
+    return 0
+
+
+class Fail(Exception):
+    pass
+
+
+def failing() -> int:
+    raise Fail
+
+
+# -- the libraries, configured alike (5 failures to open, long open timeout) ------------
+
+ours = CircuitBreaker("bench", CircuitBreakerConfig(failure_threshold=5, timeout=300))
+ours_decorated = ours(work)
+ours_async_decorated = ours(awork)
+
+pyb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=300)
+pyb_decorated = pyb(work)
+
+cb = circuitbreaker.CircuitBreaker(failure_threshold=5, recovery_timeout=300)
+cb_decorated = cb.decorate(work)
+cb_async_decorated = cb.decorate(awork)
+
+aio = aiobreaker.CircuitBreaker(fail_max=5, timeout_duration=timedelta(seconds=300))
+aio_async_decorated = aio(awork)
+
+# Open breakers for the rejection path.
+ours_open = CircuitBreaker("open", CircuitBreakerConfig(failure_threshold=1, timeout=300))
+ours_open.call(failing, fallback)
+pyb_open = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=300)
+try:
+    pyb_open.call(failing)
+except (Fail, pybreaker.CircuitBreakerError):
+    pass
+cb_open = circuitbreaker.CircuitBreaker(failure_threshold=1, recovery_timeout=300,
+                                        fallback_function=fallback)
+cb_open_decorated = cb_open.decorate(work)
+try:
+    cb_open.decorate(failing)()
+except Fail:
+    pass
+aio_open = aiobreaker.CircuitBreaker(fail_max=1, timeout_duration=timedelta(seconds=300))
+
+
+async def _trip_aio() -> None:
+    async def afailing() -> int:
+        raise Fail
+
+    try:
+        await aio_open.call_async(afailing)
+    except (Fail, aiobreaker.CircuitBreakerError):
+        pass
+
+
+asyncio.run(_trip_aio())
+assert ours_open.state == "open" and cb_open.opened and aio_open.current_state.name == "OPEN"
+
+
+def pyb_reject() -> int:
+    try:
+        return pyb_open.call(work)
+    except pybreaker.CircuitBreakerError:
+        return fallback()
+
+
+def ours_reject_no_fallback() -> int:
+    try:
+        return ours_open.call(work)
+    except Exception:
+        return fallback()
+
+
+# -- cases --------------------------------------------------------------------------------
+
+SYNC_CASES: dict[str, dict[str, str]] = {
+    # group -> {implementation: statement}
+    "bare": {"bare": "work()"},
+    "decorator": {
+        "ours": "ours_decorated()",
+        "pybreaker": "pyb_decorated()",
+        "circuitbreaker": "cb_decorated()",
+    },
+    "call": {
+        "ours": "ours.call(work)",
+        "pybreaker": "pyb.call(work)",
+        "circuitbreaker": "cb.call(work)",
+    },
+    "rejection": {
+        "ours (fallback)": "ours_open.call(work, fallback)",
+        "ours (raise+catch)": "ours_reject_no_fallback()",
+        "pybreaker (raise+catch)": "pyb_reject()",
+        "circuitbreaker (fallback)": "cb_open_decorated()",
+    },
+}
+
+
+def _async_loop(make_call: Callable[[], Any]) -> Callable[[int], Any]:
+    async def loop(n: int) -> None:
+        call = make_call()
+        for _ in range(n):
+            await call()
+
+    return loop
+
+
+ASYNC_CASES: dict[str, dict[str, Callable[[int], Any]]] = {
+    "async bare": {"bare": _async_loop(lambda: awork)},
+    "async call": {
+        "ours": _async_loop(lambda: lambda: ours.call_async(awork)),
+        "aiobreaker": _async_loop(lambda: lambda: aio.call_async(awork)),
+    },
+    "async decorator": {
+        "ours": _async_loop(lambda: ours_async_decorated),
+        "aiobreaker": _async_loop(lambda: aio_async_decorated),
+        "circuitbreaker": _async_loop(lambda: cb_async_decorated),
+    },
+    "async rejection": {
+        "ours (fallback)": _async_loop(lambda: lambda: ours_open.call_async(awork, fallback)),
+    },
+}
+# The bare async baseline goes through the same lambda layer as the "call" cases.
+ASYNC_CASES["async bare"]["bare (lambda)"] = _async_loop(lambda: lambda: awork())
+
+
+def measure(rounds: int, number: int) -> dict[tuple[str, str], list[float]]:
+    """ns per call of every case, one list entry per round."""
+    timers: list[tuple[tuple[str, str], Callable[[], float]]] = []
+    namespace = globals()
+    for group, impls in SYNC_CASES.items():
+        for impl, stmt in impls.items():
+            timer = timeit.Timer(stmt, globals=namespace)
+            timers.append(((group, impl), lambda t=timer: t.timeit(number) / number * 1e9))
+    loop = asyncio.new_event_loop()
+    for group, async_impls in ASYNC_CASES.items():
+        for impl, body in async_impls.items():
+            def run(body: Callable[[int], Any] = body) -> float:
+                start = timeit.default_timer()
+                loop.run_until_complete(body(number))
+                return (timeit.default_timer() - start) / number * 1e9
+
+            timers.append(((group, impl), run))
+    results: dict[tuple[str, str], list[float]] = {key: [] for key, _ in timers}
+    for key, fn in timers:  # warm up
+        fn()
+    for r in range(rounds):
+        shift = r % len(timers)
+        for key, fn in timers[shift:] + timers[:shift]:
+            results[key].append(fn())
+    loop.close()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--number", type=int, default=20_000, help="calls per measurement")
+    args = parser.parse_args()
+    if not 1 <= args.rounds <= 1000 or not 100 <= args.number <= 10_000_000:
+        parser.error("--rounds must be 1..1000 and --number 100..10000000")
+
+    results = measure(args.rounds, args.number)
+    best = {key: min(values) for key, values in results.items()}
+    median = {key: statistics.median(values) for key, values in results.items()}
+    bare = best[("bare", "bare")]
+    abare = best[("async bare", "bare")]
+    abare_lambda = best[("async bare", "bare (lambda)")]
+
+    def overhead(key: tuple[str, str]) -> float:
+        group, impl = key
+        if group in ("async call", "async rejection"):
+            return best[key] - abare_lambda
+        if group.startswith("async"):
+            return best[key] - abare
+        return best[key] - bare
+
+    print(f"Python {sys.version.split()[0]}, {args.rounds} rounds x {args.number} calls, "
+          "interleaved; ns per call")
+    print(f"{'case':<18}{'implementation':<28}{'best':>9}{'median':>9}{'overhead':>10}")
+    for (group, impl) in results:
+        key = (group, impl)
+        extra = "" if impl.startswith("bare") else f"{overhead(key):>10.0f}"
+        print(f"{group:<18}{impl:<28}{best[key]:>9.0f}{median[key]:>9.0f}{extra}")
+
+    def ratio(ours_key: tuple[str, str], peer_key: tuple[str, str]) -> float:
+        return overhead(ours_key) / overhead(peer_key)
+
+    goals = [
+        ("sync decorator vs pybreaker", ratio(("decorator", "ours"), ("decorator", "pybreaker")),
+         0.15),
+        ("sync call vs pybreaker", ratio(("call", "ours"), ("call", "pybreaker")), 0.15),
+        ("sync decorator vs circuitbreaker",
+         ratio(("decorator", "ours"), ("decorator", "circuitbreaker")), 0.4),
+        ("async call vs aiobreaker",
+         ratio(("async call", "ours"), ("async call", "aiobreaker")), 0.25),
+        ("async decorator vs aiobreaker",
+         ratio(("async decorator", "ours"), ("async decorator", "aiobreaker")), 0.25),
+    ]
+    print("\nratios of overhead (ours / peer), goal in brackets")
+    failed = False
+    for label, value, goal in goals:
+        ok = value <= goal
+        failed |= not ok
+        print(f"  {label:<36}{value:>6.3f}  (<= {goal})  {'ok' if ok else 'MISSED'}")
+    reject = best[("rejection", "ours (fallback)")]
+    ok = reject < 500
+    failed |= not ok
+    print(f"  {'rejection with fallback, total ns':<36}{reject:>6.0f}  (< 500)  "
+          f"{'ok' if ok else 'MISSED'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
