@@ -298,6 +298,7 @@ class Agent:
         self._dropped = 0
         self._next_sync_at = self._mono()  # periodic schedule, or the end of a backoff
         self._soon: float | None = None  # a sync asked for by a transition or a change
+        self._applying: int | None = None  # thread applying a desired state right now
         if not hasattr(self, "_desired"):
             # What the breakers run now: a forked child inherits it with the breakers.
             self._desired: dict[str, Any] | None = None
@@ -463,7 +464,12 @@ class Agent:
                 self._pending.popleft()
                 self._dropped += 1
             self._pending.append(_Pending(self._next_transition_id, event))
-            soon = self._mono() + self.coalesce
+            delay = self.coalesce
+            if self._applying == threading.get_ident():
+                # Caused by the control plane's own command, applied by a whole fleet at
+                # once: report it spread out rather than all in the same 50 ms.
+                delay = self._rng.uniform(self.coalesce, max(self.coalesce, self.report_delay_max))
+            soon = self._mono() + delay
             if self._soon is None or soon < self._soon:
                 self._soon = soon
         self._wake.set()
@@ -710,7 +716,11 @@ class Agent:
                 "breakers": desired.get("breakers", {}),
             }
             self._desired_version = version
-            self._apply_locked()
+            self._applying = threading.get_ident()
+            try:
+                self._apply_locked()
+            finally:
+                self._applying = None
 
     def _apply_locked(self) -> None:
         assert self._desired is not None

@@ -19,6 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
 
 from controlplane.circuits.auth import authenticate_agent, bearer_token
 from controlplane.circuits.notify import get_hub
@@ -108,3 +109,7 @@ def _desired_response(payload: bytes) -> HttpResponse:
     response = HttpResponse(payload, content_type="application/json")
     response["Cache-Control"] = "no-store"
     return response
+
+
+# Included by the project's URL config under api/v1/agent/.
+urlpatterns = [path("watch", agent_watch, name="agent-watch")]
