@@ -430,9 +430,10 @@ class CircuitBreaker:
             return "failure_threshold"
         calls, failures, slow = window_counts(window)
         if calls >= self._min_calls:
-            if failures >= c.failure_rate_threshold * calls:
+            # Divide, as the reported rate does: 3 / 10 >= 0.3 but 3 < 0.3 * 10 in floats.
+            if failures / calls >= c.failure_rate_threshold:
                 return "failure_rate"
-            if self._slow is not None and slow >= c.slow_call_rate_threshold * calls:
+            if self._slow is not None and slow / calls >= c.slow_call_rate_threshold:
                 return "slow_call_rate"
         return None
 
