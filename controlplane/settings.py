@@ -261,6 +261,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agent sync and operator API for fleets of circuit breakers.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "CircuitStateEnum": "controlplane.circuits.choices.CircuitState",
+        "FleetStateEnum": "controlplane.circuits.choices.FleetState",
+        "OverrideStateEnum": "controlplane.circuits.choices.OverrideState",
+    },
 }
 
 # Switchyard's own knobs.

@@ -10,7 +10,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.circuits.auth import authenticate_agent, bearer_token
+from controlplane.circuits.choices import CircuitState
+from controlplane.circuits.fleet import summary, with_fleet_state
 from controlplane.circuits.ingest import SyncError, ingest_sync, parse_sync
+from controlplane.circuits.models import Circuit
+
+UNHEALTHY_STATES = frozenset({CircuitState.OPEN, CircuitState.FORCED_OPEN})
 
 
 @require_GET
@@ -85,3 +90,29 @@ def agent_sync(request: HttpRequest) -> HttpResponse:
     except SyncError as exc:
         return JsonResponse(exc.as_json(), status=exc.status)
     return JsonResponse(answer)
+
+
+@require_GET
+def circuit_health(request: HttpRequest) -> JsonResponse:
+    """GET /health/circuits: the fleet's health in the seed's shape.
+
+    healthy is false while any circuit's fleet state is open or forced_open.
+    """
+    circuits = with_fleet_state(Circuit.objects.select_related("service")).order_by(
+        "service__name", "name"
+    )
+    everything = [
+        {
+            "id": c.pk,
+            "name": c.name,
+            "service": c.service.name,
+            "state": c.fleet_state,
+            "summary": summary(c),
+            "instances": c.instances_live,
+        }
+        for c in circuits
+    ]
+    unhealthy = [c for c in everything if c["state"] in UNHEALTHY_STATES]
+    return JsonResponse(
+        {"healthy": not unhealthy, "open_circuits": unhealthy, "all_circuits": everything}
+    )

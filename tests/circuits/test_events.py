@@ -1,6 +1,7 @@
 """Typed fleet events reach the channel layer group after the commit, and only then."""
 
 import asyncio
+import copy
 import uuid
 from typing import Any
 
@@ -17,8 +18,26 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def fleet_channel() -> Any:
-    """A channel subscribed to the fleet group; yields a function draining its messages."""
+def name() -> str:
+    """A breaker name no concurrent test run uses (the Redis group is shared)."""
+    return f"db_{uuid.uuid4().hex[:12]}"
+
+
+def _mentions(message: dict[str, Any], name: str) -> bool:
+    items = message.get("transitions") or message.get("snapshots") or [message]
+    return any(item.get("circuit") == name for item in items)
+
+
+@pytest.fixture
+def fleet_channel(name: str, settings: Any) -> Any:
+    """A channel subscribed to the fleet group; yields a function draining the messages
+    about the test's own breaker."""
+    # The configured layer (Redis when REDIS_URL is set) under a prefix of its own, so
+    # that concurrent test runs sharing the Redis database cannot fill this channel.
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    if "CONFIG" in layers["default"]:
+        layers["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex}"
+    settings.CHANNEL_LAYERS = layers
     layer = get_channel_layer()
     # A plain (not process-specific) channel name: received without a per-loop buffer.
     channel = f"tests.fleet.{uuid.uuid4().hex}"
@@ -30,21 +49,21 @@ def fleet_channel() -> Any:
             try:
                 messages.append(await asyncio.wait_for(layer.receive(channel), timeout=0.3))
             except TimeoutError:
-                return messages
+                return [m for m in messages if _mentions(m, name)]
 
     yield async_to_sync(_drain)
     async_to_sync(layer.group_discard)(FLEET_GROUP, channel)
 
 
 def test_sync_publishes_transitions_and_snapshot_changes_after_commit(
-    post_sync, sync_body, fleet_channel, django_capture_on_commit_callbacks
+    post_sync, sync_body, fleet_channel, django_capture_on_commit_callbacks, name: str
 ) -> None:
     body = sync_body(
-        breakers=[{"name": "db", "state": "open"}],
+        breakers=[{"name": name, "state": "open"}],
         transitions=[
             {
                 "id": 1,
-                "breaker": "db",
+                "breaker": name,
                 "from": "closed",
                 "to": "open",
                 "at": "2026-11-27T10:04:00Z",
@@ -61,7 +80,7 @@ def test_sync_publishes_transitions_and_snapshot_changes_after_commit(
     assert set(by_type) == {"fleet.transitions", "fleet.snapshots"}
     transition = by_type["fleet.transitions"]["transitions"][0]
     assert (transition["circuit"], transition["to_state"], transition["at"]) == (
-        "db",
+        name,
         "open",
         "2026-11-27T10:04:00Z",
     )
@@ -74,9 +93,14 @@ def test_sync_publishes_transitions_and_snapshot_changes_after_commit(
 
 
 def test_force_publishes_an_override_event(
-    post_sync, sync_body, operator: User, fleet_channel, django_capture_on_commit_callbacks
+    post_sync,
+    sync_body,
+    operator: User,
+    fleet_channel,
+    django_capture_on_commit_callbacks,
+    name: str,
 ) -> None:
-    post_sync(sync_body(breakers=[{"name": "db"}]))
+    post_sync(sync_body(breakers=[{"name": name}]))
     fleet_channel()
     with django_capture_on_commit_callbacks(execute=True):
         force_circuit(Circuit.objects.get(), "forced_open", reason="drill", user=operator)

@@ -1,0 +1,78 @@
+"""Filters of the operator API's list endpoints."""
+
+from django.db.models import Q, QuerySet
+from django_filters import rest_framework as filters
+
+from controlplane.circuits.choices import AuditAction, CircuitState, FleetState
+from controlplane.circuits.fleet import live_cutoff
+from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service, Transition
+
+
+class ServiceFilterSet(filters.FilterSet):
+    """``q``: name contains."""
+
+    q = filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=200)
+
+    class Meta:
+        model = Service
+        fields = ["name"]
+
+
+class CircuitFilterSet(filters.FilterSet):
+    """``service`` by name, ``state`` (fleet state), ``q``: name contains."""
+
+    service = filters.CharFilter(field_name="service__name", max_length=200)
+    state = filters.MultipleChoiceFilter(field_name="fleet_state", choices=FleetState.choices)
+    q = filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=200)
+
+    class Meta:
+        model = Circuit
+        fields = ["service", "state", "q"]
+
+
+class TransitionFilterSet(filters.FilterSet):
+    """``instance`` (agent instance id), ``to`` state, ``since`` / ``until`` (ISO-8601)."""
+
+    instance = filters.CharFilter(field_name="instance__instance_id", max_length=200)
+    to = filters.ChoiceFilter(field_name="to_state", choices=CircuitState.choices)
+    since = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+
+    class Meta:
+        model = Transition
+        fields = ["instance", "to", "since", "until"]
+
+
+class InstanceFilterSet(filters.FilterSet):
+    """``service`` by name, ``live`` (seen within the live window), ``q``: id or hostname."""
+
+    service = filters.CharFilter(field_name="service__name", max_length=200)
+    live = filters.BooleanFilter(method="filter_live")
+    q = filters.CharFilter(method="filter_q", max_length=200)
+
+    class Meta:
+        model = Instance
+        fields = ["service", "live", "q"]
+
+    def filter_live(self, queryset: QuerySet, name: str, value: bool | None) -> QuerySet:
+        if value is None:
+            return queryset
+        recent = Q(last_seen__gte=live_cutoff())
+        return queryset.filter(recent) if value else queryset.exclude(recent)
+
+    def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(Q(instance_id__icontains=value) | Q(hostname__icontains=value))
+
+
+class AuditEventFilterSet(filters.FilterSet):
+    """``action``, ``actor``, ``service`` by name, ``target_type``/``target_id``, time range."""
+
+    action = filters.MultipleChoiceFilter(choices=AuditAction.choices)
+    actor = filters.CharFilter(field_name="actor_name", max_length=150)
+    service = filters.CharFilter(field_name="service__name", max_length=200)
+    since = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["action", "actor", "service", "target_type", "target_id", "since", "until"]

@@ -1,0 +1,28 @@
+"""Permissions per action: reads need the model's view permission, writes their own."""
+
+from typing import Any
+
+from rest_framework import permissions
+from rest_framework.request import Request
+
+
+class HasPerms(permissions.BasePermission):
+    """Authenticated, with ``read`` for safe methods and ``write`` for the others.
+
+    Use ``HasPerms.of(read="circuits.view_circuit", write="circuits.override_circuit")``.
+    """
+
+    read: str | None = None
+    write: str | None = None
+
+    @classmethod
+    def of(cls, *, read: str | None = None, write: str | None = None) -> type["HasPerms"]:
+        """A permission class requiring these Django permissions."""
+        return type("HasPerms", (cls,), {"read": read, "write": write})
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        needed = self.read if request.method in permissions.SAFE_METHODS else self.write
+        return needed is not None and user.has_perm(needed)

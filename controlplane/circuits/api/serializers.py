@@ -1,0 +1,323 @@
+"""Serializers of the operator API; every one lists its fields explicitly."""
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from controlplane.circuits.choices import CircuitState, FleetState, OverrideState
+from controlplane.circuits.desired import override_wire
+from controlplane.circuits.fleet import live_cutoff, state_counts, summary
+from controlplane.circuits.models import (
+    AuditEvent,
+    Circuit,
+    ConfigVersion,
+    Instance,
+    Override,
+    Service,
+    Snapshot,
+    Transition,
+)
+from controlplane.circuits.operations import MAX_EXPIRES_IN_SECONDS, MAX_REASON_LENGTH
+
+
+class OverrideWireSerializer(serializers.Serializer):
+    """An override in force, as agents see it."""
+
+    state = serializers.ChoiceField(choices=OverrideState.choices)
+    until = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField()
+    by = serializers.CharField()
+
+
+class OverrideStatusSerializer(serializers.Serializer):
+    """The override in force on a circuit, or null."""
+
+    override = OverrideWireSerializer(allow_null=True)
+
+
+class ServiceSerializer(serializers.ModelSerializer):
+    """A service with its circuit and live instance counts."""
+
+    circuits = serializers.IntegerField(source="circuit_count", read_only=True)
+    instances_live = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Service
+        fields = [
+            "id",
+            "name",
+            "description",
+            "desired_version",
+            "circuits",
+            "instances_live",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ConfigVersionSerializer(serializers.ModelSerializer):
+    """One immutable config version."""
+
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ConfigVersion
+        fields = ["version", "config", "source", "reason", "created_by", "created_at"]
+        read_only_fields = fields
+
+
+class CircuitSerializer(serializers.ModelSerializer):
+    """A circuit with its fleet state ("open on 3 of 12", override first)."""
+
+    service = serializers.CharField(source="service.name", read_only=True)
+    service_id = serializers.IntegerField(read_only=True)
+    state = serializers.ChoiceField(
+        source="fleet_state", choices=FleetState.choices, read_only=True
+    )
+    summary = serializers.SerializerMethodField()
+    instances = serializers.IntegerField(source="instances_live", read_only=True)
+    counts = serializers.SerializerMethodField()
+    override = serializers.SerializerMethodField()
+    config_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Circuit
+        fields = [
+            "id",
+            "service",
+            "service_id",
+            "name",
+            "state",
+            "summary",
+            "instances",
+            "counts",
+            "override",
+            "config_version",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_summary(self, obj: Circuit) -> str:
+        return summary(obj)
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "integer"}})
+    def get_counts(self, obj: Circuit) -> dict[str, int]:
+        return state_counts(obj)
+
+    @extend_schema_field(OverrideWireSerializer(allow_null=True))
+    def get_override(self, obj: Circuit) -> dict[str, Any] | None:
+        active = getattr(obj, "active_override_list", [])
+        return override_wire(active[0]) if active else None
+
+    def get_config_version(self, obj: Circuit) -> int:
+        return obj.current_config.version if obj.current_config else 0
+
+
+class InstanceStateSerializer(serializers.ModelSerializer):
+    """One instance's latest report of a circuit."""
+
+    instance = serializers.CharField(source="instance.instance_id", read_only=True)
+    instance_pk = serializers.IntegerField(source="instance_id", read_only=True)
+    hostname = serializers.CharField(source="instance.hostname", read_only=True)
+    live = serializers.SerializerMethodField()
+    config_drift = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Snapshot
+        fields = [
+            "instance",
+            "instance_pk",
+            "hostname",
+            "state",
+            "config_version",
+            "config_drift",
+            "live",
+            "calls",
+            "successes",
+            "failures",
+            "slow_calls",
+            "rejected",
+            "trip_count",
+            "failure_rate",
+            "state_since",
+            "retry_after",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_live(self, obj: Snapshot) -> bool:
+        return obj.updated_at >= self.context["live_cutoff"]
+
+    def get_config_drift(self, obj: Snapshot) -> bool:
+        """Whether the instance runs another version than the circuit's current one."""
+        return obj.config_version != self.context["current_version"]
+
+
+class CircuitDetailSerializer(CircuitSerializer):
+    """A circuit with its current config and the state each instance reports."""
+
+    config = serializers.SerializerMethodField()
+    instance_states = serializers.SerializerMethodField()
+
+    class Meta(CircuitSerializer.Meta):
+        fields = [*CircuitSerializer.Meta.fields, "config", "instance_states"]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_config(self, obj: Circuit) -> dict[str, Any] | None:
+        return obj.current_config.config if obj.current_config else None
+
+    @extend_schema_field(InstanceStateSerializer(many=True))
+    def get_instance_states(self, obj: Circuit) -> list[dict[str, Any]]:
+        snapshots = obj.snapshots.select_related("instance").order_by("instance__instance_id")
+        context = {
+            "live_cutoff": live_cutoff(),
+            "current_version": self.get_config_version(obj),
+        }
+        return InstanceStateSerializer(snapshots, many=True, context=context).data
+
+
+class TransitionSerializer(serializers.ModelSerializer):
+    """One stored transition; ``from`` and ``to`` are the wire names of its states."""
+
+    instance = serializers.CharField(source="instance.instance_id", read_only=True)
+    circuit = serializers.IntegerField(source="circuit_id", read_only=True)
+    circuit_name = serializers.CharField(source="circuit.name", read_only=True)
+
+    class Meta:
+        model = Transition
+        # "from" and "to" (Python keywords) are added after "seq" by get_fields().
+        fields = [
+            "id",
+            "circuit",
+            "circuit_name",
+            "instance",
+            "seq",
+            "at",
+            "reason",
+            "failure_rate",
+            "calls",
+            "failures",
+            "config_version",
+            "received_at",
+        ]
+        read_only_fields = fields
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields: dict[str, serializers.Field] = {}
+        for name, field in super().get_fields().items():
+            fields[name] = field
+            if name == "seq":
+                fields["from"] = serializers.ChoiceField(
+                    source="from_state", choices=CircuitState.choices, read_only=True
+                )
+                fields["to"] = serializers.ChoiceField(
+                    source="to_state", choices=CircuitState.choices, read_only=True
+                )
+        return fields
+
+
+class NewConfigVersionSerializer(serializers.Serializer):
+    """Body of a config edit: the version it is based on, the changed fields, why."""
+
+    expected_version = serializers.IntegerField(min_value=0)
+    config = serializers.DictField(allow_empty=True)
+    reason = serializers.CharField(max_length=MAX_REASON_LENGTH, allow_blank=True, default="")
+
+
+class ForceSerializer(serializers.Serializer):
+    """Body of a force: the state, why, and optionally for how long (seconds)."""
+
+    state = serializers.ChoiceField(choices=OverrideState.choices)
+    reason = serializers.CharField(max_length=MAX_REASON_LENGTH)
+    expires_in = serializers.FloatField(
+        min_value=1, max_value=MAX_EXPIRES_IN_SECONDS, required=False, allow_null=True
+    )
+
+
+class ReleaseSerializer(serializers.Serializer):
+    """Optional body of a release."""
+
+    reason = serializers.CharField(max_length=MAX_REASON_LENGTH, allow_blank=True, default="")
+
+
+class OverrideSerializer(serializers.ModelSerializer):
+    """An override row (in force or historical)."""
+
+    circuit = serializers.IntegerField(source="circuit_id", read_only=True)
+    by = serializers.SerializerMethodField()
+    until = serializers.DateTimeField(source="expires_at", read_only=True)
+
+    class Meta:
+        model = Override
+        fields = [
+            "id",
+            "circuit",
+            "state",
+            "reason",
+            "by",
+            "created_at",
+            "until",
+            "ended_at",
+            "end_reason",
+        ]
+        read_only_fields = fields
+
+    def get_by(self, obj: Override) -> str:
+        return obj.created_by.get_username() if obj.created_by else "system"
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    """One agent process."""
+
+    service = serializers.CharField(source="service.name", read_only=True)
+    live = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Instance
+        fields = [
+            "id",
+            "service",
+            "instance_id",
+            "hostname",
+            "pid",
+            "library_version",
+            "started_at",
+            "restarts",
+            "first_seen",
+            "last_seen",
+            "live",
+            "acked_through",
+            "dropped_transitions",
+        ]
+        read_only_fields = fields
+
+    def get_live(self, obj: Instance) -> bool:
+        return obj.last_seen >= self.context["live_cutoff"]
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    """Who did what to which object, when and why."""
+
+    actor = serializers.CharField(source="actor_name", read_only=True)
+    service = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    target = serializers.CharField(source="target_repr", read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "at",
+            "actor",
+            "action",
+            "service",
+            "target_type",
+            "target_id",
+            "target",
+            "reason",
+            "before",
+            "after",
+        ]
+        read_only_fields = fields

@@ -1,0 +1,13 @@
+"""Routes of the operator API under /api/v1/."""
+
+from rest_framework.routers import DefaultRouter
+
+from controlplane.circuits.api import views
+
+router = DefaultRouter()
+router.register("services", views.ServiceViewSet, basename="service")
+router.register("circuits", views.CircuitViewSet, basename="circuit")
+router.register("instances", views.InstanceViewSet, basename="instance")
+router.register("audit", views.AuditEventViewSet, basename="audit")
+
+urlpatterns = router.urls

@@ -1,0 +1,219 @@
+"""Operator API ViewSets: declarations over the models, operations and serializers."""
+
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from controlplane.circuits.api import filtersets
+from controlplane.circuits.api import serializers as s
+from controlplane.circuits.api.permissions import HasPerms
+from controlplane.circuits.desired import override_wire
+from controlplane.circuits.fleet import live_cutoff, with_fleet_state
+from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service, Transition
+from controlplane.circuits.operations import (
+    ConfigConflictError,
+    ConfigInvalidError,
+    NotForcedError,
+    create_config_version,
+    force_circuit,
+    release_circuit,
+)
+
+
+class ActionPermissionsMixin:
+    """Maps each action to (read permission, write permission); unknown actions are denied."""
+
+    action_permissions: dict[str, tuple[str | None, str | None]] = {}
+    action: str | None
+
+    def get_permissions(self) -> list[BasePermission]:
+        read, write = self.action_permissions.get(self.action or "", (None, None))
+        return [HasPerms.of(read=read, write=write)()]
+
+
+class ServiceViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
+    """Services with their circuit and live instance counts."""
+
+    serializer_class = s.ServiceSerializer
+    filterset_class = filtersets.ServiceFilterSet
+    action_permissions = {
+        "list": ("circuits.view_service", None),
+        "retrieve": ("circuits.view_service", None),
+    }
+
+    def get_queryset(self) -> QuerySet[Service]:
+        return Service.objects.annotate(
+            circuit_count=Count("circuits", distinct=True),
+            instances_live=Count(
+                "instances", filter=Q(instances__last_seen__gte=live_cutoff()), distinct=True
+            ),
+        ).order_by("name")
+
+
+class CircuitViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
+    """Circuits with their fleet state; history, config versions and overrides below each."""
+
+    filterset_class = filtersets.CircuitFilterSet
+    action_permissions = {
+        "list": ("circuits.view_circuit", None),
+        "retrieve": ("circuits.view_circuit", None),
+        "transitions": ("circuits.view_transition", None),
+        "config": ("circuits.view_configversion", "circuits.edit_circuit_config"),
+        "override": ("circuits.view_override", "circuits.override_circuit"),
+    }
+
+    def get_queryset(self) -> QuerySet[Circuit]:
+        circuits = Circuit.objects.select_related("service", "current_config")
+        return with_fleet_state(circuits).order_by("service__name", "name")
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        return s.CircuitDetailSerializer if self.action == "retrieve" else s.CircuitSerializer
+
+    def _circuit(self) -> Circuit:
+        circuit = get_object_or_404(
+            Circuit.objects.select_related("service", "current_config"), pk=self.kwargs["pk"]
+        )
+        self.check_object_permissions(self.request, circuit)
+        return circuit
+
+    def _page(self, queryset: QuerySet, serializer: type[serializers.BaseSerializer]) -> Response:
+        page = self.paginate_queryset(queryset)
+        data = serializer(page, many=True, context=self.get_serializer_context()).data
+        return self.get_paginated_response(data)
+
+    @extend_schema(
+        responses=s.TransitionSerializer(many=True),
+        parameters=[
+            OpenApiParameter("instance", str, description="agent instance id"),
+            OpenApiParameter("to", str, description="state entered"),
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="at or after"),
+            OpenApiParameter("until", OpenApiTypes.DATETIME, description="before"),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
+        ],
+    )
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def transitions(self, request: Request, pk: str | None = None) -> Response:
+        """This circuit's transitions, newest first."""
+        circuit = self._circuit()
+        history = Transition.objects.filter(circuit=circuit).select_related("instance", "circuit")
+        filterset = filtersets.TransitionFilterSet(request.query_params, queryset=history)
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        return self._page(filterset.qs.order_by("-at", "-id"), s.TransitionSerializer)
+
+    @extend_schema(methods=["GET"], responses=s.ConfigVersionSerializer(many=True), filters=False)
+    @extend_schema(
+        methods=["POST"],
+        request=s.NewConfigVersionSerializer,
+        responses={
+            201: s.ConfigVersionSerializer,
+            400: OpenApiResponse(description="invalid config fields"),
+            409: OpenApiResponse(description="expected_version is not the current version"),
+        },
+    )
+    @action(detail=True, methods=["get", "post"], filterset_class=None)
+    def config(self, request: Request, pk: str | None = None) -> Response:
+        """GET: config versions, newest first. POST: a new version based on the current one."""
+        circuit = self._circuit()
+        if request.method == "GET":
+            versions = circuit.config_versions.select_related("created_by").order_by("-version")
+            return self._page(versions, s.ConfigVersionSerializer)
+        body = s.NewConfigVersionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            version = create_config_version(
+                circuit,
+                body.validated_data["config"],
+                expected_version=body.validated_data["expected_version"],
+                user=request.user,
+                reason=body.validated_data["reason"],
+            )
+        except ConfigConflictError as exc:
+            return Response(
+                {
+                    "detail": str(exc),
+                    "field": "expected_version",
+                    "expected_version": exc.expected,
+                    "current_version": exc.current,
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        except ConfigInvalidError as exc:
+            raise ValidationError({"config": exc.errors}) from None
+        return Response(s.ConfigVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(methods=["GET"], responses=s.OverrideStatusSerializer)
+    @extend_schema(
+        methods=["POST"], request=s.ForceSerializer, responses={201: s.OverrideSerializer}
+    )
+    @extend_schema(
+        methods=["DELETE"],
+        request=s.ReleaseSerializer,
+        responses={204: None, 404: OpenApiResponse(description="no override in force")},
+    )
+    @action(detail=True, methods=["get", "post", "delete"], filterset_class=None)
+    def override(self, request: Request, pk: str | None = None) -> Response:
+        """GET: {"override": the override in force, or null}. POST: force. DELETE: release."""
+        circuit = self._circuit()
+        if request.method == "GET":
+            current = with_fleet_state(Circuit.objects.filter(pk=circuit.pk)).get()
+            active = current.active_override_list
+            return Response({"override": override_wire(active[0]) if active else None})
+        if request.method == "POST":
+            body = s.ForceSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            try:
+                override = force_circuit(
+                    circuit,
+                    body.validated_data["state"],
+                    reason=body.validated_data["reason"],
+                    user=request.user,
+                    expires_in=body.validated_data.get("expires_in"),
+                )
+            except ValueError as exc:
+                raise ValidationError({"detail": str(exc)}) from None
+            return Response(s.OverrideSerializer(override).data, status=status.HTTP_201_CREATED)
+        body = s.ReleaseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            release_circuit(circuit, user=request.user, reason=body.validated_data["reason"])
+        except NotForcedError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InstanceViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
+    """Agent processes, most recently seen first."""
+
+    serializer_class = s.InstanceSerializer
+    filterset_class = filtersets.InstanceFilterSet
+    queryset = Instance.objects.select_related("service").order_by("-last_seen", "id")
+    action_permissions = {
+        "list": ("circuits.view_instance", None),
+        "retrieve": ("circuits.view_instance", None),
+    }
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "live_cutoff": live_cutoff()}
+
+
+class AuditEventViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
+    """The audit log, newest first."""
+
+    serializer_class = s.AuditEventSerializer
+    filterset_class = filtersets.AuditEventFilterSet
+    queryset = AuditEvent.objects.select_related("service").order_by("-at", "-id")
+    action_permissions = {
+        "list": ("circuits.view_auditevent", None),
+        "retrieve": ("circuits.view_auditevent", None),
+    }
