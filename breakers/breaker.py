@@ -19,6 +19,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -165,6 +166,7 @@ class CircuitBreaker:
         "_consec",
         "_consec_trips",
         "_dirty",
+        "_emit_lock",
         "_failure_types",
         "_failures",
         "_fast",
@@ -179,6 +181,7 @@ class CircuitBreaker:
         "_open_until",
         "_others",
         "_outcomes",
+        "_pending",
         "_predicate",
         "_rand",
         "_rejected",
@@ -212,6 +215,8 @@ class CircuitBreaker:
         self._clock = clock or time.monotonic
         self._rand = rand or random.random
         self._lock = threading.Lock()
+        self._emit_lock = threading.Lock()
+        self._pending: deque[TransitionEvent] = deque()
         self._t_listeners: tuple[Callable[[TransitionEvent], object], ...] = ()
         self._c_listeners: tuple[Callable[[CallEvent], object], ...] = ()
         # Cumulative counters since creation; next() on itertools.count is atomic.
@@ -347,6 +352,27 @@ class CircuitBreaker:
             self._c_listeners = tuple(f for f in self._c_listeners if f != fn)
             self._refresh_fast()
 
+    def _deliver(self) -> None:
+        """Hand queued transition events to the listeners, in the order they happened.
+
+        Events are queued under the state lock and delivered outside it by one thread
+        at a time; a thread that finds delivery in progress leaves its event to the
+        thread already delivering, so listeners never see two changes out of order.
+        """
+        pending = self._pending
+        while pending:
+            if not self._emit_lock.acquire(blocking=False):
+                return
+            try:
+                while pending:
+                    try:
+                        event = pending.popleft()
+                    except IndexError:
+                        break
+                    self._emit(event)
+            finally:
+                self._emit_lock.release()
+
     def _emit(self, event: TransitionEvent) -> None:
         logger.info(
             "circuit %s: %s -> %s (%s)",
@@ -406,6 +432,7 @@ class CircuitBreaker:
         if to is not _FORCED_OPEN and to is not _FORCED_CLOSED:
             self._forced_reason = None
         self._refresh_fast()
+        self._pending.append(event)
         return event
 
     def _open_duration(self) -> float:
@@ -458,7 +485,7 @@ class CircuitBreaker:
                 if reason:
                     event = self._transition(_OPEN, reason)
         if event:
-            self._emit(event)
+            self._deliver()
 
     def _on_success(self, ticket: _Ticket, duration: float | None) -> None:
         slow = duration is not None and self._slow is not None and duration >= self._slow
@@ -531,7 +558,7 @@ class CircuitBreaker:
                 if reason:
                     event = self._transition(_OPEN, reason)
         if event:
-            self._emit(event)
+            self._deliver()
 
     def _probe_done(self, probe: _Probe, outcome: int | None) -> None:
         """Finish a half-open probe; `outcome` None frees its slot without counting."""
@@ -555,7 +582,7 @@ class CircuitBreaker:
                 if self._ho_successes >= self._config.success_threshold:
                     event = self._transition(_CLOSED, "probes_succeeded")
         if event:
-            self._emit(event)
+            self._deliver()
 
     # -- admission -------------------------------------------------------------------
 
@@ -584,7 +611,7 @@ class CircuitBreaker:
             else:
                 ticket = None
         if event:
-            self._emit(event)
+            self._deliver()
         return ticket
 
     def _retry_after(self) -> float | None:
@@ -779,7 +806,7 @@ class CircuitBreaker:
                 return
             event = self._transition(to, code)
             self._forced_reason = reason
-        self._emit(event)
+        self._deliver()
 
     def force_open(self, reason: str | None = None) -> None:
         """Reject every call until release(); never half-opens on its own."""
@@ -795,7 +822,7 @@ class CircuitBreaker:
             if self._state is not _FORCED_OPEN and self._state is not _FORCED_CLOSED:
                 return
             event = self._transition(_CLOSED, "released")
-        self._emit(event)
+        self._deliver()
 
     def reset(self) -> None:
         """Return to CLOSED with a fresh window and no trip history.
@@ -808,7 +835,7 @@ class CircuitBreaker:
                 self._fresh_window()
                 return
             event = self._transition(_CLOSED, "reset")
-        self._emit(event)
+        self._deliver()
 
     # -- reporting ------------------------------------------------------------------
 

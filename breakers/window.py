@@ -40,6 +40,8 @@ SLOW_FAILURE = FAILURE | SLOW
 
 #: Buckets of a time window; the window covers between (n-1)/n and all of its duration.
 TIME_BUCKETS = 20
+#: Epoch of a bucket that never held a call (below any epoch a clock can produce).
+_UNUSED = -(1 << 62)
 
 
 def count_value(counter: itertools.count) -> int:  # type: ignore[type-arg]
@@ -67,7 +69,7 @@ class TimeWindow:
         self.duration = duration
         self._clock = clock
         self._scale = TIME_BUCKETS / duration  # bucket epochs per second
-        self._buckets = [_Bucket(-1) for _ in range(TIME_BUCKETS)]
+        self._buckets = [_Bucket(_UNUSED) for _ in range(TIME_BUCKETS)]
         self._lock = threading.Lock()
 
     def _bucket(self, epoch: int) -> _Bucket:
@@ -111,7 +113,7 @@ class TimeWindow:
         oldest = math.floor(self._clock() * window._scale) - TIME_BUCKETS + 1
         merged: dict[int, list[int]] = {}
         for bucket in list(self._buckets):
-            if bucket.epoch < 0:
+            if bucket.epoch == _UNUSED:
                 continue
             # Place each old bucket where its start time falls in the new ring.
             epoch = math.floor(bucket.epoch / self._scale * window._scale)

@@ -224,7 +224,9 @@ def test_threads_through_half_open_cycles_keep_a_consistent_history():
     assert state["calls"] + state["rejected"] == 16_000
     assert state["successes"] + state["failures"] == state["calls"]
     assert events[0].from_state is CircuitState.CLOSED
-    # Only the automatic transitions can happen, and one trip per entry to OPEN.
+    # Listeners get the changes in the order they happened: each continues the last.
+    for previous, event in zip(events, events[1:], strict=False):
+        assert event.from_state is previous.to_state, (previous, event)
     allowed = {
         (CircuitState.CLOSED, CircuitState.OPEN),
         (CircuitState.OPEN, CircuitState.HALF_OPEN),

@@ -552,3 +552,34 @@ def test_failures_after_the_trip_count_but_do_not_retrip(make_breaker):
     assert breaker.get_state()["failures"] == 2
     assert breaker.get_state()["trip_count"] == 1
     assert breaker.call(fail, lambda: "fb") == "fb"
+
+
+def test_a_listener_that_changes_state_sees_events_in_order(make_breaker):
+    breaker = make_breaker(failure_threshold=1)
+    events = record(breaker)
+
+    def escalate(event: TransitionEvent) -> None:
+        if event.to_state is CircuitState.OPEN:
+            breaker.force_open("escalated")
+
+    breaker.add_transition_listener(escalate)
+    trip(breaker)
+    assert [(e.from_state, e.to_state) for e in events] == [
+        ("closed", "open"), ("open", "forced_open")]
+    assert breaker.state is CircuitState.FORCED_OPEN
+
+
+def test_time_window_works_with_a_clock_below_zero(clock):
+    from breakers import CircuitBreaker
+
+    clock.now = -1000.0
+    config = CircuitBreakerConfig(window_type="time", window_duration=10, minimum_calls=2,
+                                  failure_threshold=100)
+    breaker = CircuitBreaker("neg", config, clock=clock)
+    trip(breaker, 1)
+    breaker.call(ok)
+    assert breaker.get_state()["failure_rate"] == 0.5
+    breaker.apply_config(config.replace(window_duration=20), 1)
+    assert breaker.get_state()["failure_rate"] == 0.5
+    trip(breaker, 1)
+    assert breaker.state is CircuitState.OPEN
