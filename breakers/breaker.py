@@ -801,10 +801,8 @@ class CircuitBreaker:
 
     def _force(self, to: CircuitState, reason: str | None, code: str) -> None:
         with self._lock:
-            self._forced_reason = reason
-            if self._state is to:
-                return
-            event = self._transition(to, code)
+            if self._state is not to:
+                self._transition(to, code)
             self._forced_reason = reason
         self._deliver()
 
@@ -821,7 +819,7 @@ class CircuitBreaker:
         with self._lock:
             if self._state is not _FORCED_OPEN and self._state is not _FORCED_CLOSED:
                 return
-            event = self._transition(_CLOSED, "released")
+            self._transition(_CLOSED, "released")
         self._deliver()
 
     def reset(self) -> None:
@@ -834,7 +832,7 @@ class CircuitBreaker:
             if self._state is _CLOSED:
                 self._fresh_window()
                 return
-            event = self._transition(_CLOSED, "reset")
+            self._transition(_CLOSED, "reset")
         self._deliver()
 
     # -- reporting ------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sys
 import threading
 
@@ -225,7 +226,7 @@ def test_threads_through_half_open_cycles_keep_a_consistent_history():
     assert state["successes"] + state["failures"] == state["calls"]
     assert events[0].from_state is CircuitState.CLOSED
     # Listeners get the changes in the order they happened: each continues the last.
-    for previous, event in zip(events, events[1:], strict=False):
+    for previous, event in itertools.pairwise(events):
         assert event.from_state is previous.to_state, (previous, event)
     allowed = {
         (CircuitState.CLOSED, CircuitState.OPEN),
