@@ -58,7 +58,7 @@ class ControlPlaneProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "controlplane.asgi:application",
              "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "off",
-             "--no-access-log", "--log-level", "warning"],
+             "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "1"],
             cwd=ROOT, env=self.env, stdout=open(self.log_path, "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )

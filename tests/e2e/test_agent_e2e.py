@@ -187,3 +187,89 @@ def test_erroring_control_plane_leaves_calls_unaffected(corrupting_proxy, agent_
         corrupting_proxy.mode = "pass"
         assert wait_for(lambda: agent.pending_transitions == 0, timeout=5.0)
     assert [to for _, _, _, to in stored(service)] == ["forced_open", "closed", "open"]
+
+
+@pytest.fixture
+def operator_token(operator: Any) -> str:
+    from controlplane.circuits.auth import create_api_token
+
+    return create_api_token(operator)[1]
+
+
+def circuit_id(server: ControlPlaneProcess, token: str, name: str) -> int | None:
+    status, body = server.request("GET", f"/api/v1/circuits/?q={name}", token=token)
+    assert status == 200, body
+    matches = [c for c in body["results"] if c["name"] == name]
+    return matches[0]["id"] if matches else None
+
+
+def test_operator_force_reaches_the_application_within_a_second(
+    control_plane: ControlPlaneProcess, agent_token, operator_token
+):
+    _, token = agent_token
+    registry = CircuitBreakerRegistry()
+    payments = registry.get_or_create("payments")
+    with new_agent(control_plane.url, token, registry) as agent:
+        assert wait_for(lambda: circuit_id(control_plane, operator_token, "payments"))
+        cid = circuit_id(control_plane, operator_token, "payments")
+        assert wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
+        for _ in range(2):
+            started = time.monotonic()
+            status, body = control_plane.request(
+                "POST", f"/api/v1/circuits/{cid}/override/",
+                {"state": "forced_open", "reason": "db failover"}, token=operator_token,
+            )
+            assert status == 201, body
+            assert wait_for(lambda: payments.state is CircuitState.FORCED_OPEN, timeout=1.0)
+            assert time.monotonic() - started < 1.0
+            with pytest.raises(Exception) as info:
+                payments.call(lambda: "not called")
+            assert info.type.__name__ == "CircuitOpenError"
+            status, _ = control_plane.request(
+                "DELETE", f"/api/v1/circuits/{cid}/override/", {"reason": "recovered"},
+                token=operator_token,
+            )
+            assert status == 204
+            assert wait_for(lambda: payments.state is CircuitState.CLOSED, timeout=1.0)
+        assert agent.stats()["watch_changes"] >= 4
+
+
+def test_central_threshold_edit_is_applied_and_reported(
+    control_plane: ControlPlaneProcess, agent_token, operator_token
+):
+    _, token = agent_token
+    registry = CircuitBreakerRegistry()
+    payments = registry.get_or_create(
+        "payments", CircuitBreakerConfig(failure_threshold=5, ignore_exceptions=(KeyError,))
+    )
+    with new_agent(control_plane.url, token, registry) as agent:
+        assert wait_for(lambda: circuit_id(control_plane, operator_token, "payments"))
+        cid = circuit_id(control_plane, operator_token, "payments")
+        status, detail = control_plane.request("GET", f"/api/v1/circuits/{cid}/",
+                                               token=operator_token)
+        current = detail["config_version"]
+        status, body = control_plane.request(
+            "POST", f"/api/v1/circuits/{cid}/config/",
+            {"expected_version": current, "config": {"failure_threshold": 2, "timeout": 7.5},
+             "reason": "flaky upstream"},
+            token=operator_token,
+        )
+        assert status == 201, body
+        version = body["version"]
+        assert version == current + 1
+        assert wait_for(lambda: payments.config_version == version, timeout=2.0)
+        assert payments.config.failure_threshold == 2
+        assert payments.config.timeout == 7.5
+        assert payments.config.ignore_exceptions == (KeyError,)  # code-only field kept
+
+        def reported() -> bool:
+            _, d = control_plane.request("GET", f"/api/v1/circuits/{cid}/", token=operator_token)
+            states = d["instance_states"]
+            return [(s["instance"], s["config_version"], s["config_drift"]) for s in states] == [
+                (agent.instance_id, version, False)
+            ]
+
+        assert wait_for(reported, timeout=5.0)
+        # The new threshold is the one in force: two failures open it now.
+        trip(payments)
+        assert payments.get_state()["failures"] == 2
