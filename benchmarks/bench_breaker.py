@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import timeit
@@ -23,11 +24,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiobreaker  # noqa: E402
-import circuitbreaker  # noqa: E402
-import pybreaker  # noqa: E402
+import aiobreaker
+import circuitbreaker
+import pybreaker
 
-from breakers import CircuitBreaker, CircuitBreakerConfig  # noqa: E402
+from breakers import CircuitBreaker, CircuitBreakerConfig
 
 
 def work() -> int:
@@ -70,17 +71,13 @@ aio_async_decorated = aio(awork)
 ours_open = CircuitBreaker("open", CircuitBreakerConfig(failure_threshold=1, timeout=300))
 ours_open.call(failing, fallback)
 pyb_open = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=300)
-try:
+with contextlib.suppress(Fail, pybreaker.CircuitBreakerError):
     pyb_open.call(failing)
-except (Fail, pybreaker.CircuitBreakerError):
-    pass
 cb_open = circuitbreaker.CircuitBreaker(failure_threshold=1, recovery_timeout=300,
                                         fallback_function=fallback)
 cb_open_decorated = cb_open.decorate(work)
-try:
+with contextlib.suppress(Fail):
     cb_open.decorate(failing)()
-except Fail:
-    pass
 aio_open = aiobreaker.CircuitBreaker(fail_max=1, timeout_duration=timedelta(seconds=300))
 
 
@@ -88,10 +85,8 @@ async def _trip_aio() -> None:
     async def afailing() -> int:
         raise Fail
 
-    try:
+    with contextlib.suppress(Fail, aiobreaker.CircuitBreakerError):
         await aio_open.call_async(afailing)
-    except (Fail, aiobreaker.CircuitBreakerError):
-        pass
 
 
 asyncio.run(_trip_aio())
@@ -182,7 +177,7 @@ def measure(rounds: int, number: int) -> dict[tuple[str, str], list[float]]:
 
             timers.append(((group, impl), run))
     results: dict[tuple[str, str], list[float]] = {key: [] for key, _ in timers}
-    for key, fn in timers:  # warm up
+    for _, fn in timers:  # warm up
         fn()
     for r in range(rounds):
         shift = r % len(timers)
@@ -208,7 +203,7 @@ def main() -> int:
     abare_lambda = best[("async bare", "bare (lambda)")]
 
     def overhead(key: tuple[str, str]) -> float:
-        group, impl = key
+        group = key[0]
         if group in ("async call", "async rejection"):
             return best[key] - abare_lambda
         if group.startswith("async"):
@@ -218,8 +213,8 @@ def main() -> int:
     print(f"Python {sys.version.split()[0]}, {args.rounds} rounds x {args.number} calls, "
           "interleaved; ns per call")
     print(f"{'case':<18}{'implementation':<28}{'best':>9}{'median':>9}{'overhead':>10}")
-    for (group, impl) in results:
-        key = (group, impl)
+    for key in results:
+        group, impl = key
         extra = "" if impl.startswith("bare") else f"{overhead(key):>10.0f}"
         print(f"{group:<18}{impl:<28}{best[key]:>9.0f}{median[key]:>9.0f}{extra}")
 
@@ -248,6 +243,9 @@ def main() -> int:
     failed |= not ok
     print(f"  {'rejection with fallback, total ns':<36}{reject:>6.0f}  (< 500)  "
           f"{'ok' if ok else 'MISSED'}")
+    # The 500 ns goal assumes a ~25 ns bare call; on a loaded machine scale by load.
+    print(f"  {'  same, in bare calls':<36}{reject / bare:>6.1f}  "
+          f"(~{reject / bare * 25:.0f} ns at a 25 ns bare call)")
     return 1 if failed else 0
 
 
