@@ -6,7 +6,7 @@ through WhiteNoise and passes every other request straight on, sync or async.
 """
 
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -45,4 +45,15 @@ class StaticFilesMiddleware:
             static_file = self.whitenoise.files.get(path)
         if static_file is None:
             return await self.get_response(request)
-        return await sync_to_async(self.whitenoise.serve)(static_file, request)
+        response = await sync_to_async(self.whitenoise.serve)(static_file, request)
+        if response.streaming and not response.is_async:
+            # Read the file in a worker thread, chunk by chunk, instead of in the event loop.
+            response.streaming_content = _in_thread(response.streaming_content)
+        return response
+
+
+async def _in_thread(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
+    iterator = iter(chunks)
+    read = sync_to_async(next, thread_sensitive=False)
+    while (chunk := await read(iterator, None)) is not None:
+        yield chunk

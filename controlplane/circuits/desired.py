@@ -1,11 +1,12 @@
 """The desired state of a service: what its agents should run (configs and overrides)."""
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from controlplane.circuits.models import Circuit, Override, Service
@@ -37,32 +38,22 @@ def override_wire(override: Override) -> dict[str, Any]:
     }
 
 
-def build_desired_state(service_id: int, *, now: datetime | None = None) -> dict[str, Any]:
-    """What every agent of the service should run, in three queries.
+def desired_state_from(
+    desired_version: int,
+    circuits: Iterable[Circuit],
+    overrides: Iterable[Override],
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """Assemble the desired state from loaded rows (circuits with current_config loaded).
 
-    Returns {"desired_version", "poll_interval", "breakers": {name: {"config_version",
-    "config", "override"}}}; expired overrides are never included.
+    Overrides past their expiry at ``now`` are left out.
     """
-    now = now or timezone.now()
-    desired_version = (
-        Service.objects.filter(pk=service_id).values_list("desired_version", flat=True).get()
-    )
-    circuits = (
-        Circuit.objects.filter(service_id=service_id)
-        .select_related("current_config")
-        .only("id", "name", "current_config__version", "current_config__config")
-        .order_by("name")
-    )
-    overrides = {
-        o.circuit_id: o
-        for o in active_overrides(now)
-        .filter(circuit__service_id=service_id)
-        .select_related("created_by")
-    }
+    in_force = {o.circuit_id: o for o in overrides if o.expires_at is None or o.expires_at > now}
     breakers: dict[str, Any] = {}
-    for circuit in circuits:
+    for circuit in sorted(circuits, key=lambda c: c.name):
         current = circuit.current_config
-        override = overrides.get(circuit.id)
+        override = in_force.get(circuit.id)
         breakers[circuit.name] = {
             "config_version": current.version if current else 0,
             "config": current.config if current else None,
@@ -73,6 +64,38 @@ def build_desired_state(service_id: int, *, now: datetime | None = None) -> dict
         "poll_interval": settings.SWITCHYARD_POLL_INTERVAL,
         "breakers": breakers,
     }
+
+
+def service_circuits(service_id: int) -> QuerySet[Circuit]:
+    """Every circuit of a service with its current config, as desired states need them."""
+    return (
+        Circuit.objects.filter(service_id=service_id)
+        .select_related("current_config")
+        .only("id", "name", "service_id", "current_config__version", "current_config__config")
+    )
+
+
+def open_overrides(service_id: int) -> QuerySet[Override]:
+    """Overrides of a service not ended yet (some may be past their expiry)."""
+    return Override.objects.filter(
+        circuit__service_id=service_id, ended_at__isnull=True
+    ).select_related("created_by")
+
+
+def build_desired_state(service_id: int, *, now: datetime | None = None) -> dict[str, Any]:
+    """What every agent of the service should run, in three queries.
+
+    Returns {"desired_version", "poll_interval", "breakers": {name: {"config_version",
+    "config", "override"}}}; expired overrides are never included. The version is read
+    first, so the answer is never older than the version it claims.
+    """
+    now = now or timezone.now()
+    desired_version = (
+        Service.objects.filter(pk=service_id).values_list("desired_version", flat=True).get()
+    )
+    return desired_state_from(
+        desired_version, service_circuits(service_id), open_overrides(service_id), now=now
+    )
 
 
 def bump_desired_version(service_id: int) -> int:

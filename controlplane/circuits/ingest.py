@@ -25,7 +25,12 @@ from controlplane.circuits.choices import (
     ConfigSource,
     TransitionReason,
 )
-from controlplane.circuits.desired import build_desired_state, isoformat
+from controlplane.circuits.desired import (
+    desired_state_from,
+    isoformat,
+    open_overrides,
+    service_circuits,
+)
 from controlplane.circuits.models import (
     Circuit,
     ConfigVersion,
@@ -393,11 +398,17 @@ def parse_sync(payload: Any) -> SyncBatch:
 
 
 def _lock_instance(service_id: int, info: InstanceInfo, now: datetime) -> Instance:
-    """The instance row, created on first sight, locked until the end of the transaction.
+    """The instance row (with its service), created on first sight, locked until the end
+    of the transaction.
 
-    The lock serialises syncs of one instance, which keeps acked_through exact.
+    The lock serialises syncs of one instance, which keeps acked_through exact. The
+    service's desired_version is read here, before the data it versions.
     """
-    locked = Instance.objects.select_for_update().filter(service_id=service_id, instance_id=info.id)
+    locked = (
+        Instance.objects.select_for_update(of=("self",))
+        .select_related("service")
+        .filter(service_id=service_id, instance_id=info.id)
+    )
     instance = locked.first()
     if instance is None:
         Instance.objects.bulk_create(
@@ -416,19 +427,20 @@ def _lock_instance(service_id: int, info: InstanceInfo, now: datetime) -> Instan
     return instance
 
 
-def _resolve_circuits(service_id: int, batch: SyncBatch, instance: Instance) -> dict[str, Circuit]:
-    """Circuits by name for every breaker of the batch, registering the unknown ones.
+def _resolve_circuits(
+    service_id: int, batch: SyncBatch, instance: Instance, circuits: dict[str, Circuit]
+) -> dict[str, Circuit]:
+    """Circuits by name (``circuits``: every circuit of the service), registering the
+    breakers of the batch not known yet.
 
     A new circuit gets the agent's config as version 1. Registration is serialised per
     service by locking the service row; it happens once per circuit, not per sync.
     """
-    names = {b.name for b in batch.breakers} | {t.breaker for t in batch.transitions}
-    circuits = {c.name: c for c in Circuit.objects.filter(service_id=service_id, name__in=names)}
     reported = {b.name: b for b in batch.breakers}
     missing = [name for name in reported if name not in circuits]
     if missing:
         Service.objects.select_for_update().filter(pk=service_id).values_list("pk").get()
-        for circuit in Circuit.objects.filter(service_id=service_id, name__in=missing):
+        for circuit in service_circuits(service_id).filter(name__in=missing):
             circuits[circuit.name] = circuit
         missing = [name for name in missing if name not in circuits]
     if missing:
@@ -619,8 +631,17 @@ def ingest_sync(
     now = now or timezone.now()
     info = batch.instance
     with transaction.atomic():
-        expire_overrides(now=now, service_id=service.pk)
         instance = _lock_instance(service.pk, info, now)
+        desired_version = instance.service.desired_version
+        overrides = list(open_overrides(service.pk))
+        if any(o.expires_at is not None and o.expires_at <= now for o in overrides):
+            # Rare: an override ran out since the last sync or sweep; end it now so the
+            # version moves and watchers wake.
+            expire_overrides(now=now, service_id=service.pk)
+            desired_version = (
+                Service.objects.filter(pk=service.pk).values_list("desired_version", flat=True)
+            ).get()
+            overrides = list(open_overrides(service.pk))
         restarted = (
             info.started_at is not None
             and instance.started_at is not None
@@ -631,7 +652,8 @@ def ingest_sync(
             instance.generation += 1
             instance.restarts += 1
             instance.acked_through = 0
-        circuits = _resolve_circuits(service.pk, batch, instance)
+        known = {c.name: c for c in service_circuits(service.pk)}
+        circuits = _resolve_circuits(service.pk, batch, instance, known)
         changed = upsert_snapshots(instance, batch.breakers, circuits, restarted=restarted, now=now)
         new_transitions = _store_transitions(instance, batch.transitions, circuits, now=now)
         if batch.transitions:
@@ -658,7 +680,7 @@ def ingest_sync(
                 "last_seen",
             ]
         )
-        answer = build_desired_state(service.pk, now=now)
+        answer = desired_state_from(desired_version, circuits.values(), overrides, now=now)
         answer["acked_through"] = instance.acked_through
         if new_transitions:
             events.publish(

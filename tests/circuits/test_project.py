@@ -105,7 +105,8 @@ async def test_static_files_are_served_under_asgi() -> None:
 
     response = await AsyncClient().get("/static/admin/css/base.css")
     assert response.status_code == 200
-    assert b"body" in b"".join(response.streaming_content)
+    assert response.is_async  # file chunks are read in a thread, not in the event loop
+    assert b"body" in b"".join([chunk async for chunk in response.streaming_content])
 
 
 def test_asgi_application_routes_http_and_websocket() -> None:

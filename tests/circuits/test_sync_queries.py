@@ -12,13 +12,13 @@ pytestmark = pytest.mark.django_db
 
 # Queries of one sync through ingest_sync (token lookup excluded), pinned so that a change
 # that adds a per-breaker query, or any query, is noticed:
-# first sync: expiry check, instance lock + create + re-lock, circuits lookup, service lock,
-# re-check, circuit insert, config version insert, circuit update, previous snapshots,
-# snapshot upsert, transition insert, instance update, desired state (3), savepoint pair.
-FIRST_SYNC_QUERIES = 19
-# steady state: expiry check, instance lock, circuits lookup, previous snapshots, snapshot
-# upsert, transition insert, instance update, desired state (3), savepoint pair.
-STEADY_SYNC_QUERIES = 12
+# first sync: instance lock, create, re-lock; open overrides; the service's circuits;
+# service lock, re-check, circuit insert, config version insert, circuit update; previous
+# snapshots, snapshot upsert, transition insert, instance update; savepoint pair.
+FIRST_SYNC_QUERIES = 16
+# steady state: instance lock (with the desired version), open overrides, circuits,
+# previous snapshots, snapshot upsert, transition insert, instance update; savepoint pair.
+STEADY_SYNC_QUERIES = 9
 
 
 def _body(sync_body: Any, n: int, first_id: int) -> dict[str, Any]:
