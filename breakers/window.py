@@ -51,13 +51,17 @@ def count_value(counter: itertools.count) -> int:  # type: ignore[type-arg]
 
 
 class _Bucket:
-    __slots__ = ("calls", "epoch", "failures", "slow")
+    __slots__ = ("calls", "epoch", "failures", "settled", "slow")
 
     def __init__(self, epoch: int, calls: int = 0, failures: int = 0, slow: int = 0) -> None:
         self.epoch = epoch
         self.calls = itertools.count(calls)
         self.failures = itertools.count(failures)
         self.slow = itertools.count(slow)
+        self.settled: tuple[int, int, int] | None = None
+
+    def read(self) -> tuple[int, int, int]:
+        return count_value(self.calls), count_value(self.failures), count_value(self.slow)
 
 
 class TimeWindow:
@@ -95,13 +99,23 @@ class TimeWindow:
 
     def counts(self) -> tuple[int, int, int]:
         """(calls, failures, slow calls) currently inside the window."""
-        oldest = math.floor(self._clock() * self._scale) - TIME_BUCKETS + 1
+        current = math.floor(self._clock() * self._scale)
+        oldest = current - TIME_BUCKETS + 1
         calls = failures = slow = 0
         for bucket in list(self._buckets):
-            if bucket.epoch >= oldest:
-                calls += count_value(bucket.calls)
-                failures += count_value(bucket.failures)
-                slow += count_value(bucket.slow)
+            if bucket.epoch < oldest:
+                continue
+            if bucket.epoch < current:
+                # A past bucket no longer changes (but for a call racing the bucket
+                # switch), so it is read once: evaluation costs O(1) counter reads.
+                if bucket.settled is None:
+                    bucket.settled = bucket.read()
+                values = bucket.settled
+            else:
+                values = bucket.read()
+            calls += values[0]
+            failures += values[1]
+            slow += values[2]
         return calls, failures, slow
 
     def __len__(self) -> int:
@@ -120,9 +134,8 @@ class TimeWindow:
             if epoch < oldest:
                 continue
             totals = merged.setdefault(epoch, [0, 0, 0])
-            totals[0] += count_value(bucket.calls)
-            totals[1] += count_value(bucket.failures)
-            totals[2] += count_value(bucket.slow)
+            for i, value in enumerate(bucket.read()):
+                totals[i] += value
         for epoch, (calls, failures, slow) in merged.items():
             slot = epoch % TIME_BUCKETS
             if window._buckets[slot].epoch < epoch:

@@ -236,3 +236,26 @@ def test_threads_through_half_open_cycles_keep_a_consistent_history():
     }
     assert all((e.from_state, e.to_state) in allowed for e in events)
     assert sum(e.to_state is CircuitState.OPEN for e in events) == state["trip_count"]
+
+
+def test_time_window_counts_are_exact_under_threads():
+    config = CircuitBreakerConfig(window_type="time", window_duration=3600,
+                                  failure_threshold=1_000_000, failure_rate_threshold=1.0,
+                                  minimum_calls=100_000)
+    breaker = CircuitBreaker("timed", config)
+
+    def raise_boom() -> None:
+        raise Boom
+
+    def work(t: int) -> None:
+        for i in range(2000):
+            if i % 4 == 0:
+                with contextlib.suppress(Boom):
+                    breaker.call(raise_boom)
+            else:
+                breaker.call(ok)
+
+    run_threads(8, work)
+    state = breaker.get_state()
+    assert (state["calls"], state["failures"]) == (16_000, 4000)
+    assert state["failure_rate"] == 0.25  # every call is inside the hour-long window
