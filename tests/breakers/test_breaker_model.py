@@ -173,6 +173,14 @@ class BreakerMachine(RuleBasedStateMachine):
         if self.model.state in ("forced_open", "forced_closed"):
             self.model.close()
 
+    @rule(config=configs)
+    def apply_config(self, config: CircuitBreakerConfig) -> None:
+        self.version = getattr(self, "version", 0) + 1
+        self.breaker.apply_config(config, self.version)
+        self.model.config = config
+        # The window is kept: a resized count window keeps its latest outcomes.
+        del self.model.window[: -config.sliding_window_size]
+
     @rule()
     def reset(self) -> None:
         self.breaker.reset()
@@ -187,6 +195,7 @@ class BreakerMachine(RuleBasedStateMachine):
         now = self.clock.now
         window_rate = sum(m.window) / len(m.window) if m.window else 0.0
         assert state["state"] == m.state
+        assert state["config_version"] == getattr(self, "version", 0)
         assert state["trip_count"] == m.trip_count
         assert state["successes"] == m.successes
         assert state["failures"] == m.failures
