@@ -1,6 +1,6 @@
 """Per-call overhead of Switchyard's breakers against pybreaker, circuitbreaker, aiobreaker.
 
-Run: .venv/bin/python benchmarks/bench_breaker.py [--rounds N] [--number N]
+Run: .venv/bin/python benchmarks/bench_breaker.py [--rounds N] [--number N] [--check]
 
 Everything runs in one process. Each round measures every case once, in an order that
 rotates from round to round, so background load hits all libraries alike. For each
@@ -191,6 +191,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--number", type=int, default=20_000, help="calls per measurement")
+    parser.add_argument("--check", action="store_true",
+                        help="exit with status 1 when a goal is missed")
     args = parser.parse_args()
     if not 1 <= args.rounds <= 1000 or not 100 <= args.number <= 10_000_000:
         parser.error("--rounds must be 1..1000 and --number 100..10000000")
@@ -246,7 +248,7 @@ def main() -> int:
     # The 500 ns goal assumes a ~25 ns bare call; on a loaded machine scale by load.
     print(f"  {'  same, in bare calls':<36}{reject / bare:>6.1f}  "
           f"(~{reject / bare * 25:.0f} ns at a 25 ns bare call)")
-    return 1 if failed else 0
+    return 1 if failed and args.check else 0
 
 
 if __name__ == "__main__":
