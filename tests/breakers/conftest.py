@@ -1,25 +1,11 @@
-"""Shared fixtures for the breakers library tests: a fake monotonic clock."""
+"""Fixtures for the breakers library tests: a fake monotonic clock and a breaker factory."""
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
+from breaker_helpers import FakeClock
 
 from breakers import CircuitBreaker, CircuitBreakerConfig
-
-
-class FakeClock:
-    """A monotonic clock that only moves when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -35,22 +21,3 @@ def make_breaker(clock: FakeClock):
         return CircuitBreaker(name, CircuitBreakerConfig(**fields), clock=clock)
 
     return make
-
-
-class Boom(Exception):
-    """The failure the tests make protected functions raise."""
-
-
-def fail(*args: object, **kwargs: object) -> None:
-    raise Boom("dependency down")
-
-
-def ok(*args: object, **kwargs: object) -> str:
-    return "ok"
-
-
-def trip(breaker: CircuitBreaker, times: int | None = None) -> None:
-    """Make `times` failing calls (default: the failure threshold)."""
-    for _ in range(times if times is not None else breaker.config.failure_threshold):
-        with contextlib.suppress(Boom):
-            breaker.call(fail)

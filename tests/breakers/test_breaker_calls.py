@@ -8,7 +8,7 @@ import logging
 import re
 
 import pytest
-from conftest import Boom, fail, ok, trip
+from breaker_helpers import Boom, fail, ok, trip
 
 from breakers import (
     CallEvent,

@@ -9,7 +9,7 @@ import sys
 import threading
 
 import pytest
-from conftest import Boom, ok, trip
+from breaker_helpers import Boom, ok, trip
 
 from breakers import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 

@@ -9,7 +9,7 @@ import tracemalloc
 from collections.abc import Callable
 
 import pytest
-from conftest import ok, trip
+from breaker_helpers import ok, trip
 
 from breakers import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 

@@ -15,7 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 import uvicorn
-from conftest import ok, trip
+from breaker_helpers import ok, trip
 
 import breakers
 from breakers import CircuitBreakerConfig, CircuitBreakerRegistry, CircuitState

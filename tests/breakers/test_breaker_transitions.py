@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import Boom, fail, ok, trip
+from breaker_helpers import Boom, fail, ok, trip
 
 from breakers import CircuitBreakerConfig, CircuitOpenError, CircuitState, TransitionEvent
 
