@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import CoroutineType
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeGuard, TypeVar, cast, overload
 
 from .config import CircuitBreakerConfig
 from .errors import CircuitOpenError
@@ -144,7 +144,7 @@ def _iso(epoch: float | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _is_awaitable(value: object) -> bool:
+def _is_awaitable(value: object) -> TypeGuard[Awaitable[Any]]:
     return type(value) is CoroutineType or inspect.isawaitable(value)
 
 
@@ -700,12 +700,12 @@ class CircuitBreaker:
         if self._fast:
             window = self._outcomes
             try:
-                result = func(*args, **kwargs) if kwargs else func(*args)
+                result: Any = func(*args, **kwargs) if kwargs else func(*args)
                 if type(result) is CoroutineType or inspect.isawaitable(result):
                     result = await result
             except BaseException as exc:
                 if self._on_error(exc, window, None) and fallback is not None:
-                    value = fallback(*args, **kwargs)
+                    value: Any = fallback(*args, **kwargs)
                     return cast(R, await value if _is_awaitable(value) else value)
                 raise
             window.append(0)  # SUCCESS, as a constant
@@ -755,6 +755,7 @@ class CircuitBreaker:
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate a sync or async function so every call goes through the breaker."""
         breaker = self
+        target: Callable[..., Any] = func  # called with or without kwargs below
         if inspect.iscoroutinefunction(func):
             guarded_async = self.call_async
 
@@ -764,7 +765,7 @@ class CircuitBreaker:
                 if breaker._fast:
                     window = breaker._outcomes
                     try:
-                        result = await (func(*args, **kwargs) if kwargs else func(*args))
+                        result = await (target(*args, **kwargs) if kwargs else target(*args))
                     except BaseException as exc:
                         breaker._on_error(exc, window, None)
                         raise
@@ -785,7 +786,7 @@ class CircuitBreaker:
             if breaker._fast:
                 window = breaker._outcomes
                 try:
-                    result = func(*args, **kwargs) if kwargs else func(*args)
+                    result = target(*args, **kwargs) if kwargs else target(*args)
                 except BaseException as exc:
                     breaker._on_error(exc, window, None)
                     raise
