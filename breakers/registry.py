@@ -14,10 +14,25 @@ __all__ = ["CircuitBreakerRegistry", "circuit_registry", "default_registry"]
 _REJECTING = (CircuitState.OPEN, CircuitState.FORCED_OPEN)
 
 
-class CircuitBreakerRegistry:
-    """Breakers by name. Thread-safe; a name maps to one breaker for the registry's life."""
+#: Default cap on breakers per registry: names are meant to be a fixed set of
+#: dependencies, and a name built from request data would otherwise grow without bound.
+DEFAULT_MAX_BREAKERS = 10_000
 
-    def __init__(self) -> None:
+
+class CircuitBreakerRegistry:
+    """Breakers by name. Thread-safe; a name maps to one breaker for the registry's life.
+
+    At most `max_breakers` breakers (1..1,000,000, default 10,000) can be created.
+    """
+
+    def __init__(self, *, max_breakers: int = DEFAULT_MAX_BREAKERS) -> None:
+        if isinstance(max_breakers, bool) or not isinstance(max_breakers, int) or not (
+            1 <= max_breakers <= 1_000_000
+        ):
+            raise ValueError(
+                f"max_breakers must be an integer between 1 and 1000000, got {max_breakers!r}"
+            )
+        self.max_breakers = max_breakers
         self._breakers: dict[str, CircuitBreaker] = {}
         self._listeners: tuple[Callable[[TransitionEvent], object], ...] = ()
         self._lock = threading.Lock()
@@ -28,7 +43,7 @@ class CircuitBreakerRegistry:
         """The breaker called `name`, created with `config` (and `clock`/`rand`) if new.
 
         An existing breaker is returned as it is; `config` does not change it (use
-        ``apply_config`` for that).
+        ``apply_config`` for that). Creating one more than `max_breakers` raises ValueError.
         """
         breaker = self._breakers.get(name)
         if breaker is not None:
@@ -36,6 +51,10 @@ class CircuitBreakerRegistry:
         with self._lock:
             breaker = self._breakers.get(name)
             if breaker is None:
+                if len(self._breakers) >= self.max_breakers:
+                    raise ValueError(
+                        f"max_breakers ({self.max_breakers}) reached: cannot create {name!r}"
+                    )
                 breaker = CircuitBreaker(name, config, **kwargs)
                 for fn in self._listeners:
                     breaker.add_transition_listener(fn)

@@ -92,6 +92,19 @@ def test_registry_listeners_reach_existing_and_future_breakers(clock):
     assert len(events) == 2
 
 
+def test_registry_size_is_capped():
+    registry = CircuitBreakerRegistry(max_breakers=2)
+    registry.get_or_create("a")
+    registry.get_or_create("b")
+    assert registry.get_or_create("a") is registry.get("a")  # existing names still work
+    with pytest.raises(ValueError, match=r"^max_breakers \(2\) reached: cannot create 'c'"):
+        registry.get_or_create("c")
+    assert len(registry) == 2
+    for bad in (0, 1_000_001, True, 2.0):
+        with pytest.raises(ValueError, match=r"^max_breakers must be an integer between 1"):
+            CircuitBreakerRegistry(max_breakers=bad)
+
+
 def test_default_registry_aliases():
     assert breakers.circuit_registry is breakers.default_registry
     assert isinstance(breakers.default_registry, CircuitBreakerRegistry)
