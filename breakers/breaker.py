@@ -114,7 +114,8 @@ class CallEvent:
 
     `outcome` is "success", "failure", "ignored" (an ignored exception, or a
     BaseException such as cancellation) or "rejected". `duration` is in seconds (None
-    for rejections); `exception` is what the protected function raised, if anything.
+    for rejections); `exception` is what the protected function raised, if anything
+    (a success may carry one that is not counted as a failure).
     """
 
     breaker: str
@@ -487,7 +488,9 @@ class CircuitBreaker:
         if event:
             self._deliver()
 
-    def _on_success(self, ticket: _Ticket, duration: float | None) -> None:
+    def _on_success(
+        self, ticket: _Ticket, duration: float | None, exc: BaseException | None = None
+    ) -> None:
         slow = duration is not None and self._slow is not None and duration >= self._slow
         next(self._successes)
         if slow:
@@ -501,7 +504,7 @@ class CircuitBreaker:
             elif self._dirty:
                 self._settle(ticket)
         if self._c_listeners:
-            self._notify_call("success", duration, slow, None)
+            self._notify_call("success", duration, slow, exc)
 
     def _on_error(self, exc: BaseException, ticket: _Ticket, duration: float | None) -> bool:
         """Account for an exception; True when it is a failure (fallback applies)."""
@@ -528,7 +531,7 @@ class CircuitBreaker:
             failed = False
         if not failed:
             # The dependency answered; the exception is part of its normal behaviour.
-            self._on_success(ticket, duration)
+            self._on_success(ticket, duration, exc)
             return False
         slow = duration is not None and self._slow is not None and duration >= self._slow
         outcome = SLOW_FAILURE if slow else FAILURE

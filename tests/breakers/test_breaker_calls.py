@@ -291,7 +291,7 @@ async def test_async_slow_calls_and_half_open(make_breaker, clock):
 
 def test_call_listeners_see_every_outcome_with_durations(make_breaker, clock):
     breaker = make_breaker(failure_threshold=1, ignore_exceptions=(KeyError,),
-                           slow_call_duration=2)
+                           slow_call_duration=2, failure_exceptions=(Boom,))
     events: list[CallEvent] = []
     breaker.add_call_listener(events.append)
 
@@ -302,9 +302,17 @@ def test_call_listeners_see_every_outcome_with_durations(make_breaker, clock):
     def missing() -> None:
         raise KeyError
 
+    def caller_bug() -> None:
+        raise SystemError("not the dependency's fault")
+
     breaker.call(slow)
     with pytest.raises(KeyError):
         breaker.call(missing)
+    with pytest.raises(SystemError):
+        breaker.call(caller_bug)
+    bug = events.pop()  # not a failure: a success that carries its exception
+    assert bug.outcome == "success"
+    assert bug.exception is not None and bug.exception.args == ("not the dependency's fault",)
     trip(breaker, 1)
     breaker.call(ok, lambda: None)
     assert [e.outcome for e in events] == ["success", "ignored", "failure", "rejected"]
