@@ -85,17 +85,23 @@ class ConfigEvent(TypedDict):
 FleetEvent = TransitionsEvent | SnapshotsEvent | OverrideEvent | ConfigEvent
 
 
-def send_now(event: FleetEvent) -> None:
-    """Send one event to the "fleet" group now (from sync code)."""
+async def _send_all(layer: Any, batch: list[FleetEvent]) -> None:
+    for event in batch:
+        await layer.group_send(FLEET_GROUP, dict(event))
+
+
+def send_now(*batch: FleetEvent) -> None:
+    """Send events to the "fleet" group now (from sync code), in one hop to the loop."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not batch:
         return
     try:
-        async_to_sync(layer.group_send)(FLEET_GROUP, dict(event))
+        async_to_sync(_send_all)(layer, list(batch))
     except Exception:  # a broken layer must not break a committed write
-        logger.exception("could not publish %s event", event["type"])
+        logger.exception("could not publish %s", ", ".join(e["type"] for e in batch))
 
 
-def publish(event: FleetEvent) -> None:
-    """Send ``event`` once the current transaction commits (at once outside one)."""
-    transaction.on_commit(lambda: send_now(event), robust=True)
+def publish(*batch: FleetEvent) -> None:
+    """Send events once the current transaction commits (at once outside one)."""
+    if batch:
+        transaction.on_commit(lambda: send_now(*batch), robust=True)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from breakers.config import CircuitBreakerConfig, config_errors
@@ -509,6 +509,50 @@ _SNAPSHOT_FIELDS = [
 ]
 
 
+# Backends on which snapshots are written by one hand-written statement.
+SQL_UPSERT_VENDORS = frozenset({"postgresql"})
+
+_SQL_UPSERT = """
+WITH incoming AS (
+    SELECT * FROM unnest(
+        %s::bigint[], %s::text[], %s::integer[], %s::bigint[], %s::bigint[], %s::bigint[],
+        %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
+        %s::double precision[], %s::timestamptz[], %s::timestamptz[], %s::double precision[]
+    ) AS i(circuit_id, state, config_version, calls, successes, failures, slow_calls,
+           rejected, trip_count, failure_count, success_count, failure_rate, last_failure,
+           state_since, retry_after)
+),
+old AS (
+    SELECT circuit_id, state, config_version, calls, failures, slow_calls, rejected
+    FROM {table} WHERE instance_id = %s AND circuit_id = ANY(%s::bigint[])
+),
+upserted AS (
+    INSERT INTO {table} (
+        instance_id, circuit_id, state, config_version, calls, successes, failures,
+        slow_calls, rejected, trip_count, calls_delta, failures_delta, slow_calls_delta,
+        rejected_delta, failure_rate, failure_count, success_count, last_failure,
+        state_since, retry_after, updated_at)
+    SELECT %s, i.circuit_id, i.state, i.config_version, i.calls, i.successes, i.failures,
+        i.slow_calls, i.rejected, i.trip_count,
+        CASE WHEN o.calls IS NULL OR %s OR i.calls < o.calls
+             THEN i.calls ELSE i.calls - o.calls END,
+        CASE WHEN o.failures IS NULL OR %s OR i.failures < o.failures
+             THEN i.failures ELSE i.failures - o.failures END,
+        CASE WHEN o.slow_calls IS NULL OR %s OR i.slow_calls < o.slow_calls
+             THEN i.slow_calls ELSE i.slow_calls - o.slow_calls END,
+        CASE WHEN o.rejected IS NULL OR %s OR i.rejected < o.rejected
+             THEN i.rejected ELSE i.rejected - o.rejected END,
+        i.failure_rate, i.failure_count, i.success_count, i.last_failure, i.state_since,
+        i.retry_after, %s
+    FROM incoming i LEFT JOIN old o USING (circuit_id)
+    ON CONFLICT (instance_id, circuit_id) DO UPDATE SET {updates}
+)
+SELECT i.circuit_id, o.state
+FROM incoming i LEFT JOIN old o USING (circuit_id)
+WHERE o.state IS DISTINCT FROM i.state OR o.config_version IS DISTINCT FROM i.config_version
+"""
+
+
 def upsert_snapshots(
     instance: Instance,
     reports: list[BreakerReport],
@@ -517,12 +561,68 @@ def upsert_snapshots(
     restarted: bool,
     now: datetime,
 ) -> list[events.SnapshotItem]:
-    """Overwrite the instance's latest snapshot of each reported breaker (two queries).
+    """Overwrite the instance's latest snapshot of each reported breaker.
 
-    Returns the breakers whose state or config version changed (or that are new).
+    Also records how much each cumulative counter grew since the previous snapshot.
+    Returns the breakers whose state or config version changed (or that are new). One
+    statement on PostgreSQL, two queries elsewhere; the caller holds the instance lock.
     """
     if not reports:
         return []
+    if connection.vendor in SQL_UPSERT_VENDORS:
+        return _upsert_snapshots_sql(instance, reports, circuits, restarted=restarted, now=now)
+    return _upsert_snapshots_orm(instance, reports, circuits, restarted=restarted, now=now)
+
+
+def _upsert_snapshots_sql(
+    instance: Instance,
+    reports: list[BreakerReport],
+    circuits: Mapping[str, Circuit],
+    *,
+    restarted: bool,
+    now: datetime,
+) -> list[events.SnapshotItem]:
+    table = connection.ops.quote_name(Snapshot._meta.db_table)
+    updates = ", ".join(
+        f"{connection.ops.quote_name(f)} = EXCLUDED.{connection.ops.quote_name(f)}"
+        for f in _SNAPSHOT_FIELDS
+    )
+    ids = [circuits[r.name].id for r in reports]
+    columns: list[list[Any]] = [
+        ids,
+        [r.state for r in reports],
+        [r.config_version for r in reports],
+        *([getattr(r, counter) for r in reports] for counter in _COUNTERS),
+        [r.failure_rate for r in reports],
+        [r.last_failure for r in reports],
+        [r.state_since for r in reports],
+        [r.retry_after for r in reports],
+    ]
+    params = [*columns, instance.pk, ids, instance.pk, *[restarted] * 4, now]
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL_UPSERT.format(table=table, updates=updates), params)
+        rows = cursor.fetchall()
+    by_id = {circuits[r.name].id: r for r in reports}
+    return [
+        {
+            "circuit_id": circuit_id,
+            "circuit": by_id[circuit_id].name,
+            "state": by_id[circuit_id].state,
+            "previous_state": previous_state,
+            "config_version": by_id[circuit_id].config_version,
+        }
+        for circuit_id, previous_state in rows
+    ]
+
+
+def _upsert_snapshots_orm(
+    instance: Instance,
+    reports: list[BreakerReport],
+    circuits: Mapping[str, Circuit],
+    *,
+    restarted: bool,
+    now: datetime,
+) -> list[events.SnapshotItem]:
     previous = {
         row[0]: row[1:]
         for row in Snapshot.objects.filter(instance=instance).values_list(
@@ -682,8 +782,9 @@ def ingest_sync(
         )
         answer = desired_state_from(desired_version, circuits.values(), overrides, now=now)
         answer["acked_through"] = instance.acked_through
+        batch_events: list[events.FleetEvent] = []
         if new_transitions:
-            events.publish(
+            batch_events.append(
                 {
                     "type": "fleet.transitions",
                     "service_id": service.pk,
@@ -703,7 +804,7 @@ def ingest_sync(
                 }
             )
         if changed:
-            events.publish(
+            batch_events.append(
                 {
                     "type": "fleet.snapshots",
                     "service_id": service.pk,
@@ -712,4 +813,5 @@ def ingest_sync(
                     "snapshots": changed,
                 }
             )
+        events.publish(*batch_events)
     return answer

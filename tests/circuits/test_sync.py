@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from controlplane.circuits import ingest
 from controlplane.circuits.models import (
     Circuit,
     ConfigVersion,
@@ -17,6 +18,14 @@ from controlplane.circuits.models import (
 from controlplane.circuits.operations import create_config_version, force_circuit
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(params=["sql", "orm"])
+def upsert_path(request: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test through the one-statement PostgreSQL upsert and the portable ORM one."""
+    if request.param == "orm":
+        monkeypatch.setattr(ingest, "SQL_UPSERT_VENDORS", frozenset())
+    return request.param
 
 
 def _transition(tid: int, breaker: str = "feature_store", **kw: Any) -> dict[str, Any]:
@@ -150,11 +159,42 @@ def test_new_started_at_is_a_restart_and_transition_ids_start_over(post_sync, sy
     assert (snapshot.calls, snapshot.calls_delta, snapshot.failures_delta) == (20, 20, 1)
 
 
-def test_counter_deltas_between_syncs(post_sync, sync_body) -> None:
-    post_sync(sync_body(breakers=[{"name": "db", "calls": 100, "failures": 10}]))
-    post_sync(sync_body(breakers=[{"name": "db", "calls": 160, "failures": 25}]))
+def test_counter_deltas_and_state_changes_between_syncs(
+    post_sync, sync_body, upsert_path: str, service: Service
+) -> None:
+    from controlplane.circuits.ingest import parse_sync, upsert_snapshots
+
+    post_sync(sync_body(breakers=[{"name": "db", "calls": 100, "failures": 10, "rejected": 5}]))
+    post_sync(sync_body(breakers=[{"name": "db", "calls": 160, "failures": 25, "rejected": 5}]))
     snapshot = Snapshot.objects.get()
-    assert (snapshot.calls_delta, snapshot.failures_delta) == (60, 15)
+    assert (snapshot.calls, snapshot.calls_delta, snapshot.failures_delta) == (160, 60, 15)
+    assert snapshot.rejected_delta == 0
+    # A counter that went down (a reset the agent did not announce) counts from zero.
+    post_sync(sync_body(breakers=[{"name": "db", "calls": 30, "failures": 2}]))
+    assert Snapshot.objects.values_list("calls_delta", flat=True).get() == 30
+
+    instance = Instance.objects.get()
+    circuits = {c.name: c for c in Circuit.objects.all()}
+    batch = parse_sync(sync_body(breakers=[{"name": "db", "state": "open", "config_version": 1}]))
+    changed = upsert_snapshots(
+        instance, batch.breakers, circuits, restarted=False, now=datetime.now(UTC)
+    )
+    assert changed == [
+        {
+            "circuit_id": circuits["db"].id,
+            "circuit": "db",
+            "state": "open",
+            "previous_state": "closed",
+            "config_version": 1,
+        }
+    ]
+    # The same report again changes nothing.
+    assert (
+        upsert_snapshots(instance, batch.breakers, circuits, restarted=False, now=datetime.now(UTC))
+        == []
+    )
+    snapshot = Snapshot.objects.get()
+    assert (snapshot.state, snapshot.config_version) == ("open", 1)
 
 
 def test_answer_carries_central_config_and_override(

@@ -13,12 +13,12 @@ pytestmark = pytest.mark.django_db
 # Queries of one sync through ingest_sync (token lookup excluded), pinned so that a change
 # that adds a per-breaker query, or any query, is noticed:
 # first sync: instance lock, create, re-lock; open overrides; the service's circuits;
-# service lock, re-check, circuit insert, config version insert, circuit update; previous
-# snapshots, snapshot upsert, transition insert, instance update; savepoint pair.
-FIRST_SYNC_QUERIES = 16
+# service lock, re-check, circuit insert, config version insert, circuit update; snapshot
+# upsert (one statement on PostgreSQL), transition insert, instance update; savepoint pair.
+FIRST_SYNC_QUERIES = 15
 # steady state: instance lock (with the desired version), open overrides, circuits,
-# previous snapshots, snapshot upsert, transition insert, instance update; savepoint pair.
-STEADY_SYNC_QUERIES = 9
+# snapshot upsert, transition insert, instance update; savepoint pair.
+STEADY_SYNC_QUERIES = 8
 
 
 def _body(sync_body: Any, n: int, first_id: int) -> dict[str, Any]:
