@@ -400,3 +400,38 @@ def test_partial_objects_and_methods_are_accepted(make_breaker):
     breaker = make_breaker()
     assert breaker.call(functools.partial(pow, 2), None, 5) == 32
     assert breaker.call("a-b".split, None, "-") == ["a", "b"]
+
+
+async def test_call_async_awaits_any_awaitable_and_returns_plain_values(make_breaker):
+    import types
+
+    breaker = make_breaker()
+
+    class Ready:
+        def __await__(self):
+            yield from ()
+            return "custom"
+
+    class Plain:
+        pass
+
+    @types.coroutine
+    def generator_coroutine():
+        yield from ()
+        return "generator"
+
+    def plain_generator():
+        yield 1
+
+    future = asyncio.get_running_loop().create_future()
+    future.set_result("future")
+    plain = Plain()
+    for _ in range(2):  # the second round answers from the remembered types
+        assert await breaker.call_async(lambda: Ready()) == "custom"
+        assert await breaker.call_async(lambda: future) == "future"
+        assert await breaker.call_async(generator_coroutine) == "generator"
+        assert await breaker.call_async(lambda: plain) is plain
+        gen = await breaker.call_async(plain_generator)
+        assert list(gen) == [1]  # a plain generator is a value, not awaited
+        assert await breaker.call_async(ok, None) == "ok"
+        assert await breaker.call_async(fail, lambda: Ready()) == "custom"
