@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: venv
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py bootstrap
-	DEBUG=$${DEBUG-1} $(BIN)/uvicorn controlplane.asgi:application --host $(HOST) --port $(PORT)
+	DEBUG=$${DEBUG-1} $(BIN)/uvicorn controlplane.asgi:application --host $(HOST) --port $(PORT) --lifespan off
 
 test: venv
 	DATABASE_URL=$${DATABASE_URL-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL-$(TEST_REDIS_URL)} \
