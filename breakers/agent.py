@@ -198,8 +198,22 @@ class Agent:
     ``url`` is the control plane's base URL (``http://host:port``), ``token`` the
     service's agent token (``sya_...``), ``service`` the service name the token
     belongs to. ``registry`` defaults to :data:`breakers.default_registry`.
-    ``interval`` is the periodic sync period in seconds; the server may lower or
-    raise it within [``min_interval``, 3600] through ``poll_interval``.
+    Tuning (seconds unless said otherwise; each is validated, ValueError names it):
+
+    - ``interval`` (default 5): periodic sync; the server's ``poll_interval`` wins,
+      bounded below by ``min_interval`` (default 1).
+    - ``coalesce`` (0.05): a local transition is sent this long after it happened,
+      together with whatever else happened meanwhile.
+    - ``request_timeout`` (5): every sync; ``watch_timeout`` (40): the long poll,
+      longer than the server's hold (25).
+    - ``backoff_initial`` (1) / ``backoff_max`` (60): exponential backoff with jitter
+      after a failed exchange; transitions wait for it.
+    - ``buffer_size`` (10,000 transitions): drop-oldest beyond it, drops are counted
+      and reported.
+    - ``report_delay_max`` (None): when to report what the control plane pushed:
+      None = in the next periodic sync; a number = within that many seconds.
+    - ``exit_flush_timeout`` (1): the one flush at interpreter exit.
+    - ``watch`` (True): hold the long poll for sub-second propagation.
 
     Use :meth:`start` / :meth:`stop`, or ``with Agent(...):``.
     """
@@ -222,7 +236,7 @@ class Agent:
         backoff_max: float = 60.0,
         exit_flush_timeout: float = 1.0,
         min_interval: float = 1.0,
-        report_delay_max: float = 1.0,
+        report_delay_max: float | None = None,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -257,7 +271,11 @@ class Agent:
                 f"got {backoff_max!r}"
             )
         self.exit_flush_timeout = _check_float("exit_flush_timeout", exit_flush_timeout, 0.0, 60.0)
-        self.report_delay_max = _check_float("report_delay_max", report_delay_max, 0.0, 60.0)
+        self.report_delay_max = (
+            None
+            if report_delay_max is None
+            else _check_float("report_delay_max", report_delay_max, 0.0, 3600.0)
+        )
         if registry is None:
             import breakers
 
@@ -464,11 +482,14 @@ class Agent:
                 self._pending.popleft()
                 self._dropped += 1
             self._pending.append(_Pending(self._next_transition_id, event))
-            delay = self.coalesce
             if self._applying == threading.get_ident():
-                # Caused by the control plane's own command, applied by a whole fleet at
-                # once: report it spread out rather than all in the same 50 ms.
-                delay = self._rng.uniform(self.coalesce, max(self.coalesce, self.report_delay_max))
+                # Caused by the control plane's own command, which a whole fleet applies
+                # at once: it already knows, so this goes out with the next report.
+                delay = self._report_delay()
+                if delay is None:
+                    return
+            else:
+                delay = self.coalesce
             soon = self._mono() + delay
             if self._soon is None or soon < self._soon:
                 self._soon = soon
@@ -497,6 +518,14 @@ class Agent:
             self._watch_thread.start()
         else:
             self._watch_thread = None
+
+    def _report_delay(self) -> float | None:
+        """When to report what the control plane pushed: None = in the next periodic
+        sync (no extra request: a fleet woken at once must not sync at once), else a
+        random delay up to ``report_delay_max`` seconds."""
+        if self.report_delay_max is None:
+            return None
+        return self._rng.uniform(0, self.report_delay_max)
 
     def _effective_interval(self) -> float:
         if self._server_interval is None:
@@ -562,9 +591,9 @@ class Agent:
                 self._watch_backoff.succeed()
                 with self._lock:
                     self._stats["watch_changes"] += 1
-                # Report the applied versions, spread out so a fleet woken at once
-                # does not sync all in the same instant.
-                self.request_sync(self._rng.uniform(0, self.report_delay_max))
+                delay = self._report_delay()
+                if delay is not None:
+                    self.request_sync(delay)
             except AgentError as exc:
                 if stop.is_set():
                     break

@@ -17,7 +17,7 @@ from controlplane.circuits.desired import bump_desired_version
 from controlplane.circuits.models import AgentToken, Circuit, Override, Service
 from controlplane.circuits.notify import get_hub
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
 @pytest.fixture(autouse=True)

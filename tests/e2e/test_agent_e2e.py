@@ -49,6 +49,7 @@ def new_agent(url: str, token: str, registry: CircuitBreakerRegistry, **kw: Any)
     kw.setdefault("backoff_initial", 0.1)
     kw.setdefault("backoff_max", 0.5)
     kw.setdefault("request_timeout", 2.0)
+    kw.setdefault("report_delay_max", 0.5)
     return Agent(url, token, "checkout", registry=registry, **kw)
 
 
@@ -197,9 +198,11 @@ def operator_token(operator: Any) -> str:
 
 
 def circuit_id(server: ControlPlaneProcess, token: str, name: str) -> int | None:
-    status, body = server.request("GET", f"/api/v1/circuits/?q={name}", token=token)
+    status, body = server.request(
+        "GET", f"/api/v1/circuits/?service=checkout&q={name}", token=token
+    )
     assert status == 200, body
-    matches = [c for c in body["results"] if c["name"] == name]
+    matches = [c for c in body["results"] if c["name"] == name and c["service"] == "checkout"]
     return matches[0]["id"] if matches else None
 
 
