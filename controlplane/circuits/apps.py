@@ -4,7 +4,7 @@ from django.apps import AppConfig
 
 
 class CircuitsConfig(AppConfig):
-    """Registers the project's system checks once apps are ready."""
+    """Registers the system checks and re-creates the roles after migrate and flush."""
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "controlplane.circuits"
@@ -12,4 +12,9 @@ class CircuitsConfig(AppConfig):
     verbose_name = "Circuits"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from controlplane import checks  # noqa: F401  (registers the checks)
+        from controlplane.circuits.roles import ensure_roles
+
+        post_migrate.connect(ensure_roles, sender=self, dispatch_uid="circuits-ensure-roles")

@@ -116,3 +116,15 @@ def test_asgi_application_routes_http_and_websocket() -> None:
 
     assert isinstance(application, ProtocolTypeRouter)
     assert set(application.application_mapping) == {"http", "websocket"}
+
+
+@pytest.mark.django_db
+def test_roles_come_back_after_a_flush() -> None:
+    from django.contrib.auth.models import Group
+    from django.core.management.sql import emit_post_migrate_signal
+
+    Group.objects.all().delete()  # what a flush leaves behind
+    emit_post_migrate_signal(verbosity=0, interactive=False, db="default")  # as flush does
+    operator = Group.objects.get(name="operator")
+    assert operator.permissions.filter(codename="override_circuit").exists()
+    assert set(Group.objects.values_list("name", flat=True)) == {"viewer", "operator", "admin"}
