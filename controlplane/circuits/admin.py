@@ -3,8 +3,12 @@
 from typing import Any
 
 from django.contrib import admin
+from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
+from controlplane.circuits.choices import AuditAction
 from controlplane.circuits.models import (
     AgentToken,
     APIToken,
@@ -17,6 +21,7 @@ from controlplane.circuits.models import (
     Snapshot,
     Transition,
 )
+from controlplane.circuits.operations import record_audit
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -36,11 +41,44 @@ class ServiceAdmin(admin.ModelAdmin):
     readonly_fields = ["desired_version", "created_at"]
 
 
+def _revoke(request: HttpRequest, tokens: QuerySet, action: str) -> int:
+    now = timezone.now()
+    revoked = 0
+    with transaction.atomic():
+        for token in tokens.filter(revoked_at__isnull=True):
+            token.revoked_at = now
+            token.save(update_fields=["revoked_at"])
+            record_audit(
+                actor=request.user,
+                action=action,
+                target=token,
+                service_id=getattr(token, "service_id", None),
+                before={"prefix": token.prefix, "revoked_at": None},
+                after={"prefix": token.prefix, "revoked_at": now.isoformat()},
+                now=now,
+            )
+            revoked += 1
+    return revoked
+
+
+@admin.action(description="Revoke selected tokens")
+def revoke_agent_tokens(modeladmin: admin.ModelAdmin, request: HttpRequest, qs: QuerySet) -> None:
+    n = _revoke(request, qs, AuditAction.AGENT_TOKEN_REVOKE)
+    modeladmin.message_user(request, f"Revoked {n} agent token(s).")
+
+
+@admin.action(description="Revoke selected tokens")
+def revoke_api_tokens(modeladmin: admin.ModelAdmin, request: HttpRequest, qs: QuerySet) -> None:
+    n = _revoke(request, qs, AuditAction.API_TOKEN_REVOKE)
+    modeladmin.message_user(request, f"Revoked {n} API token(s).")
+
+
 @admin.register(AgentToken)
 class AgentTokenAdmin(admin.ModelAdmin):
     list_display = ["prefix", "service", "label", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["service"]
     search_fields = ["prefix", "label", "service__name"]
+    actions = [revoke_agent_tokens]
     # Tokens are created with `manage.py create_agent_token` (the secret is shown once).
     readonly_fields = [
         "prefix",
@@ -59,6 +97,7 @@ class AgentTokenAdmin(admin.ModelAdmin):
 class APITokenAdmin(admin.ModelAdmin):
     list_display = ["prefix", "user", "label", "created_at", "last_used_at", "revoked_at"]
     search_fields = ["prefix", "label", "user__username"]
+    actions = [revoke_api_tokens]
     readonly_fields = ["prefix", "token_hash", "user", "created_at", "last_used_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -144,3 +144,23 @@ def test_admin_has_a_page_for_every_model(
         assert changelist.status_code == 200, model
     circuit = Circuit.objects.get()
     assert client.get(f"/admin/circuits/circuit/{circuit.pk}/change/").status_code == 200
+
+
+def test_admin_revokes_agent_tokens_with_an_audit_event(
+    post_sync, sync_body, client: Client, agent_token: str
+) -> None:
+    from controlplane.circuits.models import AgentToken, AuditEvent
+
+    assert post_sync(sync_body()).status_code == 200
+    superuser = User.objects.create_superuser("root", password="pw-root-123!")
+    client.force_login(superuser)
+    token = AgentToken.objects.get()
+    response = client.post(
+        "/admin/circuits/agenttoken/",
+        {"action": "revoke_agent_tokens", "_selected_action": [token.pk]},
+    )
+    assert response.status_code == 302
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert AuditEvent.objects.get(action="agent_token.revoke").actor_name == "root"
+    assert post_sync(sync_body()).status_code == 401
