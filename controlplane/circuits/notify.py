@@ -74,6 +74,12 @@ class WatchHub:
         self._lock = threading.Lock()
         self._waiters: dict[int, set[Waiter]] = {}
         self._announced: dict[int, int] = {}  # service id -> highest version heard of
+        # What this process knows of each service's current version without asking the
+        # database: valid only while the change feed has been live since it was learned.
+        self._feed_generation = 0 if not redis_url() else -1  # -1: feed not (yet) live
+        self._known: dict[int, tuple[int, int]] = {}  # service id -> (version, generation)
+        self._payloads: dict[int, tuple[int, bytes]] = {}  # service id -> last built
+        self._listen_generation = 0
         self._changes: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._listener: threading.Thread | None = None
@@ -100,6 +106,51 @@ class WatchHub:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[waiter.service_id]
+
+    def feed_generation(self) -> int | None:
+        """An id of the current unbroken stretch of change notifications, None if none.
+
+        Read it before reading a version from the database; pass it to :meth:`learn`.
+        """
+        with self._lock:
+            if not redis_url():
+                return 0
+            return self._feed_generation if self._feed_generation >= 0 else None
+
+    def learn(self, service_id: int, version: int, generation: int | None) -> None:
+        """Remember a version read from the database while the feed was ``generation``."""
+        with self._lock:
+            current = 0 if not redis_url() else self._feed_generation
+            if generation is None or generation != current:
+                return
+            old = self._known.get(service_id)
+            if old is None or old[1] != generation or old[0] < version:
+                self._known[service_id] = (version, generation)
+
+    def current_version(self, service_id: int) -> int | None:
+        """The service's current desired version if this process knows it, else None."""
+        with self._lock:
+            generation = 0 if not redis_url() else self._feed_generation
+            known = self._known.get(service_id)
+            if generation < 0 or known is None or known[1] != generation:
+                return None
+            return max(known[0], self._announced.get(service_id, 0))
+
+    def payload(self, service_id: int, version: int) -> bytes | None:
+        """The serialised desired state of ``version``, if this process built it."""
+        with self._lock:
+            cached = self._payloads.get(service_id)
+        return cached[1] if cached is not None and cached[0] == version else None
+
+    def remember_payload(
+        self, service_id: int, version: int, payload: bytes, generation: int | None
+    ) -> None:
+        """Keep the last built desired state of a service (and learn its version)."""
+        with self._lock:
+            old = self._payloads.get(service_id)
+            if old is None or old[0] <= version:
+                self._payloads[service_id] = (version, payload)
+        self.learn(service_id, version, generation)
 
     def announced(self, service_id: int) -> int:
         """The highest desired version this process has heard announced (0 if none)."""
@@ -168,10 +219,12 @@ class WatchHub:
             pending = [w for w in self._waiters.get(service_id, ()) if w.since < version]
         if not pending:
             return
+        generation = self.feed_generation()
         desired = self._builder(service_id)
         self.builds += 1
         built_version = int(desired["desired_version"])
         payload = json.dumps(desired, separators=(",", ":")).encode()
+        self.remember_payload(service_id, built_version, payload, generation)
         by_loop: dict[asyncio.AbstractEventLoop, list[Waiter]] = {}
         for waiter in pending:
             if waiter.since < built_version:
@@ -190,12 +243,19 @@ class WatchHub:
             client = None
             try:
                 client = redis.Redis.from_url(redis_url(), socket_keepalive=True)
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub = client.pubsub()
                 pubsub.subscribe(CHANNEL)
                 delay = 0.1
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        with self._lock:  # from now on no change can pass unheard
+                            self._feed_generation = self._listen_generation + 1
+                            self._listen_generation += 1
+                        continue
+                    if message["type"] != "message":
                         continue
                     try:
                         data = json.loads(message["data"])
@@ -203,6 +263,8 @@ class WatchHub:
                     except (ValueError, KeyError, TypeError):
                         logger.warning("watch hub: ignored malformed message %r", message)
             except Exception as exc:
+                with self._lock:  # changes may pass unheard until resubscribed
+                    self._feed_generation = -1
                 # Waiters still time out and agents still sync periodically.
                 logger.warning("watch hub: Redis listener error (%s); reconnecting", exc)
                 self._stopping.wait(delay)

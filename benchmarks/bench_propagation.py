@@ -1,0 +1,358 @@
+"""Propagation of an operator's force to a fleet of agents, and the agent's call overhead.
+
+Run: .venv/bin/python benchmarks/bench_propagation.py [--agents 200] [--rounds 5] [--hosts 4]
+
+What it does, all on this machine:
+
+1. Prepares a database (BENCH_DATABASE_URL, default .../switchyard_bench, migrated here)
+   and starts one control plane: uvicorn serving controlplane.asgi on 127.0.0.1 with the
+   Redis notification backend (BENCH_REDIS_URL, default redis://127.0.0.1:6379/14).
+2. Starts ``--agents`` real :class:`breakers.agent.Agent` objects, each with its own
+   registry and breaker "payments", spread over ``--hosts`` processes separate from the
+   server. Every agent syncs once and then holds the long-poll watch.
+3. Each round forces "payments" open through the operator API (HTTP POST), records the
+   moment each agent's local breaker became forced_open (CLOCK_MONOTONIC is shared by
+   all processes), then releases it the same way and records the return to closed.
+4. Prints p50 / p99 / max per round and over all rounds, for force and for release.
+5. Measures the protected call (``breaker.call``) with an agent running against the same
+   control plane and without one, interleaved, best of N rounds.
+
+The goal is p99 under 1 s at 1,000 agents. The machine is shared; medians over
+rounds are the figures to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import timeit
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/switchyard_bench"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
+# A new service per run: earlier runs' rows stay, history is append-only.
+SERVICE = f"bench-{int(time.time())}"
+CIRCUIT = "payments"
+
+
+# -- agent host processes --------------------------------------------------------------
+
+
+def host_main(
+    conn: Any, url: str, token: str, service: str, count: int, host_index: int
+) -> None:
+    """Run ``count`` agents; record when each one's breaker changes state."""
+    from breakers import CircuitBreakerRegistry
+    from breakers.agent import Agent
+
+    events: list[tuple[int, str, float]] = []  # (agent index, to_state, monotonic time)
+
+    def listener_for(index: int) -> Any:
+        def on_transition(event: Any) -> None:
+            events.append((index, str(event.to_state.value), time.monotonic()))
+
+        return on_transition
+
+    agents = []
+    for index in range(count):
+        registry = CircuitBreakerRegistry()
+        registry.get_or_create(CIRCUIT)
+        registry.add_transition_listener(listener_for(index))
+        agent = Agent(url, token, service, registry=registry, interval=60.0,
+                      request_timeout=30.0, backoff_initial=0.5, backoff_max=5.0,
+                      instance_id=f"bench-{host_index}-{index}")
+        agents.append(agent)
+    # Bring the fleet up one agent at a time per host: this measures propagation, not
+    # how the sync endpoint copes with a thousand first syncs in the same second.
+    for agent in agents:
+        agent.start()
+        deadline = time.monotonic() + 30
+        while not agent.stats()["syncs_ok"] and time.monotonic() < deadline:
+            time.sleep(0.005)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(a.stats()["syncs_ok"] for a in agents):
+        time.sleep(0.1)
+    conn.send(("ready", sum(1 for a in agents if a.stats()["syncs_ok"])))
+    while True:
+        command, arg = conn.recv()
+        if command == "collect":
+            since, state, timeout = arg
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                done = {i for i, to, t in list(events) if to == state and t >= since}
+                if len(done) == count:
+                    break
+                time.sleep(0.01)
+            first: dict[int, float] = {}
+            for i, to, t in list(events):
+                if to == state and t >= since and i not in first:
+                    first[i] = t
+            conn.send(list(first.values()))
+        elif command == "stats":
+            conn.send([a.stats() for a in agents])
+        elif command == "stop":
+            conn.send("stopped")  # the process exits; its daemon threads go with it
+            return
+
+
+# -- control plane ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare_database(db_url: str) -> None:
+    import psycopg
+
+    name = db_url.rsplit("/", 1)[1]
+    admin = db_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django(db_url: str, redis_url: str) -> None:
+    os.environ["DATABASE_URL"] = db_url
+    os.environ["REDIS_URL"] = redis_url
+    os.environ.setdefault("DEBUG", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def create_fixtures() -> tuple[str, str]:
+    """A fresh service with an agent token, and an operator with an API token."""
+    from django.contrib.auth.models import Group, User
+
+    from controlplane.circuits.auth import create_agent_token, create_api_token
+    from controlplane.circuits.models import Service
+
+    service = Service.objects.create(name=SERVICE)
+    _, agent_token = create_agent_token(service, label="bench")
+    user, _ = User.objects.get_or_create(username="bench-operator")
+    user.groups.add(Group.objects.get(name="operator"))
+    _, api_token = create_api_token(user, label="bench")
+    return agent_token, api_token
+
+
+def start_server(port: int, db_url: str, redis_url: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, DATABASE_URL=db_url, REDIS_URL=redis_url, DEBUG="0",
+               SECRET_KEY="bench-only-not-a-secret",
+               ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING",
+               # The fleet learns of changes through the watch; periodic syncs of a
+               # thousand agents every 5 s would only measure ingest here.
+               SWITCHYARD_POLL_INTERVAL="60", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "controlplane.asgi:application", "--host",
+         "127.0.0.1", "--port", str(port), "--lifespan", "off", "--no-access-log",
+         "--log-level", "warning", "--backlog", "4096", "--timeout-graceful-shutdown", "1"],
+        cwd=ROOT, env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("control plane did not start")
+
+
+def api(port: int, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+# -- figures ---------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def describe(values: list[float], expected: int) -> str:
+    ms = [v * 1000 for v in values]
+    return (f"n={len(ms)}/{expected}  p50={percentile(ms, 0.5):7.1f} ms  "
+            f"p99={percentile(ms, 0.99):7.1f} ms  max={max(ms, default=float('nan')):7.1f} ms")
+
+
+def measure_overhead(port: int, token: str, rounds: int, number: int) -> None:
+    from breakers import CircuitBreakerRegistry
+    from breakers.agent import Agent
+
+    registry = CircuitBreakerRegistry()
+    breaker = registry.get_or_create("overhead")
+
+    def work() -> int:
+        return 1
+
+    def run() -> float:
+        return timeit.timeit(lambda: breaker.call(work), number=number) / number * 1e9
+
+    results: dict[str, list[float]] = {"without agent": [], "with agent": []}
+    for r in range(rounds):
+        order = ["without agent", "with agent"] if r % 2 == 0 else ["with agent", "without agent"]
+        for mode in order:
+            if mode == "with agent":
+                agent = Agent(f"http://127.0.0.1:{port}", token, SERVICE, registry=registry,
+                              interval=1.0, min_interval=1.0)
+                agent.start()
+                deadline = time.monotonic() + 10
+                while not agent.stats()["syncs_ok"] and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                results[mode].append(run())
+                agent.stop(timeout=2.0)
+            else:
+                results[mode].append(run())
+    best = {k: min(v) for k, v in results.items()}
+    median = {k: statistics.median(v) for k, v in results.items()}
+    print(f"\nprotected call (breaker.call of a trivial function), {rounds} rounds x "
+          f"{number:,} calls, interleaved; ns per call")
+    for mode in results:
+        print(f"  {mode:<14} best {best[mode]:7.0f}   median {median[mode]:7.0f}")
+    print(f"  with/without   best {best['with agent'] / best['without agent']:.3f}   "
+          f"median {median['with agent'] / median['without agent']:.3f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=200, help="simulated agents (1-5000)")
+    parser.add_argument("--hosts", type=int, default=4, help="agent processes (1-64)")
+    parser.add_argument("--rounds", type=int, default=5, help="force/release rounds (1-100)")
+    parser.add_argument("--settle", type=float, default=3.0,
+                        help="seconds between steps, for the fleet's report syncs to pass")
+    parser.add_argument("--overhead-rounds", type=int, default=7)
+    parser.add_argument("--overhead-number", type=int, default=200_000)
+    args = parser.parse_args()
+    for name, value, low, high in (("--agents", args.agents, 1, 5000),
+                                   ("--hosts", args.hosts, 1, 64),
+                                   ("--rounds", args.rounds, 1, 100)):
+        if not low <= value <= high:
+            parser.error(f"{name} must be between {low} and {high}, got {value}")
+    hosts = min(args.hosts, args.agents)
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 65536)), hard))
+    db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
+    redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS)
+    prepare_database(db_url)
+    setup_django(db_url, redis_url)
+    agent_token, api_token = create_fixtures()
+    from django.db import connections
+
+    connections.close_all()
+
+    port = free_port()
+    server = start_server(port, db_url, redis_url)
+    url = f"http://127.0.0.1:{port}"
+    ctx = mp.get_context("spawn")
+    pipes, procs = [], []
+    try:
+        started = time.monotonic()
+        for h in range(hosts):
+            count = args.agents // hosts + (1 if h < args.agents % hosts else 0)
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=host_main, args=(child, url, agent_token, SERVICE, count, h),
+                               daemon=True)
+            proc.start()
+            pipes.append((parent, count))
+            procs.append(proc)
+        ready = sum(parent.recv()[1] for parent, _ in pipes)
+        print(f"{ready}/{args.agents} agents synced in {time.monotonic() - started:.1f} s "
+              f"({hosts} agent processes, 1 uvicorn process, Redis notify backend)")
+        time.sleep(args.settle)  # every agent back in its watch
+        status, body = api(port, "GET", f"/api/v1/circuits/?service={SERVICE}&q={CIRCUIT}",
+                           api_token)
+        circuit = next(c for c in body["results"]
+                       if c["name"] == CIRCUIT and c["service"] == SERVICE)
+        path = f"/api/v1/circuits/{circuit['id']}/override/"
+
+        forced_all: list[float] = []
+        released_all: list[float] = []
+        api_times: list[float] = []
+        for r in range(args.rounds):
+            for action, state, sink in (("force", "forced_open", forced_all),
+                                        ("release", "closed", released_all)):
+                t0 = time.monotonic()
+                if action == "force":
+                    status, body = api(port, "POST", path, api_token,
+                                       {"state": "forced_open", "reason": "bench"})
+                    assert status == 201, body
+                else:
+                    status, body = api(port, "DELETE", path, api_token, {"reason": "bench"})
+                    assert status == 204, body
+                api_times.append(time.monotonic() - t0)
+                for parent, _ in pipes:
+                    parent.send(("collect", (t0, state, 10.0)))
+                latencies = [t - t0 for parent, _ in pipes for t in parent.recv()]
+                sink.extend(latencies)
+                print(f"round {r + 1} {action:<7} {describe(latencies, args.agents)}")
+                time.sleep(args.settle)
+        print(f"\nall rounds, force   {describe(forced_all, args.agents * args.rounds)}")
+        print(f"all rounds, release {describe(released_all, args.agents * args.rounds)}")
+        print(f"operator API call (POST/DELETE override): median "
+              f"{statistics.median(api_times) * 1000:.1f} ms")
+        for parent, _ in pipes:
+            parent.send(("stats", None))
+        stats = [s for parent, _ in pipes for s in parent.recv()]
+        failed = sum(s["syncs_failed"] + s["watch_failed"] for s in stats)
+        changes = sum(s["watch_changes"] for s in stats)
+        print(f"agent errors during the run (sync + watch): {failed}; "
+              f"watch answers with a change: {changes}")
+        for parent, _ in pipes:
+            parent.send(("stop", None))
+            parent.recv()
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join(5)
+
+    try:
+        measure_overhead(port, agent_token, args.overhead_rounds, args.overhead_number)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
