@@ -111,6 +111,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    # Beat's DatabaseScheduler (docker-compose); it loads CELERY_BEAT_SCHEDULE on start.
+    "django_celery_beat",
     "controlplane.circuits",
 ]
 
