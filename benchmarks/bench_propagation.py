@@ -1,6 +1,7 @@
 """Propagation of an operator's force to a fleet of agents, and the agent's call overhead.
 
 Run: .venv/bin/python benchmarks/bench_propagation.py [--agents 200] [--rounds 5] [--hosts 4]
+         [--app project|fast-watch] [--poll-interval 60]
 
 What it does, all on this machine:
 
@@ -158,15 +159,25 @@ def create_fixtures() -> tuple[str, str]:
     return agent_token, api_token
 
 
-def start_server(port: int, db_url: str, redis_url: str) -> subprocess.Popen[bytes]:
+APPS = {
+    # What `make run` and production serve.
+    "project": ["controlplane.asgi:application"],
+    # The same, with the watch served ahead of Django's middleware stack.
+    "fast-watch": ["--factory", "controlplane.circuits.watch:asgi_application"],
+}
+
+
+def start_server(
+    port: int, db_url: str, redis_url: str, app: str, poll_interval: int
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ, DATABASE_URL=db_url, REDIS_URL=redis_url, DEBUG="0",
                SECRET_KEY="bench-only-not-a-secret",
                ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING",
                # The fleet learns of changes through the watch; periodic syncs of a
                # thousand agents every 5 s would only measure ingest here.
-               SWITCHYARD_POLL_INTERVAL="60", PYTHONPATH=str(ROOT))
+               SWITCHYARD_POLL_INTERVAL=str(poll_interval), PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "controlplane.asgi:application", "--host",
+        [sys.executable, "-m", "uvicorn", *APPS[app], "--host",
          "127.0.0.1", "--port", str(port), "--lifespan", "off", "--no-access-log",
          "--log-level", "warning", "--backlog", "4096", "--timeout-graceful-shutdown", "1"],
         cwd=ROOT, env=env,
@@ -259,12 +270,18 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="force/release rounds (1-100)")
     parser.add_argument("--settle", type=float, default=3.0,
                         help="seconds between steps, for the fleet's report syncs to pass")
+    parser.add_argument("--app", choices=sorted(APPS), default="project",
+                        help="project: controlplane.asgi as deployed; fast-watch: with "
+                             "the watch fast path in front")
+    parser.add_argument("--poll-interval", type=int, default=60,
+                        help="the server's sync interval for agents (s, 1-3600)")
     parser.add_argument("--overhead-rounds", type=int, default=7)
     parser.add_argument("--overhead-number", type=int, default=200_000)
     args = parser.parse_args()
     for name, value, low, high in (("--agents", args.agents, 1, 5000),
                                    ("--hosts", args.hosts, 1, 64),
-                                   ("--rounds", args.rounds, 1, 100)):
+                                   ("--rounds", args.rounds, 1, 100),
+                                   ("--poll-interval", args.poll_interval, 1, 3600)):
         if not low <= value <= high:
             parser.error(f"{name} must be between {low} and {high}, got {value}")
     hosts = min(args.hosts, args.agents)
@@ -281,7 +298,7 @@ def main() -> int:
     connections.close_all()
 
     port = free_port()
-    server = start_server(port, db_url, redis_url)
+    server = start_server(port, db_url, redis_url, args.app, args.poll_interval)
     url = f"http://127.0.0.1:{port}"
     ctx = mp.get_context("spawn")
     pipes, procs = [], []
@@ -297,7 +314,8 @@ def main() -> int:
             procs.append(proc)
         ready = sum(parent.recv()[1] for parent, _ in pipes)
         print(f"{ready}/{args.agents} agents synced in {time.monotonic() - started:.1f} s "
-              f"({hosts} agent processes, 1 uvicorn process, Redis notify backend)")
+              f"({hosts} agent processes, 1 uvicorn process serving {args.app!r}, "
+              f"Redis notify backend, sync interval {args.poll_interval} s)")
         time.sleep(args.settle)  # every agent back in its watch
         status, body = api(port, "GET", f"/api/v1/circuits/?service={SERVICE}&q={CIRCUIT}",
                            api_token)

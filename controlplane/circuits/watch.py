@@ -15,18 +15,23 @@ wakes the waiter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.db import connections
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port, validate_host
 from django.urls import path
 
-from controlplane.circuits.auth import authenticate_agent, bearer_token, hash_token
 from controlplane.circuits.notify import get_hub
+
+# controlplane.circuits.auth (models) is imported where used: asgi_application() below
+# must be importable before Django is set up.
 
 DEFAULT_HOLD = 25.0
 MAX_SINCE = 2**63 - 1
@@ -41,8 +46,12 @@ def hold_seconds() -> float:
     return float(getattr(settings, "SWITCHYARD_WATCH_HOLD", DEFAULT_HOLD))
 
 
-def _error(status: int, field: str, reason: str) -> JsonResponse:
-    return JsonResponse({"error": reason, "field": field}, status=status)
+Answer = tuple[int, bytes, dict[str, str]]  # status, body, extra headers
+
+
+def _error(status: int, field: str, reason: str, **headers: str) -> Answer:
+    body = json.dumps({"error": reason, "field": field}).encode()
+    return status, body, headers
 
 
 # Re-watching agents (a whole fleet, right after a change) are recognised without a
@@ -54,6 +63,8 @@ _token_cache: dict[str, tuple[int, float]] = {}
 
 
 def _cached_service(raw_token: str) -> int | None:
+    from controlplane.circuits.auth import hash_token
+
     entry = _token_cache.get(hash_token(raw_token))
     if entry is None or entry[1] < time.monotonic():
         return None
@@ -61,6 +72,8 @@ def _cached_service(raw_token: str) -> int | None:
 
 
 def _cache_service(raw_token: str, service_id: int) -> None:
+    from controlplane.circuits.auth import hash_token
+
     if len(_token_cache) >= TOKEN_CACHE_MAX:
         _token_cache.clear()  # crude but bounded; it refills from the database
     _token_cache[hash_token(raw_token)] = (service_id, time.monotonic() + TOKEN_CACHE_SECONDS)
@@ -68,6 +81,8 @@ def _cache_service(raw_token: str, service_id: int) -> None:
 
 def _lookup(raw_token: str) -> tuple[int, int] | None:
     """(service id, current desired version) for an agent token, or None if refused."""
+    from controlplane.circuits.auth import authenticate_agent
+
     try:
         token = authenticate_agent(raw_token)
         if token is None:
@@ -103,20 +118,21 @@ async def _in_db_thread(func: Any, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(_executor, func, *args)
 
 
-async def agent_watch(request: HttpRequest) -> HttpResponse:
-    """Hold until the desired state of the token's service moves past ``since``."""
-    if request.method != "GET":
-        response = _error(405, "method", f"{request.method} is not allowed; use GET")
-        response["Allow"] = "GET"
-        return response
-    raw = request.GET.get("since", "")
+async def watch(method: str, since_raw: str, authorization: str | None) -> Answer:
+    """The long poll itself, independent of how the request arrived."""
+    from controlplane.circuits.auth import bearer_token
+
+    if method != "GET":
+        return _error(405, "method", f"{method} is not allowed; use GET", Allow="GET")
     try:
-        since = int(raw)
+        since = int(since_raw)
     except ValueError:
-        return _error(400, "since", f"must be an integer between 0 and {MAX_SINCE}, got {raw!r}")
+        return _error(
+            400, "since", f"must be an integer between 0 and {MAX_SINCE}, got {since_raw!r}"
+        )
     if not 0 <= since <= MAX_SINCE:
         return _error(400, "since", f"must be an integer between 0 and {MAX_SINCE}, got {since}")
-    token = bearer_token(request.headers.get("Authorization"))
+    token = bearer_token(authorization)
     if token is None:
         return _error(401, "Authorization", "an agent token is required (Bearer sya_...)")
 
@@ -132,27 +148,102 @@ async def agent_watch(request: HttpRequest) -> HttpResponse:
         _cache_service(token, service_id)
         hub.learn(service_id, current, generation)
     if current > since:
-        return _desired_response(await _payload(service_id, current))
+        return _desired(await _payload(service_id, current))
     waiter = hub.register(service_id, since)
     try:
         # A change committed after the lookup but announced before the registration
         # is caught here; one announced after it wakes the waiter.
         announced = hub.announced(service_id)
         if announced > since:
-            return _desired_response(await _payload(service_id, announced))
+            return _desired(await _payload(service_id, announced))
         try:
             payload = await asyncio.wait_for(asyncio.shield(waiter.future), hold_seconds())
         except TimeoutError:
-            return HttpResponse(status=204)
-        return _desired_response(payload)
+            return 204, b"", {}
+        return _desired(payload)
     finally:
         hub.unregister(waiter)
 
 
-def _desired_response(payload: bytes) -> HttpResponse:
-    response = HttpResponse(payload, content_type="application/json")
-    response["Cache-Control"] = "no-store"
+def _desired(payload: bytes) -> Answer:
+    return 200, payload, {"Cache-Control": "no-store"}
+
+
+async def agent_watch(request: HttpRequest) -> HttpResponse:
+    """Django view: hold until the token's service's desired state moves past ``since``."""
+    status, body, headers = await watch(
+        request.method or "", request.GET.get("since", ""), request.headers.get("Authorization")
+    )
+    response = HttpResponse(
+        body, status=status, content_type="application/json" if body else None
+    )
+    for name, value in headers.items():
+        response[name] = value
     return response
+
+
+WATCH_PATH = "/api/v1/agent/watch"
+
+
+class WatchFastPath:
+    """ASGI wrapper that serves the watch path directly and passes all else to ``app``.
+
+    Django runs every ``MiddlewareMixin`` middleware of an async request through a
+    thread (twice), a dozen thread hops per request: a thousand agents woken at once
+    then queue behind each other for seconds. The watch needs none of that stack
+    (it authenticates by its own bearer token, sets no cookies, renders nothing), so
+    here it answers from the event loop alone. Host validation still applies.
+    Mount it in asgi.py: ``"http": WatchFastPath(django_asgi_app)``.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != WATCH_PATH:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        domain, _ = split_domain_port(headers.get("host", ""))
+        if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+            answer = _error(400, "Host", "host not allowed")
+        else:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            task = asyncio.ensure_future(
+                watch(scope["method"], query.get("since", [""])[0], headers.get("authorization"))
+            )
+            # A client that goes away ends its long poll (and frees its waiter) at once.
+            disconnect = asyncio.ensure_future(_wait_for_disconnect(receive))
+            done, _ = await asyncio.wait({task, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+            if task not in done:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return
+            disconnect.cancel()
+            answer = task.result()
+        status, body, extra = answer
+        response_headers = [(b"x-content-type-options", b"nosniff")]
+        if body:
+            response_headers += [(b"content-type", b"application/json"),
+                                 (b"content-length", str(len(body)).encode())]
+        response_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _wait_for_disconnect(receive: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def asgi_application() -> Any:
+    """The project's ASGI application with the watch fast path in front of it."""
+    from controlplane.asgi import application
+
+    return WatchFastPath(application)
 
 
 # Included by the project's URL config under api/v1/agent/.

@@ -167,3 +167,78 @@ async def test_only_get_is_allowed():
     )
     assert response.status_code == 405
     assert response["Allow"] == "GET"
+
+
+class AsgiCall:
+    """Drive an ASGI app with one HTTP request, as a server would."""
+
+    def __init__(self, path: str, query: str = "", headers: dict[str, str] | None = None,
+                 method: str = "GET") -> None:
+        self.scope = {
+            "type": "http", "method": method, "path": path,
+            "query_string": query.encode(),
+            "headers": [(k.lower().encode(), v.encode())
+                        for k, v in {"host": "testserver", **(headers or {})}.items()],
+        }
+        self.disconnected = asyncio.Event()
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        await self.disconnected.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    async def run(self, app: Any) -> tuple[int, bytes]:
+        await app(self.scope, self.receive, self.send)
+        if not self.sent:
+            return 0, b""
+        return self.sent[0]["status"], b"".join(m.get("body", b"") for m in self.sent[1:])
+
+
+async def test_fast_path_wakes_watchers_without_the_django_stack(backend):
+    from controlplane.circuits.watch import WatchFastPath
+
+    passed_on: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        passed_on.append(scope["path"])
+
+    app = WatchFastPath(inner)
+    service, raw, circuit = await sync_to_async(_setup)()
+    auth = {"Authorization": f"Bearer {raw}"}
+    calls = [AsgiCall("/api/v1/agent/watch", "since=0", auth) for _ in range(10)]
+    tasks = [asyncio.ensure_future(c.run(app)) for c in calls]
+    await _wait_until_waiting(service.id, 10)
+    version = await sync_to_async(_force)(service.id, circuit)
+    results = await asyncio.wait_for(asyncio.gather(*tasks), 3.0)
+    assert {status for status, _ in results} == {200}
+    assert {json.loads(body)["desired_version"] for _, body in results} == {version}
+    headers = dict(calls[0].sent[0]["headers"])
+    assert headers[b"content-type"] == b"application/json"
+    # Anything else goes to the wrapped application untouched.
+    assert await AsgiCall("/api/v1/agent/sync", method="POST").run(app) == (0, b"")
+    assert passed_on == ["/api/v1/agent/sync"]
+
+
+async def test_fast_path_checks_input_host_and_frees_a_departed_watcher(backend):
+    from controlplane.circuits.watch import WatchFastPath
+
+    app = WatchFastPath(None)
+    service, raw, _ = await sync_to_async(_setup)()
+    auth = {"Authorization": f"Bearer {raw}"}
+    status, body = await AsgiCall("/api/v1/agent/watch", "since=x", auth).run(app)
+    assert status == 400 and json.loads(body)["field"] == "since"
+    status, body = await AsgiCall("/api/v1/agent/watch", "since=0").run(app)
+    assert status == 401
+    status, body = await AsgiCall(
+        "/api/v1/agent/watch", "since=0", {**auth, "host": "evil.example"}
+    ).run(app)
+    assert status == 400 and json.loads(body)["field"] == "Host"
+    call = AsgiCall("/api/v1/agent/watch", "since=0", auth)
+    task = asyncio.ensure_future(call.run(app))
+    await _wait_until_waiting(service.id, 1)
+    call.disconnected.set()
+    assert await asyncio.wait_for(task, 2.0) == (0, b"")
+    assert get_hub().waiting(service.id) == 0
