@@ -93,6 +93,24 @@ def _lookup(raw_token: str) -> tuple[int, int] | None:
         connections.close_all()
 
 
+_inflight: dict[tuple[int, str], asyncio.Task[tuple[int, int] | None]] = {}
+
+
+async def _lookup_once(raw_token: str) -> tuple[int, int] | None:
+    """:func:`_lookup`, shared by concurrent watches of the same token: when the cache
+    entry of a fleet's token expires, a thousand re-watching agents make one query.
+    The query runs as its own task, so one watcher going away cancels nobody's."""
+    from controlplane.circuits.auth import hash_token
+
+    key = (id(asyncio.get_running_loop()), hash_token(raw_token))
+    task = _inflight.get(key)
+    if task is None:
+        task = asyncio.ensure_future(_in_db_thread(_lookup, raw_token))
+        _inflight[key] = task
+        task.add_done_callback(lambda _: _inflight.pop(key, None))
+    return await asyncio.shield(task)
+
+
 def _build(service_id: int) -> tuple[int, bytes]:
     from controlplane.circuits.desired import build_desired_state
 
@@ -141,7 +159,7 @@ async def watch(method: str, since_raw: str, authorization: str | None) -> Answe
     service_id = _cached_service(token)
     current = hub.current_version(service_id) if service_id is not None else None
     if service_id is None or current is None:
-        found = await _in_db_thread(_lookup, token)
+        found = await _lookup_once(token)
         if found is None:
             return _error(401, "Authorization", "invalid or revoked agent token")
         service_id, current = found
