@@ -8,7 +8,12 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
+from drf_spectacular.utils import extend_schema
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.request import Request
+from rest_framework.response import Response
 
+from controlplane.circuits.api.permissions import HasPerms
 from controlplane.circuits.auth import authenticate_agent, bearer_token
 from controlplane.circuits.choices import CircuitState
 from controlplane.circuits.fleet import summary, with_fleet_state
@@ -92,11 +97,15 @@ def agent_sync(request: HttpRequest) -> HttpResponse:
     return JsonResponse(answer)
 
 
-@require_GET
-def circuit_health(request: HttpRequest) -> JsonResponse:
+@extend_schema(exclude=True)
+@api_view(["GET"])
+@permission_classes([HasPerms.of(read="circuits.view_circuit")])
+def circuit_health(request: Request) -> Response:
     """GET /health/circuits: the fleet's health in the seed's shape.
 
-    healthy is false while any circuit's fleet state is open or forced_open.
+    healthy is false while any circuit's fleet state is open or forced_open. It names
+    every service and circuit, so unlike /healthz it needs a signed-in viewer or a
+    personal API token.
     """
     circuits = with_fleet_state(Circuit.objects.select_related("service")).order_by(
         "service__name", "name"
@@ -113,6 +122,6 @@ def circuit_health(request: HttpRequest) -> JsonResponse:
         for c in circuits
     ]
     unhealthy = [c for c in everything if c["state"] in UNHEALTHY_STATES]
-    return JsonResponse(
+    return Response(
         {"healthy": not unhealthy, "open_circuits": unhealthy, "all_circuits": everything}
     )
