@@ -9,7 +9,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/switchyard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint bench bench-all clean
 
 venv: $(VENV)/.installed
 
@@ -36,3 +36,8 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+bench-all: venv
+	$(BIN)/python benchmarks/bench_breaker.py
+	DATABASE_URL=$${DATABASE_URL-postgres://postgres@127.0.0.1:5432/postgres} $(BIN)/python benchmarks/bench_sync.py
+	$(BIN)/python benchmarks/bench_propagation.py
