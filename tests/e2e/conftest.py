@@ -43,8 +43,11 @@ def database_url() -> str:
 class ControlPlaneProcess:
     """One uvicorn process serving the control plane; can be stopped and restarted."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], port: int | None = None, app: list[str] | None = None
+    ) -> None:
         self.env = env
+        self.app = app or ["controlplane.asgi:application"]
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         fd, self.log_path = tempfile.mkstemp(prefix="switchyard-e2e-", suffix=".log")
@@ -56,7 +59,7 @@ class ControlPlaneProcess:
 
     def start(self, timeout: float = 30.0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "controlplane.asgi:application",
+            [sys.executable, "-m", "uvicorn", *self.app,
              "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "off",
              "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "1"],
             cwd=ROOT, env=self.env, stdout=open(self.log_path, "ab"),  # noqa: SIM115
@@ -126,6 +129,20 @@ def control_plane(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Cont
     """A control plane shared by the e2e tests of the session."""
     with django_db_blocker.unblock():
         server = ControlPlaneProcess(server_env())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fast_watch_control_plane(
+    django_db_setup: Any, django_db_blocker: Any
+) -> Iterator[ControlPlaneProcess]:
+    """The same control plane with the watch fast path mounted in front."""
+    with django_db_blocker.unblock():
+        server = ControlPlaneProcess(
+            server_env(), app=["--factory", "controlplane.circuits.watch:asgi_application"]
+        )
     server.start()
     yield server
     server.stop()
