@@ -240,3 +240,31 @@ def test_stop_flushes_pending_transitions(plane, registry):
     agent.stop(timeout=2.0)
     assert not agent.running
     assert [t["to"] for t in plane.stored_transitions.values()] == ["forced_open"]
+
+
+async def test_asyncio_application_sees_the_forced_state(plane, registry):
+    import asyncio
+
+    from breakers import CircuitOpenError
+
+    breaker = registry.get_or_create("payments")
+    plane.watch_hold = 5.0
+
+    async def fetch() -> str:
+        await asyncio.sleep(0)
+        return "ok"
+
+    with make_agent(plane, registry) as agent:
+        assert await breaker.call_async(fetch) == "ok"
+        assert plane.wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
+        plane.publish({"payments": {"config_version": 1, "config": {},
+                                    "override": {"state": "forced_open", "until": None,
+                                                 "reason": "x", "by": "alice"}}})
+        for _ in range(100):  # the event loop keeps running while the agent works
+            if breaker.state is CircuitState.FORCED_OPEN:
+                break
+            assert await breaker.call_async(fetch) == "ok"
+            await asyncio.sleep(0.01)
+        with pytest.raises(CircuitOpenError):
+            await breaker.call_async(fetch)
+        assert await breaker.call_async(fetch, fallback=lambda: "fallback") == "fallback"
