@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -242,7 +243,9 @@ class WatchHub:
         while not self._stopping.is_set():
             client = None
             try:
-                client = redis.Redis.from_url(redis_url(), socket_keepalive=True)
+                client = redis.Redis.from_url(
+                    redis_url(), socket_keepalive=True, client_name=listener_name()
+                )
                 pubsub = client.pubsub()
                 pubsub.subscribe(CHANNEL)
                 delay = 0.1
@@ -278,6 +281,11 @@ class WatchHub:
         """Stop the hub's threads (tests)."""
         self._stopping.set()
         self._changes.put(None)
+
+
+def listener_name() -> str:
+    """The Redis client name of this process's listener (for operators and tests)."""
+    return f"switchyard-watch-hub-{os.getpid()}"
 
 
 def redis_url() -> str:

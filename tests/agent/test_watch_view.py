@@ -242,3 +242,40 @@ async def test_fast_path_checks_input_host_and_frees_a_departed_watcher(backend)
     call.disconnected.set()
     assert await asyncio.wait_for(task, 2.0) == (0, b"")
     assert get_hub().waiting(service.id) == 0
+
+
+async def test_hub_distrusts_what_it_learned_before_its_change_feed_broke(settings):
+    import redis
+
+    from controlplane.circuits.notify import WatchHub, listener_name
+
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set")
+    hub = WatchHub(builder=lambda service_id: {"desired_version": 0, "breakers": {}})
+    waiter = hub.register(999_999, 0)  # starts the listener
+    try:
+        for _ in range(300):
+            if hub.feed_generation() is not None:
+                break
+            await asyncio.sleep(0.01)
+        generation = hub.feed_generation()
+        assert generation is not None
+        hub.learn(42, 7, generation)
+        assert hub.current_version(42) == 7
+        hub.learn(43, 3, generation - 1)  # read before this stretch of the feed: ignored
+        assert hub.current_version(43) is None
+        # Cut the listener's connection, as a Redis restart or network blip would.
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        ids = [c["id"] for c in client.client_list() if c.get("name") == listener_name()]
+        for client_id in ids:
+            client.client_kill_filter(_id=client_id)
+        assert ids
+        for _ in range(300):
+            if hub.feed_generation() not in (None, generation):
+                break
+            await asyncio.sleep(0.01)
+        assert hub.feed_generation() not in (None, generation)
+        assert hub.current_version(42) is None  # changes may have passed unheard
+    finally:
+        hub.unregister(waiter)
+        hub.stop()
