@@ -16,12 +16,16 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from controlplane.circuits.watch import WatchFastPath  # noqa: E402
+
 # Websocket routes (the dashboard's consumers) are added here.
 websocket_urlpatterns: list = []
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The agents' long poll is answered ahead of Django's middleware stack, so a
+        # fleet woken at once is not queued behind a dozen thread hops per request.
+        "http": WatchFastPath(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -162,6 +162,17 @@ try:
     }
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool(
+    "DATABASE_POOL", True
+):
+    # Under ASGI every concurrent sync runs in its own thread; a bounded pool keeps a
+    # burst of agents from exhausting PostgreSQL's connections (they queue instead).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": envint("DATABASE_POOL_MIN_SIZE", 2, minimum=0, maximum=1000),
+        "max_size": envint("DATABASE_POOL_MAX_SIZE", 20, minimum=1, maximum=1000),
+        "timeout": envint("DATABASE_POOL_TIMEOUT", 30, minimum=1, maximum=600),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent agents and a web process share the file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -275,6 +286,8 @@ SPECTACULAR_SETTINGS = {
 SWITCHYARD_POLL_INTERVAL = envint("SWITCHYARD_POLL_INTERVAL", 5, minimum=1, maximum=3600)
 # An instance is live while seen within this many poll intervals.
 SWITCHYARD_LIVE_INTERVALS = envint("SWITCHYARD_LIVE_INTERVALS", 3, minimum=1, maximum=100)
+# How long an agent's watch (long poll) is held before an empty 204, seconds.
+SWITCHYARD_WATCH_HOLD = envint("SWITCHYARD_WATCH_HOLD", 25, minimum=1, maximum=300)
 # Explicit limits on one sync request.
 SWITCHYARD_SYNC_MAX_BODY_BYTES = envint(
     "SWITCHYARD_SYNC_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024
