@@ -1,7 +1,7 @@
 """Propagation of an operator's force to a fleet of agents, and the agent's call overhead.
 
 Run: .venv/bin/python benchmarks/bench_propagation.py [--agents 200] [--rounds 5] [--hosts 4]
-         [--app project|fast-watch] [--poll-interval 60]
+         [--app project|plain-django] [--poll-interval 60]
 
 What it does, all on this machine:
 
@@ -162,8 +162,8 @@ def create_fixtures() -> tuple[str, str]:
 APPS = {
     # What `make run` and production serve.
     "project": ["controlplane.asgi:application"],
-    # The same, with the watch served ahead of Django's middleware stack.
-    "fast-watch": ["--factory", "controlplane.circuits.watch:asgi_application"],
+    # Django's own ASGI handler alone: the watch goes through the middleware stack.
+    "plain-django": ["--factory", "django.core.asgi:get_asgi_application"],
 }
 
 
@@ -173,6 +173,7 @@ def start_server(
     env = dict(os.environ, DATABASE_URL=db_url, REDIS_URL=redis_url, DEBUG="0",
                SECRET_KEY="bench-only-not-a-secret",
                ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING",
+               DJANGO_SETTINGS_MODULE="controlplane.settings",
                # The fleet learns of changes through the watch; periodic syncs of a
                # thousand agents every 5 s would only measure ingest here.
                SWITCHYARD_POLL_INTERVAL=str(poll_interval), PYTHONPATH=str(ROOT))
@@ -271,8 +272,8 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=3.0,
                         help="seconds between steps, for the fleet's report syncs to pass")
     parser.add_argument("--app", choices=sorted(APPS), default="project",
-                        help="project: controlplane.asgi as deployed; fast-watch: with "
-                             "the watch fast path in front")
+                        help="project: controlplane.asgi as deployed (watch fast path); "
+                             "plain-django: Django's ASGI handler alone, for comparison")
     parser.add_argument("--poll-interval", type=int, default=60,
                         help="the server's sync interval for agents (s, 1-3600)")
     parser.add_argument("--overhead-rounds", type=int, default=7)

@@ -30,8 +30,8 @@ from django.urls import path
 
 from controlplane.circuits.notify import get_hub
 
-# controlplane.circuits.auth (models) is imported where used: asgi_application() below
-# must be importable before Django is set up.
+# controlplane.circuits.auth (models) is imported where used: controlplane.asgi imports
+# this module right after Django is set up, before the app registry is used.
 
 DEFAULT_HOLD = 25.0
 MAX_SINCE = 2**63 - 1
@@ -211,7 +211,7 @@ class WatchFastPath:
     then queue behind each other for seconds. The watch needs none of that stack
     (it authenticates by its own bearer token, sets no cookies, renders nothing), so
     here it answers from the event loop alone. Host validation still applies.
-    Mount it in asgi.py: ``"http": WatchFastPath(django_asgi_app)``.
+    ``controlplane/asgi.py`` mounts it: ``"http": WatchFastPath(django_asgi_app)``.
     """
 
     def __init__(self, app: Any) -> None:
@@ -255,13 +255,6 @@ async def _wait_for_disconnect(receive: Any) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-
-
-def asgi_application() -> Any:
-    """The project's ASGI application with the watch fast path in front of it."""
-    from controlplane.asgi import application
-
-    return WatchFastPath(application)
 
 
 # Included by the project's URL config under api/v1/agent/.

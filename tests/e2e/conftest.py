@@ -134,20 +134,6 @@ def control_plane(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Cont
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def fast_watch_control_plane(
-    django_db_setup: Any, django_db_blocker: Any
-) -> Iterator[ControlPlaneProcess]:
-    """The same control plane with the watch fast path mounted in front."""
-    with django_db_blocker.unblock():
-        server = ControlPlaneProcess(
-            server_env(), app=["--factory", "controlplane.circuits.watch:asgi_application"]
-        )
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def own_control_plane(
     transactional_db: None,

@@ -206,12 +206,9 @@ def circuit_id(server: ControlPlaneProcess, token: str, name: str) -> int | None
     return matches[0]["id"] if matches else None
 
 
-@pytest.mark.parametrize("app", ["project", "fast-watch"])
 def test_operator_force_reaches_the_application_within_a_second(
-    request: Any, app: str, agent_token, operator_token
+    control_plane: ControlPlaneProcess, agent_token, operator_token
 ):
-    fixture = "control_plane" if app == "project" else "fast_watch_control_plane"
-    control_plane: ControlPlaneProcess = request.getfixturevalue(fixture)
     _, token = agent_token
     registry = CircuitBreakerRegistry()
     payments = registry.get_or_create("payments")
