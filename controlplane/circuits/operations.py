@@ -80,6 +80,43 @@ def record_audit(
     )
 
 
+def _change_desired_state(
+    circuit: Circuit,
+    *,
+    actor: AbstractBaseUser | None,
+    action: str,
+    reason: str,
+    before: Any,
+    after: Any,
+    now: datetime | None,
+    event: dict[str, Any],
+) -> int:
+    """Audit a change of ``circuit``'s desired state, bump its service's desired version
+    and publish ``event`` (completed with the circuit and version) after commit."""
+    record_audit(
+        actor=actor,
+        action=action,
+        target=circuit,
+        reason=reason,
+        before=before,
+        after=after,
+        service_id=circuit.service_id,
+        now=now,
+    )
+    version = bump_desired_version(circuit.service_id)
+    events.publish(
+        {
+            "type": event.pop("type"),
+            "service_id": circuit.service_id,
+            "circuit_id": circuit.pk,
+            "circuit": circuit.name,
+            **event,
+            "desired_version": version,
+        }
+    )
+    return version
+
+
 def _check_reason(reason: str, *, required: bool) -> str:
     if not isinstance(reason, str):
         raise ValueError("reason must be a string")
@@ -154,27 +191,15 @@ def force_circuit(
             expires_at=now + timedelta(seconds=expires_in) if expires_in is not None else None,
         )
         after = override_wire(override)
-        record_audit(
+        _change_desired_state(
+            circuit,
             actor=user,
             action=AuditAction.OVERRIDE_FORCE,
-            target=circuit,
             reason=reason,
             before=before,
             after=after,
-            service_id=circuit.service_id,
             now=now,
-        )
-        version = bump_desired_version(circuit.service_id)
-        events.publish(
-            {
-                "type": "fleet.override",
-                "service_id": circuit.service_id,
-                "circuit_id": circuit.pk,
-                "circuit": circuit.name,
-                "action": "force",
-                "override": after,
-                "desired_version": version,
-            }
+            event={"type": "fleet.override", "action": "force", "override": after},
         )
     return override
 
@@ -199,27 +224,15 @@ def release_circuit(
         override.ended_by = user
         override.end_reason = OverrideEnd.RELEASED
         override.save(update_fields=["ended_at", "ended_by", "end_reason"])
-        record_audit(
+        _change_desired_state(
+            circuit,
             actor=user,
             action=AuditAction.OVERRIDE_RELEASE,
-            target=circuit,
             reason=reason,
             before=before,
             after=None,
-            service_id=circuit.service_id,
             now=now,
-        )
-        version = bump_desired_version(circuit.service_id)
-        events.publish(
-            {
-                "type": "fleet.override",
-                "service_id": circuit.service_id,
-                "circuit_id": circuit.pk,
-                "circuit": circuit.name,
-                "action": "release",
-                "override": None,
-                "desired_version": version,
-            }
+            event={"type": "fleet.override", "action": "release", "override": None},
         )
     return override
 
@@ -262,26 +275,15 @@ def create_config_version(
         )
         circuit.current_config = new
         circuit.save(update_fields=["current_config"])
-        record_audit(
+        _change_desired_state(
+            circuit,
             actor=user,
             action=AuditAction.CONFIG_CREATE,
-            target=circuit,
             reason=reason,
             before={"version": current_version, "config": current.config if current else None},
             after={"version": new.version, "config": merged},
-            service_id=circuit.service_id,
             now=now,
-        )
-        version = bump_desired_version(circuit.service_id)
-        events.publish(
-            {
-                "type": "fleet.config",
-                "service_id": circuit.service_id,
-                "circuit_id": circuit.pk,
-                "circuit": circuit.name,
-                "config_version": new.version,
-                "desired_version": version,
-            }
+            event={"type": "fleet.config", "config_version": new.version},
         )
     return new
 
@@ -306,27 +308,14 @@ def expire_overrides(*, now: datetime | None = None, service_id: int | None = No
             if not claimed:
                 continue
             expired += 1
-            circuit = override.circuit
-            record_audit(
+            _change_desired_state(
+                override.circuit,
                 actor=None,
                 action=AuditAction.OVERRIDE_EXPIRE,
-                target=circuit,
                 reason=override.reason,
                 before=override_wire(override),
                 after=None,
-                service_id=circuit.service_id,
                 now=now,
-            )
-            version = bump_desired_version(circuit.service_id)
-            events.publish(
-                {
-                    "type": "fleet.override",
-                    "service_id": circuit.service_id,
-                    "circuit_id": circuit.pk,
-                    "circuit": circuit.name,
-                    "action": "expire",
-                    "override": None,
-                    "desired_version": version,
-                }
+                event={"type": "fleet.override", "action": "expire", "override": None},
             )
     return expired
