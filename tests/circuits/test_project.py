@@ -113,9 +113,12 @@ def test_asgi_application_routes_http_and_websocket() -> None:
     from channels.routing import ProtocolTypeRouter
 
     from controlplane.asgi import application
+    from controlplane.circuits.watch import WatchFastPath
 
     assert isinstance(application, ProtocolTypeRouter)
     assert set(application.application_mapping) == {"http", "websocket"}
+    # The agents' long poll is answered ahead of Django's middleware stack.
+    assert isinstance(application.application_mapping["http"], WatchFastPath)
 
 
 @pytest.mark.django_db
