@@ -50,7 +50,11 @@ Answer = tuple[int, bytes, dict[str, str]]  # status, body, extra headers
 
 
 def _error(status: int, field: str, reason: str, **headers: str) -> Answer:
-    body = json.dumps({"error": reason, "field": field}).encode()
+    # The same shape as every other error of the API.
+    body = json.dumps(
+        {"detail": f"{field}: {reason}", "field": field, "reason": reason,
+         "errors": {field: reason}}
+    ).encode()
     return status, body, headers
 
 

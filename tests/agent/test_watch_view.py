@@ -145,7 +145,8 @@ async def test_bad_since_is_a_400_naming_the_field(query, reason):
     assert response.status_code == 400
     body = json.loads(response.content)
     assert body["field"] == "since"
-    assert reason in body["error"]
+    assert reason in body["reason"]
+    assert body["errors"] == {"since": body["reason"]}
 
 
 async def test_missing_wrong_revoked_or_foreign_tokens_are_refused():
