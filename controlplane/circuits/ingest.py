@@ -31,6 +31,7 @@ from controlplane.circuits.desired import (
     open_overrides,
     service_circuits,
 )
+from controlplane.circuits.errors import error_body
 from controlplane.circuits.models import (
     Circuit,
     ConfigVersion,
@@ -60,13 +61,7 @@ class SyncError(Exception):
 
     def as_json(self) -> dict[str, Any]:
         """The JSON body of the error response."""
-        field_name, reason = next(iter(self.errors.items()))
-        return {
-            "detail": f"{field_name}: {reason}",
-            "field": field_name,
-            "reason": reason,
-            "errors": self.errors,
-        }
+        return error_body(self.errors)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from controlplane.circuits.api.permissions import HasPerms
 from controlplane.circuits.auth import authenticate_agent, bearer_token
 from controlplane.circuits.choices import CircuitState
+from controlplane.circuits.errors import error_body
 from controlplane.circuits.fleet import summary, with_fleet_state
 from controlplane.circuits.ingest import SyncError, ingest_sync, parse_sync
 from controlplane.circuits.models import Circuit
@@ -35,15 +36,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def _error(status: int, field: str, reason: str) -> JsonResponse:
-    return JsonResponse(
-        {
-            "detail": f"{field}: {reason}",
-            "field": field,
-            "reason": reason,
-            "errors": {field: reason},
-        },
-        status=status,
-    )
+    return JsonResponse(error_body({field: reason}), status=status)
 
 
 @csrf_exempt

@@ -28,6 +28,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.request import split_domain_port, validate_host
 from django.urls import path
 
+from controlplane.circuits.errors import error_body
 from controlplane.circuits.notify import get_hub
 
 # controlplane.circuits.auth (models) is imported where used: controlplane.asgi imports
@@ -50,11 +51,7 @@ Answer = tuple[int, bytes, dict[str, str]]  # status, body, extra headers
 
 
 def _error(status: int, field: str, reason: str, **headers: str) -> Answer:
-    # The same shape as every other error of the API.
-    body = json.dumps(
-        {"detail": f"{field}: {reason}", "field": field, "reason": reason,
-         "errors": {field: reason}}
-    ).encode()
+    body = json.dumps(error_body({field: reason})).encode()
     return status, body, headers
 
 
