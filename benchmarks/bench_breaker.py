@@ -73,8 +73,9 @@ ours_open.call(failing, fallback)
 pyb_open = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=300)
 with contextlib.suppress(Fail, pybreaker.CircuitBreakerError):
     pyb_open.call(failing)
-cb_open = circuitbreaker.CircuitBreaker(failure_threshold=1, recovery_timeout=300,
-                                        fallback_function=fallback)
+cb_open = circuitbreaker.CircuitBreaker(
+    failure_threshold=1, recovery_timeout=300, fallback_function=fallback
+)
 cb_open_decorated = cb_open.decorate(work)
 with contextlib.suppress(Fail):
     cb_open.decorate(failing)()
@@ -170,6 +171,7 @@ def measure(rounds: int, number: int) -> dict[tuple[str, str], list[float]]:
     loop = asyncio.new_event_loop()
     for group, async_impls in ASYNC_CASES.items():
         for impl, body in async_impls.items():
+
             def run(body: Callable[[int], Any] = body) -> float:
                 start = timeit.default_timer()
                 loop.run_until_complete(body(number))
@@ -191,8 +193,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--number", type=int, default=20_000, help="calls per measurement")
-    parser.add_argument("--check", action="store_true",
-                        help="exit with status 1 when a goal is missed")
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 when a goal is missed"
+    )
     args = parser.parse_args()
     if not 1 <= args.rounds <= 1000 or not 100 <= args.number <= 10_000_000:
         parser.error("--rounds must be 1..1000 and --number 100..10000000")
@@ -212,8 +215,10 @@ def main() -> int:
             return best[key] - abare
         return best[key] - bare
 
-    print(f"Python {sys.version.split()[0]}, {args.rounds} rounds x {args.number} calls, "
-          "interleaved; ns per call")
+    print(
+        f"Python {sys.version.split()[0]}, {args.rounds} rounds x {args.number} calls, "
+        "interleaved; ns per call"
+    )
     print(f"{'case':<18}{'implementation':<28}{'best':>9}{'median':>9}{'overhead':>10}")
     for key in results:
         group, impl = key
@@ -224,15 +229,27 @@ def main() -> int:
         return overhead(ours_key) / overhead(peer_key)
 
     goals = [
-        ("sync decorator vs pybreaker", ratio(("decorator", "ours"), ("decorator", "pybreaker")),
-         0.15),
+        (
+            "sync decorator vs pybreaker",
+            ratio(("decorator", "ours"), ("decorator", "pybreaker")),
+            0.15,
+        ),
         ("sync call vs pybreaker", ratio(("call", "ours"), ("call", "pybreaker")), 0.15),
-        ("sync decorator vs circuitbreaker",
-         ratio(("decorator", "ours"), ("decorator", "circuitbreaker")), 0.4),
-        ("async call vs aiobreaker",
-         ratio(("async call", "ours"), ("async call", "aiobreaker")), 0.25),
-        ("async decorator vs aiobreaker",
-         ratio(("async decorator", "ours"), ("async decorator", "aiobreaker")), 0.25),
+        (
+            "sync decorator vs circuitbreaker",
+            ratio(("decorator", "ours"), ("decorator", "circuitbreaker")),
+            0.4,
+        ),
+        (
+            "async call vs aiobreaker",
+            ratio(("async call", "ours"), ("async call", "aiobreaker")),
+            0.25,
+        ),
+        (
+            "async decorator vs aiobreaker",
+            ratio(("async decorator", "ours"), ("async decorator", "aiobreaker")),
+            0.25,
+        ),
     ]
     print("\nratios of overhead (ours / peer), goal in brackets")
     failed = False
@@ -243,11 +260,15 @@ def main() -> int:
     reject = best[("rejection", "ours (fallback)")]
     ok = reject < 500
     failed |= not ok
-    print(f"  {'rejection with fallback, total ns':<36}{reject:>6.0f}  (< 500)  "
-          f"{'ok' if ok else 'MISSED'}")
+    print(
+        f"  {'rejection with fallback, total ns':<36}{reject:>6.0f}  (< 500)  "
+        f"{'ok' if ok else 'MISSED'}"
+    )
     # The 500 ns goal assumes a ~25 ns bare call; on a loaded machine scale by load.
-    print(f"  {'  same, in bare calls':<36}{reject / bare:>6.1f}  "
-          f"(~{reject / bare * 25:.0f} ns at a 25 ns bare call)")
+    print(
+        f"  {'  same, in bare calls':<36}{reject / bare:>6.1f}  "
+        f"(~{reject / bare * 25:.0f} ns at a 25 ns bare call)"
+    )
     return 1 if failed and args.check else 0
 
 

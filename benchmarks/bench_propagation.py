@@ -54,9 +54,7 @@ CIRCUIT = "payments"
 # -- agent host processes --------------------------------------------------------------
 
 
-def host_main(
-    conn: Any, url: str, token: str, service: str, count: int, host_index: int
-) -> None:
+def host_main(conn: Any, url: str, token: str, service: str, count: int, host_index: int) -> None:
     """Run ``count`` agents; record when each one's breaker changes state."""
     from breakers import CircuitBreakerRegistry
     from breakers.agent import Agent
@@ -74,9 +72,17 @@ def host_main(
         registry = CircuitBreakerRegistry()
         registry.get_or_create(CIRCUIT)
         registry.add_transition_listener(listener_for(index))
-        agent = Agent(url, token, service, registry=registry, interval=60.0,
-                      request_timeout=30.0, backoff_initial=0.5, backoff_max=5.0,
-                      instance_id=f"bench-{host_index}-{index}")
+        agent = Agent(
+            url,
+            token,
+            service,
+            registry=registry,
+            interval=60.0,
+            request_timeout=30.0,
+            backoff_initial=0.5,
+            backoff_max=5.0,
+            instance_id=f"bench-{host_index}-{index}",
+        )
         agents.append(agent)
     # Bring the fleet up one agent at a time per host: this measures propagation, not
     # how the sync endpoint copes with a thousand first syncs in the same second.
@@ -170,18 +176,42 @@ APPS = {
 def start_server(
     port: int, db_url: str, redis_url: str, app: str, poll_interval: int
 ) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, DATABASE_URL=db_url, REDIS_URL=redis_url, DEBUG="0",
-               SECRET_KEY="bench-only-not-a-secret",
-               ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING",
-               DJANGO_SETTINGS_MODULE="controlplane.settings",
-               # The fleet learns of changes through the watch; periodic syncs of a
-               # thousand agents every 5 s would only measure ingest here.
-               SWITCHYARD_POLL_INTERVAL=str(poll_interval), PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        DATABASE_URL=db_url,
+        REDIS_URL=redis_url,
+        DEBUG="0",
+        SECRET_KEY="bench-only-not-a-secret",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="controlplane.settings",
+        # The fleet learns of changes through the watch; periodic syncs of a
+        # thousand agents every 5 s would only measure ingest here.
+        SWITCHYARD_POLL_INTERVAL=str(poll_interval),
+        PYTHONPATH=str(ROOT),
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", *APPS[app], "--host",
-         "127.0.0.1", "--port", str(port), "--lifespan", "off", "--no-access-log",
-         "--log-level", "warning", "--backlog", "4096", "--timeout-graceful-shutdown", "1"],
-        cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            *APPS[app],
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "4096",
+            "--timeout-graceful-shutdown",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -198,7 +228,9 @@ def start_server(
 def api(port: int, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=data, method=method,
+        f"http://127.0.0.1:{port}{path}",
+        data=data,
+        method=method,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     try:
@@ -222,8 +254,10 @@ def percentile(values: list[float], q: float) -> float:
 
 def describe(values: list[float], expected: int) -> str:
     ms = [v * 1000 for v in values]
-    return (f"n={len(ms)}/{expected}  p50={percentile(ms, 0.5):7.1f} ms  "
-            f"p99={percentile(ms, 0.99):7.1f} ms  max={max(ms, default=float('nan')):7.1f} ms")
+    return (
+        f"n={len(ms)}/{expected}  p50={percentile(ms, 0.5):7.1f} ms  "
+        f"p99={percentile(ms, 0.99):7.1f} ms  max={max(ms, default=float('nan')):7.1f} ms"
+    )
 
 
 def measure_overhead(port: int, token: str, rounds: int, number: int) -> None:
@@ -244,8 +278,14 @@ def measure_overhead(port: int, token: str, rounds: int, number: int) -> None:
         order = ["without agent", "with agent"] if r % 2 == 0 else ["with agent", "without agent"]
         for mode in order:
             if mode == "with agent":
-                agent = Agent(f"http://127.0.0.1:{port}", token, SERVICE, registry=registry,
-                              interval=1.0, min_interval=1.0)
+                agent = Agent(
+                    f"http://127.0.0.1:{port}",
+                    token,
+                    SERVICE,
+                    registry=registry,
+                    interval=1.0,
+                    min_interval=1.0,
+                )
                 agent.start()
                 deadline = time.monotonic() + 10
                 while not agent.stats()["syncs_ok"] and time.monotonic() < deadline:
@@ -256,12 +296,16 @@ def measure_overhead(port: int, token: str, rounds: int, number: int) -> None:
                 results[mode].append(run())
     best = {k: min(v) for k, v in results.items()}
     median = {k: statistics.median(v) for k, v in results.items()}
-    print(f"\nprotected call (breaker.call of a trivial function), {rounds} rounds x "
-          f"{number:,} calls, interleaved; ns per call")
+    print(
+        f"\nprotected call (breaker.call of a trivial function), {rounds} rounds x "
+        f"{number:,} calls, interleaved; ns per call"
+    )
     for mode in results:
         print(f"  {mode:<14} best {best[mode]:7.0f}   median {median[mode]:7.0f}")
-    print(f"  with/without   best {best['with agent'] / best['without agent']:.3f}   "
-          f"median {median['with agent'] / median['without agent']:.3f}")
+    print(
+        f"  with/without   best {best['with agent'] / best['without agent']:.3f}   "
+        f"median {median['with agent'] / median['without agent']:.3f}"
+    )
 
 
 def main() -> int:
@@ -269,20 +313,34 @@ def main() -> int:
     parser.add_argument("--agents", type=int, default=200, help="simulated agents (1-5000)")
     parser.add_argument("--hosts", type=int, default=4, help="agent processes (1-64)")
     parser.add_argument("--rounds", type=int, default=5, help="force/release rounds (1-100)")
-    parser.add_argument("--settle", type=float, default=3.0,
-                        help="seconds between steps, for the fleet's report syncs to pass")
-    parser.add_argument("--app", choices=sorted(APPS), default="project",
-                        help="project: controlplane.asgi as deployed (watch fast path); "
-                             "plain-django: Django's ASGI handler alone, for comparison")
-    parser.add_argument("--poll-interval", type=int, default=60,
-                        help="the server's sync interval for agents (s, 1-3600)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=3.0,
+        help="seconds between steps, for the fleet's report syncs to pass",
+    )
+    parser.add_argument(
+        "--app",
+        choices=sorted(APPS),
+        default="project",
+        help="project: controlplane.asgi as deployed (watch fast path); "
+        "plain-django: Django's ASGI handler alone, for comparison",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=int,
+        default=60,
+        help="the server's sync interval for agents (s, 1-3600)",
+    )
     parser.add_argument("--overhead-rounds", type=int, default=7)
     parser.add_argument("--overhead-number", type=int, default=200_000)
     args = parser.parse_args()
-    for name, value, low, high in (("--agents", args.agents, 1, 5000),
-                                   ("--hosts", args.hosts, 1, 64),
-                                   ("--rounds", args.rounds, 1, 100),
-                                   ("--poll-interval", args.poll_interval, 1, 3600)):
+    for name, value, low, high in (
+        ("--agents", args.agents, 1, 5000),
+        ("--hosts", args.hosts, 1, 64),
+        ("--rounds", args.rounds, 1, 100),
+        ("--poll-interval", args.poll_interval, 1, 3600),
+    ):
         if not low <= value <= high:
             parser.error(f"{name} must be between {low} and {high}, got {value}")
     hosts = min(args.hosts, args.agents)
@@ -308,32 +366,40 @@ def main() -> int:
         for h in range(hosts):
             count = args.agents // hosts + (1 if h < args.agents % hosts else 0)
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=host_main, args=(child, url, agent_token, SERVICE, count, h),
-                               daemon=True)
+            proc = ctx.Process(
+                target=host_main, args=(child, url, agent_token, SERVICE, count, h), daemon=True
+            )
             proc.start()
             pipes.append((parent, count))
             procs.append(proc)
         ready = sum(parent.recv()[1] for parent, _ in pipes)
-        print(f"{ready}/{args.agents} agents synced in {time.monotonic() - started:.1f} s "
-              f"({hosts} agent processes, 1 uvicorn process serving {args.app!r}, "
-              f"Redis notify backend, sync interval {args.poll_interval} s)")
+        print(
+            f"{ready}/{args.agents} agents synced in {time.monotonic() - started:.1f} s "
+            f"({hosts} agent processes, 1 uvicorn process serving {args.app!r}, "
+            f"Redis notify backend, sync interval {args.poll_interval} s)"
+        )
         time.sleep(args.settle)  # every agent back in its watch
-        status, body = api(port, "GET", f"/api/v1/circuits/?service={SERVICE}&q={CIRCUIT}",
-                           api_token)
-        circuit = next(c for c in body["results"]
-                       if c["name"] == CIRCUIT and c["service"] == SERVICE)
+        status, body = api(
+            port, "GET", f"/api/v1/circuits/?service={SERVICE}&q={CIRCUIT}", api_token
+        )
+        circuit = next(
+            c for c in body["results"] if c["name"] == CIRCUIT and c["service"] == SERVICE
+        )
         path = f"/api/v1/circuits/{circuit['id']}/override/"
 
         forced_all: list[float] = []
         released_all: list[float] = []
         api_times: list[float] = []
         for r in range(args.rounds):
-            for action, state, sink in (("force", "forced_open", forced_all),
-                                        ("release", "closed", released_all)):
+            for action, state, sink in (
+                ("force", "forced_open", forced_all),
+                ("release", "closed", released_all),
+            ):
                 t0 = time.monotonic()
                 if action == "force":
-                    status, body = api(port, "POST", path, api_token,
-                                       {"state": "forced_open", "reason": "bench"})
+                    status, body = api(
+                        port, "POST", path, api_token, {"state": "forced_open", "reason": "bench"}
+                    )
                     assert status == 201, body
                 else:
                     status, body = api(port, "DELETE", path, api_token, {"reason": "bench"})
@@ -347,15 +413,19 @@ def main() -> int:
                 time.sleep(args.settle)
         print(f"\nall rounds, force   {describe(forced_all, args.agents * args.rounds)}")
         print(f"all rounds, release {describe(released_all, args.agents * args.rounds)}")
-        print(f"operator API call (POST/DELETE override): median "
-              f"{statistics.median(api_times) * 1000:.1f} ms")
+        print(
+            f"operator API call (POST/DELETE override): median "
+            f"{statistics.median(api_times) * 1000:.1f} ms"
+        )
         for parent, _ in pipes:
             parent.send(("stats", None))
         stats = [s for parent, _ in pipes for s in parent.recv()]
         failed = sum(s["syncs_failed"] + s["watch_failed"] for s in stats)
         changes = sum(s["watch_changes"] for s in stats)
-        print(f"agent errors during the run (sync + watch): {failed}; "
-              f"watch answers with a change: {changes}")
+        print(
+            f"agent errors during the run (sync + watch): {failed}; "
+            f"watch answers with a change: {changes}"
+        )
         for parent, _ in pipes:
             parent.send(("stop", None))
             parent.recv()

@@ -1,9 +1,9 @@
 """Fast, correct circuit breakers for sync and asyncio code, steerable remotely.
 
-    from breakers import CircuitBreaker, CircuitBreakerConfig
+from breakers import CircuitBreaker, CircuitBreakerConfig
 
-    feature_store = CircuitBreaker("feature_store", CircuitBreakerConfig(timeout=30))
-    features = feature_store.call(fetch_features, fallback=default_features)
+feature_store = CircuitBreaker("feature_store", CircuitBreakerConfig(timeout=30))
+features = feature_store.call(fetch_features, fallback=default_features)
 """
 
 from .breaker import CallEvent, CircuitBreaker, CircuitState, TransitionEvent

@@ -760,9 +760,7 @@ class Agent:
             try:
                 self._apply_config(breaker, entry)
             except Exception as exc:  # a bad central config must not stop the others
-                logger.warning(
-                    "switchyard agent: config for %r not applied: %s", breaker.name, exc
-                )
+                logger.warning("switchyard agent: config for %r not applied: %s", breaker.name, exc)
             try:
                 self._apply_override(breaker, entry.get("override") if entry else None, now)
             except Exception as exc:

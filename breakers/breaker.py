@@ -652,7 +652,10 @@ class CircuitBreaker:
     # -- call paths ------------------------------------------------------------------
 
     def call(
-        self, func: Callable[..., R], fallback: Callable[..., R] | None = None, *args: Any,
+        self,
+        func: Callable[..., R],
+        fallback: Callable[..., R] | None = None,
+        *args: Any,
         **kwargs: Any,
     ) -> R:
         """Call ``func(*args, **kwargs)`` through the breaker.

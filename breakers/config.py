@@ -92,8 +92,11 @@ def _cross_field_errors(values: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _field_errors(values: Mapping[str, Any]) -> dict[str, str]:
-    errors = {name: reason for name in WIRE_FIELDS
-              if (reason := _RULES[name].reason(values[name])) is not None}
+    errors = {
+        name: reason
+        for name in WIRE_FIELDS
+        if (reason := _RULES[name].reason(values[name])) is not None
+    }
     if "timeout" not in errors and "max_timeout" not in errors:
         errors.update(_cross_field_errors(values))
     return errors
@@ -192,9 +195,7 @@ class CircuitBreakerConfig:
             raise ValueError(f"config must be a mapping of wire fields, got {data!r}")
         unknown = [key for key in data if key not in _RULES]
         if unknown:
-            raise ValueError(
-                f"{unknown[0]} is not a known field (known: {', '.join(WIRE_FIELDS)})"
-            )
+            raise ValueError(f"{unknown[0]} is not a known field (known: {', '.join(WIRE_FIELDS)})")
         if base is None:
             return cls(**data)
         return dataclasses.replace(base, **data)

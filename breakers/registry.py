@@ -26,8 +26,10 @@ class CircuitBreakerRegistry:
     """
 
     def __init__(self, *, max_breakers: int = DEFAULT_MAX_BREAKERS) -> None:
-        if isinstance(max_breakers, bool) or not isinstance(max_breakers, int) or not (
-            1 <= max_breakers <= 1_000_000
+        if (
+            isinstance(max_breakers, bool)
+            or not isinstance(max_breakers, int)
+            or not (1 <= max_breakers <= 1_000_000)
         ):
             raise ValueError(
                 f"max_breakers must be an integer between 1 and 1000000, got {max_breakers!r}"

@@ -193,9 +193,7 @@ async def agent_watch(request: HttpRequest) -> HttpResponse:
     status, body, headers = await watch(
         request.method or "", request.GET.get("since", ""), request.headers.get("Authorization")
     )
-    response = HttpResponse(
-        body, status=status, content_type="application/json" if body else None
-    )
+    response = HttpResponse(body, status=status, content_type="application/json" if body else None)
     for name, value in headers.items():
         response[name] = value
     return response
@@ -244,8 +242,10 @@ class WatchFastPath:
         status, body, extra = answer
         response_headers = [(b"x-content-type-options", b"nosniff")]
         if body:
-            response_headers += [(b"content-type", b"application/json"),
-                                 (b"content-length", str(len(body)).encode())]
+            response_headers += [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ]
         response_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})

@@ -87,8 +87,16 @@ def test_slow_server_times_out_and_never_delays_calls(plane, registry):
 def test_refused_connections_back_off_and_recover(refused_url, registry):
     forced = registry.get_or_create("payments")
     healthy = registry.get_or_create("search")
-    agent = Agent(refused_url, TOKEN, "checkout", registry=registry, interval=60.0,
-                  backoff_initial=0.1, backoff_max=0.4, request_timeout=0.5)
+    agent = Agent(
+        refused_url,
+        TOKEN,
+        "checkout",
+        registry=registry,
+        interval=60.0,
+        backoff_initial=0.1,
+        backoff_max=0.4,
+        request_timeout=0.5,
+    )
     with agent:
         forced.force_open()
         time.sleep(1.0)
@@ -114,8 +122,9 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap():
 def test_full_buffer_drops_oldest_and_reports_the_count(plane, registry):
     breaker = registry.get_or_create("payments")
     plane.sync_behaviour = lambda req: (503, b"unavailable")
-    agent = make_agent(plane, registry, buffer_size=3, backoff_initial=5.0, backoff_max=5.0,
-                       watch=False)
+    agent = make_agent(
+        plane, registry, buffer_size=3, backoff_initial=5.0, backoff_max=5.0, watch=False
+    )
     with agent:
         assert plane.wait_for(lambda: agent.stats()["syncs_failed"] == 1)
         for _ in range(3):
@@ -156,9 +165,15 @@ def test_watch_failures_back_off_and_leave_periodic_sync_working(plane, registry
     plane.poll_interval = 0.1
     with make_agent(plane, registry, min_interval=0.05) as agent:
         assert plane.wait_for(lambda: agent.stats()["watch_failed"] >= 2)
-        plane.publish({"payments": {"config_version": 1, "config": {},
-                                    "override": {"state": "forced_open", "until": None,
-                                                 "reason": "", "by": "bob"}}})
+        plane.publish(
+            {
+                "payments": {
+                    "config_version": 1,
+                    "config": {},
+                    "override": {"state": "forced_open", "until": None, "reason": "", "by": "bob"},
+                }
+            }
+        )
         assert plane.wait_for(lambda: breaker.state is CircuitState.FORCED_OPEN)
         watches = len(plane.watches())
     assert watches < 15  # backing off (0.05 s -> 0.2 s), not spinning
@@ -199,8 +214,12 @@ def test_bad_endpoint_arguments_name_the_argument(registry, url, token, service,
 
 
 def test_from_env_reads_the_three_variables(registry):
-    env = {"SWITCHYARD_URL": "http://127.0.0.1:9", "SWITCHYARD_TOKEN": TOKEN,
-           "SWITCHYARD_SERVICE": "checkout", "SWITCHYARD_INTERVAL": "2.5"}
+    env = {
+        "SWITCHYARD_URL": "http://127.0.0.1:9",
+        "SWITCHYARD_TOKEN": TOKEN,
+        "SWITCHYARD_SERVICE": "checkout",
+        "SWITCHYARD_INTERVAL": "2.5",
+    }
     agent = Agent.from_env(registry=registry, environ=env)
     assert (agent.url, agent.service, agent.interval) == ("http://127.0.0.1:9", "checkout", 2.5)
     assert agent.registry is registry

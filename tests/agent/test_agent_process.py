@@ -43,8 +43,9 @@ def test_forked_child_runs_its_own_thread_with_a_new_instance_id(plane):
     assert child_syncs, "the child never synced"
     child_id = child_syncs[0].json["instance"]["id"]
     assert child_id != parent_id
-    assert {r.json["instance"]["id"] for r in plane.syncs() if r.json["instance"]["pid"] != pid} \
-        == {parent_id}
+    assert {
+        r.json["instance"]["id"] for r in plane.syncs() if r.json["instance"]["pid"] != pid
+    } == {parent_id}
     # The child numbers its own transitions from 1 and did not resend the parent's.
     sent = [t for r in child_syncs for t in r.json["transitions"]]
     assert [(t["id"], t["to"]) for t in sent] == [(1, "forced_open")]
@@ -68,8 +69,9 @@ def test_interpreter_exit_flushes_pending_transitions(plane):
         """
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, "-c", script], env=env, timeout=20,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, timeout=20, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     sent = [t for r in plane.syncs() for t in r.json["transitions"]]
     assert [(t["id"], t["to"]) for t in sent] == [(1, "forced_open")]

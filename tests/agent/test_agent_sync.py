@@ -102,7 +102,10 @@ def test_a_burst_of_transitions_goes_out_in_one_coalesced_sync(plane, registry):
     assert len(new) == 1
     assert [t["id"] for t in new[0].json["transitions"]] == [1, 2, 3, 4]
     assert [t["to"] for t in new[0].json["transitions"]] == [
-        "forced_open", "closed", "forced_closed", "closed",
+        "forced_open",
+        "closed",
+        "forced_closed",
+        "closed",
     ]
 
 
@@ -169,8 +172,13 @@ def test_override_forces_and_release_restores(plane, registry):
         plane.publish({"payments": {"config_version": 1, "config": {}, "override": None}})
         assert plane.wait_for(lambda: breaker.state is CircuitState.CLOSED)
         plane.publish(
-            {"payments": {"config_version": 1, "config": {},
-                          "override": dict(override, state="forced_closed")}}
+            {
+                "payments": {
+                    "config_version": 1,
+                    "config": {},
+                    "override": dict(override, state="forced_closed"),
+                }
+            }
         )
         assert plane.wait_for(lambda: breaker.state is CircuitState.FORCED_CLOSED)
 
@@ -214,9 +222,18 @@ def test_watch_applies_a_forced_state_as_soon_as_it_is_published(plane, registry
         assert plane.watches()[-1].query["since"] in {"0", "1"}
         published = time.monotonic()
         plane.publish(
-            {"payments": {"config_version": 1, "config": {},
-                          "override": {"state": "forced_open", "until": None,
-                                       "reason": "x", "by": "alice"}}}
+            {
+                "payments": {
+                    "config_version": 1,
+                    "config": {},
+                    "override": {
+                        "state": "forced_open",
+                        "until": None,
+                        "reason": "x",
+                        "by": "alice",
+                    },
+                }
+            }
         )
         assert plane.wait_for(lambda: breaker.state is CircuitState.FORCED_OPEN, timeout=1.0)
         applied = time.monotonic()
@@ -257,9 +274,20 @@ async def test_asyncio_application_sees_the_forced_state(plane, registry):
     with make_agent(plane, registry) as agent:
         assert await breaker.call_async(fetch) == "ok"
         assert plane.wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
-        plane.publish({"payments": {"config_version": 1, "config": {},
-                                    "override": {"state": "forced_open", "until": None,
-                                                 "reason": "x", "by": "alice"}}})
+        plane.publish(
+            {
+                "payments": {
+                    "config_version": 1,
+                    "config": {},
+                    "override": {
+                        "state": "forced_open",
+                        "until": None,
+                        "reason": "x",
+                        "by": "alice",
+                    },
+                }
+            }
+        )
         for _ in range(100):  # the event loop keeps running while the agent works
             if breaker.state is CircuitState.FORCED_OPEN:
                 break

@@ -173,13 +173,18 @@ async def test_only_get_is_allowed():
 class AsgiCall:
     """Drive an ASGI app with one HTTP request, as a server would."""
 
-    def __init__(self, path: str, query: str = "", headers: dict[str, str] | None = None,
-                 method: str = "GET") -> None:
+    def __init__(
+        self, path: str, query: str = "", headers: dict[str, str] | None = None, method: str = "GET"
+    ) -> None:
         self.scope = {
-            "type": "http", "method": method, "path": path,
+            "type": "http",
+            "method": method,
+            "path": path,
             "query_string": query.encode(),
-            "headers": [(k.lower().encode(), v.encode())
-                        for k, v in {"host": "testserver", **(headers or {})}.items()],
+            "headers": [
+                (k.lower().encode(), v.encode())
+                for k, v in {"host": "testserver", **(headers or {})}.items()
+            ],
         }
         self.disconnected = asyncio.Event()
         self.sent: list[dict[str, Any]] = []

@@ -23,6 +23,7 @@ ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 # -- sync call -------------------------------------------------------------------------
 
+
 def test_call_passes_arguments_and_returns_the_result(make_breaker):
     breaker = make_breaker()
     assert breaker.call(lambda a, b=0: a + b, None, 2, b=3) == 5
@@ -78,6 +79,7 @@ def test_circuit_open_error_pickles_with_its_attributes():
 
 # -- exception classification ---------------------------------------------------------------
 
+
 def test_only_failure_exceptions_count_other_exceptions_count_as_success(make_breaker):
     breaker = make_breaker(failure_threshold=1, failure_exceptions=(OSError,))
 
@@ -119,8 +121,9 @@ def test_predicate_decides_failures(make_breaker):
         def __init__(self, status: int) -> None:
             self.status = status
 
-    breaker = make_breaker(failure_threshold=1,
-                           failure_predicate=lambda exc: getattr(exc, "status", 500) >= 500)
+    breaker = make_breaker(
+        failure_threshold=1, failure_predicate=lambda exc: getattr(exc, "status", 500) >= 500
+    )
 
     def not_found() -> None:
         raise HTTPError(404)
@@ -158,6 +161,7 @@ def test_base_exceptions_are_not_failures(make_breaker):
 
 
 # -- decorator -------------------------------------------------------------------------------
+
 
 def test_decorator_wraps_sync_functions(make_breaker):
     breaker = make_breaker(failure_threshold=2)
@@ -212,6 +216,7 @@ def test_decorated_function_uses_the_full_path_when_not_fast(make_breaker, clock
 
 # -- async call ------------------------------------------------------------------------------
 
+
 async def test_call_async_with_coroutine_functions_and_lambdas(make_breaker):
     breaker = make_breaker()
 
@@ -244,8 +249,9 @@ async def test_call_async_fallbacks_sync_and_async(make_breaker):
 
 
 async def test_cancellation_is_not_a_failure_and_frees_the_probe(make_breaker, clock):
-    breaker = make_breaker(failure_threshold=1, timeout=1, half_open_max_calls=1,
-                           success_threshold=1)
+    breaker = make_breaker(
+        failure_threshold=1, timeout=1, half_open_max_calls=1, success_threshold=1
+    )
     trip(breaker)
     clock.advance(1)
     started = asyncio.Event()
@@ -268,8 +274,9 @@ async def test_cancellation_is_not_a_failure_and_frees_the_probe(make_breaker, c
 
 
 async def test_async_slow_calls_and_half_open(make_breaker, clock):
-    breaker = make_breaker(failure_threshold=1, timeout=1, success_threshold=1,
-                           slow_call_duration=0.5)
+    breaker = make_breaker(
+        failure_threshold=1, timeout=1, success_threshold=1, slow_call_duration=0.5
+    )
 
     async def slow() -> str:
         clock.advance(1)
@@ -289,9 +296,14 @@ async def test_async_slow_calls_and_half_open(make_breaker, clock):
 
 # -- call listeners ------------------------------------------------------------------------------
 
+
 def test_call_listeners_see_every_outcome_with_durations(make_breaker, clock):
-    breaker = make_breaker(failure_threshold=1, ignore_exceptions=(KeyError,),
-                           slow_call_duration=2, failure_exceptions=(Boom,))
+    breaker = make_breaker(
+        failure_threshold=1,
+        ignore_exceptions=(KeyError,),
+        slow_call_duration=2,
+        failure_exceptions=(Boom,),
+    )
     events: list[CallEvent] = []
     breaker.add_call_listener(events.append)
 
@@ -352,15 +364,26 @@ def test_a_raising_call_listener_never_breaks_the_call(make_breaker, caplog):
 
 # -- state report --------------------------------------------------------------------------------
 
+
 def test_get_state_has_the_seed_keys_and_the_counters(make_breaker, clock):
-    breaker = make_breaker("feature_store", failure_threshold=2, timeout=30,
-                           slow_call_duration=1)
+    breaker = make_breaker("feature_store", failure_threshold=2, timeout=30, slow_call_duration=1)
     state = breaker.get_state()
     assert state == {
-        "name": "feature_store", "state": "closed", "failure_count": 0, "success_count": 0,
-        "last_failure": None, "calls": 0, "successes": 0, "failures": 0, "slow_calls": 0,
-        "rejected": 0, "failure_rate": 0.0, "trip_count": 0,
-        "state_since": state["state_since"], "retry_after": None, "config_version": 0,
+        "name": "feature_store",
+        "state": "closed",
+        "failure_count": 0,
+        "success_count": 0,
+        "last_failure": None,
+        "calls": 0,
+        "successes": 0,
+        "failures": 0,
+        "slow_calls": 0,
+        "rejected": 0,
+        "failure_rate": 0.0,
+        "trip_count": 0,
+        "state_since": state["state_since"],
+        "retry_after": None,
+        "config_version": 0,
     }
     assert ISO_Z.match(state["state_since"])
     breaker.call(ok)
@@ -371,7 +394,11 @@ def test_get_state_has_the_seed_keys_and_the_counters(make_breaker, clock):
     assert state["state"] == "open"
     assert ISO_Z.match(state["last_failure"])
     assert (state["calls"], state["successes"], state["failures"], state["rejected"]) == (
-        3, 1, 2, 1)
+        3,
+        1,
+        2,
+        1,
+    )
     assert state["failure_rate"] == pytest.approx(2 / 3)
     assert state["trip_count"] == 1 and state["retry_after"] == 30.0
     assert state["failure_count"] == 2

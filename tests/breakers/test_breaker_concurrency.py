@@ -24,8 +24,9 @@ def frequent_thread_switches():
 
 
 def half_open_breaker(clock, max_calls: int = 3) -> CircuitBreaker:
-    config = CircuitBreakerConfig(failure_threshold=1, timeout=5, half_open_max_calls=max_calls,
-                                  success_threshold=max_calls)
+    config = CircuitBreakerConfig(
+        failure_threshold=1, timeout=5, half_open_max_calls=max_calls, success_threshold=max_calls
+    )
     breaker = CircuitBreaker("probe", config, clock=clock)
     trip(breaker)
     clock.advance(5)
@@ -115,8 +116,12 @@ def run_threads(count: int, target) -> None:
 
 def test_exact_counts_after_8_threads_of_mixed_calls():
     # Thresholds that cannot be reached by 1 failure in 10, so every call is admitted.
-    config = CircuitBreakerConfig(failure_threshold=1_000_000, failure_rate_threshold=1.0,
-                                  sliding_window_size=100, minimum_calls=100)
+    config = CircuitBreakerConfig(
+        failure_threshold=1_000_000,
+        failure_rate_threshold=1.0,
+        sliding_window_size=100,
+        minimum_calls=100,
+    )
     breaker = CircuitBreaker("exact", config)
     threads, per_thread = 8, 5000
 
@@ -148,8 +153,12 @@ def test_exact_counts_after_8_threads_of_mixed_calls():
 
 
 async def test_exact_counts_with_many_tasks():
-    config = CircuitBreakerConfig(failure_threshold=1_000_000, failure_rate_threshold=1.0,
-                                  sliding_window_size=100, minimum_calls=100)
+    config = CircuitBreakerConfig(
+        failure_threshold=1_000_000,
+        failure_rate_threshold=1.0,
+        sliding_window_size=100,
+        minimum_calls=100,
+    )
     breaker = CircuitBreaker("tasks", config)
 
     async def maybe_fail(i: int) -> int:
@@ -203,8 +212,9 @@ def test_concurrent_failures_trip_exactly_once():
 def test_threads_through_half_open_cycles_keep_a_consistent_history():
     # Threads hammer a breaker that keeps tripping and probing; every transition must
     # continue from the previous one and every call must be accounted for once.
-    config = CircuitBreakerConfig(failure_threshold=3, timeout=0.001, half_open_max_calls=2,
-                                  success_threshold=2)
+    config = CircuitBreakerConfig(
+        failure_threshold=3, timeout=0.001, half_open_max_calls=2, success_threshold=2
+    )
     breaker = CircuitBreaker("cycles", config)
     events = []
     breaker.add_transition_listener(events.append)
@@ -239,9 +249,13 @@ def test_threads_through_half_open_cycles_keep_a_consistent_history():
 
 
 def test_time_window_counts_are_exact_under_threads():
-    config = CircuitBreakerConfig(window_type="time", window_duration=3600,
-                                  failure_threshold=1_000_000, failure_rate_threshold=1.0,
-                                  minimum_calls=100_000)
+    config = CircuitBreakerConfig(
+        window_type="time",
+        window_duration=3600,
+        failure_threshold=1_000_000,
+        failure_rate_threshold=1.0,
+        minimum_calls=100_000,
+    )
     breaker = CircuitBreaker("timed", config)
 
     def raise_boom() -> None:

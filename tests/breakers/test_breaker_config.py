@@ -39,8 +39,12 @@ CASES = [
 
 def test_seed_constructor_and_defaults_still_work():
     config = CircuitBreakerConfig(
-        failure_threshold=5, success_threshold=3, timeout=30.0, half_open_max_calls=3,
-        failure_rate_threshold=0.5, sliding_window_size=10,
+        failure_threshold=5,
+        success_threshold=3,
+        timeout=30.0,
+        half_open_max_calls=3,
+        failure_rate_threshold=0.5,
+        sliding_window_size=10,
     )
     assert config == CircuitBreakerConfig()
     for name, value in SEED_DEFAULTS.items():
@@ -60,10 +64,20 @@ def test_seed_constructor_and_defaults_still_work():
 
 def test_wire_fields_are_the_contract_list_in_order():
     assert WIRE_FIELDS == (
-        "failure_threshold", "success_threshold", "timeout", "half_open_max_calls",
-        "failure_rate_threshold", "sliding_window_size", "minimum_calls", "window_type",
-        "window_duration", "slow_call_duration", "slow_call_rate_threshold",
-        "timeout_multiplier", "max_timeout", "timeout_jitter",
+        "failure_threshold",
+        "success_threshold",
+        "timeout",
+        "half_open_max_calls",
+        "failure_rate_threshold",
+        "sliding_window_size",
+        "minimum_calls",
+        "window_type",
+        "window_duration",
+        "slow_call_duration",
+        "slow_call_rate_threshold",
+        "timeout_multiplier",
+        "max_timeout",
+        "timeout_jitter",
     )
     assert {case[0] for case in CASES} == set(WIRE_FIELDS)
 
@@ -88,11 +102,17 @@ def test_every_field_accepts_its_range_and_rejects_outside_it(name, good, bad):
 
 
 def test_error_message_names_the_range():
-    with pytest.raises(ValueError, match=r"^failure_threshold must be an integer between 1 "
-                                         r"and 1000000, got 0$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^failure_threshold must be an integer between 1 "
+        r"and 1000000, got 0$",
+    ):
         CircuitBreakerConfig(failure_threshold=0)
-    with pytest.raises(ValueError, match=r"^timeout_jitter must be a number at least 0 and at "
-                                         r"most 1, got 1.5$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^timeout_jitter must be a number at least 0 and at "
+        r"most 1, got 1.5$",
+    ):
         CircuitBreakerConfig(timeout_jitter=1.5)
 
 
@@ -101,10 +121,12 @@ def test_int_is_accepted_for_float_fields_and_stored_as_float():
     assert type(config.timeout) is float and config.timeout == 30.0
     assert type(config.failure_rate_threshold) is float
     assert type(config.slow_call_duration) is float
-    assert config == CircuitBreakerConfig(timeout=30.0, slow_call_duration=2.0,
-                                          failure_rate_threshold=1.0)
-    assert hash(config) == hash(CircuitBreakerConfig(timeout=30.0, slow_call_duration=2.0,
-                                                     failure_rate_threshold=1.0))
+    assert config == CircuitBreakerConfig(
+        timeout=30.0, slow_call_duration=2.0, failure_rate_threshold=1.0
+    )
+    assert hash(config) == hash(
+        CircuitBreakerConfig(timeout=30.0, slow_call_duration=2.0, failure_rate_threshold=1.0)
+    )
 
 
 def test_max_timeout_must_not_be_below_timeout():
@@ -117,8 +139,9 @@ def test_max_timeout_must_not_be_below_timeout():
 
 
 def test_all_errors_are_reported_at_once():
-    errors = config_errors({"failure_threshold": 0, "timeout": -1, "window_type": "x",
-                            "colour": "red"})
+    errors = config_errors(
+        {"failure_threshold": 0, "timeout": -1, "window_type": "x", "colour": "red"}
+    )
     assert set(errors) == {"failure_threshold", "timeout", "window_type", "colour"}
     assert errors["colour"] == "is not a known field"
     with pytest.raises(ValueError) as info:
@@ -146,8 +169,9 @@ def test_config_is_frozen():
 
 
 def test_to_dict_is_json_of_wire_fields_only():
-    config = CircuitBreakerConfig(timeout=12, slow_call_duration=0.25,
-                                  ignore_exceptions=(KeyError,))
+    config = CircuitBreakerConfig(
+        timeout=12, slow_call_duration=0.25, ignore_exceptions=(KeyError,)
+    )
     data = config.to_dict()
     assert list(data) == list(WIRE_FIELDS)
     assert json.loads(json.dumps(data)) == data
@@ -166,8 +190,9 @@ def test_from_dict_takes_missing_fields_and_code_fields_from_base():
     def predicate(exc: BaseException) -> bool:
         return True
 
-    base = CircuitBreakerConfig(failure_threshold=9, failure_exceptions=(OSError,),
-                                failure_predicate=predicate)
+    base = CircuitBreakerConfig(
+        failure_threshold=9, failure_exceptions=(OSError,), failure_predicate=predicate
+    )
     config = CircuitBreakerConfig.from_dict({"timeout": 4}, base=base)
     assert config.failure_threshold == 9
     assert config.timeout == 4.0
@@ -194,7 +219,9 @@ def test_replace_validates():
 
 def test_exception_fields_are_validated_and_normalised():
     assert CircuitBreakerConfig(failure_exceptions=[OSError, KeyError]).failure_exceptions == (
-        OSError, KeyError)
+        OSError,
+        KeyError,
+    )
     assert CircuitBreakerConfig(ignore_exceptions=KeyError).ignore_exceptions == (KeyError,)
     with pytest.raises(ValueError, match=r"^failure_exceptions must name at least one"):
         CircuitBreakerConfig(failure_exceptions=())

@@ -43,8 +43,9 @@ def growth(run: Callable[[int], None]) -> int:
 
 
 def open_breaker(kind: str) -> CircuitBreaker:
-    breaker = CircuitBreaker(kind, CircuitBreakerConfig(failure_threshold=1, timeout=3600,
-                                                        max_timeout=3600))
+    breaker = CircuitBreaker(
+        kind, CircuitBreakerConfig(failure_threshold=1, timeout=3600, max_timeout=3600)
+    )
     if kind == "forced":
         breaker.force_open("maintenance")
     else:
@@ -91,9 +92,13 @@ def test_async_rejections_do_not_grow_memory():
 
 @pytest.mark.parametrize("window_type", ["count", "time"])
 def test_admitted_calls_keep_a_bounded_window(window_type, clock):
-    config = CircuitBreakerConfig(window_type=window_type, sliding_window_size=100,
-                                  window_duration=10, failure_threshold=1_000_000,
-                                  failure_rate_threshold=1.0)
+    config = CircuitBreakerConfig(
+        window_type=window_type,
+        sliding_window_size=100,
+        window_duration=10,
+        failure_threshold=1_000_000,
+        failure_rate_threshold=1.0,
+    )
     breaker = CircuitBreaker("closed", config, clock=clock)
 
     def run(n: int) -> None:

@@ -58,8 +58,11 @@ def test_states_open_circuits_and_health(clock):
     a = registry.get_or_create("a", CircuitBreakerConfig(failure_threshold=1), clock=clock)
     b = registry.get_or_create("b", clock=clock)
     c = registry.get_or_create("c", clock=clock)
-    assert registry.health() == {"healthy": True, "open_circuits": [],
-                                 "all_circuits": registry.get_all_states()}
+    assert registry.health() == {
+        "healthy": True,
+        "open_circuits": [],
+        "all_circuits": registry.get_all_states(),
+    }
     trip(a)
     c.force_open("maintenance")
     b.force_closed()
@@ -68,24 +71,23 @@ def test_states_open_circuits_and_health(clock):
     assert health["healthy"] is False
     assert health["open_circuits"] == ["a", "c"]
     assert [s["name"] for s in health["all_circuits"]] == ["a", "b", "c"]
-    assert [s["state"] for s in health["all_circuits"]] == ["open", "forced_closed",
-                                                             "forced_open"]
+    assert [s["state"] for s in health["all_circuits"]] == ["open", "forced_closed", "forced_open"]
     json.dumps(health)  # JSON-ready
 
 
 def test_registry_listeners_reach_existing_and_future_breakers(clock):
     registry = CircuitBreakerRegistry()
-    early = registry.get_or_create("early", CircuitBreakerConfig(failure_threshold=1),
-                                   clock=clock)
+    early = registry.get_or_create("early", CircuitBreakerConfig(failure_threshold=1), clock=clock)
     events = []
     registry.add_transition_listener(events.append)
     registry.add_transition_listener(events.append)  # registered once
-    late = registry.get_or_create("late", CircuitBreakerConfig(failure_threshold=1),
-                                  clock=clock)
+    late = registry.get_or_create("late", CircuitBreakerConfig(failure_threshold=1), clock=clock)
     trip(early)
     trip(late)
-    assert [(e.breaker, e.to_state) for e in events] == [("early", CircuitState.OPEN),
-                                                         ("late", CircuitState.OPEN)]
+    assert [(e.breaker, e.to_state) for e in events] == [
+        ("early", CircuitState.OPEN),
+        ("late", CircuitState.OPEN),
+    ]
     registry.remove_transition_listener(events.append)
     early.reset()
     registry.get_or_create("later").force_open()
@@ -125,13 +127,15 @@ def test_library_imports_and_works_without_django():
         "assert b.call(lambda: 41) == 41\n"
         "print(sorted(m for m in sys.modules if m.startswith('django')))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
 
 # -- health apps over real servers --------------------------------------------------------
+
 
 def fetch(url: str, method: str = "GET") -> tuple[int, Message, bytes]:
     """(status, headers looked up case-insensitively, body) of one request."""
@@ -152,8 +156,7 @@ class QuietHandler(WSGIRequestHandler):
 def unhealthy_registry(clock):
     registry = CircuitBreakerRegistry()
     registry.get_or_create("ok", clock=clock).call(ok)
-    trip(registry.get_or_create("down", CircuitBreakerConfig(failure_threshold=1),
-                                clock=clock))
+    trip(registry.get_or_create("down", CircuitBreakerConfig(failure_threshold=1), clock=clock))
     return registry
 
 
@@ -201,10 +204,8 @@ def asgi_server():
 
 
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
-def test_health_app_serves_the_registry_as_json(kind, unhealthy_registry, wsgi_server,
-                                                asgi_server):
-    serve, make = (wsgi_server, make_wsgi_app) if kind == "wsgi" else (asgi_server,
-                                                                       make_asgi_app)
+def test_health_app_serves_the_registry_as_json(kind, unhealthy_registry, wsgi_server, asgi_server):
+    serve, make = (wsgi_server, make_wsgi_app) if kind == "wsgi" else (asgi_server, make_asgi_app)
     url = serve(make(unhealthy_registry))
     status, headers, body = fetch(url)
     assert status == 200
@@ -227,10 +228,10 @@ def test_health_app_serves_the_registry_as_json(kind, unhealthy_registry, wsgi_s
 
 
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
-def test_health_app_can_answer_503_when_circuits_are_open(kind, unhealthy_registry,
-                                                          wsgi_server, asgi_server):
-    serve, make = (wsgi_server, make_wsgi_app) if kind == "wsgi" else (asgi_server,
-                                                                       make_asgi_app)
+def test_health_app_can_answer_503_when_circuits_are_open(
+    kind, unhealthy_registry, wsgi_server, asgi_server
+):
+    serve, make = (wsgi_server, make_wsgi_app) if kind == "wsgi" else (asgi_server, make_asgi_app)
     url = serve(make(unhealthy_registry, unhealthy_status=503))
     status, _, body = fetch(url)
     assert status == 503

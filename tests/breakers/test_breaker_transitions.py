@@ -18,6 +18,7 @@ def record(breaker):
 
 # -- CLOSED -> OPEN -------------------------------------------------------------------
 
+
 def test_consecutive_failures_open_the_circuit(make_breaker):
     breaker = make_breaker(failure_threshold=3)
     events = record(breaker)
@@ -27,8 +28,11 @@ def test_consecutive_failures_open_the_circuit(make_breaker):
     trip(breaker, 1)
     assert breaker.state is CircuitState.OPEN
     [event] = events
-    assert (event.from_state, event.to_state, event.reason) == ("closed", "open",
-                                                                "failure_threshold")
+    assert (event.from_state, event.to_state, event.reason) == (
+        "closed",
+        "open",
+        "failure_threshold",
+    )
     assert (event.calls, event.failures, event.failure_rate) == (3, 3, 1.0)
     assert event.breaker == "b" and event.config_version == 0
 
@@ -44,8 +48,9 @@ def test_a_success_resets_the_failure_streak(make_breaker):
 
 
 def test_failure_rate_opens_once_minimum_calls_reached(make_breaker):
-    breaker = make_breaker(failure_threshold=100, failure_rate_threshold=0.5,
-                           sliding_window_size=10, minimum_calls=6)
+    breaker = make_breaker(
+        failure_threshold=100, failure_rate_threshold=0.5, sliding_window_size=10, minimum_calls=6
+    )
     events = record(breaker)
     for _ in range(2):
         breaker.call(ok)
@@ -68,8 +73,9 @@ def test_reaching_minimum_calls_with_a_success_evaluates_the_rate(make_breaker):
 
 
 def test_rate_below_threshold_keeps_closed(make_breaker):
-    breaker = make_breaker(failure_threshold=100, failure_rate_threshold=0.5,
-                           sliding_window_size=10, minimum_calls=10)
+    breaker = make_breaker(
+        failure_threshold=100, failure_rate_threshold=0.5, sliding_window_size=10, minimum_calls=10
+    )
     for _ in range(50):  # 40 % failures, spread out
         for _ in range(3):
             breaker.call(ok)
@@ -79,8 +85,9 @@ def test_rate_below_threshold_keeps_closed(make_breaker):
 
 
 def test_count_window_slides(make_breaker):
-    breaker = make_breaker(failure_threshold=100, failure_rate_threshold=0.5,
-                           sliding_window_size=4, minimum_calls=4)
+    breaker = make_breaker(
+        failure_threshold=100, failure_rate_threshold=0.5, sliding_window_size=4, minimum_calls=4
+    )
     trip(breaker, 1)
     for _ in range(4):
         breaker.call(ok)  # pushes the failure out
@@ -100,8 +107,13 @@ def test_minimum_calls_above_window_size_means_the_window_size(make_breaker):
 
 
 def test_time_window_forgets_old_outcomes(make_breaker, clock):
-    breaker = make_breaker(failure_threshold=100, window_type="time", window_duration=10,
-                           minimum_calls=4, failure_rate_threshold=0.5)
+    breaker = make_breaker(
+        failure_threshold=100,
+        window_type="time",
+        window_duration=10,
+        minimum_calls=4,
+        failure_rate_threshold=0.5,
+    )
     trip(breaker, 3)
     clock.advance(11)  # those failures leave the window
     assert breaker.get_state()["failure_rate"] == 0.0
@@ -116,8 +128,9 @@ def test_time_window_forgets_old_outcomes(make_breaker, clock):
 
 
 def test_slow_calls_open_the_circuit(make_breaker, clock):
-    breaker = make_breaker(slow_call_duration=1.0, slow_call_rate_threshold=0.5,
-                           minimum_calls=4, failure_threshold=100)
+    breaker = make_breaker(
+        slow_call_duration=1.0, slow_call_rate_threshold=0.5, minimum_calls=4, failure_threshold=100
+    )
     events = record(breaker)
 
     def slow() -> str:
@@ -149,6 +162,7 @@ def test_slow_failures_count_as_both(make_breaker, clock):
 
 
 # -- OPEN -> HALF_OPEN -> CLOSED / OPEN ------------------------------------------------
+
 
 def test_open_rejects_until_timeout_then_half_opens_lazily(make_breaker, clock):
     breaker = make_breaker(failure_threshold=1, timeout=10)
@@ -202,8 +216,9 @@ def test_a_failed_probe_reopens(make_breaker, clock):
 
 
 def test_half_open_admits_only_max_calls_in_flight(make_breaker, clock):
-    breaker = make_breaker(failure_threshold=1, timeout=1, half_open_max_calls=2,
-                           success_threshold=4)
+    breaker = make_breaker(
+        failure_threshold=1, timeout=1, half_open_max_calls=2, success_threshold=4
+    )
     trip(breaker)
     clock.advance(1)
     inner: list[object] = []
@@ -229,8 +244,9 @@ def test_half_open_admits_only_max_calls_in_flight(make_breaker, clock):
 
 
 def test_ignored_exception_in_half_open_frees_the_slot(make_breaker, clock):
-    breaker = make_breaker(failure_threshold=1, timeout=1, half_open_max_calls=1,
-                           ignore_exceptions=(KeyError,))
+    breaker = make_breaker(
+        failure_threshold=1, timeout=1, half_open_max_calls=1, ignore_exceptions=(KeyError,)
+    )
     trip(breaker)
     clock.advance(1)
 
@@ -261,9 +277,9 @@ def test_keyboard_interrupt_frees_the_slot_and_is_not_a_failure(make_breaker, cl
 
 # -- growing open timeouts --------------------------------------------------------------
 
+
 def test_open_timeout_grows_per_consecutive_trip_up_to_the_cap(make_breaker, clock):
-    breaker = make_breaker(failure_threshold=1, timeout=10, timeout_multiplier=2,
-                           max_timeout=35)
+    breaker = make_breaker(failure_threshold=1, timeout=10, timeout_multiplier=2, max_timeout=35)
     trip(breaker)
     seen = []
     for _ in range(4):
@@ -275,8 +291,9 @@ def test_open_timeout_grows_per_consecutive_trip_up_to_the_cap(make_breaker, clo
 
 
 def test_timeout_growth_restarts_after_a_successful_close(make_breaker, clock):
-    breaker = make_breaker(failure_threshold=1, timeout=10, timeout_multiplier=3,
-                           success_threshold=1)
+    breaker = make_breaker(
+        failure_threshold=1, timeout=10, timeout_multiplier=3, success_threshold=1
+    )
     trip(breaker)
     clock.advance(10)
     trip(breaker, 1)
@@ -289,8 +306,9 @@ def test_timeout_growth_restarts_after_a_successful_close(make_breaker, clock):
 
 
 def test_huge_growth_does_not_overflow(make_breaker, clock):
-    breaker = make_breaker(failure_threshold=1, timeout=1, timeout_multiplier=100,
-                           max_timeout=604_800)
+    breaker = make_breaker(
+        failure_threshold=1, timeout=1, timeout_multiplier=100, max_timeout=604_800
+    )
     trip(breaker)
     for _ in range(200):
         clock.advance(breaker.get_state()["retry_after"])
@@ -311,14 +329,16 @@ def test_jitter_spreads_the_timeout(clock, draw, expected):
 def test_jitter_never_exceeds_the_cap(clock):
     from breakers import CircuitBreaker
 
-    config = CircuitBreakerConfig(failure_threshold=1, timeout=10, max_timeout=10,
-                                  timeout_jitter=1.0)
+    config = CircuitBreakerConfig(
+        failure_threshold=1, timeout=10, max_timeout=10, timeout_jitter=1.0
+    )
     breaker = CircuitBreaker("j", config, clock=clock, rand=lambda: 0.999)
     trip(breaker)
     assert breaker.get_state()["retry_after"] == 10.0
 
 
 # -- operator overrides ------------------------------------------------------------------
+
 
 def test_forced_open_rejects_everything_and_never_half_opens(make_breaker, clock):
     breaker = make_breaker(timeout=1)
@@ -404,18 +424,22 @@ def test_forced_states_can_follow_each_other(make_breaker):
     breaker.force_closed()
     assert breaker.state is CircuitState.FORCED_CLOSED
     assert [(e.from_state, e.to_state) for e in events] == [
-        ("closed", "forced_open"), ("forced_open", "forced_closed")]
+        ("closed", "forced_open"),
+        ("forced_open", "forced_closed"),
+    ]
 
 
 # -- live configuration -------------------------------------------------------------------
+
 
 def test_apply_config_keeps_the_window_and_sets_the_version(make_breaker):
     breaker = make_breaker(failure_threshold=100, minimum_calls=10, sliding_window_size=10)
     for _ in range(3):
         breaker.call(ok)
     trip(breaker, 3)
-    breaker.apply_config(CircuitBreakerConfig(failure_threshold=100, minimum_calls=7,
-                                              sliding_window_size=20), 4)
+    breaker.apply_config(
+        CircuitBreakerConfig(failure_threshold=100, minimum_calls=7, sliding_window_size=20), 4
+    )
     assert breaker.config.sliding_window_size == 20
     assert breaker.config_version == 4
     assert breaker.get_state()["config_version"] == 4
@@ -472,7 +496,8 @@ def test_apply_config_enabling_slow_detection_takes_effect(make_breaker, clock):
 
     breaker.call(slow)
     breaker.apply_config(
-        breaker.config.replace(slow_call_duration=1.0, slow_call_rate_threshold=0.6), 1)
+        breaker.config.replace(slow_call_duration=1.0, slow_call_rate_threshold=0.6), 1
+    )
     breaker.call(slow)
     assert breaker.get_state()["slow_calls"] == 1
     breaker.call(slow)
@@ -489,12 +514,14 @@ def test_apply_config_rejects_bad_arguments(make_breaker):
 
 # -- logging and listeners -----------------------------------------------------------------
 
+
 def test_transitions_are_logged_at_info(make_breaker, caplog):
     breaker = make_breaker("payments", failure_threshold=1)
     with caplog.at_level(logging.INFO, logger="breakers"):
         trip(breaker)
     assert [r.getMessage() for r in caplog.records] == [
-        "circuit payments: closed -> open (failure_threshold)"]
+        "circuit payments: closed -> open (failure_threshold)"
+    ]
     assert caplog.records[0].levelno == logging.INFO
 
 
@@ -525,8 +552,17 @@ def test_transition_event_to_dict_is_json_ready(make_breaker):
     data = events[0].to_dict()
     assert data["from_state"] == "closed" and data["to_state"] == "open"
     assert data["at"].endswith("Z")
-    assert set(data) == {"breaker", "from_state", "to_state", "at", "reason", "failure_rate",
-                         "calls", "failures", "config_version"}
+    assert set(data) == {
+        "breaker",
+        "from_state",
+        "to_state",
+        "at",
+        "reason",
+        "failure_rate",
+        "calls",
+        "failures",
+        "config_version",
+    }
 
 
 def test_listener_runs_outside_the_lock(make_breaker):
@@ -565,7 +601,9 @@ def test_a_listener_that_changes_state_sees_events_in_order(make_breaker):
     breaker.add_transition_listener(escalate)
     trip(breaker)
     assert [(e.from_state, e.to_state) for e in events] == [
-        ("closed", "open"), ("open", "forced_open")]
+        ("closed", "open"),
+        ("open", "forced_open"),
+    ]
     assert breaker.state is CircuitState.FORCED_OPEN
 
 
@@ -573,8 +611,9 @@ def test_time_window_works_with_a_clock_below_zero(clock):
     from breakers import CircuitBreaker
 
     clock.now = -1000.0
-    config = CircuitBreakerConfig(window_type="time", window_duration=10, minimum_calls=2,
-                                  failure_threshold=100)
+    config = CircuitBreakerConfig(
+        window_type="time", window_duration=10, minimum_calls=2, failure_threshold=100
+    )
     breaker = CircuitBreaker("neg", config, clock=clock)
     trip(breaker, 1)
     breaker.call(ok)

@@ -65,9 +65,7 @@ def test_audit_log_is_readable_by_viewers_and_filterable(
     assert viewer_api.post("/api/v1/audit/", {}, format="json").status_code in (403, 405)
 
 
-def test_health_circuits_needs_a_signed_in_reader(
-    client: Client, api_client_for, db: None
-) -> None:
+def test_health_circuits_needs_a_signed_in_reader(client: Client, api_client_for, db: None) -> None:
     assert client.get("/health/circuits").status_code == 401
     nobody = User.objects.create_user("nobody", password="x")  # in no role group
     assert api_client_for(nobody).get("/health/circuits").status_code == 403

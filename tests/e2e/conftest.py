@@ -59,10 +59,26 @@ class ControlPlaneProcess:
 
     def start(self, timeout: float = 30.0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", *self.app,
-             "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "off",
-             "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "1"],
-            cwd=ROOT, env=self.env, stdout=open(self.log_path, "ab"),  # noqa: SIM115
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                *self.app,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--lifespan",
+                "off",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--timeout-graceful-shutdown",
+                "1",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=open(self.log_path, "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout

@@ -106,7 +106,9 @@ def test_outage_of_several_seconds_loses_and_duplicates_nothing(
     rows = stored(service)
     assert sorted(seq for _, seq, _, _ in rows) == list(range(1, 12))
     assert [(from_state, to) for name, _, from_state, to in rows if name == "search"] == [
-        ("closed", "open"), ("open", "forced_open"), ("forced_open", "closed"),
+        ("closed", "open"),
+        ("open", "forced_open"),
+        ("forced_open", "closed"),
     ]
     assert Instance.objects.get().dropped_transitions == 0
 
@@ -219,8 +221,10 @@ def test_operator_force_reaches_the_application_within_a_second(
         for _ in range(2):
             started = time.monotonic()
             status, body = control_plane.request(
-                "POST", f"/api/v1/circuits/{cid}/override/",
-                {"state": "forced_open", "reason": "db failover"}, token=operator_token,
+                "POST",
+                f"/api/v1/circuits/{cid}/override/",
+                {"state": "forced_open", "reason": "db failover"},
+                token=operator_token,
             )
             assert status == 201, body
             assert wait_for(lambda: payments.state is CircuitState.FORCED_OPEN, timeout=1.0)
@@ -229,7 +233,9 @@ def test_operator_force_reaches_the_application_within_a_second(
                 payments.call(lambda: "not called")
             assert info.type.__name__ == "CircuitOpenError"
             status, _ = control_plane.request(
-                "DELETE", f"/api/v1/circuits/{cid}/override/", {"reason": "recovered"},
+                "DELETE",
+                f"/api/v1/circuits/{cid}/override/",
+                {"reason": "recovered"},
                 token=operator_token,
             )
             assert status == 204
@@ -248,13 +254,18 @@ def test_central_threshold_edit_is_applied_and_reported(
     with new_agent(control_plane.url, token, registry) as agent:
         assert wait_for(lambda: circuit_id(control_plane, operator_token, "payments"))
         cid = circuit_id(control_plane, operator_token, "payments")
-        status, detail = control_plane.request("GET", f"/api/v1/circuits/{cid}/",
-                                               token=operator_token)
+        status, detail = control_plane.request(
+            "GET", f"/api/v1/circuits/{cid}/", token=operator_token
+        )
         current = detail["config_version"]
         status, body = control_plane.request(
-            "POST", f"/api/v1/circuits/{cid}/config/",
-            {"expected_version": current, "config": {"failure_threshold": 2, "timeout": 7.5},
-             "reason": "flaky upstream"},
+            "POST",
+            f"/api/v1/circuits/{cid}/config/",
+            {
+                "expected_version": current,
+                "config": {"failure_threshold": 2, "timeout": 7.5},
+                "reason": "flaky upstream",
+            },
             token=operator_token,
         )
         assert status == 201, body
