@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Beat's DatabaseScheduler (docker-compose); it loads CELERY_BEAT_SCHEDULE on start.
     "django_celery_beat",
+    "controlplane.core",
     "controlplane.circuits",
 ]
 
@@ -257,7 +258,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "controlplane.circuits.api.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "controlplane.core.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -265,7 +266,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "EXCEPTION_HANDLER": "controlplane.circuits.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "controlplane.core.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 

@@ -5,10 +5,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from controlplane.circuits import views as circuit_views
+from controlplane.core.health import healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("healthz", circuit_views.healthz, name="healthz"),
+    path("healthz", healthz, name="healthz"),
     path("health/circuits", circuit_views.circuit_health, name="circuit-health"),
     # Agent protocol (the long-poll watch endpoint sits next to the sync).
     path("api/v1/agent/sync", circuit_views.agent_sync, name="agent-sync"),

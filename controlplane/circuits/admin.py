@@ -1,4 +1,11 @@
-"""Django admin for every circuits model. History rows are read-only here."""
+"""Django admin for every circuits model.
+
+History (transitions, config versions, overrides, audit events) and the rows the system
+writes (instances, circuits, snapshots) are read-only here: no add, change or delete,
+so the audit trail cannot be erased from the browser (nor through a cascade from the
+service or circuit it belongs to: the admin refuses a delete whose cascade reaches a
+model it may not delete).
+"""
 
 from typing import Any
 
@@ -21,16 +28,20 @@ from controlplane.circuits.models import (
     Snapshot,
     Transition,
 )
-from controlplane.circuits.operations import record_audit
+from controlplane.core.audit import record_audit
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by the system (history, snapshots) are viewed, never edited."""
+    """Rows written by the system (history, snapshots) are viewed, never edited or deleted."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Also removes the bulk "delete selected" action. Retention alone removes history.
         return False
 
 

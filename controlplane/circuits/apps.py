@@ -4,7 +4,7 @@ from django.apps import AppConfig
 
 
 class CircuitsConfig(AppConfig):
-    """Registers the system checks and re-creates the roles after migrate and flush."""
+    """Re-creates the roles after migrate and flush."""
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "controlplane.circuits"
@@ -16,7 +16,6 @@ class CircuitsConfig(AppConfig):
 
         # notify connects the watch wake-up to desired_state_changed in every process
         # (web, Celery), so an expiry in a worker wakes the agents' long polls too.
-        from controlplane import checks  # noqa: F401  (registers the checks)
         from controlplane.circuits import notify  # noqa: F401
         from controlplane.circuits.roles import ensure_roles
 

@@ -1,9 +1,3 @@
-"""The JSON body of every agent-facing error (sync and watch)."""
+"""Re-export of the project's error body (its home is controlplane.core.errors)."""
 
-from typing import Any
-
-
-def error_body(errors: dict[str, str]) -> dict[str, Any]:
-    """``{"detail", "field", "reason", "errors"}``: the first field leads, all are listed."""
-    field, reason = next(iter(errors.items()))
-    return {"detail": f"{field}: {reason}", "field": field, "reason": reason, "errors": errors}
+from controlplane.core.errors import error_body as error_body

@@ -17,7 +17,8 @@ from breakers.config import CircuitBreakerConfig, config_errors
 from controlplane.circuits import events
 from controlplane.circuits.choices import AuditAction, ConfigSource, OverrideEnd, OverrideState
 from controlplane.circuits.desired import bump_desired_version, override_wire
-from controlplane.circuits.models import AuditEvent, Circuit, ConfigVersion, Override
+from controlplane.circuits.models import Circuit, ConfigVersion, Override
+from controlplane.core.audit import record_audit as record_audit
 
 # Longest override expiry accepted (30 days), and longest reason.
 MAX_EXPIRES_IN_SECONDS = 30 * 24 * 3600
@@ -46,38 +47,6 @@ class ConfigInvalidError(ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{k} {v}" for k, v in errors.items()))
-
-
-def actor_name(user: AbstractBaseUser | None) -> str:
-    """The name recorded for an actor; "system" for automatic actions."""
-    return user.get_username() if user is not None else "system"
-
-
-def record_audit(
-    *,
-    actor: AbstractBaseUser | None,
-    action: str,
-    target: Any,
-    reason: str = "",
-    before: Any = None,
-    after: Any = None,
-    service_id: int | None = None,
-    now: datetime | None = None,
-) -> AuditEvent:
-    """Write one audit event (inside the caller's transaction)."""
-    return AuditEvent.objects.create(
-        actor=actor,
-        actor_name=actor_name(actor),
-        action=action,
-        service_id=service_id,
-        target_type=type(target)._meta.model_name,
-        target_id=str(target.pk),
-        target_repr=str(target)[:500],
-        reason=reason,
-        before=before,
-        after=after,
-        at=now or timezone.now(),
-    )
 
 
 def _change_desired_state(

@@ -1,58 +1,48 @@
-"""Plain Django views: the agent sync, liveness and fleet health."""
+"""Plain Django views: the agent sync and fleet health (``/healthz`` is in core)."""
 
 import json
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane.circuits.api.permissions import HasPerms
 from controlplane.circuits.auth import authenticate_agent, bearer_token
 from controlplane.circuits.choices import CircuitState
-from controlplane.circuits.errors import error_body
 from controlplane.circuits.fleet import summary, with_fleet_state
 from controlplane.circuits.ingest import SyncError, ingest_sync, parse_sync
 from controlplane.circuits.models import Circuit
+from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, error_response
+from controlplane.core.permissions import HasPerms
 
 UNHEALTHY_STATES = frozenset({CircuitState.OPEN, CircuitState.FORCED_OPEN})
 
 
-@require_GET
-def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness and database reachability, for load balancers."""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception:  # any database failure means not ready
-        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
-
-
 def _error(status: int, field: str, reason: str) -> JsonResponse:
-    return JsonResponse(error_body({field: reason}), status=status)
+    return error_response(status, {field: reason})
 
 
 @csrf_exempt
-@require_POST
 def agent_sync(request: HttpRequest) -> HttpResponse:
     """POST /api/v1/agent/sync: store an agent's batch, answer its service's desired state."""
+    if request.method != "POST":
+        response = _error(405, NON_FIELD, f'Method "{request.method}" not allowed.')
+        response["Allow"] = "POST"
+        return response
     raw_token = bearer_token(request.headers.get("Authorization"))
     if raw_token is None:
         response = _error(
-            401, "authorization", "send an agent token as 'Authorization: Bearer sya_...'"
+            401, CREDENTIALS_FIELD, "send an agent token as 'Authorization: Bearer sya_...'"
         )
         response["WWW-Authenticate"] = 'Bearer realm="agent"'
         return response
     token = authenticate_agent(raw_token)
     if token is None:
-        response = _error(401, "authorization", "invalid or revoked agent token")
+        response = _error(401, CREDENTIALS_FIELD, "invalid or revoked agent token")
         response["WWW-Authenticate"] = 'Bearer realm="agent", error="invalid_token"'
         return response
 

@@ -121,7 +121,7 @@ def test_bad_force_is_400_naming_the_field(
 ) -> None:
     response = operator_api.post(_url(circuit, "override"), body, format="json")
     assert response.status_code == 400
-    assert field in response.json()
+    assert response.json()["field"] == field
     assert (
         not Override.objects.exists()
         and not AuditEvent.objects.filter(action="override.force").exists()
@@ -167,7 +167,8 @@ def test_missing_or_bad_api_token_is_401(circuit: Circuit, header: str | None) -
         client.credentials(HTTP_AUTHORIZATION=header)
     response = client.get("/api/v1/circuits/")
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == "Bearer"
+    assert response["WWW-Authenticate"].startswith('Bearer realm="api"')
+    assert response.json()["field"] == "authorization"
 
 
 def test_agent_token_cannot_use_the_operator_api(circuit: Circuit, agent_token: str) -> None:
@@ -222,6 +223,8 @@ def test_stale_expected_version_is_409(circuit: Circuit, operator_api: APIClient
         1,
         2,
     )
+    assert body["errors"] == {"expected_version": body["reason"]}
+    assert "current version is 2" in body["reason"]
     assert ConfigVersion.objects.filter(circuit=circuit).count() == 2
     assert AuditEvent.objects.filter(action="config.create").count() == 1
 
@@ -244,18 +247,18 @@ def test_invalid_config_is_400_with_the_librarys_reason(
         _url(circuit, "config"), {"expected_version": 1, "config": config}, format="json"
     )
     assert response.status_code == 400
-    errors = response.json()["config"]
-    assert reason in str(errors[field])
+    errors = response.json()["errors"]
+    assert reason in errors[f"config.{field}"]
     assert ConfigVersion.objects.count() == 1
 
 
 def test_config_body_fields_are_required(circuit: Circuit, operator_api: APIClient) -> None:
     response = operator_api.post(_url(circuit, "config"), {"config": {}}, format="json")
-    assert response.status_code == 400 and "expected_version" in response.json()
+    assert response.status_code == 400 and response.json()["field"] == "expected_version"
     response = operator_api.post(
         _url(circuit, "config"), {"expected_version": 1, "config": [1]}, format="json"
     )
-    assert response.status_code == 400 and "config" in response.json()
+    assert response.status_code == 400 and response.json()["field"] == "config"
 
 
 # ------------------------------------------------------------------ sessions

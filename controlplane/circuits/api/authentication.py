@@ -13,6 +13,7 @@ class APITokenAuthentication(authentication.BaseAuthentication):
     """Authenticates a request as the owner of a personal API token."""
 
     keyword = "Bearer"
+    realm = "api"
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         raw = bearer_token(request.META.get("HTTP_AUTHORIZATION"))
@@ -28,7 +29,8 @@ class APITokenAuthentication(authentication.BaseAuthentication):
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:
-        return self.keyword
+        """The 401 challenge (DRF answers 403 instead when the first class has none)."""
+        return f'{self.keyword} realm="{self.realm}"'
 
 
 class APITokenScheme(OpenApiAuthenticationExtension):

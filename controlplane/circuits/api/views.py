@@ -6,16 +6,14 @@ from django.db.models import Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, status, viewsets
+from rest_framework import serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
-from rest_framework.permissions import BasePermission
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.circuits.api import filtersets
 from controlplane.circuits.api import serializers as s
-from controlplane.circuits.api.permissions import HasPerms
 from controlplane.circuits.desired import override_wire
 from controlplane.circuits.fleet import live_cutoff, with_fleet_state
 from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service, Transition
@@ -27,20 +25,11 @@ from controlplane.circuits.operations import (
     force_circuit,
     release_circuit,
 )
+from controlplane.core.errors import Conflict
+from controlplane.core.viewsets import ReadOnlyViewSet
 
 
-class ActionPermissionsMixin:
-    """Maps each action to (read permission, write permission); unknown actions are denied."""
-
-    action_permissions: dict[str, tuple[str | None, str | None]] = {}
-    action: str | None
-
-    def get_permissions(self) -> list[BasePermission]:
-        read, write = self.action_permissions.get(self.action or "", (None, None))
-        return [HasPerms.of(read=read, write=write)()]
-
-
-class ServiceViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
+class ServiceViewSet(ReadOnlyViewSet):
     """Services with their circuit and live instance counts."""
 
     serializer_class = s.ServiceSerializer
@@ -59,7 +48,7 @@ class ServiceViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
         ).order_by("name")
 
 
-class CircuitViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
+class CircuitViewSet(ReadOnlyViewSet):
     """Circuits with their fleet state; history, config versions and overrides below each."""
 
     filterset_class = filtersets.CircuitFilterSet
@@ -139,15 +128,12 @@ class CircuitViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
                 reason=body.validated_data["reason"],
             )
         except ConfigConflictError as exc:
-            return Response(
-                {
-                    "detail": str(exc),
-                    "field": "expected_version",
-                    "expected_version": exc.expected,
-                    "current_version": exc.current,
-                },
-                status=status.HTTP_409_CONFLICT,
-            )
+            raise Conflict(
+                "expected_version",
+                str(exc),
+                expected_version=exc.expected,
+                current_version=exc.current,
+            ) from None
         except ConfigInvalidError as exc:
             raise ValidationError({"config": exc.errors}) from None
         return Response(s.ConfigVersionSerializer(version).data, status=status.HTTP_201_CREATED)
@@ -188,11 +174,11 @@ class CircuitViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
         try:
             release_circuit(circuit, user=request.user, reason=body.validated_data["reason"])
         except NotForcedError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+            raise NotFound(str(exc)) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class InstanceViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
+class InstanceViewSet(ReadOnlyViewSet):
     """Agent processes, most recently seen first."""
 
     serializer_class = s.InstanceSerializer
@@ -207,7 +193,7 @@ class InstanceViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
         return {**super().get_serializer_context(), "live_cutoff": live_cutoff()}
 
 
-class AuditEventViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
+class AuditEventViewSet(ReadOnlyViewSet):
     """The audit log, newest first."""
 
     serializer_class = s.AuditEventSerializer

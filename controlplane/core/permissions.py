@@ -1,8 +1,9 @@
-"""Permissions per action: reads need the model's view permission, writes their own."""
+"""Permissions per action: reads need one Django permission, writes another."""
 
 from typing import Any
 
 from rest_framework import permissions
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 
@@ -26,3 +27,14 @@ class HasPerms(permissions.BasePermission):
             return False
         needed = self.read if request.method in permissions.SAFE_METHODS else self.write
         return needed is not None and user.has_perm(needed)
+
+
+class ActionPermissionsMixin:
+    """Maps each action to (read permission, write permission); unknown actions are denied."""
+
+    action_permissions: dict[str, tuple[str | None, str | None]] = {}
+    action: str | None
+
+    def get_permissions(self) -> list[BasePermission]:
+        read, write = self.action_permissions.get(self.action or "", (None, None))
+        return [HasPerms.of(read=read, write=write)()]

@@ -1,0 +1,1 @@
+"""Project-level pieces every app shares: checks, health, errors, audit, API bases."""

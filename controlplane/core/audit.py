@@ -1,0 +1,48 @@
+"""The audit trail: one append-only row per change made by a person or by the system.
+
+The row is ``controlplane.circuits.models.AuditEvent`` (it stays in the circuits app,
+where its permissions and data live); every app records through ``record_audit``.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.utils import timezone
+
+from controlplane.circuits.models import AuditEvent
+
+# actor_name of automatic actions (expiry, retention).
+SYSTEM_ACTOR = "system"
+
+
+def actor_name(user: AbstractBaseUser | None) -> str:
+    """The name recorded for an actor; "system" for automatic actions."""
+    return user.get_username() if user is not None else SYSTEM_ACTOR
+
+
+def record_audit(
+    *,
+    actor: AbstractBaseUser | None,
+    action: str,
+    target: Any,
+    reason: str = "",
+    before: Any = None,
+    after: Any = None,
+    service_id: int | None = None,
+    now: datetime | None = None,
+) -> AuditEvent:
+    """Write one audit event (inside the caller's transaction)."""
+    return AuditEvent.objects.create(
+        actor=actor,
+        actor_name=actor_name(actor),
+        action=action,
+        service_id=service_id,
+        target_type=type(target)._meta.model_name,
+        target_id=str(target.pk),
+        target_repr=str(target)[:500],
+        reason=reason,
+        before=before,
+        after=after,
+        at=now or timezone.now(),
+    )

@@ -1,0 +1,97 @@
+"""The one JSON shape of every API error, agent and operator endpoints alike.
+
+``{"detail": str, "field": str, "reason": str, "errors": {field: reason, ...}}``: every
+field at fault is listed in ``errors`` (nested paths joined with dots, list items by
+index), the first one is repeated in ``field``/``reason``, and ``detail`` reads
+``"<field>: <reason>"``. An error that is about no field (403, 404, 405, a serializer's
+cross-field check) has the field ``"detail"`` and ``detail`` is the reason alone; a
+missing or invalid credential has the field ``"authorization"``. Some errors add keys
+of their own (a 409 carries the versions it compared). See docs/api.md.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
+
+# The field of an error about no field in particular.
+NON_FIELD = "detail"
+# The field of a missing or invalid credential (the Authorization header).
+CREDENTIALS_FIELD = "authorization"
+
+
+def error_body(errors: Mapping[str, str], **extra: Any) -> dict[str, Any]:
+    """``{"detail", "field", "reason", "errors"}``: the first field leads, all are listed."""
+    field, reason = next(iter(errors.items()))
+    detail = reason if field == NON_FIELD else f"{field}: {reason}"
+    return {"detail": detail, "field": field, "reason": reason, "errors": dict(errors), **extra}
+
+
+def error_response(status: int, errors: Mapping[str, str], **extra: Any) -> JsonResponse:
+    """A plain Django response carrying ``error_body(errors, **extra)``."""
+    return JsonResponse(error_body(errors, **extra), status=status)
+
+
+def flatten_errors(detail: Any, path: str = "") -> dict[str, str]:
+    """DRF error details as ``{dotted.path: reason}``; several reasons join with "; "."""
+    if isinstance(detail, Mapping):
+        flat: dict[str, str] = {}
+        for key, value in detail.items():
+            if key in (api_settings.NON_FIELD_ERRORS_KEY, NON_FIELD):
+                # A nested object's own (cross-field) error belongs to the object's path.
+                flat.update(flatten_errors(value, path))
+            else:
+                flat.update(flatten_errors(value, f"{path}.{key}" if path else str(key)))
+        return flat
+    if isinstance(detail, list | tuple):
+        if all(not isinstance(item, Mapping | list | tuple) for item in detail):
+            return {path or NON_FIELD: "; ".join(str(item) for item in detail)} if detail else {}
+        flat = {}
+        for index, item in enumerate(detail):
+            flat.update(flatten_errors(item, f"{path}.{index}" if path else str(index)))
+        return flat
+    return {path or NON_FIELD: str(detail)}
+
+
+class Conflict(exceptions.APIException):
+    """409: the request was based on a state that has changed; ``extra`` goes in the body."""
+
+    status_code = 409
+    default_detail = "the resource changed since it was read; reload it and retry"
+    default_code = "conflict"
+
+    def __init__(self, field: str, reason: str, **extra: Any) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.extra = extra
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler (status, headers), with every body in the one error shape.
+
+    Model validation errors become 400s naming their fields.
+    """
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD: exc.messages}
+        exc = exceptions.ValidationError(detail)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    extra: dict[str, Any] = {}
+    if isinstance(exc, Conflict):
+        errors = {exc.field: str(exc.detail)}
+        extra = exc.extra
+    elif isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        errors = {CREDENTIALS_FIELD: str(exc.detail)}
+        challenge = response.get("WWW-Authenticate", "")
+        if isinstance(exc, exceptions.AuthenticationFailed) and challenge.startswith("Bearer"):
+            response["WWW-Authenticate"] = f'{challenge}, error="invalid_token"'
+    else:
+        errors = flatten_errors(response.data) or {NON_FIELD: "invalid input"}
+    response.data = error_body(errors, **extra)
+    return response
