@@ -30,11 +30,17 @@ class HasPerms(permissions.BasePermission):
 
 
 class ActionPermissionsMixin:
-    """Maps each action to (read permission, write permission); unknown actions are denied."""
+    """Maps each action to (read permission, write permission); unknown actions are denied.
+
+    A method the ViewSet does not route (DELETE on a read-only one) has no action: it
+    only needs a signed-in user, so the answer is the 405 that says what is wrong.
+    """
 
     action_permissions: dict[str, tuple[str | None, str | None]] = {}
     action: str | None
 
     def get_permissions(self) -> list[BasePermission]:
-        read, write = self.action_permissions.get(self.action or "", (None, None))
+        if self.action is None:
+            return [permissions.IsAuthenticated()]
+        read, write = self.action_permissions.get(self.action, (None, None))
         return [HasPerms.of(read=read, write=write)()]
