@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from controlplane.circuits.models import Circuit, Override, Service
@@ -21,11 +21,8 @@ def isoformat(value: datetime | None) -> str | None:
 
 
 def active_overrides(now: datetime | None = None) -> Any:
-    """Overrides in force at ``now``: not ended and not past their expiry."""
-    now = now or timezone.now()
-    return Override.objects.filter(ended_at__isnull=True).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
-    )
+    """Overrides in force at ``now``: ``Override.objects.in_force(now)``."""
+    return Override.objects.in_force(now)
 
 
 def override_wire(override: Override) -> dict[str, Any]:
@@ -68,18 +65,12 @@ def desired_state_from(
 
 def service_circuits(service_id: int) -> QuerySet[Circuit]:
     """Every circuit of a service with its current config, as desired states need them."""
-    return (
-        Circuit.objects.filter(service_id=service_id)
-        .select_related("current_config")
-        .only("id", "name", "service_id", "current_config__version", "current_config__config")
-    )
+    return Circuit.objects.filter(service_id=service_id).for_desired_state()
 
 
 def open_overrides(service_id: int) -> QuerySet[Override]:
     """Overrides of a service not ended yet (some may be past their expiry)."""
-    return Override.objects.filter(
-        circuit__service_id=service_id, ended_at__isnull=True
-    ).select_related("created_by")
+    return Override.objects.of_service(service_id).not_ended().select_related("created_by")
 
 
 def build_desired_state(service_id: int, *, now: datetime | None = None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from controlplane.circuits.choices import (
     OverrideState,
     TransitionReason,
 )
+from controlplane.circuits.querysets import CircuitQuerySet, InstanceQuerySet, OverrideQuerySet
 
 name_validator = RegexValidator(
     NAME_PATTERN, "Use 1-200 letters, digits or _ . : / @ + - (starting with a letter, digit or _)."
@@ -114,6 +115,8 @@ class Instance(models.Model):
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
 
+    objects = InstanceQuerySet.as_manager()
+
     class Meta:
         ordering = ["service", "instance_id"]
         constraints = [
@@ -136,6 +139,8 @@ class Circuit(models.Model):
         "ConfigVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = CircuitQuerySet.as_manager()
 
     class Meta:
         ordering = ["service", "name"]
@@ -275,6 +280,8 @@ class Override(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     end_reason = models.CharField(max_length=10, choices=OverrideEnd.choices, blank=True)
+
+    objects = OverrideQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

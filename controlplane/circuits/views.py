@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from controlplane.circuits.auth import authenticate_agent, bearer_token
 from controlplane.circuits.choices import CircuitState
-from controlplane.circuits.fleet import summary, with_fleet_state
+from controlplane.circuits.fleet import summary
 from controlplane.circuits.ingest import SyncError, ingest_sync, parse_sync
 from controlplane.circuits.models import Circuit
 from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, error_response
@@ -90,8 +90,10 @@ def circuit_health(request: Request) -> Response:
     every service and circuit, so unlike /healthz it needs a signed-in viewer or a
     personal API token.
     """
-    circuits = with_fleet_state(Circuit.objects.select_related("service")).order_by(
-        "service__name", "name"
+    circuits = (
+        Circuit.objects.select_related("service")
+        .with_fleet_state()
+        .order_by("service__name", "name")
     )
     everything = [
         {

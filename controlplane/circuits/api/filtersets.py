@@ -4,7 +4,6 @@ from django.db.models import Q, QuerySet
 from django_filters import rest_framework as filters
 
 from controlplane.circuits.choices import AuditAction, CircuitState, FleetState
-from controlplane.circuits.fleet import live_cutoff
 from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service, Transition
 
 
@@ -57,8 +56,7 @@ class InstanceFilterSet(filters.FilterSet):
     def filter_live(self, queryset: QuerySet, name: str, value: bool | None) -> QuerySet:
         if value is None:
             return queryset
-        recent = Q(last_seen__gte=live_cutoff())
-        return queryset.filter(recent) if value else queryset.exclude(recent)
+        return queryset.live() if value else queryset.not_live()
 
     def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(Q(instance_id__icontains=value) | Q(hostname__icontains=value))

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from controlplane.circuits.api import filtersets
 from controlplane.circuits.api import serializers as s
 from controlplane.circuits.desired import override_wire
-from controlplane.circuits.fleet import live_cutoff, with_fleet_state
+from controlplane.circuits.fleet import live_cutoff
 from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service, Transition
 from controlplane.circuits.operations import (
     ConfigConflictError,
@@ -62,7 +62,7 @@ class CircuitViewSet(ReadOnlyViewSet):
 
     def get_queryset(self) -> QuerySet[Circuit]:
         circuits = Circuit.objects.select_related("service", "current_config")
-        return with_fleet_state(circuits).order_by("service__name", "name")
+        return circuits.with_fleet_state().order_by("service__name", "name")
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
         return s.CircuitDetailSerializer if self.action == "retrieve" else s.CircuitSerializer
@@ -152,7 +152,7 @@ class CircuitViewSet(ReadOnlyViewSet):
         """GET: {"override": the override in force, or null}. POST: force. DELETE: release."""
         circuit = self._circuit()
         if request.method == "GET":
-            current = with_fleet_state(Circuit.objects.filter(pk=circuit.pk)).get()
+            current = Circuit.objects.filter(pk=circuit.pk).with_fleet_state().get()
             active = current.active_override_list
             return Response({"override": override_wire(active[0]) if active else None})
         if request.method == "POST":
