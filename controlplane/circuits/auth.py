@@ -9,7 +9,6 @@ import hashlib
 import secrets
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.utils import timezone
 
 from controlplane.circuits.models import AgentToken, APIToken, Service
 
@@ -17,8 +16,6 @@ AGENT_TOKEN_PREFIX = "sya_"
 API_TOKEN_PREFIX = "syu_"
 # Longest token accepted: longer input is refused before hashing.
 MAX_TOKEN_LENGTH = 200
-# last_used_at is refreshed at most this often per token, to keep syncs write-light.
-LAST_USED_RESOLUTION_SECONDS = 60
 
 
 def hash_token(raw_token: str) -> str:
@@ -65,14 +62,6 @@ def create_api_token(user: AbstractBaseUser, *, label: str = "") -> tuple[APITok
     return token, raw
 
 
-def _touch(model: type[AgentToken] | type[APIToken], token: AgentToken | APIToken) -> None:
-    now = timezone.now()
-    last = token.last_used_at
-    if last is None or (now - last).total_seconds() >= LAST_USED_RESOLUTION_SECONDS:
-        model.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
-
-
 def authenticate_agent(raw_token: str) -> AgentToken | None:
     """The active agent token matching ``raw_token`` (with its service loaded), else None."""
     if not raw_token.startswith(AGENT_TOKEN_PREFIX) or len(raw_token) > MAX_TOKEN_LENGTH:
@@ -83,7 +72,7 @@ def authenticate_agent(raw_token: str) -> AgentToken | None:
         .first()
     )
     if token is not None:
-        _touch(AgentToken, token)
+        token.touch()
     return token
 
 
@@ -97,5 +86,5 @@ def authenticate_api_token(raw_token: str) -> APIToken | None:
         .first()
     )
     if token is not None:
-        _touch(APIToken, token)
+        token.touch()
     return token

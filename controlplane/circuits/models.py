@@ -22,6 +22,7 @@ from controlplane.circuits.choices import (
     TransitionReason,
 )
 from controlplane.circuits.querysets import CircuitQuerySet, InstanceQuerySet, OverrideQuerySet
+from controlplane.core.models import BearerToken
 
 name_validator = RegexValidator(
     NAME_PATTERN, "Use 1-200 letters, digits or _ . : / @ + - (starting with a letter, digit or _)."
@@ -44,20 +45,13 @@ class Service(models.Model):
         return self.name
 
 
-class AgentToken(models.Model):
+class AgentToken(BearerToken):
     """A bearer token (sya_...) that lets agents sync one service; stored as a sha256."""
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="agent_tokens")
-    label = models.CharField(max_length=100, blank=True)
-    # First characters of the token, to tell tokens apart without storing them.
-    prefix = models.CharField(max_length=12)
-    token_hash = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["service", "-created_at"]
@@ -65,24 +59,13 @@ class AgentToken(models.Model):
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.service})"
 
-    @property
-    def is_active(self) -> bool:
-        """Whether the token still authenticates."""
-        return self.revoked_at is None
 
-
-class APIToken(models.Model):
+class APIToken(BearerToken):
     """A personal bearer token (syu_...) for scripts; acts as its user; stored as a sha256."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
     )
-    label = models.CharField(max_length=100, blank=True)
-    prefix = models.CharField(max_length=12)
-    token_hash = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["user", "-created_at"]
@@ -90,11 +73,6 @@ class APIToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
-
-    @property
-    def is_active(self) -> bool:
-        """Whether the token still authenticates."""
-        return self.revoked_at is None
 
 
 class Instance(models.Model):
