@@ -1,12 +1,13 @@
 """The one JSON shape of every API error, agent and operator endpoints alike.
 
-``{"detail": str, "field": str, "reason": str, "errors": {field: reason, ...}}``: every
-field at fault is listed in ``errors`` (nested paths joined with dots, list items by
-index), the first one is repeated in ``field``/``reason``, and ``detail`` reads
-``"<field>: <reason>"``. An error that is about no field (403, 404, 405, a serializer's
-cross-field check) has the field ``"detail"`` and ``detail`` is the reason alone; a
-missing or invalid credential has the field ``"authorization"``. Some errors add keys
-of their own (a 409 carries the versions it compared). See docs/api.md.
+``{"detail": str, "field": str, "reason": str, "errors": {field: reason, ...}}``:
+every field at fault is listed in ``errors`` (object keys joined with dots, list items
+by index in brackets: ``breakers[3].state``), the first one is repeated in
+``field``/``reason``, and ``detail`` reads ``"<field>: <reason>"``. An error about no
+field (403, 404, 405, a serializer's cross-field check) has the field ``"detail"`` and
+``detail`` is the reason alone; a missing or invalid credential has the field
+``"authorization"``. Some errors add keys of their own (a 409 carries the versions it
+compared). See docs/api.md.
 """
 
 from collections.abc import Mapping
@@ -38,7 +39,10 @@ def error_response(status: int, errors: Mapping[str, str], **extra: Any) -> Json
 
 
 def flatten_errors(detail: Any, path: str = "") -> dict[str, str]:
-    """DRF error details as ``{dotted.path: reason}``; several reasons join with "; "."""
+    """DRF error details as ``{path: reason}``; several reasons for one path join with "; ".
+
+    Paths read like the sync's: ``config.failure_threshold``, ``items[1].qty``.
+    """
     if isinstance(detail, Mapping):
         flat: dict[str, str] = {}
         for key, value in detail.items():
@@ -53,7 +57,7 @@ def flatten_errors(detail: Any, path: str = "") -> dict[str, str]:
             return {path or NON_FIELD: "; ".join(str(item) for item in detail)} if detail else {}
         flat = {}
         for index, item in enumerate(detail):
-            flat.update(flatten_errors(item, f"{path}.{index}" if path else str(index)))
+            flat.update(flatten_errors(item, f"{path}[{index}]"))
         return flat
     return {path or NON_FIELD: str(detail)}
 

@@ -76,10 +76,11 @@ def test_flatten_errors_joins_nested_paths_and_indexes() -> None:
     assert flatten_errors(detail) == {
         "name": "required; too short",
         "detail": "pick one",
-        "items.1.qty": "must be positive",
+        "items[1].qty": "must be positive",
         "config": "bad combination",
     }
     assert flatten_errors([ErrorDetail("top level")]) == {"detail": "top level"}
+    assert flatten_errors([{}, {"name": [ErrorDetail("taken")]}]) == {"[1].name": "taken"}
     assert error_body({"detail": "no"}) == {
         "detail": "no",
         "field": "detail",
