@@ -19,3 +19,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+# Unknown URLs and crashes under /api/ answer in the API's error shape too.
+handler404 = "controlplane.core.errors.page_not_found"
+handler500 = "controlplane.core.errors.server_error"

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -90,6 +91,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, Conflict):
         errors = {exc.field: str(exc.detail)}
         extra = exc.extra
+    elif isinstance(exc, exceptions.ParseError):
+        # Named like the sync's malformed-JSON error.
+        errors = {"body": str(exc.detail)}
     elif isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         errors = {CREDENTIALS_FIELD: str(exc.detail)}
         challenge = response.get("WWW-Authenticate", "")
@@ -99,3 +103,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         errors = flatten_errors(response.data) or {NON_FIELD: "invalid input"}
     response.data = error_body(errors, **extra)
     return response
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler404``: the error shape under /api/, Django's page elsewhere."""
+    if _is_api(request):
+        return error_response(404, {NON_FIELD: f"no API endpoint at {request.path}"})
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: the error shape under /api/ (no internals), Django's page elsewhere."""
+    if _is_api(request):
+        return error_response(500, {NON_FIELD: "internal server error"})
+    return defaults.server_error(request)

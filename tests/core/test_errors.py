@@ -147,6 +147,19 @@ def test_404_unknown_object_and_release_without_override(
     assert_error(response, 404, "detail", "no override in force")
 
 
+def test_404_of_an_unknown_api_url_and_html_elsewhere(viewer_api: APIClient) -> None:
+    assert_error(viewer_api.get("/api/v1/nothing-here/"), 404, "detail", "no API endpoint")
+    page = Client().get("/nothing-here/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
+
+
+def test_400_of_malformed_json_names_the_body(circuit: Circuit, operator_api: APIClient) -> None:
+    response = operator_api.post(
+        f"/api/v1/circuits/{circuit.pk}/override/", "{not json", content_type="application/json"
+    )
+    assert_error(response, 400, "body", "JSON parse error")
+
+
 def test_405_of_the_api_and_of_the_sync(circuit: Circuit, admin_api: APIClient) -> None:
     response = admin_api.delete(f"/api/v1/circuits/{circuit.pk}/")
     assert_error(response, 405, "detail", '"DELETE" not allowed')
