@@ -167,7 +167,11 @@ class CircuitViewSet(ReadOnlyViewSet):
                     expires_in=body.validated_data.get("expires_in"),
                 )
             except ValueError as exc:
-                raise ValidationError({"detail": str(exc)}) from None
+                # force_circuit's ValueErrors start with the parameter they are about.
+                name = str(exc).split(" ", 1)[0]
+                raise ValidationError(
+                    {name if name in body.fields else "detail": str(exc)}
+                ) from None
             return Response(s.OverrideSerializer(override).data, status=status.HTTP_201_CREATED)
         body = s.ReleaseSerializer(data=request.data)
         body.is_valid(raise_exception=True)
