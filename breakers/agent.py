@@ -38,6 +38,7 @@ from typing import Any
 
 from breakers import __version__, wire
 from breakers.config import CircuitBreakerConfig
+from breakers.states import FORCED_STATES
 from breakers.wire import PROTOCOL_VERSION, SYNC_PATH, WATCH_PATH
 
 __all__ = ["PROTOCOL_VERSION", "Agent", "AgentError", "start_from_env"]
@@ -47,7 +48,7 @@ logger = logging.getLogger("breakers.agent")
 # Limits. Each is a parameter of Agent where it makes sense to tune it.
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # a desired state larger than this is refused
 MAX_TRANSITIONS_PER_SYNC = 500  # a long backlog drains over several back-to-back syncs
-_FORCED = {"forced_open", "forced_closed"}
+_FORCED = frozenset(FORCED_STATES)  # str enums: "forced_open" in _FORCED
 
 
 class AgentError(Exception):
