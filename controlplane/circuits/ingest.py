@@ -28,6 +28,7 @@ from controlplane.circuits.choices import (
 )
 from controlplane.circuits.desired import (
     desired_state_from,
+    isoformat,
     open_overrides,
     service_circuits,
 )
@@ -778,7 +779,7 @@ def ingest_sync(
                             "instance": instance.instance_id,
                             "from_state": t.from_state,
                             "to_state": t.to_state,
-                            "at": wire.format_timestamp(t.at),
+                            "at": isoformat(t.at) or "",
                             "reason": t.reason,
                         }
                         for t in new_transitions
