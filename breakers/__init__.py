@@ -6,10 +6,11 @@ feature_store = CircuitBreaker("feature_store", CircuitBreakerConfig(timeout=30)
 features = feature_store.call(fetch_features, fallback=default_features)
 """
 
-from .breaker import CallEvent, CircuitBreaker, CircuitState, TransitionEvent
+from .breaker import CallEvent, CircuitBreaker, TransitionEvent
 from .config import WIRE_FIELDS, CircuitBreakerConfig, config_errors
 from .errors import BreakerError, CircuitOpenError
 from .registry import CircuitBreakerRegistry, circuit_registry, default_registry
+from .states import CircuitState, TransitionReason
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,7 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "TransitionEvent",
+    "TransitionReason",
     "__version__",
     "circuit_registry",
     "config_errors",

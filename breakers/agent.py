@@ -34,24 +34,21 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from breakers import __version__
+from breakers import __version__, wire
 from breakers.config import CircuitBreakerConfig
+from breakers.states import FORCED_STATES
+from breakers.wire import PROTOCOL_VERSION, SYNC_PATH, WATCH_PATH
 
 __all__ = ["PROTOCOL_VERSION", "Agent", "AgentError", "start_from_env"]
 
 logger = logging.getLogger("breakers.agent")
 
-PROTOCOL_VERSION = 1
-SYNC_PATH = "/api/v1/agent/sync"
-WATCH_PATH = "/api/v1/agent/watch"
-
 # Limits. Each is a parameter of Agent where it makes sense to tune it.
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # a desired state larger than this is refused
 MAX_TRANSITIONS_PER_SYNC = 500  # a long backlog drains over several back-to-back syncs
-_FORCED = {"forced_open", "forced_closed"}
+_FORCED = frozenset(FORCED_STATES)  # str enums: "forced_open" in _FORCED
 
 
 class AgentError(Exception):
@@ -64,20 +61,6 @@ class _Pending:
 
     id: int
     event: Any  # breakers.TransitionEvent
-
-
-def _iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
-
-
-def _parse_iso(value: str) -> float:
-    """ISO-8601 to epoch seconds; a naive timestamp is taken as UTC."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def _state_str(state: Any) -> str:
@@ -182,7 +165,7 @@ class _Backoff:
 
     def fail(self) -> float:
         self.failures += 1
-        ceiling = min(self.maximum, self.initial * 2 ** min(self.failures - 1, 30))
+        ceiling = min(self.maximum, self.initial * 2.0 ** min(self.failures - 1, 30))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
     def succeed(self) -> None:
@@ -615,26 +598,20 @@ class Agent:
             batch = list(itertools.islice(self._pending, MAX_TRANSITIONS_PER_SYNC))
             dropped = self._dropped
             more_waiting = len(self._pending) > len(batch)
-        payload = {
-            "protocol": PROTOCOL_VERSION,
-            "service": self.service,
-            "instance": {
-                "id": self.instance_id,
-                "hostname": socket.gethostname(),
-                "pid": os.getpid(),
-                "started_at": _iso(self._started_at),
-                "library_version": __version__,
-            },
-            "breakers": self._snapshot(),
-            "transitions": [self._transition_wire(p) for p in batch],
-            "dropped_transitions": dropped,
-        }
+        instance = wire.encode_instance(
+            self.instance_id, socket.gethostname(), os.getpid(), self._started_at, __version__
+        )
+        payload = wire.encode_sync_request(
+            self.service,
+            instance,
+            self._snapshot(),
+            (wire.encode_transition(p.id, p.event) for p in batch),
+            dropped,
+        )
         body = json.dumps(payload, separators=(",", ":")).encode()
         status, data = http_.request("POST", f"{self._base_path}{SYNC_PATH}", body, timeout)
         desired = self._decode(status, data, "sync")
         acked = desired.get("acked_through")
-        if acked is not None and (isinstance(acked, bool) or not isinstance(acked, int)):
-            raise AgentError(f"sync: acked_through must be an integer, got {acked!r}")
         if acked is not None:
             sent_max = batch[-1].id if batch else 0
             # Never forget what was not sent in this request, whatever the server says.
@@ -654,25 +631,14 @@ class Agent:
             while self._pending and self._pending[0].id <= acked:
                 self._pending.popleft()
 
-    def _decode(self, status: int, data: bytes, what: str) -> dict[str, Any]:
+    def _decode(self, status: int, data: bytes, what: str) -> wire.SyncAnswer:
         if status != 200:
             detail = data[:200].decode("utf-8", "replace").replace("\n", " ")
             raise AgentError(f"{what}: HTTP {status}: {detail}")
         try:
-            decoded = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise AgentError(f"{what}: invalid JSON ({exc})") from None
-        if not isinstance(decoded, dict):
-            raise AgentError(f"{what}: expected a JSON object, got {type(decoded).__name__}")
-        version = decoded.get("desired_version")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            raise AgentError(f"{what}: desired_version must be a non-negative integer")
-        breakers_ = decoded.get("breakers", {})
-        if not isinstance(breakers_, dict) or not all(
-            isinstance(v, dict) for v in breakers_.values()
-        ):
-            raise AgentError(f"{what}: breakers must be an object of objects")
-        return decoded
+            return wire.decode_answer(data)
+        except ValueError as exc:
+            raise AgentError(f"{what}: {exc}") from None
 
     def _note_error(self, what: str, exc: BaseException) -> None:
         message = str(exc).replace(self.__token, "***")
@@ -693,49 +659,23 @@ class Agent:
             if item is not None:
                 yield item
 
-    def _snapshot(self) -> list[dict[str, Any]]:
+    def _snapshot(self) -> list[wire.BreakerWire]:
         out = []
         for breaker in self._breakers():
-            state = breaker.get_state()
             self._code_configs.setdefault(breaker.name, breaker.config)
             out.append(
-                {
-                    "name": breaker.name,
-                    "state": _state_str(state.get("state")),
-                    "config_version": state.get("config_version", breaker.config_version),
-                    "config": breaker.config.to_dict(),
-                    "calls": state.get("calls", 0),
-                    "successes": state.get("successes", 0),
-                    "failures": state.get("failures", 0),
-                    "slow_calls": state.get("slow_calls", 0),
-                    "rejected": state.get("rejected", 0),
-                    "failure_rate": state.get("failure_rate"),
-                    "trip_count": state.get("trip_count", 0),
-                    "state_since": state.get("state_since"),
-                    "retry_after": state.get("retry_after"),
-                }
+                wire.encode_breaker(
+                    breaker.name,
+                    breaker.get_state(),
+                    breaker.config.to_dict(),
+                    breaker.config_version,
+                )
             )
         return out
 
-    @staticmethod
-    def _transition_wire(pending: _Pending) -> dict[str, Any]:
-        event = pending.event
-        return {
-            "id": pending.id,
-            "breaker": event.breaker,
-            "from": _state_str(event.from_state),
-            "to": _state_str(event.to_state),
-            "at": _iso(event.at),
-            "reason": event.reason,
-            "failure_rate": event.failure_rate,
-            "calls": event.calls,
-            "failures": event.failures,
-            "config_version": event.config_version,
-        }
-
     # -- applying the desired state --------------------------------------------------------
 
-    def _apply_desired(self, desired: dict[str, Any]) -> None:
+    def _apply_desired(self, desired: wire.SyncAnswer) -> None:
         with self._apply_lock:
             version = desired["desired_version"]
             if self._desired is not None and version < self._desired_version:
@@ -785,8 +725,7 @@ class Agent:
         name = breaker.name
         until: float | None = None
         if isinstance(override, dict):
-            if override.get("until"):
-                until = _parse_iso(str(override["until"]))
+            until = wire.override_until(override)
             if until is not None and until <= now:
                 override = None  # expired: the server will drop it too
         else:

@@ -22,13 +22,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
 from types import CoroutineType, GeneratorType
 from typing import Any, ParamSpec, TypeGuard, TypeVar, cast, overload
 
 from .config import CircuitBreakerConfig
 from .errors import CircuitOpenError
+from .states import REASONS, CircuitState
 from .window import (
     FAILURE,
     SLOW,
@@ -40,8 +39,10 @@ from .window import (
     new_window,
     window_counts,
 )
+from .wire import format_timestamp
 
-__all__ = ["CallEvent", "CircuitBreaker", "CircuitState", "TransitionEvent"]
+# CircuitState and REASONS live in .states; they are importable from here as before.
+__all__ = ["REASONS", "CallEvent", "CircuitBreaker", "CircuitState", "TransitionEvent"]
 
 logger = logging.getLogger("breakers")
 
@@ -49,35 +50,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class CircuitState(StrEnum):
-    """States of a breaker; the values are the strings used on the wire."""
-
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-    FORCED_OPEN = "forced_open"
-    FORCED_CLOSED = "forced_closed"
-
-
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
 _FORCED_OPEN = CircuitState.FORCED_OPEN
 _FORCED_CLOSED = CircuitState.FORCED_CLOSED
-
-#: Transition reasons, as reported in TransitionEvent.reason.
-REASONS = (
-    "failure_threshold",
-    "failure_rate",
-    "slow_call_rate",
-    "timeout_elapsed",
-    "probe_failed",
-    "probes_succeeded",
-    "forced_open",
-    "forced_closed",
-    "released",
-    "reset",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +77,11 @@ class TransitionEvent:
     config_version: int
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (states as strings, `at` as ISO-8601 UTC)."""
+        """JSON-ready dict (states as strings, `at` in the wire timestamp format)."""
         data = asdict(self)
         data["from_state"] = self.from_state.value
         data["to_state"] = self.to_state.value
-        data["at"] = _iso(self.at)
+        data["at"] = format_timestamp(self.at)
         return data
 
 
@@ -136,13 +113,6 @@ class _Probe:
 
 
 _Ticket = Window | _Probe
-
-
-def _iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    moment = datetime.fromtimestamp(epoch, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 #: Whether instances of a type are awaitable. inspect.isawaitable costs ~0.5 us for a
@@ -456,18 +426,19 @@ class CircuitBreaker:
 
     def _open_duration(self) -> float:
         c = self._config
+        cap = c.timeout if c.max_timeout is None else c.max_timeout  # set by the config
         growth = self._consec_trips - 1
         if (
             growth > 0
             and c.timeout_multiplier > 1.0
-            and growth * math.log(c.timeout_multiplier) >= math.log(c.max_timeout / c.timeout)
+            and growth * math.log(c.timeout_multiplier) >= math.log(cap / c.timeout)
         ):
-            base = c.max_timeout  # also avoids overflowing multiplier ** growth
+            base = cap  # also avoids overflowing multiplier ** growth
         else:
-            base = min(c.timeout * c.timeout_multiplier**growth, c.max_timeout)
+            base = min(c.timeout * c.timeout_multiplier**growth, cap)
         if c.timeout_jitter:
             base *= 1.0 + c.timeout_jitter * (2.0 * self._rand() - 1.0)
-        return min(base, c.max_timeout)
+        return min(base, cap)
 
     def _trip_reason(self, window: Window) -> str | None:
         """Why a CLOSED breaker must open now, if it must (caller holds the lock)."""
@@ -874,7 +845,7 @@ class CircuitBreaker:
                 "state": self._state.value,
                 "failure_count": self._consec,
                 "success_count": self._ho_successes,
-                "last_failure": _iso(self._last_failure),
+                "last_failure": format_timestamp(self._last_failure),
                 "calls": successes + failed + count_value(self._others),
                 "successes": successes,
                 "failures": failed,
@@ -882,7 +853,7 @@ class CircuitBreaker:
                 "rejected": count_value(self._rejected),
                 "failure_rate": failures / calls if calls else 0.0,
                 "trip_count": self._trip_count,
-                "state_since": _iso(self._state_since),
+                "state_since": format_timestamp(self._state_since),
                 "retry_after": self._retry_after(),
                 "config_version": self.config_version,
             }

@@ -22,6 +22,8 @@ MAX_HALF_OPEN_CALLS = 10_000
 MAX_SECONDS = 86_400.0  # one day
 MAX_OPEN_SECONDS = 604_800.0  # one week: the cap of a growing open timeout
 MAX_MULTIPLIER = 100.0
+#: max_timeout when none is given: this, or timeout when timeout is longer.
+DEFAULT_MAX_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +125,11 @@ class CircuitBreakerConfig:
     the share of calls slower than `slow_call_duration` reaches
     `slow_call_rate_threshold`. Open lasts `timeout` seconds, multiplied by
     `timeout_multiplier` after every further trip without a successful close, capped at
-    `max_timeout`, spread by +/- `timeout_jitter` (a fraction). Half-open admits
-    `half_open_max_calls` concurrent probes; `success_threshold` successes close it.
+    `max_timeout`, spread by +/- `timeout_jitter` (a fraction). Left out (None),
+    `max_timeout` is max(DEFAULT_MAX_TIMEOUT, timeout), so a long `timeout` alone is
+    valid; given explicitly (or inherited by `replace`), it must be at least `timeout`.
+    Half-open admits `half_open_max_calls` concurrent probes; `success_threshold`
+    successes close it.
 
     An exception is a failure when it is an instance of `failure_exceptions`, not of
     `ignore_exceptions`, and `failure_predicate` (if set) returns True for it. Ignored
@@ -145,14 +150,20 @@ class CircuitBreakerConfig:
     slow_call_duration: float | None = None
     slow_call_rate_threshold: float = 1.0
     timeout_multiplier: float = 1.0
-    max_timeout: float = 300.0
+    max_timeout: float | None = None  # always a number once constructed
     timeout_jitter: float = 0.0
     failure_exceptions: tuple[type[BaseException], ...] = (Exception,)
     ignore_exceptions: tuple[type[BaseException], ...] = ()
     failure_predicate: Callable[[BaseException], bool] | None = field(default=None)
+    # True when max_timeout was left out: copies made by replace() keep following timeout.
+    _max_timeout_follows: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         values = {name: getattr(self, name) for name in WIRE_FIELDS}
+        if values["max_timeout"] is None:
+            values["max_timeout"] = _default_max_timeout(values["timeout"])
+            object.__setattr__(self, "_max_timeout_follows", True)
+            object.__setattr__(self, "max_timeout", values["max_timeout"])
         errors = _field_errors(values)
         if errors:
             raise ValueError("; ".join(f"{name} {reason}" for name, reason in errors.items()))
@@ -198,11 +209,23 @@ class CircuitBreakerConfig:
             raise ValueError(f"{unknown[0]} is not a known field (known: {', '.join(WIRE_FIELDS)})")
         if base is None:
             return cls(**data)
-        return dataclasses.replace(base, **data)
+        return base.replace(**data)
 
     def replace(self, **changes: Any) -> CircuitBreakerConfig:
-        """Return a copy with `changes` applied (validated like the constructor)."""
+        """Return a copy with `changes` applied (validated like the constructor).
+
+        A max_timeout that was left out keeps following timeout in the copy.
+        """
+        if self._max_timeout_follows and "max_timeout" not in changes:
+            changes["max_timeout"] = None
         return dataclasses.replace(self, **changes)
+
+
+def _default_max_timeout(timeout: Any) -> Any:
+    """max_timeout when none is given (a bad timeout is left for its own error)."""
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
+        return max(DEFAULT_MAX_TIMEOUT, float(timeout))
+    return DEFAULT_MAX_TIMEOUT
 
 
 _DEFAULTS = CircuitBreakerConfig().to_dict()
@@ -221,5 +244,7 @@ def config_errors(
     errors = {str(key): "is not a known field" for key in data if key not in _RULES}
     values = dict(base.to_dict() if base is not None else _DEFAULTS)
     values.update((k, v) for k, v in data.items() if k in _RULES)
+    if "max_timeout" not in data and (base is None or base._max_timeout_follows):
+        values["max_timeout"] = _default_max_timeout(values["timeout"])
     errors.update(_field_errors(values))
     return errors

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .breaker import CircuitState
+    from .states import CircuitState
 
 __all__ = ["BreakerError", "CircuitOpenError"]
 

@@ -6,8 +6,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .breaker import CircuitBreaker, CircuitState, TransitionEvent
+from .breaker import CircuitBreaker, TransitionEvent
 from .config import CircuitBreakerConfig
+from .states import CircuitState
 
 __all__ = ["CircuitBreakerRegistry", "circuit_registry", "default_registry"]
 

@@ -4,26 +4,28 @@ import re
 
 from django.db import models
 
-
-class CircuitState(models.TextChoices):
-    """A breaker's state as the library reports it (same strings as breakers.CircuitState)."""
-
-    CLOSED = "closed", "closed"
-    OPEN = "open", "open"
-    HALF_OPEN = "half_open", "half open"
-    FORCED_OPEN = "forced_open", "forced open"
-    FORCED_CLOSED = "forced_closed", "forced closed"
+from breakers import states
 
 
-class FleetState(models.TextChoices):
-    """A circuit's state across its fleet: a CircuitState, or unknown with no live instance."""
+def _labelled(states: list[str]) -> list[tuple[str, tuple[str, str]]]:
+    # Members named like the library's (HALF_OPEN), labelled "half open".
+    return [(value.upper(), (value, value.replace("_", " "))) for value in states]
 
-    CLOSED = "closed", "closed"
-    OPEN = "open", "open"
-    HALF_OPEN = "half_open", "half open"
-    FORCED_OPEN = "forced_open", "forced open"
-    FORCED_CLOSED = "forced_closed", "forced closed"
-    UNKNOWN = "unknown", "unknown"
+
+# Derived from the library's enums, so the server cannot drift from what agents send.
+CircuitState = models.TextChoices(
+    "CircuitState", _labelled([s.value for s in states.CircuitState]), module=__name__
+)
+CircuitState.__doc__ = "A breaker's state as the library reports it (breakers.CircuitState)."
+
+FleetState = models.TextChoices(
+    "FleetState",
+    _labelled([*(s.value for s in states.CircuitState), "unknown"]),
+    module=__name__,
+)
+FleetState.__doc__ = (
+    "A circuit's state across its fleet: a CircuitState, or unknown with no live instance."
+)
 
 
 # Worst first: the fleet state is the first of these any live instance is in.
@@ -36,11 +38,10 @@ SEVERITY_ORDER: tuple[str, ...] = (
 )
 
 
-class OverrideState(models.TextChoices):
-    """States an operator can force."""
-
-    FORCED_OPEN = "forced_open", "forced open"
-    FORCED_CLOSED = "forced_closed", "forced closed"
+OverrideState = models.TextChoices(
+    "OverrideState", _labelled([s.value for s in states.FORCED_STATES]), module=__name__
+)
+OverrideState.__doc__ = "States an operator can force."
 
 
 class OverrideEnd(models.TextChoices):
@@ -51,19 +52,11 @@ class OverrideEnd(models.TextChoices):
     REPLACED = "replaced", "replaced"
 
 
-class TransitionReason(models.TextChoices):
-    """Why a breaker changed state (breakers.TransitionEvent.reason)."""
-
-    FAILURE_THRESHOLD = "failure_threshold"
-    FAILURE_RATE = "failure_rate"
-    SLOW_CALL_RATE = "slow_call_rate"
-    TIMEOUT_ELAPSED = "timeout_elapsed"
-    PROBE_FAILED = "probe_failed"
-    PROBES_SUCCEEDED = "probes_succeeded"
-    FORCED_OPEN = "forced_open"
-    FORCED_CLOSED = "forced_closed"
-    RELEASED = "released"
-    RESET = "reset"
+# Values only: Django labels them from the member name ("Failure Threshold").
+TransitionReason = models.TextChoices(
+    "TransitionReason", [(r.name, r.value) for r in states.TransitionReason], module=__name__
+)
+TransitionReason.__doc__ = "Why a breaker changed state (breakers.TransitionEvent.reason)."
 
 
 class ConfigSource(models.TextChoices):

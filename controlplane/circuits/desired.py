@@ -1,7 +1,7 @@
 """The desired state of a service: what its agents should run (configs and overrides)."""
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -9,15 +9,14 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from breakers.wire import format_timestamp
 from controlplane.circuits.models import Circuit, Override, Service
 from controlplane.circuits.signals import desired_state_changed
 
 
 def isoformat(value: datetime | None) -> str | None:
-    """ISO-8601 UTC with a Z suffix, or None."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """The wire timestamp (breakers.wire: UTC, microseconds, Z), or None."""
+    return format_timestamp(value)
 
 
 def active_overrides(now: datetime | None = None) -> Any:

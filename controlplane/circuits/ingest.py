@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from breakers import wire
 from breakers.config import CircuitBreakerConfig, config_errors
 from controlplane.circuits import events
 from controlplane.circuits.choices import (
@@ -42,7 +43,7 @@ from controlplane.circuits.models import (
 )
 from controlplane.circuits.operations import expire_overrides
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = wire.PROTOCOL_VERSION
 MAX_COUNTER = 2**63 - 1
 MAX_PID = 2**31 - 1
 MAX_ERRORS_REPORTED = 50
@@ -193,14 +194,10 @@ def _float(
 def _datetime(errors: _Errors, path: str, value: Any, *, nullable: bool = True) -> datetime | None:
     if value is None and nullable:
         return None
-    if isinstance(value, str) and len(value) <= 64:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None:
-            return parsed
-    errors.add(path, f"must be an ISO-8601 date-time with a time zone, got {value!r}"[:300])
+    try:
+        return wire.parse_timestamp(value)
+    except ValueError:
+        errors.add(path, f"must be an ISO-8601 date-time with a time zone, got {value!r}"[:300])
     return None
 
 
@@ -246,16 +243,7 @@ def _parse_instance(errors: _Errors, raw: Any) -> InstanceInfo | None:
     return info if instance_id else None
 
 
-_COUNTERS = (
-    "calls",
-    "successes",
-    "failures",
-    "slow_calls",
-    "rejected",
-    "trip_count",
-    "failure_count",
-    "success_count",
-)
+_COUNTERS = wire.BREAKER_COUNTERS
 
 
 def _parse_breaker(errors: _Errors, index: int, raw: Any) -> BreakerReport | None:

@@ -38,7 +38,7 @@ class Recorded:
 class LoopbackControlPlane:
     """Keeps a desired state; acks every transition it receives unless told otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[Recorded] = []
         self.lock = threading.Condition()
         self.desired_version = 1
@@ -48,7 +48,7 @@ class LoopbackControlPlane:
         self.watch_hold = 0.5  # seconds before a 204
         self.ack_limit: int | None = None  # ack at most this id
         self.stored_transitions: dict[tuple[str, int], dict[str, Any]] = {}
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -12,13 +12,22 @@ import pytest
 
 from breakers import CircuitBreakerConfig, CircuitBreakerRegistry, CircuitState
 from breakers.agent import Agent, _Backoff
-from tests.agent.conftest import TOKEN
+from tests.agent.conftest import TOKEN, LoopbackControlPlane
 from tests.agent.test_agent_sync import make_agent
 
 
 @pytest.fixture
 def registry() -> CircuitBreakerRegistry:
     return CircuitBreakerRegistry()
+
+
+def wait_for(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
 
 
 def calls_work(breaker: Any, n: int = 200) -> bool:
@@ -97,15 +106,27 @@ def test_refused_connections_back_off_and_recover(refused_url, registry):
         backoff_max=0.4,
         request_timeout=0.5,
     )
-    with agent:
-        forced.force_open()
-        time.sleep(1.0)
-        failed = agent.stats()["syncs_failed"]
-        assert calls_work(healthy) and agent.running
-    # 1 s of backoff starting at 0.05-0.1 s and capped at 0.4 s: a handful of
-    # attempts, not a hot loop.
-    assert 2 <= failed <= 10
-    assert agent.pending_transitions == 1
+    plane = None
+    try:
+        with agent:
+            started = time.monotonic()
+            forced.force_open()
+            assert wait_for(lambda: agent.stats()["syncs_failed"] >= 3, timeout=5.0)
+            # Three refusals take at least 0.05 + 0.1 s of backoff (equal jitter on
+            # 0.1, 0.2, 0.4): a loop that did not back off would take milliseconds.
+            assert time.monotonic() - started >= 0.15
+            assert calls_work(healthy) and agent.running
+            assert agent.pending_transitions == 1 and agent.stats()["syncs_ok"] == 0
+            # The control plane comes up on that port: the next attempt gets through
+            # and the transition that waited is delivered and acknowledged.
+            plane = LoopbackControlPlane(port=int(refused_url.rsplit(":", 1)[1]))
+            assert plane.wait_for(lambda: agent.stats()["syncs_ok"] >= 1, timeout=5.0)
+            assert plane.wait_for(lambda: agent.pending_transitions == 0, timeout=5.0)
+            assert [t["to"] for t in plane.stored_transitions.values()] == ["forced_open"]
+            assert agent.stats()["last_error"] is None
+    finally:
+        if plane is not None:
+            plane.close()
 
 
 def test_backoff_grows_exponentially_with_jitter_up_to_the_cap():

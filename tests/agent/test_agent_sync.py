@@ -243,10 +243,56 @@ def test_watch_applies_a_forced_state_as_soon_as_it_is_published(plane, registry
     assert applied - published < 1.0
 
 
-def test_server_poll_interval_is_obeyed_within_bounds(plane, registry):
+class _ManualClock:
+    """A monotonic clock the test moves (the agent schedules syncs on it)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("poll_interval", "min_interval", "bound"),
+    [(0.01, 0.5, 0.5), (1e9, 0.5, 3600.0)],
+    ids=["below-min_interval", "above-an-hour"],
+)
+def test_server_poll_interval_is_clamped_to_its_bounds(
+    plane, registry, poll_interval, min_interval, bound
+):
+    """The server's poll_interval is obeyed between min_interval and one hour."""
+    plane.poll_interval = poll_interval
+    clock = _ManualClock()
+    agent = make_agent(
+        plane, registry, interval=60.0, min_interval=min_interval, watch=False, monotonic=clock
+    )
+    with agent:
+        assert plane.wait_for(lambda: agent.stats()["syncs_ok"] == 1)
+        # Just before the bound: no sync, even when the loop is woken to look again (a
+        # request for a sync in a day asks for nothing sooner than the schedule).
+        clock.now = bound * 0.9
+        agent.request_sync(86_400.0)
+        assert not plane.wait_for(lambda: len(plane.syncs()) > 1, timeout=0.3)
+        # Just after it, the periodic sync is due.
+        clock.now = bound * 1.1
+        agent.request_sync(86_400.0)
+        assert plane.wait_for(lambda: len(plane.syncs()) == 2)
+
+
+def test_server_poll_interval_within_bounds_is_obeyed(plane, registry):
     plane.poll_interval = 1
-    with make_agent(plane, registry, interval=60.0, min_interval=0.2, watch=False):
-        assert plane.wait_for(lambda: len(plane.syncs()) >= 2, timeout=2.5)
+    clock = _ManualClock()
+    with make_agent(
+        plane, registry, interval=60.0, min_interval=0.2, watch=False, monotonic=clock
+    ) as agent:
+        assert plane.wait_for(lambda: agent.stats()["syncs_ok"] == 1)
+        clock.now = 0.9
+        agent.request_sync(86_400.0)
+        assert not plane.wait_for(lambda: len(plane.syncs()) > 1, timeout=0.3)
+        clock.now = 1.1
+        agent.request_sync(86_400.0)
+        assert plane.wait_for(lambda: len(plane.syncs()) == 2)
 
 
 def test_stop_flushes_pending_transitions(plane, registry):

@@ -18,7 +18,8 @@ from breakers import (
     CircuitState,
 )
 
-ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+# The wire timestamp format (breakers.wire): UTC, microseconds, "Z".
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
 # -- sync call -------------------------------------------------------------------------

@@ -32,7 +32,7 @@ CASES = [
     ("slow_call_duration", [None, 0.001, 86_400], [0, -1, 86_401, "fast", True]),
     ("slow_call_rate_threshold", [0.1, 1], [0, 1.5, None]),
     ("timeout_multiplier", [1, 1.0, 2.5, 100], [0.99, 0, 100.5, True]),
-    ("max_timeout", [30, 604_800], [29.9, 0, 604_801, None]),
+    ("max_timeout", [30, 604_800], [29.9, 0, 604_801, "300"]),
     ("timeout_jitter", [0, 0.0, 0.5, 1], [-0.1, 1.1, None, True]),
 ]
 
@@ -129,13 +129,47 @@ def test_int_is_accepted_for_float_fields_and_stored_as_float():
     )
 
 
-def test_max_timeout_must_not_be_below_timeout():
+def test_a_long_timeout_alone_is_valid_and_max_timeout_follows_it():
+    # The user's report: only timeout set, beyond the default cap of 300 s.
+    config = CircuitBreakerConfig(failure_threshold=1, timeout=3600)
+    assert (config.timeout, config.max_timeout) == (3600.0, 3600.0)
+    assert CircuitBreakerConfig(timeout=86_400).max_timeout == 86_400.0
+    assert CircuitBreakerConfig(timeout=10).max_timeout == 300.0
+    assert CircuitBreakerConfig(max_timeout=None) == CircuitBreakerConfig()
+    # Copies keep following timeout, whichever way they are made.
+    assert CircuitBreakerConfig().replace(timeout=3600).max_timeout == 3600.0
+    assert config.replace(timeout=10).max_timeout == 300.0
+    base = CircuitBreakerConfig()
+    assert CircuitBreakerConfig.from_dict({"timeout": 7200}, base=base).max_timeout == 7200.0
+    # The server checks wire mappings with the same rule.
+    assert config_errors({"timeout": 3600}) == {}
+    assert config_errors({"timeout": 3600}, base=base) == {}
+    assert config_errors({"timeout": 3600, "timeout_multiplier": 2}) == {}
+
+
+def test_a_growing_timeout_opens_for_the_timeout_then_grows_to_the_cap():
+    config = CircuitBreakerConfig(timeout=3600, timeout_multiplier=2)
+    assert config.max_timeout == 3600.0  # grows no further than timeout unless told
+    grown = CircuitBreakerConfig(timeout=3600, timeout_multiplier=2, max_timeout=14_400)
+    assert grown.max_timeout == 14_400.0
+
+
+def test_an_explicit_max_timeout_must_not_be_below_timeout():
     with pytest.raises(ValueError, match=r"^max_timeout must be at least timeout \(600\)"):
-        CircuitBreakerConfig(timeout=600)
+        CircuitBreakerConfig(timeout=600, max_timeout=300)
     assert CircuitBreakerConfig(timeout=600, max_timeout=600).max_timeout == 600.0
-    assert config_errors({"timeout": 400}) == {
+    assert config_errors({"timeout": 400, "max_timeout": 300}) == {
+        "max_timeout": "must be at least timeout (400), got 300"
+    }
+    # A cap given explicitly is kept by copies, so it is checked against a new timeout.
+    capped = CircuitBreakerConfig(max_timeout=300)
+    with pytest.raises(ValueError, match=r"^max_timeout must be at least timeout \(400\)"):
+        capped.replace(timeout=400)
+    assert config_errors({"timeout": 400}, base=capped) == {
         "max_timeout": "must be at least timeout (400), got 300.0"
     }
+    # On the wire the field is a number: null is not "the default" there.
+    assert list(config_errors({"max_timeout": None})) == ["max_timeout"]
 
 
 def test_all_errors_are_reported_at_once():

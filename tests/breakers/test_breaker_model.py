@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from breaker_helpers import FakeClock
@@ -10,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from breakers import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
+from breakers import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, config_errors
 
 
 class Failure(Exception):
@@ -52,6 +55,7 @@ class Model:
         self.trip_count += 1
         self.consec_trips += 1
         duration = c.timeout * c.timeout_multiplier ** (self.consec_trips - 1)
+        assert c.max_timeout is not None  # the config fills it in
         self.open_until = now + min(duration, c.max_timeout)
 
     def close(self) -> None:
@@ -105,19 +109,41 @@ class Model:
         return 0.0 if self.state == "half_open" else None
 
 
-configs = st.builds(
-    CircuitBreakerConfig,
-    failure_threshold=st.integers(1, 5),
-    success_threshold=st.integers(1, 3),
-    timeout=st.sampled_from([1.0, 2.5, 10.0]),
-    half_open_max_calls=st.integers(1, 3),
-    failure_rate_threshold=st.sampled_from([0.2, 0.3, 0.5, 0.75, 1.0]),
-    sliding_window_size=st.integers(1, 8),
-    minimum_calls=st.integers(1, 10),
-    timeout_multiplier=st.sampled_from([1.0, 2.0, 3.0]),
-    max_timeout=st.just(40.0),
-    ignore_exceptions=st.just((Ignored,)),
+# Long timeouts without a cap are included: max_timeout then follows timeout.
+configs = (
+    st.fixed_dictionaries(
+        {
+            "failure_threshold": st.integers(1, 5),
+            "success_threshold": st.integers(1, 3),
+            "timeout": st.sampled_from([1.0, 2.5, 10.0, 400.0]),
+            "half_open_max_calls": st.integers(1, 3),
+            "failure_rate_threshold": st.sampled_from([0.2, 0.3, 0.5, 0.75, 1.0]),
+            "sliding_window_size": st.integers(1, 8),
+            "minimum_calls": st.integers(1, 10),
+            "timeout_multiplier": st.sampled_from([1.0, 2.0, 3.0]),
+            "max_timeout": st.sampled_from([None, 40.0]),
+        }
+    )
+    .filter(lambda d: not config_errors({k: v for k, v in d.items() if v is not None}))
+    .map(lambda d: CircuitBreakerConfig(**d, ignore_exceptions=(Ignored,)))
 )
+
+#: How a call reaches the breaker: each path has its own fast-path code to check.
+CALL_PATHS = ("call", "call_async", "decorator", "async_decorator", "fallback", "async_fallback")
+FALLBACK_PATHS = ("fallback", "async_fallback")
+
+
+def _protected(outcome: str) -> str:
+    if outcome == "failure":
+        raise Failure
+    if outcome == "ignored":
+        raise Ignored
+    return "ok"
+
+
+async def _protected_async(outcome: str) -> str:
+    await asyncio.sleep(0)  # a real suspension, as an awaited dependency would
+    return _protected(outcome)
 
 
 class BreakerMachine(RuleBasedStateMachine):
@@ -126,29 +152,60 @@ class BreakerMachine(RuleBasedStateMachine):
         self.clock = FakeClock()
         self.breaker = CircuitBreaker("model", config, clock=self.clock)
         self.model = Model(config)
+        self.loop = asyncio.new_event_loop()
+        self.decorated: Callable[[str], str] = self.breaker(_protected)
+        self.decorated_async: Callable[[str], Awaitable[str]] = self.breaker(_protected_async)
 
-    def _call(self, outcome: str, use_async: bool = False) -> None:
-        def func() -> str:
-            if outcome == "failure":
-                raise Failure
-            if outcome == "ignored":
-                raise Ignored
-            return "ok"
+    def teardown(self) -> None:
+        if hasattr(self, "loop"):
+            self.loop.close()
 
+    def _through(self, path: str, outcome: str) -> Any:
+        """Make one call along `path`; returns what the caller gets back."""
+        if path == "call":
+            return self.breaker.call(_protected, None, outcome)
+        if path == "call_async":
+            return self.loop.run_until_complete(
+                self.breaker.call_async(_protected_async, None, outcome)
+            )
+        if path == "decorator":
+            return self.decorated(outcome)
+        if path == "async_decorator":
+            return self.loop.run_until_complete(self.decorated_async(outcome))
+        # A fallback answers failures and rejections; ignored exceptions still raise.
+        if path == "fallback":
+            return self.breaker.call(_protected, lambda _outcome: "fallback", outcome)
+
+        async def fallback(_outcome: str) -> str:
+            return "fallback"
+
+        return self.loop.run_until_complete(
+            self.breaker.call_async(_protected_async, fallback, outcome)
+        )
+
+    @rule(
+        outcome=st.sampled_from(["success", "success", "failure", "ignored"]),
+        path=st.sampled_from(CALL_PATHS),
+    )
+    def call(self, outcome: str, path: str) -> None:
         expected = self.model.call(outcome, self.clock.now)
         try:
-            self.breaker.call(func)
+            result = self._through(path, outcome)
         except CircuitOpenError:
-            admitted = False
-        except (Failure, Ignored):
-            admitted = True
+            assert not expected, "admitted by the model, rejected by the breaker"
+            assert path not in FALLBACK_PATHS, "a rejection with a fallback must not raise"
+            return
+        except Failure:
+            assert expected and outcome == "failure" and path not in FALLBACK_PATHS
+            return
+        except Ignored:
+            assert expected and outcome == "ignored"
+            return
+        if path in FALLBACK_PATHS and (not expected or outcome == "failure"):
+            assert result == "fallback"
         else:
-            admitted = True
-        assert admitted == expected
-
-    @rule(outcome=st.sampled_from(["success", "success", "failure", "ignored"]))
-    def call(self, outcome: str) -> None:
-        self._call(outcome)
+            assert expected, "rejected by the model, admitted by the breaker"
+            assert (outcome, result) == ("success", "ok")
 
     @rule(seconds=st.sampled_from([0.5, 1.0, 2.5, 10.0, 50.0]))
     def advance(self, seconds: float) -> None:

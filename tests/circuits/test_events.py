@@ -82,7 +82,7 @@ def test_sync_publishes_transitions_and_snapshot_changes_after_commit(
     assert (transition["circuit"], transition["to_state"], transition["at"]) == (
         name,
         "open",
-        "2026-11-27T10:04:00Z",
+        "2026-11-27T10:04:00.000000Z",  # the wire timestamp format (breakers.wire)
     )
     assert by_type["fleet.snapshots"]["snapshots"][0]["state"] == "open"
 

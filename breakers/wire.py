@@ -1,0 +1,326 @@
+"""The agent sync protocol on the wire: one declaration both sides import.
+
+The agent (:mod:`breakers.agent`) encodes with these functions and the control plane
+(``controlplane/circuits/ingest.py`` and ``desired.py``) validates and answers with
+the same names, version and timestamp format; ``docs/sync-protocol.md`` describes
+them. Standard library only.
+
+Timestamps: ISO-8601 in UTC with exactly six fractional digits (microseconds) and a
+trailing ``Z``, e.g. ``2026-11-28T03:47:04.123456Z``. Readers also accept every
+older form (milliseconds, no fraction, ``+00:00`` or another offset), so agents and
+servers of earlier releases keep working.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast, overload
+
+if TYPE_CHECKING:
+    from .breaker import TransitionEvent
+
+__all__ = [
+    "BREAKER_COUNTERS",
+    "BREAKER_FIELDS",
+    "INSTANCE_FIELDS",
+    "MAX_TIMESTAMP_LENGTH",
+    "PROTOCOL_VERSION",
+    "SYNC_ANSWER_FIELDS",
+    "SYNC_PATH",
+    "SYNC_REQUEST_FIELDS",
+    "TRANSITION_FIELDS",
+    "WATCH_PATH",
+    "BreakerWire",
+    "DesiredBreakerWire",
+    "InstanceWire",
+    "OverrideWire",
+    "SyncAnswer",
+    "SyncRequest",
+    "TransitionWire",
+    "decode_answer",
+    "encode_breaker",
+    "encode_instance",
+    "encode_sync_request",
+    "encode_transition",
+    "format_timestamp",
+    "override_until",
+    "parse_timestamp",
+]
+
+#: The one protocol version. A server answers 400 (field "protocol") to any other.
+PROTOCOL_VERSION = 1
+SYNC_PATH = "/api/v1/agent/sync"
+WATCH_PATH = "/api/v1/agent/watch"
+
+#: Longer strings are refused before parsing (a timestamp is 27 characters).
+MAX_TIMESTAMP_LENGTH = 64
+
+
+# ---------------------------------------------------------------- timestamps
+
+
+@overload
+def format_timestamp(moment: None) -> None: ...
+@overload
+def format_timestamp(moment: datetime | float) -> str: ...
+@overload
+def format_timestamp(moment: datetime | float | None) -> str | None: ...
+
+
+def format_timestamp(moment: datetime | float | None) -> str | None:
+    """A moment as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC, microseconds); None stays None.
+
+    ``moment`` is an aware datetime or wall-clock epoch seconds. A naive datetime is a
+    ValueError: its time zone would be a guess.
+    """
+    if moment is None:
+        return None
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            raise ValueError(f"moment must be a timezone-aware datetime, got {moment!r}")
+        utc = moment.astimezone(UTC)
+    else:
+        utc = datetime.fromtimestamp(moment, UTC)
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def parse_timestamp(value: object, *, naive_is_utc: bool = False) -> datetime:
+    """An ISO-8601 date-time as an aware datetime in UTC.
+
+    Accepts every form writers of this protocol have used (``Z`` or an offset, no,
+    three or six fractional digits). Without a time zone it is a ValueError unless
+    ``naive_is_utc``. Strings longer than MAX_TIMESTAMP_LENGTH are refused unread.
+    """
+    if not isinstance(value, str) or len(value) > MAX_TIMESTAMP_LENGTH:
+        raise ValueError(f"timestamp must be an ISO-8601 date-time string, got {value!r}")
+    parsed = datetime.fromisoformat(value)  # Python 3.11+ reads "Z" too
+    if parsed.tzinfo is None:
+        if not naive_is_utc:
+            raise ValueError(f"timestamp must have a time zone, got {value!r}")
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+# ---------------------------------------------------------------- shapes
+
+
+class InstanceWire(TypedDict):
+    """The reporting process (``instance`` of a sync request)."""
+
+    id: str
+    hostname: str
+    pid: int | None
+    started_at: str | None
+    library_version: str
+
+
+class BreakerWire(TypedDict):
+    """One breaker's state and cumulative counters (an item of ``breakers``).
+
+    Only ``name`` and ``state`` are required; counters default to 0, the rest to null.
+    """
+
+    name: str
+    state: str
+    config_version: NotRequired[int]
+    config: NotRequired[dict[str, Any] | None]
+    calls: NotRequired[int]
+    successes: NotRequired[int]
+    failures: NotRequired[int]
+    slow_calls: NotRequired[int]
+    rejected: NotRequired[int]
+    failure_rate: NotRequired[float | None]
+    trip_count: NotRequired[int]
+    state_since: NotRequired[str | None]
+    retry_after: NotRequired[float | None]
+    failure_count: NotRequired[int]
+    success_count: NotRequired[int]
+    last_failure: NotRequired[str | None]
+
+
+# "from" is a keyword, hence the functional form.
+TransitionWire = TypedDict(
+    "TransitionWire",
+    {
+        "id": int,
+        "breaker": str,
+        "from": str,
+        "to": str,
+        "at": str,
+        "reason": str,
+        "failure_rate": float | None,
+        "calls": int | None,
+        "failures": int | None,
+        "config_version": int | None,
+    },
+)
+TransitionWire.__doc__ = "One state change with its agent-assigned id (an item of ``transitions``)."
+
+
+class SyncRequest(TypedDict):
+    """The body of ``POST /api/v1/agent/sync``."""
+
+    protocol: int
+    service: str
+    instance: InstanceWire
+    breakers: list[BreakerWire]
+    transitions: list[TransitionWire]
+    dropped_transitions: int
+
+
+class OverrideWire(TypedDict):
+    """A forced state in force (``until`` null: until released)."""
+
+    state: str
+    until: str | None
+    reason: str
+    by: str
+
+
+class DesiredBreakerWire(TypedDict):
+    """What one breaker should run."""
+
+    config_version: int
+    config: dict[str, Any] | None
+    override: OverrideWire | None
+
+
+class SyncAnswer(TypedDict):
+    """The answer to a sync (with ``acked_through``) and to a watch (without)."""
+
+    desired_version: int
+    poll_interval: float
+    breakers: dict[str, DesiredBreakerWire]
+    acked_through: NotRequired[int]
+
+
+INSTANCE_FIELDS: tuple[str, ...] = tuple(InstanceWire.__annotations__)
+BREAKER_FIELDS: tuple[str, ...] = tuple(BreakerWire.__annotations__)
+TRANSITION_FIELDS: tuple[str, ...] = tuple(TransitionWire.__annotations__)
+SYNC_REQUEST_FIELDS: tuple[str, ...] = tuple(SyncRequest.__annotations__)
+SYNC_ANSWER_FIELDS: tuple[str, ...] = tuple(SyncAnswer.__annotations__)
+
+#: Cumulative integer fields of a breaker report (0 when left out).
+BREAKER_COUNTERS: tuple[str, ...] = (
+    "calls",
+    "successes",
+    "failures",
+    "slow_calls",
+    "rejected",
+    "trip_count",
+    "failure_count",
+    "success_count",
+)
+
+
+# ---------------------------------------------------------------- encoders (agent side)
+
+
+def encode_instance(
+    instance_id: str, hostname: str, pid: int | None, started_at: float, library_version: str
+) -> InstanceWire:
+    """The ``instance`` object; ``started_at`` is wall-clock epoch seconds."""
+    return {
+        "id": instance_id,
+        "hostname": hostname,
+        "pid": pid,
+        "started_at": format_timestamp(started_at),
+        "library_version": library_version,
+    }
+
+
+def encode_breaker(
+    name: str, state: Mapping[str, Any], config: dict[str, Any], config_version: int
+) -> BreakerWire:
+    """A breaker report from ``CircuitBreaker.get_state()`` and its running config."""
+    return {
+        "name": name,
+        "state": str(state.get("state")),
+        "config_version": state.get("config_version", config_version),
+        "config": config,
+        "calls": state.get("calls", 0),
+        "successes": state.get("successes", 0),
+        "failures": state.get("failures", 0),
+        "slow_calls": state.get("slow_calls", 0),
+        "rejected": state.get("rejected", 0),
+        "failure_rate": state.get("failure_rate"),
+        "trip_count": state.get("trip_count", 0),
+        "state_since": state.get("state_since"),
+        "retry_after": state.get("retry_after"),
+    }
+
+
+def encode_transition(transition_id: int, event: TransitionEvent) -> TransitionWire:
+    """A transition event with the agent's id for it (ids grow by one per process)."""
+    return {
+        "id": transition_id,
+        "breaker": event.breaker,
+        "from": str(event.from_state),
+        "to": str(event.to_state),
+        "at": format_timestamp(event.at),
+        "reason": str(event.reason),
+        "failure_rate": event.failure_rate,
+        "calls": event.calls,
+        "failures": event.failures,
+        "config_version": event.config_version,
+    }
+
+
+def encode_sync_request(
+    service: str,
+    instance: InstanceWire,
+    breakers: list[BreakerWire],
+    transitions: Iterable[TransitionWire],
+    dropped_transitions: int,
+) -> SyncRequest:
+    """The whole sync body, at the current protocol version."""
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "service": service,
+        "instance": instance,
+        "breakers": breakers,
+        "transitions": list(transitions),
+        "dropped_transitions": dropped_transitions,
+    }
+
+
+# ---------------------------------------------------------------- decoders (agent side)
+
+
+def decode_answer(data: bytes) -> SyncAnswer:
+    """Decode a sync or watch answer; ValueError says what is wrong with it.
+
+    Checks what the agent relies on: an object with a non-negative integer
+    ``desired_version``, ``breakers`` an object of objects and ``acked_through`` (if
+    present) an integer. Each entry is checked again when it is applied.
+    """
+    try:
+        decoded = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"invalid JSON ({exc})") from None
+    if not isinstance(decoded, dict):
+        raise ValueError(f"expected a JSON object, got {type(decoded).__name__}")
+    version = decoded.get("desired_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError("desired_version must be a non-negative integer")
+    breakers = decoded.get("breakers", {})
+    if not isinstance(breakers, dict) or not all(isinstance(v, dict) for v in breakers.values()):
+        raise ValueError("breakers must be an object of objects")
+    acked = decoded.get("acked_through")
+    if acked is not None and (isinstance(acked, bool) or not isinstance(acked, int)):
+        raise ValueError(f"acked_through must be an integer, got {acked!r}")
+    return cast(SyncAnswer, decoded)
+
+
+def override_until(override: Mapping[str, Any]) -> float | None:
+    """An override's ``until`` as epoch seconds, or None when it has no end.
+
+    A timestamp without a time zone is read as UTC (lenient: the agent must keep
+    obeying a server that wrote one).
+    """
+    until = override.get("until")
+    if not until:
+        return None
+    return parse_timestamp(str(until), naive_is_utc=True).timestamp()
