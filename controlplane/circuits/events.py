@@ -190,8 +190,8 @@ def desired_versions(batch: Iterable[FleetEvent]) -> dict[int, int]:
     """Service id -> highest desired version announced by ``batch`` (empty if none)."""
     versions: dict[int, int] = {}
     for event in batch:
-        if event["type"] in ("fleet.override", "fleet.config"):
-            service_id, version = event["service_id"], event["desired_version"]  # type: ignore[typeddict-item]
+        if event["type"] == "fleet.override" or event["type"] == "fleet.config":
+            service_id, version = event["service_id"], event["desired_version"]
             versions[service_id] = max(version, versions.get(service_id, 0))
     return versions
 
@@ -225,7 +225,7 @@ def announce_to_watchers(*batch: FleetEvent) -> None:
             )
 
 
-def send_now(*batch: FleetEvent) -> None:
+def deliver(*batch: FleetEvent) -> None:
     """Hand committed events to every sink: the watchers first (agents wait on them),
     then the "fleet" group."""
     announce_to_watchers(*batch)
@@ -235,4 +235,4 @@ def send_now(*batch: FleetEvent) -> None:
 def publish(*batch: FleetEvent) -> None:
     """Send events once the current transaction commits (at once outside one)."""
     if batch:
-        transaction.on_commit(lambda: send_now(*batch), robust=True)
+        transaction.on_commit(lambda: deliver(*batch), robust=True)
