@@ -7,7 +7,7 @@ What it does, all on this machine:
 
 1. Prepares a database (BENCH_DATABASE_URL, default .../switchyard_bench, migrated here)
    and starts one control plane: uvicorn serving controlplane.asgi on 127.0.0.1 with the
-   Redis notification backend (BENCH_REDIS_URL, default redis://127.0.0.1:6379/14).
+   Redis change feed (BENCH_REDIS_URL, default redis://127.0.0.1:6379/14).
 2. Starts ``--agents`` real :class:`breakers.agent.Agent` objects, each with its own
    registry and breaker "payments", spread over ``--hosts`` processes separate from the
    server. Every agent syncs once and then holds the long-poll watch.
@@ -376,7 +376,7 @@ def main() -> int:
         print(
             f"{ready}/{args.agents} agents synced in {time.monotonic() - started:.1f} s "
             f"({hosts} agent processes, 1 uvicorn process serving {args.app!r}, "
-            f"Redis notify backend, sync interval {args.poll_interval} s)"
+            f"Redis change feed, sync interval {args.poll_interval} s)"
         )
         time.sleep(args.settle)  # every agent back in its watch
         status, body = api(

@@ -23,7 +23,8 @@ websocket_urlpatterns: list = []
 
 application = ProtocolTypeRouter(
     {
-        # The agents' long poll is answered ahead of Django's middleware stack, so a
+        # The agents' long poll (the route of agent_watch in controlplane/urls.py) is
+        # answered ahead of Django's middleware stack, security headers included, so a
         # fleet woken at once is not queued behind a dozen thread hops per request.
         "http": WatchFastPath(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(

@@ -7,6 +7,7 @@ Without DATABASE_URL and REDIS_URL the service runs on embedded defaults
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -183,18 +184,26 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: channel layer, cache and Celery broker; without it, in-process equivalents.
 REDIS_URL = envstr("REDIS_URL", "")
+# Namespace of every Redis key and channel of this deployment (the watch change feed,
+# the channel layer, the cache), so deployments sharing a Redis server share nothing.
+SWITCHYARD_REDIS_PREFIX = envstr("SWITCHYARD_REDIS_PREFIX", "switchyard")
+if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", SWITCHYARD_REDIS_PREFIX):
+    raise ImproperlyConfigured(
+        "SWITCHYARD_REDIS_PREFIX must be 1-64 letters, digits, '_', '.' or '-', "
+        f"got {SWITCHYARD_REDIS_PREFIX!r}"
+    )
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "switchyard"},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": SWITCHYARD_REDIS_PREFIX},
         }
     }
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "switchyard",
+            "KEY_PREFIX": SWITCHYARD_REDIS_PREFIX,
         }
     }
 else:

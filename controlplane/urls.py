@@ -5,15 +5,17 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from controlplane.circuits import views as circuit_views
+from controlplane.circuits.watch import agent_watch
 from controlplane.core.health import healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("health/circuits", circuit_views.circuit_health, name="circuit-health"),
-    # Agent protocol (the long-poll watch endpoint sits next to the sync).
+    # Agent protocol. The watch (long poll) is routed here alone; under ASGI,
+    # controlplane.circuits.watch.WatchFastPath serves whatever resolves to it.
     path("api/v1/agent/sync", circuit_views.agent_sync, name="agent-sync"),
-    path("api/v1/agent/", include("controlplane.circuits.watch")),
+    path("api/v1/agent/watch", agent_watch, name="agent-watch"),
     # Operator API.
     path("api/v1/", include("controlplane.circuits.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

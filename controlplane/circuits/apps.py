@@ -14,9 +14,6 @@ class CircuitsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        # notify connects the watch wake-up to desired_state_changed in every process
-        # (web, Celery), so an expiry in a worker wakes the agents' long polls too.
-        from controlplane.circuits import notify  # noqa: F401
         from controlplane.circuits.roles import ensure_roles
 
         post_migrate.connect(ensure_roles, sender=self, dispatch_uid="circuits-ensure-roles")

@@ -5,13 +5,11 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from breakers.wire import format_timestamp
 from controlplane.circuits.models import Circuit, Override, Service
-from controlplane.circuits.signals import desired_state_changed
 
 
 def isoformat(value: datetime | None) -> str | None:
@@ -91,16 +89,11 @@ def build_desired_state(service_id: int, *, now: datetime | None = None) -> dict
 def bump_desired_version(service_id: int) -> int:
     """Increment the service's desired version inside the caller's transaction.
 
-    Sends ``desired_state_changed`` after the commit. Returns the new version.
+    Returns the new version; the caller publishes the event that carries it
+    (``controlplane.circuits.events``), which wakes the watchers after the commit.
     """
     Service.objects.filter(pk=service_id).update(desired_version=F("desired_version") + 1)
     version: int = (
         Service.objects.filter(pk=service_id).values_list("desired_version", flat=True).get()
-    )
-    transaction.on_commit(
-        lambda: desired_state_changed.send(
-            sender=Service, service_id=service_id, desired_version=version
-        ),
-        robust=True,
     )
     return version

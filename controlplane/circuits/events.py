@@ -1,17 +1,31 @@
-"""Typed events published to the channel layer group "fleet" after a commit.
+"""Change events: one typed builder per kind, and one :func:`publish` for all of them.
 
-Consumers (the dashboard) subscribe to the group and get one message type per event
-kind; Channels routes ``type`` "fleet.transitions" to a handler ``fleet_transitions``.
-Publishing never fails the caller: the data is already committed, events are a
-best-effort live view of it.
+Every change worth telling anyone about is built here and handed to :func:`publish`,
+which delivers it once the transaction commits to its sinks:
+
+* the channel layer group "fleet" (every event): consumers (the dashboard, alerts) get
+  one message type per event kind; Channels routes ``type`` "fleet.transitions" to a
+  handler ``fleet_transitions``;
+* the watch hub's change feed (:func:`controlplane.circuits.watchhub.announce`) for the
+  events that move a service's desired version (override, config), which wakes the
+  agents' long polls in every web process.
+
+Publishing never fails the caller: the data is already committed, events are a live
+view of it (agents still sync periodically, dashboards reload from the API).
 """
 
+from __future__ import annotations
+
 import logging
-from typing import Any, Literal, TypedDict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+
+if TYPE_CHECKING:
+    from controlplane.circuits.models import Circuit
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +97,103 @@ class ConfigEvent(TypedDict):
 
 
 FleetEvent = TransitionsEvent | SnapshotsEvent | OverrideEvent | ConfigEvent
+DesiredStateEvent = OverrideEvent | ConfigEvent  # the kinds that move a desired version
+
+
+# -- builders ----------------------------------------------------------------------------
+
+
+def transition_item(
+    *,
+    circuit_id: int,
+    circuit: str,
+    instance: str,
+    from_state: str,
+    to_state: str,
+    at: str,
+    reason: str,
+) -> TransitionItem:
+    """One stored transition of a "fleet.transitions" event."""
+    return {
+        "circuit_id": circuit_id,
+        "circuit": circuit,
+        "instance": instance,
+        "from_state": from_state,
+        "to_state": to_state,
+        "at": at,
+        "reason": reason,
+    }
+
+
+def transitions_event(
+    *, service_id: int, service: str, transitions: list[TransitionItem]
+) -> TransitionsEvent:
+    """New transitions stored by one sync of a service."""
+    return {
+        "type": "fleet.transitions",
+        "service_id": service_id,
+        "service": service,
+        "transitions": transitions,
+    }
+
+
+def snapshots_event(
+    *, service_id: int, service: str, instance: str, snapshots: list[SnapshotItem]
+) -> SnapshotsEvent:
+    """The breakers of one instance whose state or config version changed in a sync."""
+    return {
+        "type": "fleet.snapshots",
+        "service_id": service_id,
+        "service": service,
+        "instance": instance,
+        "snapshots": snapshots,
+    }
+
+
+def override_event(
+    circuit: Circuit,
+    *,
+    action: Literal["force", "release", "expire"],
+    override: dict[str, Any] | None,
+    desired_version: int,
+) -> OverrideEvent:
+    """``circuit`` forced, released, or its override expired; the service's desired
+    state is now ``desired_version``."""
+    return {
+        "type": "fleet.override",
+        "service_id": circuit.service_id,
+        "circuit_id": circuit.pk,
+        "circuit": circuit.name,
+        "action": action,
+        "override": override,
+        "desired_version": desired_version,
+    }
+
+
+def config_event(circuit: Circuit, *, config_version: int, desired_version: int) -> ConfigEvent:
+    """A new config version of ``circuit``; the service's desired state is now
+    ``desired_version``."""
+    return {
+        "type": "fleet.config",
+        "service_id": circuit.service_id,
+        "circuit_id": circuit.pk,
+        "circuit": circuit.name,
+        "config_version": config_version,
+        "desired_version": desired_version,
+    }
+
+
+# -- publishing --------------------------------------------------------------------------
+
+
+def desired_versions(batch: Iterable[FleetEvent]) -> dict[int, int]:
+    """Service id -> highest desired version announced by ``batch`` (empty if none)."""
+    versions: dict[int, int] = {}
+    for event in batch:
+        if event["type"] == "fleet.override" or event["type"] == "fleet.config":
+            service_id, version = event["service_id"], event["desired_version"]
+            versions[service_id] = max(version, versions.get(service_id, 0))
+    return versions
 
 
 async def _send_all(layer: Any, batch: list[FleetEvent]) -> None:
@@ -90,8 +201,8 @@ async def _send_all(layer: Any, batch: list[FleetEvent]) -> None:
         await layer.group_send(FLEET_GROUP, dict(event))
 
 
-def send_now(*batch: FleetEvent) -> None:
-    """Send events to the "fleet" group now (from sync code), in one hop to the loop."""
+def send_to_fleet_group(*batch: FleetEvent) -> None:
+    """Sink: send events to the "fleet" group now (from sync code), in one hop to the loop."""
     layer = get_channel_layer()
     if layer is None or not batch:
         return
@@ -101,7 +212,27 @@ def send_now(*batch: FleetEvent) -> None:
         logger.exception("could not publish %s", ", ".join(e["type"] for e in batch))
 
 
+def announce_to_watchers(*batch: FleetEvent) -> None:
+    """Sink: wake the long polls of every service whose desired version ``batch`` moves."""
+    from controlplane.circuits.watchhub import announce
+
+    for service_id, version in desired_versions(batch).items():
+        try:
+            announce(service_id, version)
+        except Exception:  # agents still sync periodically
+            logger.exception(
+                "could not announce desired version %s of service %s", version, service_id
+            )
+
+
+def deliver(*batch: FleetEvent) -> None:
+    """Hand committed events to every sink: the watchers first (agents wait on them),
+    then the "fleet" group."""
+    announce_to_watchers(*batch)
+    send_to_fleet_group(*batch)
+
+
 def publish(*batch: FleetEvent) -> None:
     """Send events once the current transaction commits (at once outside one)."""
     if batch:
-        transaction.on_commit(lambda: send_now(*batch), robust=True)
+        transaction.on_commit(lambda: deliver(*batch), robust=True)

@@ -768,33 +768,31 @@ def ingest_sync(
         batch_events: list[events.FleetEvent] = []
         if new_transitions:
             batch_events.append(
-                {
-                    "type": "fleet.transitions",
-                    "service_id": service.pk,
-                    "service": service.name,
-                    "transitions": [
-                        {
-                            "circuit_id": circuits[t.breaker].id,
-                            "circuit": t.breaker,
-                            "instance": instance.instance_id,
-                            "from_state": t.from_state,
-                            "to_state": t.to_state,
-                            "at": isoformat(t.at) or "",
-                            "reason": t.reason,
-                        }
+                events.transitions_event(
+                    service_id=service.pk,
+                    service=service.name,
+                    transitions=[
+                        events.transition_item(
+                            circuit_id=circuits[t.breaker].id,
+                            circuit=t.breaker,
+                            instance=instance.instance_id,
+                            from_state=t.from_state,
+                            to_state=t.to_state,
+                            at=isoformat(t.at) or "",
+                            reason=t.reason,
+                        )
                         for t in new_transitions
                     ],
-                }
+                )
             )
         if changed:
             batch_events.append(
-                {
-                    "type": "fleet.snapshots",
-                    "service_id": service.pk,
-                    "service": service.name,
-                    "instance": instance.instance_id,
-                    "snapshots": changed,
-                }
+                events.snapshots_event(
+                    service_id=service.pk,
+                    service=service.name,
+                    instance=instance.instance_id,
+                    snapshots=changed,
+                )
             )
         events.publish(*batch_events)
     return answer

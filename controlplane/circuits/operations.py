@@ -1,11 +1,11 @@
 """Operator actions on circuits: force, release, new config version, override expiry.
 
 Each is one transaction that writes a new row, an audit event, bumps the service's
-desired version (agents long-polling the watch endpoint wake up on the commit) and
-publishes a fleet event after the commit.
+desired version and publishes the typed event of the change after the commit (its sinks
+wake the agents' long polls and update the dashboards).
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,10 +58,10 @@ def _change_desired_state(
     before: Any,
     after: Any,
     now: datetime | None,
-    event: dict[str, Any],
+    event: Callable[[int], events.DesiredStateEvent],
 ) -> int:
     """Audit a change of ``circuit``'s desired state, bump its service's desired version
-    and publish ``event`` (completed with the circuit and version) after commit."""
+    and publish ``event(new_version)`` after commit (which wakes the agents' watches)."""
     record_audit(
         actor=actor,
         action=action,
@@ -73,16 +73,7 @@ def _change_desired_state(
         now=now,
     )
     version = bump_desired_version(circuit.service_id)
-    events.publish(
-        {
-            "type": event.pop("type"),
-            "service_id": circuit.service_id,
-            "circuit_id": circuit.pk,
-            "circuit": circuit.name,
-            **event,
-            "desired_version": version,
-        }
-    )
+    events.publish(event(version))
     return version
 
 
@@ -168,7 +159,9 @@ def force_circuit(
             before=before,
             after=after,
             now=now,
-            event={"type": "fleet.override", "action": "force", "override": after},
+            event=lambda version: events.override_event(
+                circuit, action="force", override=after, desired_version=version
+            ),
         )
     return override
 
@@ -201,7 +194,9 @@ def release_circuit(
             before=before,
             after=None,
             now=now,
-            event={"type": "fleet.override", "action": "release", "override": None},
+            event=lambda version: events.override_event(
+                circuit, action="release", override=None, desired_version=version
+            ),
         )
     return override
 
@@ -252,7 +247,9 @@ def create_config_version(
             before={"version": current_version, "config": current.config if current else None},
             after={"version": new.version, "config": merged},
             now=now,
-            event={"type": "fleet.config", "config_version": new.version},
+            event=lambda version: events.config_event(
+                circuit, config_version=new.version, desired_version=version
+            ),
         )
     return new
 
@@ -285,6 +282,8 @@ def expire_overrides(*, now: datetime | None = None, service_id: int | None = No
                 before=override_wire(override),
                 after=None,
                 now=now,
-                event={"type": "fleet.override", "action": "expire", "override": None},
+                event=lambda version, circuit=override.circuit: events.override_event(
+                    circuit, action="expire", override=None, desired_version=version
+                ),
             )
     return expired

@@ -16,20 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import io
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import parse_qs
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import HttpRequest, HttpResponse
-from django.http.request import split_domain_port, validate_host
-from django.urls import path
+from django.middleware.security import SecurityMiddleware
+from django.urls import Resolver404, resolve
 
 from controlplane.circuits.errors import error_body
-from controlplane.circuits.notify import get_hub
+from controlplane.circuits.watchhub import get_hub
 
 # controlplane.circuits.auth (models) is imported where used: controlplane.asgi imports
 # this module right after Django is set up, before the app registry is used.
@@ -188,67 +191,128 @@ def _desired(payload: bytes) -> Answer:
     return 200, payload, {"Cache-Control": "no-store"}
 
 
-async def agent_watch(request: HttpRequest) -> HttpResponse:
-    """Django view: hold until the token's service's desired state moves past ``since``."""
-    status, body, headers = await watch(
-        request.method or "", request.GET.get("since", ""), request.headers.get("Authorization")
-    )
-    response = HttpResponse(body, status=status, content_type="application/json" if body else None)
+def _response(answer: Answer) -> HttpResponse:
+    status, body, headers = answer
+    response = HttpResponse(body, status=status)
+    if body:
+        response["Content-Type"] = "application/json"
+        response["Content-Length"] = str(len(body))
+    else:
+        del response["Content-Type"]
     for name, value in headers.items():
         response[name] = value
     return response
 
 
-WATCH_PATH = "/api/v1/agent/watch"
+async def agent_watch(request: HttpRequest) -> HttpResponse:
+    """The watch view: hold until the token's service's desired state moves past ``since``.
+
+    Routed once, in ``controlplane/urls.py``; :class:`WatchFastPath` serves the same
+    route ahead of the middleware stack when the project runs under ASGI.
+    """
+    return _response(
+        await watch(
+            request.method or "",
+            request.GET.get("since", ""),
+            request.headers.get("Authorization"),
+        )
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _routes_to_watch(urlconf: str, path_info: str) -> bool:
+    try:
+        return resolve(path_info, urlconf).func is agent_watch
+    except Resolver404:
+        return False
+
+
+def _no_response(request: HttpRequest) -> HttpResponse:
+    raise AssertionError("the fast path answers itself")  # pragma: no cover
 
 
 class WatchFastPath:
-    """ASGI wrapper that serves the watch path directly and passes all else to ``app``.
+    """ASGI wrapper that serves the watch view directly and passes all else to ``app``.
 
     Django runs every ``MiddlewareMixin`` middleware of an async request through a
     thread (twice), a dozen thread hops per request: a thousand agents woken at once
     then queue behind each other for seconds. The watch needs none of that stack
     (it authenticates by its own bearer token, sets no cookies, renders nothing), so
-    here it answers from the event loop alone. Host validation still applies.
-    ``controlplane/asgi.py`` mounts it: ``"http": WatchFastPath(django_asgi_app)``.
+    here it answers from the event loop alone, with what still applies: host
+    validation and Django's ``SecurityMiddleware`` (SSL redirect, HSTS, nosniff,
+    referrer and opener policies, all per settings).
+
+    Which requests it takes is read from the project's URL configuration: whatever
+    resolves to :func:`agent_watch`, so there is one route and a moved prefix moves
+    both. ``controlplane/asgi.py`` mounts it: ``"http": WatchFastPath(django_asgi_app)``.
     """
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != WATCH_PATH:
+        if scope["type"] != "http" or not _routes_to_watch(
+            settings.ROOT_URLCONF, _path_info(scope)
+        ):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        domain, _ = split_domain_port(headers.get("host", ""))
-        if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
-            answer = _error(400, "Host", "host not allowed")
+        request = ASGIRequest(scope, io.BytesIO())
+        security = SecurityMiddleware(_no_response)
+        try:
+            request.get_host()  # validates the Host header against ALLOWED_HOSTS
+        except DisallowedHost:
+            response = _response(_error(400, "Host", "host not allowed"))
         else:
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            task = asyncio.ensure_future(
-                watch(scope["method"], query.get("since", [""])[0], headers.get("authorization"))
-            )
-            # A client that goes away ends its long poll (and frees its waiter) at once.
-            disconnect = asyncio.ensure_future(_wait_for_disconnect(receive))
-            done, _ = await asyncio.wait({task, disconnect}, return_when=asyncio.FIRST_COMPLETED)
-            if task not in done:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                return
-            disconnect.cancel()
-            answer = task.result()
-        status, body, extra = answer
-        response_headers = [(b"x-content-type-options", b"nosniff")]
-        if body:
-            response_headers += [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ]
-        response_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": body})
+            redirect = security.process_request(request)
+            if redirect is not None:
+                response = redirect
+            else:
+                answer = await _until_disconnect(
+                    watch(
+                        request.method or "",
+                        request.GET.get("since", ""),
+                        request.headers.get("Authorization"),
+                    ),
+                    receive,
+                )
+                if answer is None:
+                    return  # the client went away: nobody to answer
+                response = _response(answer)
+        security.process_response(request, response)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": [
+                    (name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in response.items()
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.content})
+
+
+def _path_info(scope: dict[str, Any]) -> str:
+    # As Django's ASGIRequest computes it: the path below the mount point (root_path).
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path.removeprefix(root) if root and path.startswith(root) else path
+
+
+async def _until_disconnect(call: Any, receive: Any) -> Answer | None:
+    """Await ``call``; None (and ``call`` cancelled) if the client disconnects first,
+    so a departed agent's long poll frees its waiter at once."""
+    task = asyncio.ensure_future(call)
+    disconnect = asyncio.ensure_future(_wait_for_disconnect(receive))
+    done, _ = await asyncio.wait({task, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+    if task not in done:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    disconnect.cancel()
+    result: Answer = task.result()
+    return result
 
 
 async def _wait_for_disconnect(receive: Any) -> None:
@@ -256,7 +320,3 @@ async def _wait_for_disconnect(receive: Any) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-
-
-# Included by the project's URL config under api/v1/agent/.
-urlpatterns = [path("watch", agent_watch, name="agent-watch")]

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import uuid
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections, transaction
+from django.db import connections
 from django.test import AsyncClient
+from django.urls import path
 from django.utils import timezone
 
 from controlplane.circuits.auth import create_agent_token
-from controlplane.circuits.desired import bump_desired_version
-from controlplane.circuits.models import AgentToken, Circuit, Override, Service
-from controlplane.circuits.notify import get_hub
+from controlplane.circuits.models import AgentToken, Circuit, Service
+from controlplane.circuits.operations import force_circuit
+from controlplane.circuits.watch import WatchFastPath, agent_watch
+from controlplane.circuits.watchhub import get_hub
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -28,13 +32,19 @@ async def _close_sync_thread_connections() -> Any:
     await sync_to_async(connections.close_all)()
 
 
+# Redis pub/sub channels are server-wide (not per database): a change feed of this test
+# process alone, so that other runs' services (with the same ids) cannot wake ours.
+REDIS_PREFIX = f"test-{uuid.uuid4().hex}"
+
+
 @pytest.fixture(params=["in-process", "redis"])
 def backend(request: Any, settings: Any) -> str:
-    """Run each wake-up test with both notification backends."""
+    """Run each wake-up test with both change feed backends."""
     if request.param == "in-process":
         settings.REDIS_URL = ""
     elif not settings.REDIS_URL:
         pytest.skip("REDIS_URL is not set")
+    settings.SWITCHYARD_REDIS_PREFIX = REDIS_PREFIX
     settings.SWITCHYARD_WATCH_HOLD = 5.0
     return str(request.param)
 
@@ -47,11 +57,9 @@ def _setup() -> tuple[Service, str, Circuit]:
 
 
 def _force(service_id: int, circuit: Circuit) -> int:
-    with transaction.atomic():
-        Override.objects.create(
-            circuit=circuit, state="forced_open", reason="db failover", created_at=timezone.now()
-        )
-        return bump_desired_version(service_id)
+    """Force through the real operation: its committed event wakes the watchers."""
+    force_circuit(circuit, "forced_open", reason="db failover", user=None)
+    return int(Service.objects.values_list("desired_version", flat=True).get(pk=service_id))
 
 
 async def _watch(client: AsyncClient, raw: str, since: int | str) -> Any:
@@ -60,12 +68,30 @@ async def _watch(client: AsyncClient, raw: str, since: int | str) -> Any:
     )
 
 
-async def _wait_until_waiting(service_id: int, count: int) -> None:
-    for _ in range(500):
-        if get_hub().waiting(service_id) >= count:
-            return
+async def _wait_until_waiting(service_id: int, count: int, timeout: float = 10.0) -> None:
+    """Until ``count`` watchers wait and the hub hears the change feed (with Redis, the
+    listener subscribes in the background: a change published before would be lost)."""
+    from django.conf import settings
+
+    from controlplane.circuits.watchhub import channel_name
+
+    hub = get_hub()
+
+    def ready() -> bool:
+        if hub.waiting(service_id) < count:
+            return False
+        return not settings.REDIS_URL or (
+            hub.listening_on() == channel_name() and hub.feed_generation() is not None
+        )
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{hub.waiting(service_id)} of {count} watchers waiting, "
+                f"feed on {hub.listening_on()!r}"
+            )
         await asyncio.sleep(0.01)
-    raise AssertionError(f"only {get_hub().waiting(service_id)} of {count} watchers waiting")
 
 
 async def test_behind_watcher_gets_the_desired_state_at_once(settings):
@@ -122,7 +148,7 @@ async def test_hold_ends_with_204_after_the_configured_time(settings):
     started = loop.time()
     response = await _watch(AsyncClient(), raw, 0)
     assert response.status_code == 204
-    assert 0.15 < loop.time() - started < 2.0
+    assert 0.15 < loop.time() - started < 5.0
 
 
 async def test_watcher_that_went_away_is_forgotten(backend):
@@ -204,8 +230,6 @@ class AsgiCall:
 
 
 async def test_fast_path_wakes_watchers_without_the_django_stack(backend):
-    from controlplane.circuits.watch import WatchFastPath
-
     passed_on: list[str] = []
 
     async def inner(scope: Any, receive: Any, send: Any) -> None:
@@ -229,8 +253,6 @@ async def test_fast_path_wakes_watchers_without_the_django_stack(backend):
 
 
 async def test_fast_path_checks_input_host_and_frees_a_departed_watcher(backend):
-    from controlplane.circuits.watch import WatchFastPath
-
     app = WatchFastPath(None)
     service, raw, _ = await sync_to_async(_setup)()
     auth = {"Authorization": f"Bearer {raw}"}
@@ -250,10 +272,112 @@ async def test_fast_path_checks_input_host_and_frees_a_departed_watcher(backend)
     assert get_hub().waiting(service.id) == 0
 
 
+# A URL configuration that mounts the watch elsewhere (see the test below).
+urlpatterns = [path("agents/v2/watch", agent_watch)]
+
+
+async def test_fast_path_serves_the_watch_wherever_the_url_configuration_routes_it(settings):
+    passed_on: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        passed_on.append(scope["path"])
+
+    app = WatchFastPath(inner)
+    assert (await AsgiCall("/api/v1/agent/watch", "since=0").run(app))[0] == 401
+    settings.ROOT_URLCONF = __name__
+    status, body = await AsgiCall("/agents/v2/watch", "since=0").run(app)
+    assert status == 401 and json.loads(body)["field"] == "Authorization"
+    assert (await AsgiCall("/api/v1/agent/watch", "since=0").run(app)) == (0, b"")
+    assert passed_on == ["/api/v1/agent/watch"]
+    # Mounted below a root path, as a server with --root-path passes it.
+    call = AsgiCall("/switchyard/agents/v2/watch", "since=0")
+    call.scope["root_path"] = "/switchyard"
+    assert (await call.run(app))[0] == 401
+
+
+SECURITY_HEADERS = (
+    "strict-transport-security",
+    "x-content-type-options",
+    "referrer-policy",
+    "cross-origin-opener-policy",
+    "location",
+)
+
+SECURITY_SETTINGS = {
+    "defaults": {},
+    "hsts": {
+        "SECURE_HSTS_SECONDS": 3600,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+        "SECURE_HSTS_PRELOAD": True,
+        "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),
+    },
+    "ssl-redirect": {
+        "SECURE_SSL_REDIRECT": True,
+        "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),
+    },
+    "policies": {
+        "SECURE_CONTENT_TYPE_NOSNIFF": True,
+        "SECURE_REFERRER_POLICY": "no-referrer, strict-origin",
+        "SECURE_CROSS_ORIGIN_OPENER_POLICY": "same-origin-allow-popups",
+    },
+}
+
+
+@pytest.mark.parametrize("proto", ["http", "https"])
+@pytest.mark.parametrize("case", sorted(SECURITY_SETTINGS))
+async def test_fast_path_sets_the_security_headers_django_would(settings, case, proto):
+    for name, value in SECURITY_SETTINGS[case].items():
+        setattr(settings, name, value)
+    _, raw, _ = await sync_to_async(_setup)()
+    settings.SWITCHYARD_WATCH_HOLD = 0.2
+    headers = {"Authorization": f"Bearer {raw}", "X-Forwarded-Proto": proto}
+
+    django = await AsyncClient().get("/api/v1/agent/watch?since=0", headers=headers)
+    call = AsgiCall("/api/v1/agent/watch", "since=0", headers)
+    status, _ = await call.run(WatchFastPath(None))
+    fast = {k.decode(): v.decode() for k, v in call.sent[0]["headers"]}
+
+    assert status == django.status_code
+    expected = {h: django.headers[h] for h in SECURITY_HEADERS if h in django.headers}
+    assert {h: fast[h] for h in SECURITY_HEADERS if h in fast} == expected
+    # What each setting must produce (so the comparison above cannot pass empty-handed).
+    assert expected["x-content-type-options"] == "nosniff"
+    assert expected["cross-origin-opener-policy"]
+    if case == "hsts" and proto == "https":
+        assert expected["strict-transport-security"] == ("max-age=3600; includeSubDomains; preload")
+    else:
+        assert "strict-transport-security" not in expected
+    if case == "ssl-redirect" and proto == "http":
+        assert status == 301
+        assert expected["location"] == "https://testserver/api/v1/agent/watch?since=0"
+    else:
+        assert status == 204
+    if case == "policies":
+        assert expected["referrer-policy"] == "no-referrer,strict-origin"
+
+
+async def test_the_deployed_asgi_application_serves_the_watch_with_security_headers(settings):
+    from controlplane.asgi import application
+
+    settings.SECURE_HSTS_SECONDS = 60
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    service, raw, circuit = await sync_to_async(_setup)()
+    await sync_to_async(_force)(service.id, circuit)
+    headers = {"Authorization": f"Bearer {raw}", "X-Forwarded-Proto": "https"}
+    call = AsgiCall("/api/v1/agent/watch", "since=0", headers)
+    status, body = await call.run(application)
+    sent = {k.decode(): v.decode() for k, v in call.sent[0]["headers"]}
+    assert status == 200 and json.loads(body)["desired_version"] == 1
+    assert sent["strict-transport-security"] == "max-age=60"
+    assert sent["x-content-type-options"] == "nosniff"
+    assert sent["content-type"] == "application/json"
+    assert "set-cookie" not in sent and "vary" not in sent  # no session stack ran
+
+
 async def test_hub_distrusts_what_it_learned_before_its_change_feed_broke(settings):
     import redis
 
-    from controlplane.circuits.notify import WatchHub, listener_name
+    from controlplane.circuits.watchhub import WatchHub, listener_name
 
     if not settings.REDIS_URL:
         pytest.skip("REDIS_URL is not set")

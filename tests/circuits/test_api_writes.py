@@ -7,8 +7,8 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
+from controlplane.circuits import watchhub
 from controlplane.circuits.models import AuditEvent, Circuit, ConfigVersion, Override, Service
-from controlplane.circuits.signals import desired_state_changed
 
 pytestmark = pytest.mark.django_db
 
@@ -21,15 +21,17 @@ def circuit(post_sync: Any, sync_body: Any) -> Circuit:
 
 
 @pytest.fixture
-def signals() -> Any:
+def signals(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """What the watch hub's change feed is told (and still tells the hubs)."""
     received: list[dict[str, Any]] = []
+    announce = watchhub.announce
 
-    def receiver(sender: Any, **kwargs: Any) -> None:
-        received.append({k: kwargs[k] for k in ("service_id", "desired_version")})
+    def recording(service_id: int, desired_version: int) -> None:
+        received.append({"service_id": service_id, "desired_version": desired_version})
+        announce(service_id, desired_version)
 
-    desired_state_changed.connect(receiver)
-    yield received
-    desired_state_changed.disconnect(receiver)
+    monkeypatch.setattr(watchhub, "announce", recording)
+    return received
 
 
 def _url(circuit: Circuit, tail: str) -> str:

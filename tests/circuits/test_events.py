@@ -1,18 +1,28 @@
-"""Typed fleet events reach the channel layer group after the commit, and only then."""
+"""Typed change events reach their sinks (the "fleet" group, the watch hub's change
+feed) after the commit, and only then."""
 
 import asyncio
 import copy
+import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from controlplane.circuits.events import FLEET_GROUP
 from controlplane.circuits.models import Circuit
-from controlplane.circuits.operations import force_circuit
+from controlplane.circuits.operations import (
+    create_config_version,
+    expire_overrides,
+    force_circuit,
+    release_circuit,
+)
+from controlplane.circuits.watchhub import get_hub
 
 pytestmark = pytest.mark.django_db
 
@@ -109,3 +119,121 @@ def test_force_publishes_an_override_event(
     assert event["action"] == "force"
     assert event["override"]["state"] == "forced_open"
     assert event["desired_version"] == 1
+
+
+# The payload of each kind, as the dashboard and alerts read it.
+FIELDS = {
+    "fleet.transitions": {"type", "service_id", "service", "transitions"},
+    "fleet.snapshots": {"type", "service_id", "service", "instance", "snapshots"},
+    "fleet.override": {
+        "type",
+        "service_id",
+        "circuit_id",
+        "circuit",
+        "action",
+        "override",
+        "desired_version",
+    },
+    "fleet.config": {
+        "type",
+        "service_id",
+        "circuit_id",
+        "circuit",
+        "config_version",
+        "desired_version",
+    },
+}
+
+
+def test_every_change_reaches_both_sinks_once_after_its_commit(
+    post_sync,
+    sync_body,
+    operator: User,
+    fleet_channel,
+    django_capture_on_commit_callbacks,
+    name: str,
+    settings: Any,
+) -> None:
+    """Force, config edit, release and expiry each publish one typed event to the fleet
+    group and announce the new desired version to the watch hub; a sync announces none."""
+    settings.REDIS_URL = ""  # the change feed of this process: read back from its hub
+    hub = get_hub()
+    post_sync(sync_body(breakers=[{"name": name}]))
+    circuit = Circuit.objects.get()
+    fleet_channel()
+    assert hub.announced(circuit.service_id) == 0
+
+    def step(action: Any) -> dict[str, Any]:
+        before = hub.announced(circuit.service_id)
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            action()
+        assert hub.announced(circuit.service_id) == before  # nothing before the commit
+        assert fleet_channel() == []
+        for callback in callbacks:
+            callback()
+        (event,) = fleet_channel()
+        assert set(event) == FIELDS[event["type"]]
+        assert hub.announced(circuit.service_id) == event["desired_version"]
+        return event
+
+    forced = step(lambda: force_circuit(circuit, "forced_open", reason="drill", user=operator))
+    assert (forced["type"], forced["action"], forced["desired_version"]) == (
+        "fleet.override",
+        "force",
+        1,
+    )
+    config = step(
+        lambda: create_config_version(
+            circuit, {"failure_threshold": 3}, expected_version=1, user=operator
+        )
+    )
+    assert (config["type"], config["config_version"], config["desired_version"]) == (
+        "fleet.config",
+        2,
+        2,
+    )
+    released = step(lambda: release_circuit(circuit, user=operator))
+    assert (released["action"], released["override"], released["desired_version"]) == (
+        "release",
+        None,
+        3,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        force_circuit(circuit, "forced_closed", reason="drill", user=operator, expires_in=1)
+    assert hub.announced(circuit.service_id) == 4
+    fleet_channel()
+    later = timezone.now() + timedelta(seconds=2)
+    expired = step(lambda: expire_overrides(now=later))
+    assert (expired["action"], expired["desired_version"]) == ("expire", 5)
+
+    # A sync's events move no desired version: nothing for the watchers.
+    with django_capture_on_commit_callbacks(execute=True):
+        post_sync(sync_body(breakers=[{"name": name, "state": "open"}]))
+    assert [m["type"] for m in fleet_channel()] == ["fleet.snapshots"]
+    assert hub.announced(circuit.service_id) == 5
+
+
+def test_the_change_feed_is_namespaced_by_the_redis_prefix(
+    post_sync, sync_body, operator: User, django_capture_on_commit_callbacks, name: str, settings
+) -> None:
+    import redis
+
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set")
+    settings.SWITCHYARD_REDIS_PREFIX = f"test-{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    ours, default = client.pubsub(), client.pubsub()
+    ours.subscribe(f"{settings.SWITCHYARD_REDIS_PREFIX}:desired_state_changed")
+    default.subscribe("switchyard:desired_state_changed")
+    for pubsub in (ours, default):  # the subscription is confirmed before the change
+        assert pubsub.get_message(timeout=5.0)["type"] == "subscribe"
+    post_sync(sync_body(breakers=[{"name": name}]))
+    circuit = Circuit.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        force_circuit(circuit, "forced_open", reason="drill", user=operator)
+    message = ours.get_message(timeout=5.0)
+    assert message is not None and message["type"] == "message"
+    assert json.loads(message["data"]) == {"service_id": circuit.service_id, "desired_version": 1}
+    assert default.get_message(timeout=0.3) is None
+    ours.close()
+    default.close()

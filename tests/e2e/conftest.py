@@ -50,6 +50,7 @@ class ControlPlaneProcess:
         self.app = app or ["controlplane.asgi:application"]
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.pids: list[int] = []  # of every process started (tests of this fixture)
         fd, self.log_path = tempfile.mkstemp(prefix="switchyard-e2e-", suffix=".log")
         os.close(fd)
 
@@ -57,50 +58,67 @@ class ControlPlaneProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                *self.app,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--lifespan",
-                "off",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-                "--timeout-graceful-shutdown",
-                "1",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=open(self.log_path, "ab"),  # noqa: SIM115
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"control plane exited at start:\n{self.output()}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                if self.request("GET", "/healthz")[0] == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"control plane did not come up:\n{self.output()}")
+    def start(self, timeout: float = 60.0) -> None:
+        """Start uvicorn and wait until it answers; on any failure (time-out, early exit,
+        an interrupt) the process and its group are killed before the error goes on."""
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    *self.app,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--lifespan",
+                    "off",
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                    "--timeout-graceful-shutdown",
+                    "1",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, killed as one
+            )
+        self.pids.append(self.proc.pid)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"control plane exited at start:\n{self.output()}")
+                with contextlib.suppress(OSError, http.client.HTTPException):
+                    if self.request("GET", "/healthz")[0] == 200:
+                        return
+                time.sleep(0.1)
+            raise RuntimeError(f"control plane did not come up in {timeout} s:\n{self.output()}")
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        if self.proc is None:
+        """Stop the process and anything it started (SIGTERM, then SIGKILL)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
+            self._signal_group(proc, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        finally:
+            if proc.poll() is None:
+                self._signal_group(proc, signal.SIGKILL)
+                proc.wait(5)
+
+    @staticmethod
+    def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)  # the group id is the leader's pid (new session)
 
     def output(self) -> str:
         return Path(self.log_path).read_text(errors="replace")[-4000:]
@@ -124,6 +142,12 @@ class ControlPlaneProcess:
             return response.status, data.decode(errors="replace")
 
 
+# Redis pub/sub is server-wide, not per database: the servers of this test run get a
+# change feed of their own, so another run's changes (same service ids) wake nothing here.
+# (From the pid: this module is imported twice, as a conftest and by the tests.)
+REDIS_PREFIX = f"e2e-{os.getpid()}"
+
+
 def server_env(**extra: str) -> dict[str, str]:
     from django.conf import settings
 
@@ -131,6 +155,7 @@ def server_env(**extra: str) -> dict[str, str]:
     env.update(
         DATABASE_URL=database_url(),
         REDIS_URL=settings.REDIS_URL or "",
+        SWITCHYARD_REDIS_PREFIX=REDIS_PREFIX,
         DEBUG="1",
         ALLOWED_HOSTS="127.0.0.1,localhost",
         PYTHONPATH=str(ROOT),
@@ -146,8 +171,10 @@ def control_plane(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Cont
     with django_db_blocker.unblock():
         server = ControlPlaneProcess(server_env())
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -157,8 +184,25 @@ def own_control_plane(
     """A control plane of this test alone (it may stop and restart it)."""
     server = ControlPlaneProcess(server_env())
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def change_feed_listeners() -> int:
+    """How many web processes (of this run's servers) listen to the change feed."""
+    import redis
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return 1  # one process: changes go straight to its hub
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        ((_, count),) = client.pubsub_numsub(f"{REDIS_PREFIX}:desired_state_changed")
+        return int(count)
+    finally:
+        client.close()
 
 
 def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> bool:

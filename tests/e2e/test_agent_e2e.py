@@ -16,7 +16,7 @@ from breakers import CircuitBreakerConfig, CircuitBreakerRegistry, CircuitState
 from breakers.agent import Agent
 from controlplane.circuits.auth import create_agent_token
 from controlplane.circuits.models import Instance, Service, Transition
-from tests.e2e.conftest import ControlPlaneProcess, wait_for
+from tests.e2e.conftest import ControlPlaneProcess, change_feed_listeners, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -67,8 +67,9 @@ def test_a_trip_in_the_application_is_stored(control_plane: ControlPlaneProcess,
     with new_agent(control_plane.url, token, registry) as agent:
         assert wait_for(lambda: agent.stats()["syncs_ok"] >= 1), agent.stats()
         trip(payments)
-        assert wait_for(lambda: stored(service), timeout=3.0), control_plane.output()
-        assert agent.pending_transitions == 0
+        assert wait_for(lambda: stored(service), timeout=10.0), control_plane.output()
+        # The row is committed before the answer that acknowledges it reaches the agent.
+        assert wait_for(lambda: agent.pending_transitions == 0, timeout=10.0), agent.stats()
     ((name, seq, from_state, to_state),) = stored(service)
     assert (name, seq, from_state, to_state) == ("payments", 1, "closed", "open")
     transition = Transition.objects.get()
@@ -90,7 +91,9 @@ def test_outage_of_several_seconds_loses_and_duplicates_nothing(
         assert wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
         breakers[0].force_open("before the outage")
         breakers[0].release()
-        assert wait_for(lambda: len(stored(service)) == 2)
+        assert wait_for(lambda: len(stored(service)) == 2, timeout=10.0)
+        # Acknowledged too, so that exactly the outage's transitions are pending below.
+        assert wait_for(lambda: agent.pending_transitions == 0, timeout=10.0), agent.stats()
         server.stop()
         # While the control plane is down the application keeps tripping and recovering.
         outage_started = time.monotonic()
@@ -99,7 +102,7 @@ def test_outage_of_several_seconds_loses_and_duplicates_nothing(
             breaker.force_open("outage drill")
             breaker.release()
         assert agent.pending_transitions == 9
-        assert wait_for(lambda: agent.stats()["syncs_failed"] >= 1)
+        assert wait_for(lambda: agent.stats()["syncs_failed"] >= 1, timeout=10.0)
         time.sleep(max(0.0, 3.0 - (time.monotonic() - outage_started)))
         server.start()
         assert wait_for(lambda: agent.pending_transitions == 0, timeout=10.0), agent.stats()
@@ -175,7 +178,7 @@ def test_erroring_control_plane_leaves_calls_unaffected(corrupting_proxy, agent_
         corrupting_proxy.mode = mode
         payments.force_open("drill")
         payments.release()
-        assert wait_for(lambda: agent.stats()["syncs_failed"] >= 2, timeout=3.0)
+        assert wait_for(lambda: agent.stats()["syncs_failed"] >= 2, timeout=10.0)
         # Every protected call still runs, on the config it had, and fails over normally.
         started = time.perf_counter()
         results = [payments.call(lambda i=i: i) for i in range(2000)]
@@ -188,7 +191,7 @@ def test_erroring_control_plane_leaves_calls_unaffected(corrupting_proxy, agent_
         assert agent.pending_transitions == 3
         # The link comes back: what was kept arrives.
         corrupting_proxy.mode = "pass"
-        assert wait_for(lambda: agent.pending_transitions == 0, timeout=5.0)
+        assert wait_for(lambda: agent.pending_transitions == 0, timeout=10.0), agent.stats()
     assert [to for _, _, _, to in stored(service)] == ["forced_open", "closed", "open"]
 
 
@@ -218,6 +221,9 @@ def test_operator_force_reaches_the_application_within_a_second(
         assert wait_for(lambda: circuit_id(control_plane, operator_token, "payments"))
         cid = circuit_id(control_plane, operator_token, "payments")
         assert wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
+        # The server's hub subscribes to the change feed with its first watcher: a change
+        # published before that would wake nobody (the agent would see it at its next sync).
+        assert wait_for(lambda: change_feed_listeners() >= 1, timeout=10.0)
         for _ in range(2):
             started = time.monotonic()
             status, body = control_plane.request(
@@ -254,6 +260,7 @@ def test_central_threshold_edit_is_applied_and_reported(
     with new_agent(control_plane.url, token, registry) as agent:
         assert wait_for(lambda: circuit_id(control_plane, operator_token, "payments"))
         cid = circuit_id(control_plane, operator_token, "payments")
+        assert wait_for(lambda: change_feed_listeners() >= 1, timeout=10.0)
         status, detail = control_plane.request(
             "GET", f"/api/v1/circuits/{cid}/", token=operator_token
         )
@@ -283,7 +290,7 @@ def test_central_threshold_edit_is_applied_and_reported(
                 (agent.instance_id, version, False)
             ]
 
-        assert wait_for(reported, timeout=5.0)
+        assert wait_for(reported, timeout=10.0)
         # The new threshold is the one in force: two failures open it now.
         trip(payments)
         assert payments.get_state()["failures"] == 2

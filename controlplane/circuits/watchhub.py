@@ -1,4 +1,4 @@
-"""Wake-up fan-out for long-polling agents.
+"""The watch hub: wakes long-polling agents when their service's desired state moves.
 
 Each web process keeps one :class:`WatchHub`. Watch requests register a waiter
 (service id, the version the agent already has, the event loop it waits on).
@@ -6,13 +6,16 @@ When a service's desired state changes, the hub builds that desired state once,
 serialises it once, and hands the same bytes to every waiter of the service, so
 a thousand woken agents cost one ``build_desired_state`` call, not a thousand syncs.
 
-How a change reaches the hubs:
+How a change reaches the hubs (the change feed): :func:`announce` is the sink that
+``controlplane.circuits.events.publish`` hands every committed event that moves a
+service's desired version to.
 
-* With ``REDIS_URL`` set, the ``desired_state_changed`` signal publishes
-  ``{"service_id", "desired_version"}`` on a Redis channel and every web process
-  runs one listener thread subscribed to it (started with its first waiter).
-* Without Redis (the embedded default, one process), the signal hands the change
-  straight to this process's hub.
+* With ``REDIS_URL`` set, it publishes ``{"service_id", "desired_version"}`` on the
+  Redis channel :func:`channel_name` (namespaced by ``SWITCHYARD_REDIS_PREFIX``) and
+  every web process runs one listener thread subscribed to it (started with its first
+  waiter), so a change made in any process (web, Celery) wakes the agents of all.
+* Without Redis (the embedded default, one process), it hands the change straight to
+  this process's hub.
 
 Building and delivering happen on the hub's own thread, never on an event loop.
 """
@@ -33,13 +36,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from django.dispatch import receiver
-
-from controlplane.circuits.signals import desired_state_changed
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "switchyard:desired_state_changed"
 # Redis reconnects back off up to this many seconds.
 MAX_RECONNECT_DELAY = 5.0
 
@@ -81,6 +80,7 @@ class WatchHub:
         self._known: dict[int, tuple[int, int]] = {}  # service id -> (version, generation)
         self._payloads: dict[int, tuple[int, bytes]] = {}  # service id -> last built
         self._listen_generation = 0
+        self._channel: str | None = None  # the Redis channel the listener is subscribed to
         self._changes: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._listener: threading.Thread | None = None
@@ -117,6 +117,11 @@ class WatchHub:
             if not redis_url():
                 return 0
             return self._feed_generation if self._feed_generation >= 0 else None
+
+    def listening_on(self) -> str | None:
+        """The Redis channel whose messages this hub hears now (None: not subscribed)."""
+        with self._lock:
+            return self._channel
 
     def learn(self, service_id: int, version: int, generation: int | None) -> None:
         """Remember a version read from the database while the feed was ``generation``."""
@@ -167,7 +172,7 @@ class WatchHub:
 
     # -- changes (any thread) --------------------------------------------------------------
 
-    def notify(self, service_id: int, desired_version: int) -> None:
+    def wake(self, service_id: int, desired_version: int) -> None:
         """A service's desired state moved to ``desired_version``: wake its waiters."""
         with self._lock:
             if desired_version > self._announced.get(service_id, 0):
@@ -247,27 +252,35 @@ class WatchHub:
                     redis_url(), socket_keepalive=True, client_name=listener_name()
                 )
                 pubsub = client.pubsub()
-                pubsub.subscribe(CHANNEL)
+                channel = channel_name()
+                pubsub.subscribe(channel)
                 delay = 0.1
                 while not self._stopping.is_set():
-                    message = pubsub.get_message(timeout=1.0)
+                    if channel != channel_name():  # the prefix changed (tests): resubscribe
+                        with self._lock:
+                            self._feed_generation = -1
+                            self._channel = None
+                        break
+                    message = pubsub.get_message(timeout=0.2)
                     if message is None:
                         continue
                     if message["type"] == "subscribe":
                         with self._lock:  # from now on no change can pass unheard
                             self._feed_generation = self._listen_generation + 1
                             self._listen_generation += 1
+                            self._channel = channel
                         continue
                     if message["type"] != "message":
                         continue
                     try:
                         data = json.loads(message["data"])
-                        self.notify(int(data["service_id"]), int(data["desired_version"]))
+                        self.wake(int(data["service_id"]), int(data["desired_version"]))
                     except (ValueError, KeyError, TypeError):
                         logger.warning("watch hub: ignored malformed message %r", message)
             except Exception as exc:
                 with self._lock:  # changes may pass unheard until resubscribed
                     self._feed_generation = -1
+                    self._channel = None
                 # Waiters still time out and agents still sync periodically.
                 logger.warning("watch hub: Redis listener error (%s); reconnecting", exc)
                 self._stopping.wait(delay)
@@ -286,6 +299,12 @@ class WatchHub:
 def listener_name() -> str:
     """The Redis client name of this process's listener (for operators and tests)."""
     return f"switchyard-watch-hub-{os.getpid()}"
+
+
+def channel_name() -> str:
+    """The Redis channel of the change feed, under ``SWITCHYARD_REDIS_PREFIX``."""
+    prefix = getattr(settings, "SWITCHYARD_REDIS_PREFIX", "switchyard")
+    return f"{prefix}:desired_state_changed"
 
 
 def redis_url() -> str:
@@ -318,7 +337,7 @@ def _publish(service_id: int, desired_version: int) -> None:
         try:
             if _redis_client is None:
                 _redis_client = redis.Redis.from_url(redis_url(), socket_timeout=2.0)
-            _redis_client.publish(CHANNEL, message)
+            _redis_client.publish(channel_name(), message)
             return
         except redis.RedisError as exc:
             _redis_client = None
@@ -326,16 +345,14 @@ def _publish(service_id: int, desired_version: int) -> None:
                 logger.warning("could not publish desired state change: %s", exc)
 
 
-@receiver(desired_state_changed, dispatch_uid="switchyard-watch-notify")
-def on_desired_state_changed(
-    sender: Any, service_id: int, desired_version: int, **kwargs: Any
-) -> None:
-    """Fan a change out to every web process (Redis) or to this one."""
+def announce(service_id: int, desired_version: int) -> None:
+    """Tell every web process's hub (Redis) or this one's that a service's desired
+    state moved to ``desired_version``. Call after the commit."""
     started = time.monotonic()
     if redis_url():
         _publish(service_id, desired_version)
     else:
-        get_hub().notify(service_id, desired_version)
+        get_hub().wake(service_id, desired_version)
     logger.debug(
         "desired state of service %s -> %s announced in %.1f ms",
         service_id,
