@@ -222,10 +222,11 @@ def test_the_change_feed_is_namespaced_by_the_redis_prefix(
         pytest.skip("REDIS_URL is not set")
     settings.SWITCHYARD_REDIS_PREFIX = f"test-{uuid.uuid4().hex}"
     client = redis.Redis.from_url(settings.REDIS_URL)
-    ours, default = client.pubsub(), client.pubsub()
+    # Another deployment's prefix (random, so no other process on this Redis uses it).
+    ours, theirs = client.pubsub(), client.pubsub()
     ours.subscribe(f"{settings.SWITCHYARD_REDIS_PREFIX}:desired_state_changed")
-    default.subscribe("switchyard:desired_state_changed")
-    for pubsub in (ours, default):  # the subscription is confirmed before the change
+    theirs.subscribe(f"test-{uuid.uuid4().hex}:desired_state_changed")
+    for pubsub in (ours, theirs):  # the subscription is confirmed before the change
         assert pubsub.get_message(timeout=5.0)["type"] == "subscribe"
     post_sync(sync_body(breakers=[{"name": name}]))
     circuit = Circuit.objects.get()
@@ -234,6 +235,6 @@ def test_the_change_feed_is_namespaced_by_the_redis_prefix(
     message = ours.get_message(timeout=5.0)
     assert message is not None and message["type"] == "message"
     assert json.loads(message["data"]) == {"service_id": circuit.service_id, "desired_version": 1}
-    assert default.get_message(timeout=0.3) is None
+    assert theirs.get_message(timeout=0.3) is None
     ours.close()
-    default.close()
+    theirs.close()
