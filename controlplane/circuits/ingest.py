@@ -32,7 +32,6 @@ from controlplane.circuits.desired import (
     open_overrides,
     service_circuits,
 )
-from controlplane.circuits.errors import error_body
 from controlplane.circuits.models import (
     Circuit,
     ConfigVersion,
@@ -42,6 +41,7 @@ from controlplane.circuits.models import (
     Transition,
 )
 from controlplane.circuits.operations import expire_overrides
+from controlplane.core.errors import error_body
 
 PROTOCOL_VERSION = wire.PROTOCOL_VERSION
 MAX_COUNTER = 2**63 - 1

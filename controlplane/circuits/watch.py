@@ -31,8 +31,8 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware.security import SecurityMiddleware
 from django.urls import Resolver404, resolve
 
-from controlplane.circuits.errors import error_body
 from controlplane.circuits.watchhub import get_hub
+from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, error_body
 
 # controlplane.circuits.auth (models) is imported where used: controlplane.asgi imports
 # this module right after Django is set up, before the app registry is used.
@@ -145,7 +145,7 @@ async def watch(method: str, since_raw: str, authorization: str | None) -> Answe
     from controlplane.circuits.auth import bearer_token
 
     if method != "GET":
-        return _error(405, "method", f"{method} is not allowed; use GET", Allow="GET")
+        return _error(405, NON_FIELD, f'Method "{method}" not allowed.', Allow="GET")
     try:
         since = int(since_raw)
     except ValueError:
@@ -156,7 +156,12 @@ async def watch(method: str, since_raw: str, authorization: str | None) -> Answe
         return _error(400, "since", f"must be an integer between 0 and {MAX_SINCE}, got {since}")
     token = bearer_token(authorization)
     if token is None:
-        return _error(401, "Authorization", "an agent token is required (Bearer sya_...)")
+        return _error(
+            401,
+            CREDENTIALS_FIELD,
+            "send an agent token as 'Authorization: Bearer sya_...'",
+            **{"WWW-Authenticate": 'Bearer realm="agent"'},
+        )
 
     hub = get_hub()
     generation = hub.feed_generation()  # before any database read
@@ -165,7 +170,12 @@ async def watch(method: str, since_raw: str, authorization: str | None) -> Answe
     if service_id is None or current is None:
         found = await _lookup_once(token)
         if found is None:
-            return _error(401, "Authorization", "invalid or revoked agent token")
+            return _error(
+                401,
+                CREDENTIALS_FIELD,
+                "invalid or revoked agent token",
+                **{"WWW-Authenticate": 'Bearer realm="agent", error="invalid_token"'},
+            )
         service_id, current = found
         _cache_service(token, service_id)
         hub.learn(service_id, current, generation)
@@ -261,7 +271,7 @@ class WatchFastPath:
         try:
             request.get_host()  # validates the Host header against ALLOWED_HOSTS
         except DisallowedHost:
-            response = _response(_error(400, "Host", "host not allowed"))
+            response = _response(_error(400, "host", "host not allowed"))
         else:
             redirect = security.process_request(request)
             if redirect is not None:

@@ -180,8 +180,11 @@ async def test_missing_wrong_revoked_or_foreign_tokens_are_refused():
     client = AsyncClient()
     missing = await client.get("/api/v1/agent/watch?since=0")
     assert missing.status_code == 401
-    assert json.loads(missing.content)["field"] == "Authorization"
-    assert (await _watch(client, "sya_not-a-real-token", 0)).status_code == 401
+    assert json.loads(missing.content)["field"] == "authorization"
+    assert missing["WWW-Authenticate"] == 'Bearer realm="agent"'
+    wrong = await _watch(client, "sya_not-a-real-token", 0)
+    assert wrong.status_code == 401
+    assert wrong["WWW-Authenticate"] == 'Bearer realm="agent", error="invalid_token"'
     assert (await _watch(client, "syu_personal-tokens-do-not-watch", 0)).status_code == 401
     await sync_to_async(AgentToken.objects.update)(revoked_at=timezone.now())
     assert (await _watch(client, raw, 0)).status_code == 401
@@ -263,7 +266,7 @@ async def test_fast_path_checks_input_host_and_frees_a_departed_watcher(backend)
     status, body = await AsgiCall(
         "/api/v1/agent/watch", "since=0", {**auth, "host": "evil.example"}
     ).run(app)
-    assert status == 400 and json.loads(body)["field"] == "Host"
+    assert status == 400 and json.loads(body)["field"] == "host"
     call = AsgiCall("/api/v1/agent/watch", "since=0", auth)
     task = asyncio.ensure_future(call.run(app))
     await _wait_until_waiting(service.id, 1)
@@ -286,7 +289,7 @@ async def test_fast_path_serves_the_watch_wherever_the_url_configuration_routes_
     assert (await AsgiCall("/api/v1/agent/watch", "since=0").run(app))[0] == 401
     settings.ROOT_URLCONF = __name__
     status, body = await AsgiCall("/agents/v2/watch", "since=0").run(app)
-    assert status == 401 and json.loads(body)["field"] == "Authorization"
+    assert status == 401 and json.loads(body)["field"] == "authorization"
     assert (await AsgiCall("/api/v1/agent/watch", "since=0").run(app)) == (0, b"")
     assert passed_on == ["/api/v1/agent/watch"]
     # Mounted below a root path, as a server with --root-path passes it.

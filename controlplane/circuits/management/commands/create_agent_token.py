@@ -9,7 +9,7 @@ from django.db import transaction
 from controlplane.circuits.auth import create_agent_token
 from controlplane.circuits.choices import AuditAction
 from controlplane.circuits.models import Service, name_validator
-from controlplane.circuits.operations import record_audit
+from controlplane.core.audit import record_audit
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from controlplane.circuits.auth import create_api_token
 from controlplane.circuits.choices import AuditAction
-from controlplane.circuits.operations import record_audit
+from controlplane.core.audit import record_audit
 
 
 class Command(BaseCommand):
