@@ -29,7 +29,10 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict breakers
+	DEBUG=1 $(BIN)/mypy --config-file mypy-django.ini
+	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 
 bench: venv
 	$(BIN)/python benchmarks/bench_breaker.py

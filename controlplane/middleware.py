@@ -54,6 +54,6 @@ class StaticFilesMiddleware:
 
 async def _in_thread(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
     iterator = iter(chunks)
-    read = sync_to_async(next, thread_sensitive=False)
-    while (chunk := await read(iterator, None)) is not None:
+    read = sync_to_async(lambda: next(iterator, None), thread_sensitive=False)
+    while (chunk := await read()) is not None:
         yield chunk

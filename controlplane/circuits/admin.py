@@ -29,6 +29,7 @@ from controlplane.circuits.models import (
     Transition,
 )
 from controlplane.core.audit import record_audit
+from controlplane.core.permissions import acting_user
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -60,7 +61,7 @@ def _revoke(request: HttpRequest, tokens: QuerySet, action: str) -> int:
             token.revoked_at = now
             token.save(update_fields=["revoked_at"])
             record_audit(
-                actor=request.user,
+                actor=acting_user(request),
                 action=action,
                 target=token,
                 service_id=getattr(token, "service_id", None),

@@ -8,7 +8,7 @@ the secret has 256 bits of entropy, and it keeps the lookup a single indexed que
 import hashlib
 import secrets
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from controlplane.circuits.models import AgentToken, APIToken, Service
 
@@ -39,7 +39,7 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def create_agent_token(
-    service: Service, *, label: str = "", created_by=None
+    service: Service, *, label: str = "", created_by: User | None = None
 ) -> tuple[AgentToken, str]:
     """Create an agent token for ``service``; returns the row and the raw token (shown once)."""
     raw = _new_secret(AGENT_TOKEN_PREFIX)
@@ -53,7 +53,7 @@ def create_agent_token(
     return token, raw
 
 
-def create_api_token(user: AbstractBaseUser, *, label: str = "") -> tuple[APIToken, str]:
+def create_api_token(user: User, *, label: str = "") -> tuple[APIToken, str]:
     """Create a personal API token for ``user``; returns the row and the raw token (shown once)."""
     raw = _new_secret(API_TOKEN_PREFIX)
     token = APIToken.objects.create(

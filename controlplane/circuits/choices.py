@@ -13,15 +13,18 @@ def _labelled(states: list[str]) -> list[tuple[str, tuple[str, str]]]:
 
 
 # Derived from the library's enums, so the server cannot drift from what agents send.
+# (django-stubs does not type the functional API's ``module`` argument.)
 CircuitState = models.TextChoices(
-    "CircuitState", _labelled([s.value for s in states.CircuitState]), module=__name__
+    "CircuitState",
+    _labelled([s.value for s in states.CircuitState]),
+    module=__name__,  # type: ignore[call-overload]
 )
 CircuitState.__doc__ = "A breaker's state as the library reports it (breakers.CircuitState)."
 
 FleetState = models.TextChoices(
     "FleetState",
     _labelled([*(s.value for s in states.CircuitState), "unknown"]),
-    module=__name__,
+    module=__name__,  # type: ignore[call-overload]
 )
 FleetState.__doc__ = (
     "A circuit's state across its fleet: a CircuitState, or unknown with no live instance."
@@ -39,7 +42,9 @@ SEVERITY_ORDER: tuple[str, ...] = (
 
 
 OverrideState = models.TextChoices(
-    "OverrideState", _labelled([s.value for s in states.FORCED_STATES]), module=__name__
+    "OverrideState",
+    _labelled([s.value for s in states.FORCED_STATES]),
+    module=__name__,  # type: ignore[call-overload]
 )
 OverrideState.__doc__ = "States an operator can force."
 
@@ -54,7 +59,9 @@ class OverrideEnd(models.TextChoices):
 
 # Values only: Django labels them from the member name ("Failure Threshold").
 TransitionReason = models.TextChoices(
-    "TransitionReason", [(r.name, r.value) for r in states.TransitionReason], module=__name__
+    "TransitionReason",
+    [(r.name, r.value) for r in states.TransitionReason],
+    module=__name__,  # type: ignore[call-overload]
 )
 TransitionReason.__doc__ = "Why a breaker changed state (breakers.TransitionEvent.reason)."
 

@@ -581,7 +581,7 @@ def _upsert_snapshots_sql(
         [r.state_since for r in reports],
         [r.retry_after for r in reports],
     ]
-    params = [*columns, instance.pk, ids, instance.pk, *[restarted] * 4, now]
+    params: list[Any] = [*columns, instance.pk, ids, instance.pk, *[restarted] * 4, now]
     with connection.cursor() as cursor:
         cursor.execute(_SQL_UPSERT.format(table=table, updates=updates), params)
         rows = cursor.fetchall()

@@ -120,6 +120,11 @@ class Circuit(models.Model):
 
     objects = CircuitQuerySet.as_manager()
 
+    # Set on the rows of CircuitQuerySet.with_fleet_state() only.
+    fleet_state: str
+    instances_live: int
+    override_state: str | None
+
     class Meta:
         ordering = ["service", "name"]
         constraints = [

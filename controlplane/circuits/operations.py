@@ -5,11 +5,12 @@ desired version and publishes the typed event of the change after the commit (it
 wake the agents' long polls and update the dashboards).
 """
 
+import functools
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -52,7 +53,7 @@ class ConfigInvalidError(ValueError):
 def _change_desired_state(
     circuit: Circuit,
     *,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     action: str,
     reason: str,
     before: Any,
@@ -112,7 +113,7 @@ def force_circuit(
     state: str,
     *,
     reason: str,
-    user: AbstractBaseUser | None,
+    user: User | None,
     expires_in: float | None = None,
     now: datetime | None = None,
 ) -> Override:
@@ -169,7 +170,7 @@ def force_circuit(
 def release_circuit(
     circuit: Circuit,
     *,
-    user: AbstractBaseUser | None,
+    user: User | None,
     reason: str = "",
     now: datetime | None = None,
 ) -> Override:
@@ -206,7 +207,7 @@ def create_config_version(
     config: Mapping[str, Any],
     *,
     expected_version: int,
-    user: AbstractBaseUser | None,
+    user: User | None,
     reason: str = "",
     now: datetime | None = None,
 ) -> ConfigVersion:
@@ -254,6 +255,10 @@ def create_config_version(
     return new
 
 
+def _expire_event(circuit: Circuit, version: int) -> events.OverrideEvent:
+    return events.override_event(circuit, action="expire", override=None, desired_version=version)
+
+
 def expire_overrides(*, now: datetime | None = None, service_id: int | None = None) -> int:
     """End every override past its expiry (of one service, or all); returns how many.
 
@@ -282,8 +287,6 @@ def expire_overrides(*, now: datetime | None = None, service_id: int | None = No
                 before=override_wire(override),
                 after=None,
                 now=now,
-                event=lambda version, circuit=override.circuit: events.override_event(
-                    circuit, action="expire", override=None, desired_version=version
-                ),
+                event=functools.partial(_expire_event, override.circuit),
             )
     return expired

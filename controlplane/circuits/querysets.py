@@ -4,7 +4,7 @@ Imported by models.py, so it names the models only through ``self.model``.
 """
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import (
@@ -83,7 +83,7 @@ class CircuitQuerySet(QuerySet):
         as ``active_override_list`` (0 or 1 item).
         """
         now = now or timezone.now()
-        overrides: Any = self.model._meta.get_field("overrides").related_model._default_manager
+        overrides: Any = cast(Any, self.model._meta.get_field("overrides").related_model).objects
         live = Q(snapshots__updated_at__gte=live_cutoff(now))
         override_state = overrides.in_force(now).filter(circuit=OuterRef("pk")).values("state")[:1]
         counts = {

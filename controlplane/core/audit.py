@@ -7,7 +7,7 @@ where its permissions and data live); every app records through ``record_audit``
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from controlplane.circuits.models import AuditEvent
@@ -16,14 +16,14 @@ from controlplane.circuits.models import AuditEvent
 SYSTEM_ACTOR = "system"
 
 
-def actor_name(user: AbstractBaseUser | None) -> str:
+def actor_name(user: User | None) -> str:
     """The name recorded for an actor; "system" for automatic actions."""
     return user.get_username() if user is not None else SYSTEM_ACTOR
 
 
 def record_audit(
     *,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     action: str,
     target: Any,
     reason: str = "",

@@ -2,9 +2,19 @@
 
 from typing import Any
 
-from rest_framework import permissions
+from django.contrib.auth.models import User
+from django.http import HttpRequest
+from rest_framework import exceptions, permissions
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
+
+
+def acting_user(request: Request | HttpRequest) -> User:
+    """The signed-in user behind a request that passed its permission checks."""
+    user = request.user
+    if not isinstance(user, User) or not user.is_authenticated:
+        raise exceptions.NotAuthenticated()
+    return user
 
 
 class HasPerms(permissions.BasePermission):
@@ -37,10 +47,10 @@ class ActionPermissionsMixin:
     """
 
     action_permissions: dict[str, tuple[str | None, str | None]] = {}
-    action: str | None
 
     def get_permissions(self) -> list[BasePermission]:
-        if self.action is None:
+        action: str | None = getattr(self, "action", None)
+        if action is None:
             return [permissions.IsAuthenticated()]
-        read, write = self.action_permissions.get(self.action, (None, None))
+        read, write = self.action_permissions.get(action, (None, None))
         return [HasPerms.of(read=read, write=write)()]

@@ -5,6 +5,7 @@ from django_filters import rest_framework as filters
 
 from controlplane.circuits.choices import AuditAction, CircuitState, FleetState
 from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service, Transition
+from controlplane.circuits.querysets import InstanceQuerySet
 
 
 class ServiceFilterSet(filters.FilterSet):
@@ -53,7 +54,9 @@ class InstanceFilterSet(filters.FilterSet):
         model = Instance
         fields = ["service", "live", "q"]
 
-    def filter_live(self, queryset: QuerySet, name: str, value: bool | None) -> QuerySet:
+    def filter_live(
+        self, queryset: InstanceQuerySet, name: str, value: bool | None
+    ) -> InstanceQuerySet:
         if value is None:
             return queryset
         return queryset.live() if value else queryset.not_live()

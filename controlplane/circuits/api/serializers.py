@@ -60,7 +60,9 @@ class ServiceSerializer(serializers.ModelSerializer):
 class ConfigVersionSerializer(serializers.ModelSerializer):
     """One immutable config version."""
 
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = ConfigVersion
@@ -176,7 +178,7 @@ class CircuitDetailSerializer(CircuitSerializer):
             "live_cutoff": live_cutoff(),
             "current_version": self.get_config_version(obj),
         }
-        return InstanceStateSerializer(snapshots, many=True, context=context).data
+        return list(InstanceStateSerializer(snapshots, many=True, context=context).data)
 
 
 class TransitionSerializer(serializers.ModelSerializer):
@@ -302,7 +304,9 @@ class AuditEventSerializer(serializers.ModelSerializer):
     """Who did what to which object, when and why."""
 
     actor = serializers.CharField(source="actor_name", read_only=True)
-    service = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    service: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="name", read_only=True
+    )
     target = serializers.CharField(source="target_repr", read_only=True)
 
     class Meta:

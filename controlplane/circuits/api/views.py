@@ -26,6 +26,7 @@ from controlplane.circuits.operations import (
     release_circuit,
 )
 from controlplane.core.errors import Conflict
+from controlplane.core.permissions import acting_user
 from controlplane.core.viewsets import ReadOnlyViewSet
 
 
@@ -124,7 +125,7 @@ class CircuitViewSet(ReadOnlyViewSet):
                 circuit,
                 body.validated_data["config"],
                 expected_version=body.validated_data["expected_version"],
-                user=request.user,
+                user=acting_user(request),
                 reason=body.validated_data["reason"],
             )
         except ConfigConflictError as exc:
@@ -163,7 +164,7 @@ class CircuitViewSet(ReadOnlyViewSet):
                     circuit,
                     body.validated_data["state"],
                     reason=body.validated_data["reason"],
-                    user=request.user,
+                    user=acting_user(request),
                     expires_in=body.validated_data.get("expires_in"),
                 )
             except ValueError as exc:
@@ -173,10 +174,12 @@ class CircuitViewSet(ReadOnlyViewSet):
                     {name if name in body.fields else "detail": str(exc)}
                 ) from None
             return Response(s.OverrideSerializer(override).data, status=status.HTTP_201_CREATED)
-        body = s.ReleaseSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        release = s.ReleaseSerializer(data=request.data)
+        release.is_valid(raise_exception=True)
         try:
-            release_circuit(circuit, user=request.user, reason=body.validated_data["reason"])
+            release_circuit(
+                circuit, user=acting_user(request), reason=release.validated_data["reason"]
+            )
         except NotForcedError as exc:
             raise NotFound(str(exc)) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
