@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/v1/agent/", include("controlplane.circuits.watch")),
     # Operator API.
     path("api/v1/", include("controlplane.circuits.api.urls")),
+    path("api/v1/", include("controlplane.alerts.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
