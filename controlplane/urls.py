@@ -4,12 +4,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from controlplane.alerts.metrics import metrics_view
 from controlplane.circuits import views as circuit_views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", circuit_views.healthz, name="healthz"),
     path("health/circuits", circuit_views.circuit_health, name="circuit-health"),
+    path("metrics", metrics_view, name="metrics"),
     # Agent protocol (the long-poll watch endpoint sits next to the sync).
     path("api/v1/agent/sync", circuit_views.agent_sync, name="agent-sync"),
     path("api/v1/agent/", include("controlplane.circuits.watch")),

@@ -18,33 +18,42 @@ from controlplane.circuits.fleet import live_cutoff
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-SQL = """
+# Per live instance that is open or half-open now (and not under an override): the
+# start of its episode, the first trip since it was last closed. Also read by /metrics.
+EPISODE_STARTS = """
+SELECT s.circuit_id, COALESCE((
+    SELECT MIN(t.at) FROM circuits_transition t
+    WHERE t.circuit_id = s.circuit_id AND t.instance_id = s.instance_id
+      AND t.to_state = 'open'
+      AND t.at > COALESCE((
+          SELECT MAX(t2.at) FROM circuits_transition t2
+          WHERE t2.circuit_id = s.circuit_id AND t2.instance_id = s.instance_id
+            AND t2.to_state IN ('closed', 'forced_closed')
+      ), %(epoch)s)
+), s.state_since, s.updated_at) AS started_at
+FROM circuits_snapshot s JOIN circuits_circuit c ON c.id = s.circuit_id
+WHERE s.updated_at >= %(live)s AND s.state IN ('open', 'half_open') {scope}
+  AND NOT EXISTS (
+      SELECT 1 FROM circuits_override o2
+      WHERE o2.circuit_id = s.circuit_id AND o2.ended_at IS NULL
+        AND (o2.expires_at IS NULL OR o2.expires_at > %(now)s)
+  )
+"""
+
+FORCED_OPEN = """
+SELECT o.circuit_id, o.created_at AS started_at
+FROM circuits_override o JOIN circuits_circuit c ON c.id = o.circuit_id
+WHERE o.ended_at IS NULL AND (o.expires_at IS NULL OR o.expires_at > %(now)s)
+  AND o.state = 'forced_open' {scope}
+"""
+
+SQL = f"""
 INSERT INTO alert_match (rule_id, circuit_id, started_at, value, forced)
 SELECT %(rule)s, x.circuit_id, x.started_at, NULL, x.forced FROM (
-    SELECT o.circuit_id, o.created_at AS started_at, 1 AS forced
-    FROM circuits_override o JOIN circuits_circuit c ON c.id = o.circuit_id
-    WHERE o.ended_at IS NULL AND (o.expires_at IS NULL OR o.expires_at > %(now)s)
-      AND o.state = 'forced_open' {scope}
+    SELECT f.circuit_id, f.started_at, 1 AS forced FROM ({FORCED_OPEN}) f
     UNION ALL
-    SELECT e.circuit_id, MIN(e.started_at) AS started_at, 0 AS forced FROM (
-        SELECT s.circuit_id, COALESCE((
-            SELECT MIN(t.at) FROM circuits_transition t
-            WHERE t.circuit_id = s.circuit_id AND t.instance_id = s.instance_id
-              AND t.to_state = 'open'
-              AND t.at > COALESCE((
-                  SELECT MAX(t2.at) FROM circuits_transition t2
-                  WHERE t2.circuit_id = s.circuit_id AND t2.instance_id = s.instance_id
-                    AND t2.to_state IN ('closed', 'forced_closed')
-              ), %(epoch)s)
-        ), s.state_since, s.updated_at) AS started_at
-        FROM circuits_snapshot s JOIN circuits_circuit c ON c.id = s.circuit_id
-        WHERE s.updated_at >= %(live)s AND s.state IN ('open', 'half_open') {scope}
-          AND NOT EXISTS (
-              SELECT 1 FROM circuits_override o2
-              WHERE o2.circuit_id = s.circuit_id AND o2.ended_at IS NULL
-                AND (o2.expires_at IS NULL OR o2.expires_at > %(now)s)
-          )
-    ) e GROUP BY e.circuit_id
+    SELECT e.circuit_id, MIN(e.started_at) AS started_at, 0 AS forced
+    FROM ({EPISODE_STARTS}) e GROUP BY e.circuit_id
 ) x
 WHERE x.started_at <= %(cutoff)s
 """
