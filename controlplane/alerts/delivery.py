@@ -96,7 +96,7 @@ def deliver(notification_id: int, now: datetime | None = None) -> DeliveryResult
     permanent = False
     try:
         if not channel.enabled:
-            raise TransportError("channel disabled", permanent=True)
+            raise TransportError("channel disabled", permanent=True)  # not the channel's fault
         get_transport(channel.kind)(channel.config).notify(payload(notification))
     except TransportError as exc:
         error, permanent = str(exc), exc.permanent
@@ -123,7 +123,7 @@ def _record(
     elif permanent or number >= settings.SWITCHYARD_ALERT_MAX_ATTEMPTS:
         status, outcome, retry_in = AttemptStatus.FAILED, "failed", None
         mine.update(status=NotificationStatus.FAILED, attempts=number, last_error=error)
-        if permanent:
+        if permanent and notification.channel.enabled:
             Channel.objects.filter(pk=notification.channel_id).update(
                 failed_at=now, last_error=error
             )

@@ -11,6 +11,7 @@ from controlplane.alerts.evaluate import evaluate
 from controlplane.alerts.models import Alert, AlertRule, Notification
 from controlplane.alerts.rules.trip_rise import expected_trips, poisson_tail
 from controlplane.circuits.models import Override
+from controlplane.circuits.operations import force_circuit, release_circuit
 
 pytestmark = pytest.mark.django_db
 
@@ -108,11 +109,17 @@ def test_forcing_closed_resolves_the_open_too_long_alert(fleet, make_rule):
     with time_machine.travel(T0 + 61 * S, tick=False):
         evaluate()
     assert statuses(rule) == ["firing"]
-    Override.objects.create(circuit=db, state="forced_closed", reason="ok", created_at=T0 + 62 * S)
+    force_circuit(db, "forced_closed", reason="ok", user=None, now=T0 + 62 * S)
     fleet.report(db, "open", T0 + 70 * S)  # agents have not applied it yet: still resolved
     with time_machine.travel(T0 + 70 * S, tick=False):
         evaluate()
     assert statuses(rule) == ["resolved"]
+    # Released while the breaker is still open: the episode is the breaker's again.
+    release_circuit(db, user=None, now=T0 + 80 * S)
+    fleet.report(db, "open", T0 + 80 * S)
+    with time_machine.travel(T0 + 80 * S, tick=False):
+        evaluate()
+    assert statuses(rule) == ["resolved", "firing"]
 
 
 def test_failure_rate_goes_pending_then_fires_after_its_pending_duration(fleet, make_rule):
