@@ -19,18 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT = 10.0
 
 
-def commands(host: str, port: int) -> dict[str, list[str]]:
+def commands(host: str, port: int, beat_schedule: Path) -> dict[str, list[str]]:
     """The child processes by name."""
     py = sys.executable
-    var = ROOT / "var"
-    var.mkdir(exist_ok=True)
+    beat_schedule.parent.mkdir(parents=True, exist_ok=True)
     return {
         "web": [py, "-m", "uvicorn", "controlplane.asgi:application", "--host", host,
                 "--port", str(port), "--lifespan", "off"],
         "worker": [py, "-m", "celery", "-A", "controlplane", "worker", "--loglevel", "INFO",
                    "--concurrency", "2", "--without-gossip", "--without-mingle"],
         "beat": [py, "-m", "celery", "-A", "controlplane", "beat", "--loglevel", "INFO",
-                 "--schedule", str(var / "celerybeat-schedule")],
+                 "--schedule", str(beat_schedule)],
     }  # fmt: skip
 
 
@@ -53,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--beat-schedule", type=Path, default=ROOT / "var" / "celerybeat-schedule",
+        help="file where beat keeps the last run of each periodic task",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
     stopping = False
@@ -65,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     children = {
         name: subprocess.Popen(cmd, cwd=ROOT)
-        for name, cmd in commands(args.host, args.port).items()
+        for name, cmd in commands(args.host, args.port, args.beat_schedule).items()
     }
+    print("runall: " + ", ".join(f"{n} pid {c.pid}" for n, c in children.items()), flush=True)
     status = 0
     try:
         while not stopping:
