@@ -4,7 +4,7 @@ from django.apps import AppConfig
 
 
 class AlertsConfig(AppConfig):
-    """Gives the roles their alert permissions after every migrate and flush."""
+    """Registers the alert checks; gives the roles their permissions after migrate and flush."""
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "controlplane.alerts"
@@ -14,6 +14,7 @@ class AlertsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from controlplane.alerts import checks  # noqa: F401  (registers the checks)
         from controlplane.alerts.roles import ensure_alert_roles
 
         post_migrate.connect(ensure_alert_roles, dispatch_uid="alerts-ensure-roles")

@@ -1,6 +1,7 @@
 """A real Celery worker and beat (subprocesses) on Redis against the test database: a
 circuit held open past T gives exactly one firing and, once closed, exactly one
-resolved notification at a real webhook receiver on 127.0.0.1."""
+resolved notification at a real webhook receiver on 127.0.0.1 (the receiver's first
+answer is a 500, so the firing one is delivered by the task's retry)."""
 
 import hashlib
 import hmac
@@ -20,7 +21,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from controlplane.alerts.models import Alert, AlertRule, Channel
+from controlplane.alerts.models import Alert, AlertRule, Channel, Notification
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -104,6 +105,7 @@ def celery_processes(transactional_db: None) -> Iterator[CeleryProcesses]:
         # Snapshots written once stay live for the whole test (live window 3 x 60 s).
         SWITCHYARD_POLL_INTERVAL="60",
         DATABASE_POOL="0",
+        SWITCHYARD_ALERT_RETRY_BACKOFF="1",
     )
     env.pop("CELERY_BROKER_URL", None)
     procs = CeleryProcesses(env)
@@ -117,6 +119,7 @@ def test_held_open_circuit_fires_once_and_resolves_once(celery_processes, receiv
     )
     rule = AlertRule.objects.create(name="db open", kind="open_too_long", params={"duration": 3})
     rule.channels.set([channel])
+    receiver.statuses = [500]
     fleet = Fleet(service)
     db = fleet.circuit("db")
     now = timezone.now()
@@ -126,8 +129,17 @@ def test_held_open_circuit_fires_once_and_resolves_once(celery_processes, receiv
     def events() -> list[str]:
         return [body["event"] for body in receiver.bodies()]
 
-    wait_for(lambda: events() == ["firing"], 90, "the firing webhook", celery_processes.output)
-    headers, raw = receiver.requests[0]
+    wait_for(
+        lambda: events() == ["firing", "firing"], 90, "the firing webhook and its retry",
+        celery_processes.output,
+    )  # fmt: skip
+    firing = Notification.objects.get(event="firing")
+
+    def attempts() -> list[str]:
+        return list(firing.attempt_rows.order_by("number").values_list("status", flat=True))
+
+    wait_for(lambda: attempts() == ["retry", "ok"], 10, "the attempts", celery_processes.output)
+    headers, raw = receiver.requests[1]
     expected = hmac.new(WEBHOOK_SECRET.encode(), raw, hashlib.sha256).hexdigest()
     assert headers["X-Switchyard-Signature"] == f"sha256={expected}"
     assert receiver.bodies()[0]["alert"]["circuit"] == "db"
@@ -137,7 +149,7 @@ def test_held_open_circuit_fires_once_and_resolves_once(celery_processes, receiv
     fleet.move(db, "half_open", "closed", closed_at + timedelta(milliseconds=1))
     fleet.report(db, "closed", closed_at + timedelta(milliseconds=1))
     wait_for(
-        lambda: events() == ["firing", "resolved"], 60, "the resolved webhook",
+        lambda: events() == ["firing", "firing", "resolved"], 60, "the resolved webhook",
         celery_processes.output,
     )  # fmt: skip
 
@@ -152,5 +164,9 @@ def test_held_open_circuit_fires_once_and_resolves_once(celery_processes, receiv
     wait_for(canary_is("firing"), 60, "a later cycle", celery_processes.output)
     fleet.report(canary, "closed", timezone.now(), failure_rate=0.0)
     wait_for(canary_is("resolved"), 60, "another cycle", celery_processes.output)
-    assert events() == ["firing", "resolved"]
+    assert events() == ["firing", "firing", "resolved"]
     assert Alert.objects.get(rule=rule).status == "resolved"
+    assert list(Notification.objects.values_list("event", "status")) == [
+        ("resolved", "sent"),
+        ("firing", "sent"),
+    ]
