@@ -1,5 +1,6 @@
 # Switchyard: `make run` brings the system up on embedded defaults (SQLite,
-# in-process channel layer, no servers needed); `make test` runs the suite
+# in-process channel layer, Celery worker and beat on a filesystem broker; no
+# servers needed); `make test` runs the suite
 # against the PostgreSQL and Redis on 127.0.0.1.
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,7 +22,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: venv
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py bootstrap
-	DEBUG=$${DEBUG-1} $(BIN)/uvicorn controlplane.asgi:application --host $(HOST) --port $(PORT) --lifespan off
+	DEBUG=$${DEBUG-1} $(BIN)/python -m controlplane.runall --host $(HOST) --port $(PORT)
 
 test: venv
 	DATABASE_URL=$${DATABASE_URL-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL-$(TEST_REDIS_URL)} \

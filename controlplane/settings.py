@@ -3,7 +3,7 @@
 Every variable goes through a small typed helper that raises ImproperlyConfigured
 naming the variable on a bad value, so a typo stops the process at start-up.
 Without DATABASE_URL and REDIS_URL the service runs on embedded defaults
-(SQLite under var/, an in-process channel layer, eager Celery tasks).
+(SQLite under var/, an in-process channel layer, Celery on a filesystem broker).
 """
 
 import os
@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "controlplane.core",
     "controlplane.circuits",
+    "controlplane.alerts",
 ]
 
 # Every middleware here is async-capable, so long polls never pin a thread.
@@ -210,19 +211,60 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL or "memory://")
+# Celery: CELERY_BROKER_URL, else REDIS_URL, else kombu's filesystem transport under
+# var/celery (no server needed: `make run` starts a worker and beat beside the web app).
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _CELERY_DIR = Path(envstr("CELERY_FILESYSTEM_DIR", str(BASE_DIR / "var" / "celery")))
+    for _sub in ("queue", "processed", "control"):
+        (_CELERY_DIR / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_CELERY_DIR / "queue"),
+        "data_folder_out": str(_CELERY_DIR / "queue"),
+        "processed_folder": str(_CELERY_DIR / "processed"),
+        "control_folder": str(_CELERY_DIR / "control"),
+        "store_processed": False,
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-# With no broker server, tasks run in the calling process.
-CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
+# Tasks run in a worker in every mode; eager execution is for tests that ask for it.
+CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Seconds between alert evaluation cycles.
+SWITCHYARD_ALERT_INTERVAL = envint("SWITCHYARD_ALERT_INTERVAL", 15, minimum=1, maximum=3600)
+# A notification claimed longer ago than this (its worker died) is handed out again.
+SWITCHYARD_ALERT_CLAIM_TTL = envint("SWITCHYARD_ALERT_CLAIM_TTL", 120, minimum=5, maximum=86400)
+# Delivery attempts before a notification is given up, and the first retry's delay.
+SWITCHYARD_ALERT_MAX_ATTEMPTS = envint("SWITCHYARD_ALERT_MAX_ATTEMPTS", 8, minimum=1, maximum=100)
+SWITCHYARD_ALERT_RETRY_BACKOFF = envint(
+    "SWITCHYARD_ALERT_RETRY_BACKOFF", 10, minimum=1, maximum=3600
+)
+# The one place periodic work is scheduled; each run expires before the next is due,
+# so a backlog after an outage does not replay stale cycles.
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "circuits-expire-overrides": {
         "task": "controlplane.circuits.tasks.expire_overrides_task",
         "schedule": 5.0,
         "options": {"expires": 4.0},
     },
+    "alerts-evaluate": {
+        "task": "controlplane.alerts.tasks.evaluate_alerts_task",
+        "schedule": float(SWITCHYARD_ALERT_INTERVAL),
+        "options": {"expires": SWITCHYARD_ALERT_INTERVAL * 0.8},
+    },
 }
+# /metrics: Prometheus scrapes with an API token (Authorization: Bearer syu_...) of a
+# user who may view circuits, unless this allows anonymous scraping.
+SWITCHYARD_METRICS_PUBLIC = envbool("SWITCHYARD_METRICS_PUBLIC", False)
+EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "switchyard@localhost")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

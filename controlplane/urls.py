@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from controlplane.alerts.metrics import metrics_view
 from controlplane.circuits import views as circuit_views
 from controlplane.circuits.watch import agent_watch
 from controlplane.core.health import healthz
@@ -12,12 +13,14 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("health/circuits", circuit_views.circuit_health, name="circuit-health"),
+    path("metrics", metrics_view, name="metrics"),
     # Agent protocol. The watch (long poll) is routed here alone; under ASGI,
     # controlplane.circuits.watch.WatchFastPath serves whatever resolves to it.
     path("api/v1/agent/sync", circuit_views.agent_sync, name="agent-sync"),
     path("api/v1/agent/watch", agent_watch, name="agent-watch"),
     # Operator API.
     path("api/v1/", include("controlplane.circuits.api.urls")),
+    path("api/v1/", include("controlplane.alerts.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

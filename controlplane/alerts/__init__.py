@@ -1,0 +1,1 @@
+"""Alerts: breaker-aware rules evaluated over the durable history, delivered once."""

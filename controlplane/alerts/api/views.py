@@ -1,0 +1,161 @@
+"""Alerts API ViewSets: declarations; writes audited through one mixin."""
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from controlplane.alerts.api import filtersets
+from controlplane.alerts.api import serializers as s
+from controlplane.alerts.choices import AlertAuditAction
+from controlplane.alerts.models import Alert, AlertRule, Channel, Silence
+from controlplane.alerts.operations import (
+    WIRES,
+    NotOpenError,
+    acknowledge,
+    audit_write,
+    end_silence,
+)
+from controlplane.core.permissions import acting_user
+from controlplane.core.viewsets import ReadOnlyViewSet, ReadWriteViewSet
+
+
+def crud(model: str, *, add: str | None = None) -> dict[str, tuple[str | None, str | None]]:
+    """Action permissions: view to read, add/change/delete to write."""
+    view = f"alerts.view_{model}"
+    return {
+        "list": (view, None),
+        "retrieve": (view, None),
+        "create": (None, add or f"alerts.add_{model}"),
+        "update": (None, f"alerts.change_{model}"),
+        "partial_update": (None, f"alerts.change_{model}"),
+        "destroy": (None, f"alerts.delete_{model}"),
+    }
+
+
+class AuditedWritesMixin:
+    """Creates, updates and deletes in one transaction with their audit event."""
+
+    audit_actions: dict[str, str]
+    request: Request
+
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        with transaction.atomic():
+            obj = serializer.save(**self.extra_save())
+            audit_write(acting_user(self.request), self.audit_actions["create"], obj, before=None)
+
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        with transaction.atomic():
+            before = WIRES[type(serializer.instance)](serializer.instance)
+            obj = serializer.save()
+            audit_write(acting_user(self.request), self.audit_actions["update"], obj, before=before)
+
+    def perform_destroy(self, instance: Any) -> None:
+        with transaction.atomic():
+            before = WIRES[type(instance)](instance)
+            audit_write(
+                acting_user(self.request), self.audit_actions["delete"], instance, before=before,
+                deleted=True,
+            )  # fmt: skip
+            instance.delete()
+
+    def extra_save(self) -> dict[str, Any]:
+        return {}
+
+
+class ChannelViewSet(AuditedWritesMixin, ReadWriteViewSet):
+    """Notification channels (admins write; secrets are never returned in full)."""
+
+    serializer_class = s.ChannelSerializer
+    filterset_class = filtersets.ChannelFilterSet
+    queryset = Channel.objects.order_by("name")
+    action_permissions = crud("channel")
+    audit_actions = {
+        "create": AlertAuditAction.CHANNEL_CREATE,
+        "update": AlertAuditAction.CHANNEL_UPDATE,
+        "delete": AlertAuditAction.CHANNEL_DELETE,
+    }
+
+
+class AlertRuleViewSet(AuditedWritesMixin, ReadWriteViewSet):
+    """Alert rules (admins write)."""
+
+    serializer_class = s.AlertRuleSerializer
+    filterset_class = filtersets.AlertRuleFilterSet
+    queryset = AlertRule.objects.prefetch_related("channels").order_by("name")
+    action_permissions = crud("alertrule")
+    audit_actions = {
+        "create": AlertAuditAction.RULE_CREATE,
+        "update": AlertAuditAction.RULE_UPDATE,
+        "delete": AlertAuditAction.RULE_DELETE,
+    }
+
+
+class SilenceViewSet(AuditedWritesMixin, ReadWriteViewSet):
+    """Silences (operators write); DELETE ends one now and keeps it in the history."""
+
+    serializer_class = s.SilenceSerializer
+    filterset_class = filtersets.SilenceFilterSet
+    queryset = Silence.objects.select_related("created_by").order_by("-expires_at", "-id")
+    action_permissions = crud("silence")
+    audit_actions = {
+        "create": AlertAuditAction.SILENCE_CREATE,
+        "update": AlertAuditAction.SILENCE_UPDATE,
+    }
+
+    def extra_save(self) -> dict[str, Any]:
+        return {"created_by": acting_user(self.request)}
+
+    def perform_destroy(self, instance: Silence) -> None:
+        end_silence(instance, user=acting_user(self.request))
+
+
+def silenced_now() -> Exists:
+    """Whether an active silence matches the alert (rule, circuit and its service)."""
+    now = timezone.now()
+    return Exists(
+        Silence.objects.filter(starts_at__lte=now, expires_at__gt=now)
+        .filter(Q(rule__isnull=True) | Q(rule=OuterRef("rule_id")))
+        .filter(Q(circuit__isnull=True) | Q(circuit=OuterRef("circuit_id")))
+        .filter(Q(service__isnull=True) | Q(service=OuterRef("circuit__service_id")))
+    )
+
+
+class AlertViewSet(ReadOnlyViewSet):
+    """Alerts, newest first; operators acknowledge them."""
+
+    serializer_class = s.AlertSerializer
+    filterset_class = filtersets.AlertFilterSet
+    action_permissions = {
+        "list": ("alerts.view_alert", None),
+        "retrieve": ("alerts.view_alert", None),
+        "ack": (None, "alerts.acknowledge_alert"),
+    }
+
+    def get_queryset(self) -> QuerySet[Alert]:
+        return (
+            Alert.objects.select_related("rule", "circuit__service", "acknowledged_by")
+            .annotate(silenced=silenced_now())
+            .order_by("-started_at", "-id")
+        )
+
+    @extend_schema(
+        request=None,
+        responses={200: s.AlertSerializer, 400: OpenApiResponse(description="alert resolved")},
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def ack(self, request: Request, pk: str | None = None) -> Response:
+        """Acknowledge an open alert: no reminders until it resolves."""
+        alert = self.get_object()
+        try:
+            acknowledge(alert, user=acting_user(request))
+        except NotOpenError as exc:
+            raise ValidationError({"status": str(exc).split(": ", 1)[1]}) from None
+        return Response(self.get_serializer(self.get_queryset().get(pk=alert.pk)).data)

@@ -1,0 +1,122 @@
+"""Operator and admin actions on alerts, each audited in its own transaction:
+acknowledge an alert, end a silence, and the audit helpers the API's writes share."""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from controlplane.alerts import events
+from controlplane.alerts.choices import OPEN_STATUSES, AlertAuditAction
+from controlplane.alerts.models import Alert, AlertRule, Channel, Silence
+from controlplane.alerts.transports import get_transport
+from controlplane.circuits.desired import isoformat
+from controlplane.core.audit import record_audit
+
+
+class NotOpenError(ValueError):
+    """Acknowledging an alert that is already resolved."""
+
+
+def rule_wire(rule: AlertRule) -> dict[str, Any]:
+    """An alert rule as recorded in audit events."""
+    return {
+        "name": rule.name,
+        "kind": rule.kind,
+        "params": rule.params,
+        "severity": rule.severity,
+        "service": rule.service_id,
+        "circuit": rule.circuit_id,
+        "channels": sorted(rule.channels.values_list("pk", flat=True)) if rule.pk else [],
+        "enabled": rule.enabled,
+        "repeat_interval": rule.repeat_interval,
+    }
+
+
+def channel_wire(channel: Channel) -> dict[str, Any]:
+    """A channel as recorded in audit events: secrets redacted."""
+    return {
+        "name": channel.name,
+        "kind": channel.kind,
+        "config": get_transport(channel.kind).redact(channel.config),
+        "enabled": channel.enabled,
+    }
+
+
+def silence_wire(silence: Silence) -> dict[str, Any]:
+    """A silence as recorded in audit events."""
+    return {
+        "service": silence.service_id,
+        "circuit": silence.circuit_id,
+        "rule": silence.rule_id,
+        "starts_at": isoformat(silence.starts_at),
+        "expires_at": isoformat(silence.expires_at),
+        "reason": silence.reason,
+    }
+
+
+WIRES = {AlertRule: rule_wire, Channel: channel_wire, Silence: silence_wire}
+
+
+def audit_write(
+    user: User | None,
+    action: str,
+    obj: AlertRule | Channel | Silence,
+    *,
+    before: dict[str, Any] | None,
+    reason: str = "",
+    deleted: bool = False,
+) -> None:
+    """Record the audit event of a create, update or delete of ``obj`` (in the caller's
+    transaction)."""
+    after = None if deleted else WIRES[type(obj)](obj)
+    service_id = getattr(obj, "service_id", None)
+    record_audit(
+        actor=user, action=action, target=obj, reason=reason, before=before, after=after,
+        service_id=service_id,
+    )  # fmt: skip
+
+
+def acknowledge(alert: Alert, *, user: User, now: datetime | None = None) -> Alert:
+    """Acknowledge an open alert: no reminders until it resolves. Idempotent."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        alert = (
+            Alert.objects.select_for_update()
+            .select_related("rule", "circuit__service")
+            .get(pk=alert.pk)
+        )
+        if alert.status not in OPEN_STATUSES:
+            raise NotOpenError("status: a resolved alert cannot be acknowledged")
+        if alert.acknowledged_at is None:
+            alert.acknowledged_at = now
+            alert.acknowledged_by = user  # type: ignore[assignment]
+            alert.save(update_fields=["acknowledged_at", "acknowledged_by"])
+            record_audit(
+                actor=user,
+                action=AlertAuditAction.ALERT_ACK,
+                target=alert,
+                before={"acknowledged": False},
+                after={"acknowledged": True},
+                service_id=alert.circuit.service_id,
+                now=now,
+            )
+            events.publish_alerts([alert])
+    return alert
+
+
+def end_silence(silence: Silence, *, user: User | None, now: datetime | None = None) -> Silence:
+    """End a silence now (it stays in the history)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        silence = Silence.objects.select_for_update().get(pk=silence.pk)
+        if silence.expires_at > now:
+            before = silence_wire(silence)
+            silence.expires_at = now
+            if silence.starts_at >= now:  # never started: keep expires_at after starts_at
+                silence.starts_at = now - timedelta(microseconds=1)
+            silence.save(update_fields=["starts_at", "expires_at"])
+            audit_write(user, AlertAuditAction.SILENCE_EXPIRE, silence, before=before)
+    return silence

@@ -1,0 +1,67 @@
+"""/metrics: fleet figures read from the database at scrape time, behind a token."""
+
+from datetime import timedelta
+
+import pytest
+from alert_helpers import Fleet
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from controlplane.alerts.models import Alert
+from controlplane.circuits.models import Override
+
+pytestmark = pytest.mark.django_db
+S = timedelta(seconds=1)
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_metrics_need_a_token_unless_public(client, viewer_api, settings):
+    assert client.get("/metrics").status_code in (401, 403)
+    response = viewer_api.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    settings.SWITCHYARD_METRICS_PUBLIC = True
+    assert client.get("/metrics").status_code == 200
+
+
+def test_metrics_report_states_rates_durations_transitions_instances_and_alerts(
+    viewer_api, fleet: Fleet, make_rule
+):
+    now = timezone.now()
+    db, cache, pay = fleet.circuit("db"), fleet.circuit("cache"), fleet.circuit("pay")
+    fleet.move(db, "closed", "open", now - 100 * S)
+    fleet.move(db, "open", "half_open", now - 50 * S)
+    fleet.move(db, "half_open", "open", now - 49 * S)  # flapping: the episode began 100 s ago
+    fleet.report(db, "open", now, failure_rate=0.75, since=now - 49 * S)
+    fleet.report(cache, "closed", now, failure_rate=0.1)
+    fleet.report(pay, "closed", now)
+    Override.objects.create(circuit=pay, state="forced_open", reason="x", created_at=now)
+    fleet.instance("old", seen=now - timedelta(hours=1))
+    rule = make_rule("open_too_long", severity="critical")
+    Alert.objects.create(rule=rule, circuit=db, status="firing", started_at=now, created_at=now)
+
+    text = viewer_api.get("/metrics").content.decode()
+    got = samples(text)
+    svc = ("service", "checkout")
+    assert got[("switchyard_circuit_state", (("circuit", "db"), ("forced", "false"), svc))] == 2
+    assert got[("switchyard_circuit_state", (("circuit", "cache"), ("forced", "false"), svc))] == 0
+    assert got[("switchyard_circuit_state", (("circuit", "pay"), ("forced", "true"), svc))] == 2
+    assert got[("switchyard_circuit_failure_rate", (("circuit", "db"), svc))] == 0.75
+    duration = got[("switchyard_circuit_open_duration_seconds", (("circuit", "db"), svc))]
+    assert 100 <= duration < 130
+    assert got[("switchyard_transitions_total", (svc, ("to_state", "open")))] == 2
+    assert got[("switchyard_transitions_total", (svc, ("to_state", "half_open")))] == 1
+    assert got[("switchyard_instances", (svc, ("status", "live")))] == 1
+    assert got[("switchyard_instances", (svc, ("status", "stale")))] == 1
+    key = (
+        "switchyard_alerts",
+        (("rule", rule.name), ("severity", "critical"), ("status", "firing")),
+    )
+    assert got[key] == 1
