@@ -15,6 +15,10 @@ class AlertsConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from controlplane.alerts import checks  # noqa: F401  (registers the checks)
+        from controlplane.alerts.choices import AlertAuditAction
+        from controlplane.core.audit import register_actions
+
+        register_actions(AlertAuditAction.choices)
         from controlplane.alerts.roles import ensure_alert_roles
 
         post_migrate.connect(ensure_alert_roles, dispatch_uid="alerts-ensure-roles")

@@ -57,7 +57,13 @@ def silence_wire(silence: Silence) -> dict[str, Any]:
     }
 
 
-WIRES = {AlertRule: rule_wire, Channel: channel_wire, Silence: silence_wire}
+def wire_of(obj: AlertRule | Channel | Silence) -> dict[str, Any]:
+    """The audit form of a rule, channel or silence."""
+    if isinstance(obj, AlertRule):
+        return rule_wire(obj)
+    if isinstance(obj, Channel):
+        return channel_wire(obj)
+    return silence_wire(obj)
 
 
 def audit_write(
@@ -71,7 +77,7 @@ def audit_write(
 ) -> None:
     """Record the audit event of a create, update or delete of ``obj`` (in the caller's
     transaction)."""
-    after = None if deleted else WIRES[type(obj)](obj)
+    after = None if deleted else wire_of(obj)
     service_id = getattr(obj, "service_id", None)
     record_audit(
         actor=user, action=action, target=obj, reason=reason, before=before, after=after,
@@ -92,7 +98,7 @@ def acknowledge(alert: Alert, *, user: User, now: datetime | None = None) -> Ale
             raise NotOpenError("status: a resolved alert cannot be acknowledged")
         if alert.acknowledged_at is None:
             alert.acknowledged_at = now
-            alert.acknowledged_by = user  # type: ignore[assignment]
+            alert.acknowledged_by = user
             alert.save(update_fields=["acknowledged_at", "acknowledged_by"])
             record_audit(
                 actor=user,

@@ -14,6 +14,10 @@ class CircuitsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from controlplane.circuits.choices import AuditAction
         from controlplane.circuits.roles import ensure_roles
+        from controlplane.core.audit import register_actions
+
+        register_actions(AuditAction.choices)
 
         post_migrate.connect(ensure_roles, sender=self, dispatch_uid="circuits-ensure-roles")

@@ -4,6 +4,7 @@ The row is ``controlplane.circuits.models.AuditEvent`` (it stays in the circuits
 where its permissions and data live); every app records through ``record_audit``.
 """
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,19 @@ from controlplane.circuits.models import AuditEvent
 
 # actor_name of automatic actions (expiry, retention).
 SYSTEM_ACTOR = "system"
+
+# Every app's audit actions (value -> label), registered in its AppConfig.ready().
+_actions: dict[str, str] = {}
+
+
+def register_actions(choices: Iterable[tuple[str, str]]) -> None:
+    """Make an app's audit actions known (to the audit API's ``action`` filter)."""
+    _actions.update((str(value), str(label)) for value, label in choices)
+
+
+def action_choices() -> list[tuple[str, str]]:
+    """Every registered audit action as (value, label), sorted by value."""
+    return sorted(_actions.items())
 
 
 def actor_name(user: User | None) -> str:

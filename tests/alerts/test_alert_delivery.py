@@ -61,7 +61,7 @@ def test_webhook_arrives_signed_with_the_documented_shape(firing, receiver) -> N
         "db",
         "firing",
     )
-    assert alert["started_at"] == "2026-11-27T12:00:00Z"
+    assert alert["started_at"] == "2026-11-27T12:00:00.000000Z"
     firing.refresh_from_db()
     assert (firing.status, firing.attempts) == ("sent", 1)
     assert list(NotificationAttempt.objects.values_list("status", flat=True)) == ["ok"]

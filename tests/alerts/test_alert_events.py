@@ -52,5 +52,5 @@ def test_firing_and_acknowledge_are_published(
         "critical",
     )
     assert (item["service"], item["circuit"], item["status"]) == ("checkout", "db", "firing")
-    assert item["started_at"] == "2026-11-27T12:00:00Z" and item["acknowledged"] is False
+    assert item["started_at"] == "2026-11-27T12:00:00.000000Z" and item["acknowledged"] is False
     assert acked["alerts"][0]["acknowledged"] is True

@@ -111,7 +111,9 @@ class AlertRuleSerializer(serializers.ModelSerializer):
 class SilenceSerializer(serializers.ModelSerializer):
     """A silence: matchers (service, circuit, rule; at least one), expiry and reason."""
 
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     active = serializers.SerializerMethodField()
     starts_at = serializers.DateTimeField(required=False)
     reason = serializers.CharField(max_length=1000)
@@ -162,7 +164,9 @@ class AlertSerializer(serializers.ModelSerializer):
     severity = serializers.CharField(source="rule.severity", read_only=True)
     service = serializers.CharField(source="circuit.service.name", read_only=True)
     circuit_name = serializers.CharField(source="circuit.name", read_only=True)
-    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    acknowledged_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     labels = serializers.DictField(read_only=True)
     silenced = serializers.BooleanField(read_only=True, default=False)
 

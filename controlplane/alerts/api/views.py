@@ -17,11 +17,11 @@ from controlplane.alerts.api import serializers as s
 from controlplane.alerts.choices import AlertAuditAction
 from controlplane.alerts.models import Alert, AlertRule, Channel, Silence
 from controlplane.alerts.operations import (
-    WIRES,
     NotOpenError,
     acknowledge,
     audit_write,
     end_silence,
+    wire_of,
 )
 from controlplane.core.permissions import acting_user
 from controlplane.core.viewsets import ReadOnlyViewSet, ReadWriteViewSet
@@ -44,7 +44,7 @@ class AuditedWritesMixin:
     """Creates, updates and deletes in one transaction with their audit event."""
 
     audit_actions: dict[str, str]
-    request: Request
+    request: Any  # the view's Request
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         with transaction.atomic():
@@ -53,13 +53,14 @@ class AuditedWritesMixin:
 
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
         with transaction.atomic():
-            before = WIRES[type(serializer.instance)](serializer.instance)
+            assert serializer.instance is not None  # an update has its object
+            before = wire_of(serializer.instance)
             obj = serializer.save()
             audit_write(acting_user(self.request), self.audit_actions["update"], obj, before=before)
 
     def perform_destroy(self, instance: Any) -> None:
         with transaction.atomic():
-            before = WIRES[type(instance)](instance)
+            before = wire_of(instance)
             audit_write(
                 acting_user(self.request), self.audit_actions["delete"], instance, before=before,
                 deleted=True,

@@ -3,9 +3,10 @@
 from django.db.models import Q, QuerySet
 from django_filters import rest_framework as filters
 
-from controlplane.circuits.choices import AuditAction, CircuitState, FleetState
+from controlplane.circuits.choices import CircuitState, FleetState
 from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service, Transition
 from controlplane.circuits.querysets import InstanceQuerySet
+from controlplane.core.audit import action_choices
 
 
 class ServiceFilterSet(filters.FilterSet):
@@ -68,7 +69,7 @@ class InstanceFilterSet(filters.FilterSet):
 class AuditEventFilterSet(filters.FilterSet):
     """``action``, ``actor``, ``service`` by name, ``target_type``/``target_id``, time range."""
 
-    action = filters.MultipleChoiceFilter(choices=AuditAction.choices)
+    action = filters.MultipleChoiceFilter(choices=action_choices)
     actor = filters.CharFilter(field_name="actor_name", max_length=150)
     service = filters.CharFilter(field_name="service__name", max_length=200)
     since = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
