@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     # Beat's DatabaseScheduler (docker-compose); it loads CELERY_BEAT_SCHEDULE on start.
     "django_celery_beat",
     "controlplane.circuits",
+    "dashboard",
 ]
 
 # Every middleware here is async-capable, so long polls never pin a thread.
@@ -220,7 +221,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

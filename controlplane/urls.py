@@ -17,4 +17,6 @@ urlpatterns = [
     path("api/v1/", include("controlplane.circuits.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The browser dashboard (overview at "/").
+    path("", include("dashboard.urls")),
 ]
