@@ -186,7 +186,7 @@ def tile(circuit: Circuit, now: datetime, spark: list[float] | None = None) -> d
         "name": circuit.name,
         "state": state,
         "label": FleetState(state).label,
-        "summary": summary(circuit),
+        "summary": summary(circuit).replace("_", " "),
         "failure_rate": rate,
         "call_rate": calls / settings.SWITCHYARD_POLL_INTERVAL,
         "since": isoformat(since),
