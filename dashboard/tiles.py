@@ -8,12 +8,15 @@ the sort, filter and page of the overview.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
+from django.db import connection, transaction
 from django.db.models import (
     Avg,
     Case,
@@ -29,6 +32,7 @@ from django.db.models import (
     Window,
 )
 from django.db.models.functions import RowNumber
+from django.urls import reverse
 from django.utils import timezone
 
 from controlplane.circuits.choices import SEVERITY_ORDER, FleetState
@@ -78,6 +82,23 @@ class Filters:
             sort=sort if sort in SORTS else "worst",
             page=page,
         )
+
+
+@contextmanager
+def without_jit() -> Iterator[None]:
+    """Run the block's queries with PostgreSQL's JIT off.
+
+    The fleet-state CASE repeats its override subquery, which inflates the planner's
+    cost estimate past ``jit_above_cost``: at 5,000 circuits JIT compilation took about
+    0.7 s of a query that runs in 40 ms without it.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+        yield
 
 
 def annotated(qs: QuerySet[Circuit], now: datetime) -> QuerySet[Circuit]:
@@ -181,6 +202,7 @@ def tile(circuit: Circuit, now: datetime, spark: list[float] | None = None) -> d
         points.append(rate)
     return {
         "id": circuit.pk,
+        "url": reverse("dashboard:circuit", args=[circuit.pk]),
         "key": f"{circuit.service.name}/{circuit.name}",
         "service": circuit.service.name,
         "name": circuit.name,
@@ -205,12 +227,14 @@ def tiles_for(circuits: list[Circuit], now: datetime) -> list[dict[str, Any]]:
 def overview_page(filters: Filters, now: datetime | None = None) -> tuple[Page, list[dict]]:
     """One page of tiles for ``filters`` (count, page, overrides, sparklines: 4 queries)."""
     now = now or timezone.now()
-    paginator = Paginator(filtered(filters, now), PAGE_SIZE)
-    page = paginator.get_page(filters.page)
-    return page, tiles_for(list(page.object_list), now)
+    with without_jit():
+        paginator = Paginator(filtered(filters, now), PAGE_SIZE)
+        page = paginator.get_page(filters.page)
+        return page, tiles_for(list(page.object_list), now)
 
 
 def tiles_by_id(ids: list[int], now: datetime | None = None) -> list[dict[str, Any]]:
     """Fresh tiles of these circuits (what the socket pushes after events)."""
     now = now or timezone.now()
-    return tiles_for(list(annotated(Circuit.objects.filter(pk__in=ids), now)), now)
+    with without_jit():
+        return tiles_for(list(annotated(Circuit.objects.filter(pk__in=ids), now)), now)
