@@ -328,11 +328,11 @@ def bench_burst(page: Any, base_url: str, tokens: dict[str, str], burst: int) ->
         f"  syncs took {(posted - started) / 1000:.2f} s; websocket messages"
         f" {after['messages'] - before['messages']}, frames that wrote"
         f" {after['flushes'] - before['flushes']}, tile writes {updates}"
-        f" (data-state changes seen {len(writes)})"
+        f" (data-state writes seen {len(writes)})"
     )
     print(
         f"  {updates / span:.0f} tile writes/s over {span:.2f} s; most in any second"
-        f" {max(buckets.values()) if buckets else 0} data-state changes"
+        f" {max(buckets.values()) if buckets else 0} data-state writes"
     )
 
 

@@ -15,6 +15,7 @@ from django.contrib.auth.models import User
 
 from controlplane.circuits.auth import create_agent_token
 from controlplane.circuits.models import Circuit, Override, Service
+from controlplane.circuits.operations import force_circuit
 from tests.dashboard.browser import CHROMIUM, AppProcess, launch, login, screenshot_dir
 from tests.e2e.conftest import ControlPlaneProcess, server_env, wait_for
 
@@ -112,3 +113,27 @@ def test_screenshot_dir_is_overridable(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("SWITCHYARD_SCREENSHOTS", str(tmp_path / "shots"))
     assert screenshot_dir() == tmp_path / "shots" and (tmp_path / "shots").is_dir()
     assert os.environ["SWITCHYARD_SCREENSHOTS"].endswith("shots")
+
+
+def test_a_dropped_socket_reconnects_and_resynchronises(
+    server: ControlPlaneProcess, browser: Any, app: AppProcess, operator: User
+) -> None:
+    assert wait_for(lambda: Circuit.objects.filter(name="inventory").exists(), timeout=10)
+    app.stop()  # no agent sync after the restart: only the resync can show the change
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    login(page, server.url, "otto", "otto-pw-123!")
+    page.wait_for_selector('#live-status[data-live="on"]', timeout=10_000)
+    page.evaluate("window.__sameDocument = true")
+    server.stop()
+    page.wait_for_selector('#live-status[data-live="off"]', timeout=10_000)
+    # Changed while the browser is away: the live event goes to no one.
+    force_circuit(Circuit.objects.get(name="inventory"), "forced_open", reason="x", user=operator)
+    shot(page, "06-overview-reconnecting")
+    server.start()
+    page.wait_for_selector(
+        '[data-circuit="checkout/inventory"][data-state="forced_open"]', timeout=30_000
+    )
+    live = page.evaluate("window.switchyardLive")
+    assert live["connects"] >= 2 and live["resyncs"] >= 2, live
+    assert page.evaluate("window.__sameDocument") is True
+    shot(page, "07-overview-resynchronised")
