@@ -20,7 +20,9 @@ from controlplane.circuits.operations import force_circuit
 from dashboard import consumers
 from dashboard.routing import websocket_urlpatterns
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# serialized_rollback like every transactional test here: a flush without it recreates the
+# roles (post_migrate) and the next serialized test would insert them twice.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 @pytest.fixture
