@@ -351,7 +351,7 @@ def main() -> int:
 
     from controlplane.circuits.auth import create_agent_token
     from controlplane.circuits.models import Service
-    from tests.dashboard.browser import AppProcess, launch, login
+    from tests.dashboard.browser import AppProcess, launch, login, screenshot_dir
     from tests.e2e.conftest import ControlPlaneProcess, server_env
 
     started = time.perf_counter()
@@ -385,6 +385,9 @@ def main() -> int:
             page.evaluate(OBSERVER)
             bench_trips(page, app, args.trips)
             bench_burst(page, server.url, tokens, args.burst)
+            shot = screenshot_dir() / "bench-overview-after-burst.png"
+            page.screenshot(path=str(shot))
+            print(f"screenshot {shot}")
             browser.close()
     finally:
         app.stop()

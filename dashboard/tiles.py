@@ -104,6 +104,7 @@ def without_jit() -> Iterator[None]:
 def annotated(qs: QuerySet[Circuit], now: datetime) -> QuerySet[Circuit]:
     """Circuits with fleet state (from fleet.py) and the live figures a tile shows."""
     live = Q(snapshots__updated_at__gte=live_cutoff(now))
+    live_open = live & Q(snapshots__state=FleetState.OPEN)
     since = {
         f"since_{state}": Min("snapshots__state_since", filter=live & Q(snapshots__state=state))
         for state in SEVERITY_ORDER
@@ -114,10 +115,10 @@ def annotated(qs: QuerySet[Circuit], now: datetime) -> QuerySet[Circuit]:
         .annotate(
             failure_rate=Avg("snapshots__failure_rate", filter=live),
             calls_delta=Sum("snapshots__calls_delta", filter=live),
-            probe_in=Min(
-                "snapshots__retry_after", filter=live & Q(snapshots__state=FleetState.OPEN)
-            ),
-            reported_at=Max("snapshots__updated_at", filter=live),
+            # Next probe ~ the latest open report + the shortest wait it announced (plain
+            # aggregates: interval arithmetic differs between PostgreSQL and SQLite).
+            probe_in=Min("snapshots__retry_after", filter=live_open),
+            reported_at=Max("snapshots__updated_at", filter=live_open),
             **since,
         )
         .annotate(
