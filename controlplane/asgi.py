@@ -17,9 +17,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from controlplane.circuits.watch import WatchFastPath  # noqa: E402
+from dashboard.routing import websocket_urlpatterns as dashboard_ws  # noqa: E402
 
 # Websocket routes (the dashboard's consumers) are added here.
-websocket_urlpatterns: list = []
+websocket_urlpatterns: list = [*dashboard_ws]
 
 application = ProtocolTypeRouter(
     {

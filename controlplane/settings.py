@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "controlplane.core",
     "controlplane.circuits",
     "controlplane.alerts",
+    "dashboard",
 ]
 
 # Every middleware here is async-capable, so long polls never pin a thread.
@@ -272,7 +273,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -23,6 +23,8 @@ urlpatterns = [
     path("api/v1/", include("controlplane.alerts.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The browser dashboard (overview at "/").
+    path("", include("dashboard.urls")),
 ]
 
 # Unknown URLs and crashes under /api/ answer in the API's error shape too.

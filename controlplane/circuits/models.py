@@ -124,6 +124,7 @@ class Circuit(models.Model):
     fleet_state: str
     instances_live: int
     override_state: str | None
+    active_override_list: list["Override"]
 
     class Meta:
         ordering = ["service", "name"]

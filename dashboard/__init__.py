@@ -1,0 +1,1 @@
+"""The browser UI: fleet overview, circuit pages, controls and live updates."""

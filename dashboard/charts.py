@@ -1,0 +1,79 @@
+"""Geometry of the circuit page's small SVG charts (the templates draw them)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from controlplane.circuits.models import Snapshot, Transition
+
+WIDTH = 600
+LANE_HEIGHT = 14
+MAX_LANES = 20
+MIN_SPAN = timedelta(minutes=5)
+
+
+def _span(transitions: Sequence[Transition], now: datetime) -> tuple[datetime, float]:
+    start = min((t.at for t in transitions), default=now) if transitions else now
+    start = min(start, now - MIN_SPAN)
+    return start, max((now - start).total_seconds(), 1.0)
+
+
+def timeline(
+    transitions: Sequence[Transition], snapshots: Sequence[Snapshot], now: datetime
+) -> dict[str, Any]:
+    """One lane per instance: coloured segments of each state between its transitions."""
+    start, span = _span(transitions, now)
+    by_instance: dict[str, list[Transition]] = defaultdict(list)
+    for t in sorted(transitions, key=lambda t: (t.at, t.pk)):
+        by_instance[t.instance.instance_id].append(t)
+    current = {s.instance.instance_id: s.state for s in snapshots}
+    names = sorted(set(by_instance) | set(current))[:MAX_LANES]
+
+    def x(at: datetime) -> float:
+        return round(max(0.0, (at - start).total_seconds()) / span * WIDTH, 1)
+
+    lanes = []
+    for i, name in enumerate(names):
+        items = by_instance.get(name, [])
+        segments = []
+        state = items[0].from_state if items else current.get(name, "closed")
+        at = start
+        for t in items:
+            segments.append({"x": x(at), "w": max(x(t.at) - x(at), 0.5), "state": state})
+            state, at = t.to_state, t.at
+        segments.append({"x": x(at), "w": max(WIDTH - x(at), 0.5), "state": state})
+        lanes.append({"name": name, "y": i * (LANE_HEIGHT + 4), "segments": segments})
+    return {
+        "width": WIDTH,
+        "height": max(len(lanes), 1) * (LANE_HEIGHT + 4),
+        "lane_height": LANE_HEIGHT,
+        "lanes": lanes,
+        "start": start,
+        "end": now,
+    }
+
+
+def failure_rate_chart(
+    transitions: Sequence[Transition], now: datetime, height: int = 80
+) -> dict[str, Any]:
+    """A polyline of the failure rate each transition recorded, over the same span."""
+    start, span = _span(transitions, now)
+    points = [
+        (
+            round((t.at - start).total_seconds() / span * WIDTH, 1),
+            round(height - max(0.0, min(1.0, t.failure_rate)) * height, 1),
+        )
+        for t in sorted(transitions, key=lambda t: (t.at, t.pk))
+        if t.failure_rate is not None
+    ]
+    return {
+        "width": WIDTH,
+        "height": height,
+        "points": " ".join(f"{px},{py}" for px, py in points),
+        "dots": points,
+        "start": start,
+        "end": now,
+    }

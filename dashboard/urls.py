@@ -1,0 +1,25 @@
+"""Routes of the dashboard pages (mounted at the site root)."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from dashboard import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(template_name="dashboard/login.html"),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("circuits/<int:circuit_id>/", views.circuit_detail, name="circuit"),
+    path("circuits/<int:circuit_id>/override", views.circuit_override, name="override"),
+    path("circuits/<int:circuit_id>/config", views.circuit_config, name="config"),
+    path("services/", views.services, name="services"),
+    path("instances/", views.instances, name="instances"),
+    path("audit/", views.audit, name="audit"),
+    path("alerts/", views.alerts, name="alerts"),
+]

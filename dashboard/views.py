@@ -1,0 +1,304 @@
+"""Pages of the dashboard. Reads go through tiles.py and fleet.py; every write goes
+through controlplane.circuits.operations, the same functions the API calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Paginator
+from django.db.models import Count, Max, Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from breakers.config import WIRE_FIELDS
+from controlplane.circuits.choices import FleetState
+from controlplane.circuits.fleet import live_cutoff, live_window, state_counts
+from controlplane.circuits.models import (
+    AuditEvent,
+    Circuit,
+    ConfigVersion,
+    Instance,
+    Service,
+    Snapshot,
+    Transition,
+)
+from controlplane.circuits.operations import (
+    ConfigConflictError,
+    ConfigInvalidError,
+    NotForcedError,
+    create_config_version,
+    force_circuit,
+    release_circuit,
+)
+from controlplane.core.permissions import acting_user
+from dashboard import charts
+from dashboard.forms import NULLABLE, OverrideForm, parse_config
+from dashboard.tiles import SORTS, Filters, annotated, overview_page, tiles_by_id, tiles_for
+
+VIEW = "circuits.view_circuit"
+OVERRIDE = "circuits.override_circuit"
+EDIT_CONFIG = "circuits.edit_circuit_config"
+# An instance not seen for this many live windows is gone rather than stale.
+GONE_AFTER_WINDOWS = 12
+MAX_IDS = 1000
+
+
+def viewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Login (else the login page) and the view permission (else 403)."""
+    return login_required(permission_required(VIEW, raise_exception=True)(view))
+
+
+@require_GET
+@viewer_required
+def overview(request: HttpRequest) -> HttpResponse:
+    """The fleet overview: tiles grouped by service; ``?format=json`` for the live resync."""
+    if request.GET.get("format") == "json" and "ids" in request.GET:
+        # The circuit page's resync: the tiles it shows, by id.
+        ids = [int(i) for i in request.GET["ids"].split(",")[:MAX_IDS] if i.strip().isdigit()]
+        return JsonResponse({"tiles": tiles_by_id(ids)})
+    filters = Filters.from_query(request.GET)
+    page, tiles = overview_page(filters)
+    if request.GET.get("format") == "json":
+        return JsonResponse({"tiles": tiles, "count": page.paginator.count})
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for t in tiles:
+        groups.setdefault(t["service"], []).append(t)
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "dashboard/overview.html",
+        {
+            "filters": filters,
+            "groups": groups,
+            "page": page,
+            "sorts": SORTS,
+            "states": FleetState.choices,
+            "services": Service.objects.values_list("name", flat=True),
+            "query": query.urlencode(),
+            "nav": "overview",
+        },
+    )
+
+
+def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
+    now = timezone.now()
+    circuit = get_object_or_404(annotated(Circuit.objects.filter(pk=circuit_id), now))
+    (tile,) = tiles_for([circuit], now)
+    current = circuit.current_config
+    snapshots = list(
+        Snapshot.objects.filter(circuit=circuit)
+        .select_related("instance")
+        .order_by("instance__instance_id")
+    )
+    cutoff = live_cutoff(now)
+    transitions = list(
+        Transition.objects.filter(circuit=circuit)
+        .select_related("instance")
+        .order_by("-at", "-id")[:200]
+    )
+    return {
+        "circuit": circuit,
+        "tile": tile,
+        "counts": state_counts(circuit),
+        "override": circuit.active_override_list[0] if circuit.active_override_list else None,
+        "current": current,
+        "config_fields": _config_fields(current.config if current else None),
+        "snapshots": [
+            {
+                "s": s,
+                "live": s.updated_at >= cutoff,
+                "drift": s.config_version != (current.version if current else 0),
+            }
+            for s in snapshots
+        ],
+        "timeline": charts.timeline(transitions, snapshots, now),
+        "rate_chart": charts.failure_rate_chart(transitions, now),
+        "transitions": transitions[:50],
+        "versions": ConfigVersion.objects.filter(circuit=circuit)
+        .select_related("created_by")
+        .order_by("-version")[:50],
+        "audit": AuditEvent.objects.filter(target_type="circuit", target_id=str(circuit.pk))[:50],
+        "can_override": request.user.has_perm(OVERRIDE),
+        "can_edit": request.user.has_perm(EDIT_CONFIG),
+        "override_form": OverrideForm(),
+        "nav": "overview",
+    }
+
+
+def _config_fields(
+    config: dict[str, Any] | None,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Rows of the config form: name, value shown, error beside it."""
+    from breakers.config import CircuitBreakerConfig
+
+    base = CircuitBreakerConfig().to_dict() | (config or {})
+    rows = []
+    for name in WIRE_FIELDS:
+        value = (values or {}).get(name, base.get(name))
+        rows.append(
+            {
+                "name": name,
+                "value": "" if value is None else value,
+                "current": base.get(name),
+                "nullable": name in NULLABLE,
+                "error": (errors or {}).get(name),
+            }
+        )
+    return rows
+
+
+@require_GET
+@viewer_required
+def circuit_detail(request: HttpRequest, circuit_id: int) -> HttpResponse:
+    """One circuit: timeline, failure rate, instances, config and its history, controls, audit."""
+    return render(request, "dashboard/circuit.html", _circuit_context(request, circuit_id))
+
+
+@require_POST
+@login_required
+@permission_required(OVERRIDE, raise_exception=True)
+def circuit_override(request: HttpRequest, circuit_id: int) -> HttpResponse:
+    """Force or release, after a confirmation page that repeats what will happen."""
+    circuit = get_object_or_404(Circuit.objects.select_related("service"), pk=circuit_id)
+    form = OverrideForm(request.POST)
+    if form.is_valid() and not form.cleaned_data["confirm"]:
+        return render(
+            request,
+            "dashboard/confirm.html",
+            {
+                "circuit": circuit,
+                "form": form,
+                "action_label": OverrideForm.ACTIONS[form.cleaned_data["action"]],
+                "nav": "overview",
+            },
+        )
+    if form.is_valid():
+        data = form.cleaned_data
+        minutes = data.get("expires_in_minutes")
+        try:
+            if data["action"] == "release":
+                release_circuit(circuit, user=acting_user(request), reason=data["reason"] or "")
+            else:
+                force_circuit(
+                    circuit,
+                    data["action"],
+                    reason=data["reason"],
+                    user=acting_user(request),
+                    expires_in=minutes * 60 if minutes else None,
+                )
+        except NotForcedError as exc:
+            form.add_error(None, str(exc))
+        except ValueError as exc:
+            field = str(exc).split(" ", 1)[0]
+            form.add_error("reason" if field == "reason" else None, str(exc))
+        else:
+            return redirect(reverse("dashboard:circuit", args=[circuit.pk]))
+    context = _circuit_context(request, circuit_id)
+    context["override_form"] = form
+    return render(request, "dashboard/circuit.html", context, status=400)
+
+
+@require_POST
+@login_required
+@permission_required(EDIT_CONFIG, raise_exception=True)
+def circuit_config(request: HttpRequest, circuit_id: int) -> HttpResponse:
+    """A new config version; errors beside their fields, a stale edit answers 409."""
+    circuit = get_object_or_404(Circuit, pk=circuit_id)
+    values, errors = parse_config(request.POST)
+    status, conflict = 400, None
+    try:
+        expected = int(request.POST.get("expected_version", ""))
+    except ValueError:
+        errors["expected_version"] = "must be an integer"
+        expected = -1
+    if not errors:
+        try:
+            create_config_version(
+                circuit,
+                values,
+                expected_version=expected,
+                user=acting_user(request),
+                reason=request.POST.get("reason", ""),
+            )
+        except ConfigConflictError as exc:
+            status, conflict = 409, exc
+        except ConfigInvalidError as exc:
+            errors = exc.errors
+        except ValueError as exc:
+            errors = {"reason": str(exc)}
+        else:
+            return redirect(reverse("dashboard:circuit", args=[circuit.pk]))
+    context = _circuit_context(request, circuit_id)
+    current = context["current"]
+    context.update(
+        config_fields=_config_fields(current.config if current else None, values, errors),
+        config_errors=errors,
+        conflict=conflict,
+        submitted_reason=request.POST.get("reason", ""),
+    )
+    return render(request, "dashboard/circuit.html", context, status=status)
+
+
+@require_GET
+@viewer_required
+def services(request: HttpRequest) -> HttpResponse:
+    """Services with their circuit and live instance counts."""
+    cutoff = live_cutoff()
+    rows = Service.objects.annotate(
+        n_circuits=Count("circuits", distinct=True),
+        n_live=Count("instances", filter=Q(instances__last_seen__gte=cutoff), distinct=True),
+        n_instances=Count("instances", distinct=True),
+        last_seen=Max("instances__last_seen"),
+    ).order_by("name")
+    return render(request, "dashboard/services.html", {"services": rows, "nav": "services"})
+
+
+def instance_status(last_seen: Any, now: Any) -> str:
+    """online (within the live window), stale (within 12 windows) or gone."""
+    age = now - last_seen
+    if age <= live_window():
+        return "online"
+    if age <= live_window() * GONE_AFTER_WINDOWS:
+        return "stale"
+    return "gone"
+
+
+@require_GET
+@viewer_required
+def instances(request: HttpRequest) -> HttpResponse:
+    """Agent processes, newest first, each online, stale or gone."""
+    now = timezone.now()
+    qs = Instance.objects.select_related("service").order_by("-last_seen", "id")
+    service = request.GET.get("service", "").strip()
+    if service:
+        qs = qs.filter(service__name=service)
+    page = Paginator(qs, 200).get_page(request.GET.get("page"))
+    rows = [{"i": i, "status": instance_status(i.last_seen, now)} for i in page.object_list]
+    return render(
+        request,
+        "dashboard/instances.html",
+        {"rows": rows, "page": page, "service": service, "nav": "instances"},
+    )
+
+
+@require_GET
+@viewer_required
+def audit(request: HttpRequest) -> HttpResponse:
+    """The audit log, newest first."""
+    page = Paginator(AuditEvent.objects.all(), 100).get_page(request.GET.get("page"))
+    return render(request, "dashboard/audit.html", {"page": page, "nav": "audit"})
+
+
+@require_GET
+@viewer_required
+def alerts(request: HttpRequest) -> HttpResponse:
+    """A place for alerts in the navigation until the alerts app fills it."""
+    return render(request, "dashboard/alerts.html", {"nav": "alerts"})

@@ -1,0 +1,139 @@
+"""End to end in headless Chromium: a real uvicorn server (Redis channel layer,
+PostgreSQL), a real application process running breakers and the agent, and the
+dashboard as operators and viewers see it. Screenshots go to artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from controlplane.circuits.auth import create_agent_token
+from controlplane.circuits.models import Circuit, Override, Service
+from controlplane.circuits.operations import force_circuit
+from tests.dashboard.browser import CHROMIUM, AppProcess, launch, login, screenshot_dir
+from tests.e2e.conftest import ControlPlaneProcess, server_env, wait_for
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs Debian's {CHROMIUM}"),
+]
+
+
+@pytest.fixture
+def server(transactional_db: None) -> Iterator[ControlPlaneProcess]:
+    plane = ControlPlaneProcess(server_env())
+    plane.start()
+    yield plane
+    plane.stop()
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls of the
+    # test itself are plain sync code (Django documents this switch for Playwright).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with playwright_api.sync_playwright() as p:
+        chromium = launch(p)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def app(server: ControlPlaneProcess) -> Iterator[AppProcess]:
+    service = Service.objects.create(name="checkout")
+    token = create_agent_token(service)[1]
+    process = AppProcess(server.url, token, "checkout", ["payments", "inventory"])
+    yield process
+    process.stop()
+
+
+def shot(page: Any, name: str) -> None:
+    page.screenshot(path=str(screenshot_dir() / f"{name}.png"), full_page=True)
+
+
+def test_operator_watches_a_trip_live_and_forces_the_circuit_closed(
+    server: ControlPlaneProcess, browser: Any, app: AppProcess, operator: User, viewer: User
+) -> None:
+    assert wait_for(lambda: Circuit.objects.filter(name="payments").exists(), timeout=10)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    login(page, server.url, "otto", "otto-pw-123!")
+    tile = page.locator('[data-circuit="checkout/payments"]')
+    assert tile.get_attribute("data-state") == "closed"
+    page.wait_for_selector('#live-status[data-live="on"]', timeout=10_000)
+    page.evaluate("window.__sameDocument = true")
+    shot(page, "01-overview-closed")
+
+    assert app.command("trip payments") == "ok open"
+    page.wait_for_selector('[data-circuit="checkout/payments"][data-state="open"]', timeout=10_000)
+    assert page.evaluate("window.__sameDocument") is True  # updated in place, no reload
+    assert "open on 1 of 1" in tile.inner_text()
+    assert tile.locator('[data-field="label"]').inner_text() == "open"
+    shot(page, "02-overview-open-live")
+
+    tile.click()
+    page.wait_for_url(f"{server.url}/circuits/*/")
+    page.fill('.override-form input[name="reason"]', "failover to the standby")
+    page.click('button[value="forced_closed"]')
+    page.wait_for_selector("text=Confirm: Force closed")
+    shot(page, "03-confirm-force-closed")
+    page.click("text=Confirm: Force closed")
+    page.wait_for_selector('.circuit-head [data-state="forced_closed"]', timeout=10_000)
+    assert Override.objects.get().created_by == operator
+    # The application's own breaker obeys (the agent's watch wakes on the commit).
+    assert wait_for(lambda: app.state("payments") == "forced_closed", timeout=10)
+    # ...and reports it: the header tile turns "applied on 1 of 1" live.
+    page.wait_for_selector(".circuit-head >> text=applied on 1 of 1", timeout=10_000)
+    page.reload()
+    page.wait_for_selector('tr[data-instance] [data-state="forced_closed"]')
+    page.wait_for_selector("text=failover to the standby")
+    shot(page, "04-circuit-forced-closed")
+    stats = json.loads(app.command("stats"))
+    assert stats["syncs_ok"] >= 1
+
+    viewer_page = browser.new_context().new_page()
+    login(viewer_page, server.url, "vera", "vera-pw-123!")
+    viewer_page.click('[data-circuit="checkout/payments"]')
+    viewer_page.wait_for_url(f"{server.url}/circuits/*/")
+    for label in ("Force open", "Force closed", "Release", "Save as"):
+        assert viewer_page.locator(f"button:has-text('{label}')").count() == 0, label
+    assert viewer_page.locator("form.override-form").count() == 0
+    shot(viewer_page, "05-viewer-circuit-no-controls")
+
+
+def test_screenshot_dir_is_overridable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHYARD_SCREENSHOTS", str(tmp_path / "shots"))
+    assert screenshot_dir() == tmp_path / "shots" and (tmp_path / "shots").is_dir()
+    assert os.environ["SWITCHYARD_SCREENSHOTS"].endswith("shots")
+
+
+def test_a_dropped_socket_reconnects_and_resynchronises(
+    server: ControlPlaneProcess, browser: Any, app: AppProcess, operator: User
+) -> None:
+    assert wait_for(lambda: Circuit.objects.filter(name="inventory").exists(), timeout=10)
+    app.stop()  # no agent sync after the restart: only the resync can show the change
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    login(page, server.url, "otto", "otto-pw-123!")
+    page.wait_for_selector('#live-status[data-live="on"]', timeout=10_000)
+    page.evaluate("window.__sameDocument = true")
+    server.stop()
+    page.wait_for_selector('#live-status[data-live="off"]', timeout=10_000)
+    # Changed while the browser is away: the live event goes to no one.
+    force_circuit(Circuit.objects.get(name="inventory"), "forced_open", reason="x", user=operator)
+    shot(page, "06-overview-reconnecting")
+    server.start()
+    page.wait_for_selector(
+        '[data-circuit="checkout/inventory"][data-state="forced_open"]', timeout=30_000
+    )
+    live = page.evaluate("window.switchyardLive")
+    assert live["connects"] >= 2 and live["resyncs"] >= 2, live
+    assert page.evaluate("window.__sameDocument") is True
+    shot(page, "07-overview-resynchronised")
