@@ -123,25 +123,24 @@ async def test_a_sync_arrives_as_fresh_tiles(
     await communicator.disconnect()
 
 
-def transitions_event(circuits: list[Circuit], n: int, size: int) -> dict[str, Any]:
-    """One sync's worth of transitions, as ingest publishes them."""
-    return {
-        "type": "fleet.transitions",
-        "service_id": circuits[0].service_id,
-        "service": "checkout",
-        "transitions": [
-            {
-                "circuit_id": circuits[i % len(circuits)].pk,
-                "circuit": circuits[i % len(circuits)].name,
-                "instance": f"web-{n}",
-                "from_state": "closed",
-                "to_state": "open",
-                "at": "2026-11-28T00:00:00Z",
-                "reason": "failure_rate",
-            }
+def transitions_event(circuits: list[Circuit], n: int, size: int) -> events.TransitionsEvent:
+    """One sync's worth of transitions, built as ingest builds them."""
+    return events.transitions_event(
+        service_id=circuits[0].service_id,
+        service="checkout",
+        transitions=[
+            events.transition_item(
+                circuit_id=circuits[i % len(circuits)].pk,
+                circuit=circuits[i % len(circuits)].name,
+                instance=f"web-{n}",
+                from_state="closed",
+                to_state="open",
+                at="2026-11-28T00:00:00.000000Z",
+                reason="failure_rate",
+            )
             for i in range(size)
         ],
-    }
+    )
 
 
 async def test_a_burst_of_events_is_coalesced(
@@ -153,7 +152,7 @@ async def test_a_burst_of_events_is_coalesced(
     circuits = [fleet["payments"], fleet["db"]]
     burst = [transitions_event(circuits, n, 20) for n in range(50)]
     started = time.monotonic()
-    await sync_to_async(events.send_now)(*burst)
+    await sync_to_async(events.send_to_fleet_group)(*burst)
     messages: list[dict[str, Any]] = []
     received = 0
     while received < len(burst):
