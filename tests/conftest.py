@@ -3,7 +3,7 @@ agent tokens (one for the service under test, one for another service), and a bu
 of sync bodies in the wire format of the agent protocol."""
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +14,28 @@ from controlplane.circuits.auth import create_agent_token, create_api_token
 from controlplane.circuits.models import Service
 
 SyncBody = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_drops_cleanly(
+    django_db_setup: None, django_db_blocker: Any
+) -> Iterator[None]:
+    """Close what tests left connected to the test database, so that it can be dropped.
+
+    Connections opened by this process outside pytest-django's reach (server threads,
+    the greenlets of the browser driver) would otherwise keep the test database busy at
+    teardown. Runs just before the database is destroyed.
+    """
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 def _persona(username: str, group: str) -> User:
