@@ -17,9 +17,7 @@ SyncBody = Callable[..., dict[str, Any]]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _test_database_drops_cleanly(
-    django_db_setup: None, django_db_blocker: Any
-) -> Iterator[None]:
+def _test_database_drops_cleanly(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """Close what tests left connected to the test database, so that it can be dropped.
 
     Connections opened by this process outside pytest-django's reach (server threads,
