@@ -89,5 +89,5 @@ class AuditAction(models.TextChoices):
 # Names of services, circuits and instances: 1-200 characters, starting with a letter,
 # digit or underscore, then letters, digits and _ . : / @ + -  (no spaces).
 NAME_MAX_LENGTH = 200
-NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+\-]{0,199}$"
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+\-]{0,199}\Z"
 NAME_RE = re.compile(NAME_PATTERN)

@@ -12,10 +12,16 @@ from controlplane.core.pagination import PageNumberPagination
 from controlplane.core.permissions import ActionPermissionsMixin
 
 
+# Primary keys are integers: anything else under a collection is no route (404), never a
+# query with a bad value.
+ID_PATTERN = "[0-9]{1,18}"
+
+
 class ReadOnlyViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
     """``list`` and ``retrieve`` only; every write method is 405."""
 
     pagination_class = PageNumberPagination
+    lookup_value_regex = ID_PATTERN
 
 
 class ReadWriteViewSet(
@@ -28,3 +34,4 @@ class ReadWriteViewSet(
     """``list``, ``retrieve``, ``create``, ``update``, ``partial_update``, ``destroy``."""
 
     pagination_class = PageNumberPagination
+    lookup_value_regex = ID_PATTERN
