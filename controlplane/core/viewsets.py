@@ -11,7 +11,6 @@ from rest_framework import mixins, viewsets
 from controlplane.core.pagination import PageNumberPagination
 from controlplane.core.permissions import ActionPermissionsMixin
 
-
 # Primary keys are integers: anything else under a collection is no route (404), never a
 # query with a bad value.
 ID_PATTERN = "[0-9]{1,18}"
