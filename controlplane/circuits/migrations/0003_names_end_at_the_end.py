@@ -5,20 +5,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('circuits', '0002_roles'),
+        ("circuits", "0002_roles"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='circuit',
-            name='name',
-            field=models.CharField(max_length=200, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9_][A-Za-z0-9_.:/@+\\-]{0,199}\\Z', 'Use 1-200 letters, digits or _ . : / @ + - (starting with a letter, digit or _).')]),
+            model_name="circuit",
+            name="name",
+            field=models.CharField(
+                max_length=200,
+                validators=[
+                    django.core.validators.RegexValidator(
+                        "^[A-Za-z0-9_][A-Za-z0-9_.:/@+\\-]{0,199}\\Z",
+                        "Use 1-200 letters, digits or _ . : / @ + - (starting with a letter, digit or _).",
+                    )
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='service',
-            name='name',
-            field=models.CharField(max_length=200, unique=True, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9_][A-Za-z0-9_.:/@+\\-]{0,199}\\Z', 'Use 1-200 letters, digits or _ . : / @ + - (starting with a letter, digit or _).')]),
+            model_name="service",
+            name="name",
+            field=models.CharField(
+                max_length=200,
+                unique=True,
+                validators=[
+                    django.core.validators.RegexValidator(
+                        "^[A-Za-z0-9_][A-Za-z0-9_.:/@+\\-]{0,199}\\Z",
+                        "Use 1-200 letters, digits or _ . : / @ + - (starting with a letter, digit or _).",
+                    )
+                ],
+            ),
         ),
     ]
