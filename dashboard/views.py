@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from breakers.config import WIRE_FIELDS
@@ -377,7 +378,13 @@ def alert_ack(request: HttpRequest, alert_id: int) -> HttpResponse:
 
 
 def _back_to_alerts(request: HttpRequest) -> str:
-    """The alerts page with the filters the form was posted from."""
+    """Back where the form was posted from: ``next`` (a path of this site, e.g. the
+    circuit page) or the alerts page with its filters."""
+    target = str(request.POST.get("next", ""))
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
     query = str(request.POST.get("next_query", ""))
     return reverse("dashboard:alerts") + (f"?{query}" if query else "")
 

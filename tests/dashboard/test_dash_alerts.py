@@ -265,6 +265,7 @@ def test_the_circuit_page_shows_its_open_alerts(
     assert f'data-alert-id="{firing.pk}"' in section and ">payments open" in section
     assert f'data-alert-id="{resolved.pk}"' not in section
     assert ">Acknowledge<" in section
+    assert f'name="next" value="/circuits/{fleet["payments"].pk}/"' in section
     db_html = as_operator.get(f"/circuits/{fleet['db'].pk}/").content.decode()
     assert "No open alert on this circuit." in db_html
 
@@ -283,6 +284,17 @@ def test_an_operator_acknowledges_an_alert_audited(
     assert event.actor == operator and event.target_id == str(firing.pk)
     r = row(as_operator.get("/alerts/").content.decode(), firing)
     assert "by otto at" in r and ">Acknowledge<" not in r
+
+
+@pytest.mark.parametrize(
+    ("next_url", "location"),
+    [("/circuits/7/", "/circuits/7/"), ("https://evil.example/", "/alerts/")],
+)
+def test_acknowledge_goes_back_to_a_local_page_only(
+    as_operator: Client, firing: Alert, next_url: str, location: str
+) -> None:
+    response = as_operator.post(f"/alerts/{firing.pk}/ack", {"next": next_url})
+    assert response.status_code == 302 and response["Location"] == location
 
 
 def test_acknowledging_a_resolved_alert_is_refused(

@@ -209,3 +209,35 @@ def test_an_alert_fires_live_an_operator_acknowledges_and_silences_it(
     assert viewer_page.locator("a.button").count() == 0
     assert viewer_page.locator("main form[method=post]").count() == 0
     shot(viewer_page, "13-viewer-alerts-no-controls")
+
+
+def test_the_alerts_page_resynchronises_after_a_dropped_socket(
+    server: ControlPlaneProcess, browser: Any, app: AppProcess, operator: User
+) -> None:
+    from controlplane.alerts.evaluate import evaluate
+    from controlplane.alerts.models import Alert, AlertRule
+
+    assert wait_for(lambda: Circuit.objects.filter(name="inventory").exists(), timeout=10)
+    app.stop()
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    login(page, server.url, "otto", "otto-pw-123!")
+    page.goto(f"{server.url}/alerts/?status=firing")
+    page.wait_for_selector('#live-status[data-live="on"]', timeout=10_000)
+    page.evaluate("window.__sameDocument = true")
+    server.stop()
+    page.wait_for_selector('#live-status[data-live="off"]', timeout=10_000)
+    # Fired while the browser is away: the live event goes to no one.
+    force_circuit(Circuit.objects.get(name="inventory"), "forced_open", reason="x", user=operator)
+    AlertRule.objects.create(
+        name="inventory open", kind="open_too_long", params={"duration": 1}, severity="warning"
+    )
+    assert wait_for(lambda: evaluate().fired == 1, timeout=10, interval=0.2)
+    alert = Alert.objects.get()
+    server.start()
+    page.wait_for_selector(f'tr[data-alert-id="{alert.pk}"][data-status="firing"]', timeout=30_000)
+    page.wait_for_selector('#alerts-badge[data-count="1"]', timeout=10_000)
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.locator(f'tr[data-alert-id="{alert.pk}"] .tag').inner_text() == "forced"
+    live = page.evaluate("window.switchyardLive")
+    assert live["connects"] >= 2 and live["alertRefreshes"] >= 2, live
+    shot(page, "14-alerts-resynchronised")
