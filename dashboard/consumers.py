@@ -1,9 +1,13 @@
-"""The dashboard's socket: authenticate, join "fleet", forward coalesced tile updates.
+"""The dashboard's socket: authenticate, join "fleet" (and "alerts" for users who may
+see alerts), forward coalesced tile and alert updates.
 
 Each typed fleet event (controlplane/circuits/events.py) only marks circuits as
 changed; at most every COALESCE_SECONDS the consumer reads the marked circuits' tiles
 once (through dashboard.tiles, i.e. fleet.py's fleet state) and sends one message. A
 burst of thousands of events thus costs one query and one message per interval.
+Alert events (controlplane/alerts/events.py) are coalesced the same way: the alerts
+marked in an interval are read once and sent as one "alerts" message with the count of
+firing alerts (the navigation badge).
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from controlplane.alerts.events import ALERTS_GROUP
 from controlplane.circuits.events import FLEET_GROUP
+from dashboard.alerts import alert_rows_by_id
 from dashboard.tiles import tiles_by_id
 
 COALESCE_SECONDS = 0.1
@@ -28,6 +34,8 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.pending: set[int] = set()
+        self.pending_alerts: set[int] = set()
+        self.groups_joined: list[str] = []
         self.counts: dict[str, int] = {}
         self.flusher: asyncio.Task[None] | None = None
         user = self.scope.get("user")
@@ -37,13 +45,17 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
         if not await database_sync_to_async(user.has_perm)("circuits.view_circuit"):
             await self.close(code=REFUSED)
             return
-        await self.channel_layer.group_add(FLEET_GROUP, self.channel_name)
-        self.joined = True
+        groups = [FLEET_GROUP]
+        if await database_sync_to_async(user.has_perm)("alerts.view_alert"):
+            groups.append(ALERTS_GROUP)
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.append(group)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "joined", False):
-            await self.channel_layer.group_discard(FLEET_GROUP, self.channel_name)
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
         flusher = getattr(self, "flusher", None)
         if flusher is not None:
             flusher.cancel()
@@ -64,16 +76,28 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
     async def fleet_config(self, event: dict[str, Any]) -> None:
         self._mark(event["type"], [event["circuit_id"]])
 
+    async def alerts_changed(self, event: dict[str, Any]) -> None:
+        self.pending_alerts.update(a["id"] for a in event["alerts"])
+        self._count(event["type"])
+
     def _mark(self, kind: str, circuit_ids: Iterable[int]) -> None:
         self.pending.update(circuit_ids)
+        self._count(kind)
+
+    def _count(self, kind: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if self.flusher is None:
             self.flusher = asyncio.get_running_loop().create_task(self._flush_later())
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(COALESCE_SECONDS)
-        ids, counts = sorted(self.pending), self.counts
-        self.pending, self.counts, self.flusher = set(), {}, None
+        ids, alert_ids, counts = sorted(self.pending), sorted(self.pending_alerts), self.counts
+        self.pending, self.pending_alerts, self.counts, self.flusher = set(), set(), {}, None
         if ids:
             tiles = await database_sync_to_async(tiles_by_id)(ids)
-            await self.send_json({"type": "tiles", "tiles": tiles, "events": counts})
+            fleet_counts = {k: n for k, n in counts.items() if k.startswith("fleet.")}
+            await self.send_json({"type": "tiles", "tiles": tiles, "events": fleet_counts})
+        if alert_ids:
+            body = await database_sync_to_async(alert_rows_by_id)(alert_ids)
+            n = counts.get("alerts.changed", 0)
+            await self.send_json({"type": "alerts", **body, "events": {"alerts.changed": n}})

@@ -22,4 +22,7 @@ urlpatterns = [
     path("instances/", views.instances, name="instances"),
     path("audit/", views.audit, name="audit"),
     path("alerts/", views.alerts, name="alerts"),
+    path("alerts/<int:alert_id>/ack", views.alert_ack, name="alert_ack"),
+    path("alerts/silence", views.silence_create, name="silence_create"),
+    path("silences/<int:silence_id>/end", views.silence_end, name="silence_end"),
 ]

@@ -4,18 +4,26 @@ through controlplane.circuits.operations, the same functions the API calls."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Count, Max, Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from breakers.config import WIRE_FIELDS
+from controlplane.alerts.api.serializers import SilenceSerializer
+from controlplane.alerts.choices import OPEN_STATUSES, AlertAuditAction, Severity
+from controlplane.alerts.models import Alert, Silence
+from controlplane.alerts.operations import NotOpenError, acknowledge, audit_write, end_silence
 from controlplane.circuits.choices import FleetState
 from controlplane.circuits.fleet import live_cutoff, live_window, state_counts
 from controlplane.circuits.models import (
@@ -36,6 +44,7 @@ from controlplane.circuits.operations import (
     release_circuit,
 )
 from controlplane.core.permissions import acting_user
+from dashboard import alerts as alert_reads
 from dashboard import charts
 from dashboard.forms import NULLABLE, OverrideForm, parse_config
 from dashboard.tiles import SORTS, Filters, annotated, overview_page, tiles_by_id, tiles_for
@@ -43,6 +52,10 @@ from dashboard.tiles import SORTS, Filters, annotated, overview_page, tiles_by_i
 VIEW = "circuits.view_circuit"
 OVERRIDE = "circuits.override_circuit"
 EDIT_CONFIG = "circuits.edit_circuit_config"
+ALERTS_VIEW = "alerts.view_alert"
+ACKNOWLEDGE = "alerts.acknowledge_alert"
+ADD_SILENCE = "alerts.add_silence"
+END_SILENCE = "alerts.delete_silence"  # the API's DELETE ends a silence too
 # An instance not seen for this many live windows is gone rather than stale.
 GONE_AFTER_WINDOWS = 12
 MAX_IDS = 1000
@@ -127,6 +140,11 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         "can_override": request.user.has_perm(OVERRIDE),
         "can_edit": request.user.has_perm(EDIT_CONFIG),
         "override_form": OverrideForm(),
+        "open_alerts": alert_reads.alerts_queryset().filter(
+            circuit=circuit, status__in=OPEN_STATUSES
+        )[:50],
+        "can_ack": request.user.has_perm(ACKNOWLEDGE),
+        "can_silence": request.user.has_perm(ADD_SILENCE),
         "nav": "overview",
     }
 
@@ -297,8 +315,148 @@ def audit(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/audit.html", {"page": page, "nav": "audit"})
 
 
+def alerts_viewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Login (else the login page) and the alert view permission (else 403)."""
+    return login_required(permission_required(ALERTS_VIEW, raise_exception=True)(view))
+
+
+def _alerts_context(request: HttpRequest) -> dict[str, Any]:
+    filters = alert_reads.AlertFilters.from_query(request.GET)
+    page = Paginator(alert_reads.filtered_alerts(filters), 100).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    query.pop("format", None)
+    return {
+        "filters": filters,
+        "page": page,
+        "query": query.urlencode(),
+        "statuses": alert_reads.STATUSES,
+        "severities": Severity.values,
+        "services": Service.objects.order_by("name").values_list("name", flat=True),
+        "silences": alert_reads.active_silences(),
+        "can_ack": request.user.has_perm(ACKNOWLEDGE),
+        "can_silence": request.user.has_perm(ADD_SILENCE),
+        "can_end_silence": request.user.has_perm(END_SILENCE),
+        "nav": "alerts",
+    }
+
+
 @require_GET
-@viewer_required
+@alerts_viewer_required
 def alerts(request: HttpRequest) -> HttpResponse:
-    """A place for alerts in the navigation until the alerts app fills it."""
-    return render(request, "dashboard/alerts.html", {"nav": "alerts"})
+    """Alerts with their filters in the URL; ``?format=json`` is the live refresh."""
+    if request.GET.get("format") == "json" and request.GET.get("only") == "count":
+        return JsonResponse({"firing": alert_reads.firing_count()})
+    context = _alerts_context(request)
+    if request.GET.get("format") == "json":
+        # The rows as the page renders them (controls and CSRF token included), so a
+        # live refresh and a reload show the same thing.
+        html = render_to_string("dashboard/_alert_rows.html", context, request=request)
+        return JsonResponse(
+            {
+                "rows": html,
+                "count": context["page"].paginator.count,
+                "firing": alert_reads.firing_count(),
+            }
+        )
+    return render(request, "dashboard/alerts.html", context)
+
+
+@require_POST
+@login_required
+@permission_required(ACKNOWLEDGE, raise_exception=True)
+def alert_ack(request: HttpRequest, alert_id: int) -> HttpResponse:
+    """Acknowledge an open alert through the alerts app (audited, published)."""
+    alert = get_object_or_404(Alert, pk=alert_id)
+    try:
+        acknowledge(alert, user=acting_user(request))
+    except NotOpenError as exc:
+        context = _alerts_context(request)
+        context["error"] = str(exc).split(": ", 1)[-1]
+        return render(request, "dashboard/alerts.html", context, status=400)
+    return redirect(_back_to_alerts(request))
+
+
+def _back_to_alerts(request: HttpRequest) -> str:
+    """Back where the form was posted from: ``next`` (a path of this site, e.g. the
+    circuit page) or the alerts page with its filters."""
+    target = str(request.POST.get("next", ""))
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    query = str(request.POST.get("next_query", ""))
+    return reverse("dashboard:alerts") + (f"?{query}" if query else "")
+
+
+def _silence_form_page(
+    request: HttpRequest, form: alert_reads.SilenceForm, alert: Alert, status: int = 200
+) -> HttpResponse:
+    return render(
+        request,
+        "dashboard/silence.html",
+        {"form": form, "alert": alert, "matches": alert_reads.SilenceForm.MATCHES, "nav": "alerts"},
+        status=status,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@permission_required(ADD_SILENCE, raise_exception=True)
+def silence_create(request: HttpRequest) -> HttpResponse:
+    """Silence an alert's circuit, service or rule: form, confirmation, then the write."""
+    source = request.POST if request.method == "POST" else request.GET
+    try:
+        alert_id = int(source.get("alert", ""))
+    except ValueError:
+        return HttpResponseBadRequest("alert: must be an alert id")
+    alert = get_object_or_404(Alert.objects.select_related("rule", "circuit__service"), pk=alert_id)
+    if request.method == "GET":
+        return _silence_form_page(
+            request, alert_reads.SilenceForm(initial={"alert": alert.pk}), alert
+        )
+    form = alert_reads.SilenceForm(request.POST)
+    if not form.is_valid():
+        return _silence_form_page(request, form, alert, status=400)
+    data = form.cleaned_data
+    if not data["confirm"]:
+        return render(
+            request,
+            "dashboard/silence_confirm.html",
+            {
+                "form": form,
+                "alert": alert,
+                "target": alert_reads.target_label(alert, data["match"]),
+                "nav": "alerts",
+            },
+        )
+    now = timezone.now()
+    # The alerts API's own serializer checks the silence (matchers, expiry bounds).
+    serializer = SilenceSerializer(
+        data={
+            **alert_reads.silence_matcher(alert, data["match"]),
+            "starts_at": now,
+            "expires_at": now + timedelta(minutes=data["expires_in_minutes"]),
+            "reason": data["reason"],
+        }
+    )
+    if not serializer.is_valid():
+        for field, messages in serializer.errors.items():
+            target = field if field in form.fields else None
+            form.add_error(target, f"{field}: {' '.join(str(m) for m in messages)}")
+        return _silence_form_page(request, form, alert, status=400)
+    user = acting_user(request)
+    with transaction.atomic():
+        silence = serializer.save(created_by=user)
+        audit_write(user, AlertAuditAction.SILENCE_CREATE, silence, before=None)
+    return redirect(reverse("dashboard:alerts"))
+
+
+@require_POST
+@login_required
+@permission_required(END_SILENCE, raise_exception=True)
+def silence_end(request: HttpRequest, silence_id: int) -> HttpResponse:
+    """End a silence now through the alerts app (audited; it stays in the history)."""
+    silence = get_object_or_404(Silence, pk=silence_id)
+    end_silence(silence, user=acting_user(request))
+    return redirect(_back_to_alerts(request))

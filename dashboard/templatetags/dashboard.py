@@ -33,3 +33,14 @@ def state_label(value: str) -> str:
 def get(mapping: dict[str, Any], key: str) -> Any:
     """mapping[key] in a template."""
     return mapping.get(key)
+
+
+@register.simple_tag(takes_context=True)
+def firing_alerts(context: template.Context) -> int | None:
+    """Alerts firing now for the navigation badge; None when the user may not see alerts."""
+    from dashboard.alerts import firing_count
+
+    user = context.get("user")
+    if user is None or not user.is_authenticated or not user.has_perm("alerts.view_alert"):
+        return None
+    return firing_count()

@@ -137,3 +137,107 @@ def test_a_dropped_socket_reconnects_and_resynchronises(
     assert live["connects"] >= 2 and live["resyncs"] >= 2, live
     assert page.evaluate("window.__sameDocument") is True
     shot(page, "07-overview-resynchronised")
+
+
+def test_an_alert_fires_live_an_operator_acknowledges_and_silences_it(
+    server: ControlPlaneProcess, browser: Any, app: AppProcess, operator: User, viewer: User
+) -> None:
+    from controlplane.alerts.evaluate import evaluate
+    from controlplane.alerts.models import Alert, AlertRule, Silence
+    from controlplane.circuits.models import AuditEvent, Snapshot
+
+    assert wait_for(lambda: Circuit.objects.filter(name="payments").exists(), timeout=10)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    login(page, server.url, "otto", "otto-pw-123!")
+    page.goto(f"{server.url}/alerts/")
+    page.wait_for_selector('#live-status[data-live="on"]', timeout=10_000)
+    assert page.inner_text("#alerts-badge") == "0 firing"
+    page.evaluate("window.__sameDocument = true")
+
+    assert app.command("trip payments") == "ok open"
+    assert wait_for(
+        lambda: Snapshot.objects.filter(circuit__name="payments", state="open").exists(),
+        timeout=10,
+    )
+    rule = AlertRule.objects.create(
+        name="payments open too long",
+        kind="open_too_long",
+        params={"duration": 1},
+        severity="critical",
+    )
+    # The alerts app's own evaluation (what the beat runs), until the episode is 1 s old.
+    assert wait_for(lambda: evaluate().fired == 1, timeout=10, interval=0.2)
+    alert = Alert.objects.get(rule=rule)
+    row = page.locator(f'tr[data-alert-id="{alert.pk}"]')
+    page.wait_for_selector(f'tr[data-alert-id="{alert.pk}"][data-status="firing"]', timeout=10_000)
+    assert page.evaluate("window.__sameDocument") is True  # arrived live, no reload
+    page.wait_for_selector('#alerts-badge[data-count="1"]', timeout=10_000)
+    assert "checkout/payments" in row.inner_text() and "critical" in row.inner_text()
+    shot(page, "08-alerts-firing-live")
+
+    row.locator("button:has-text('Acknowledge')").click()
+    page.wait_for_selector(f'tr[data-alert-id="{alert.pk}"] >> text=by otto at', timeout=10_000)
+    alert.refresh_from_db()
+    assert alert.acknowledged_by == operator
+    assert AuditEvent.objects.filter(action="alert.acknowledge", actor=operator).count() == 1
+    shot(page, "09-alerts-acknowledged")
+
+    page.locator(f'tr[data-alert-id="{alert.pk}"] a:has-text("Silence")').click()
+    page.check('input[name="match"][value="service"]')
+    page.fill('input[name="reason"]', "payments provider maintenance")
+    page.fill('input[name="expires_in_minutes"]', "45")
+    page.click("button:has-text('Silence…')")
+    page.wait_for_selector("text=Confirm: silence service checkout")
+    shot(page, "10-confirm-silence")
+    page.click("text=Confirm: silence service checkout")
+    page.wait_for_selector("tr[data-silence] >> text=payments provider maintenance")
+    silence = Silence.objects.get()
+    assert (silence.service_id, silence.created_by) == (alert.circuit.service_id, operator)
+    assert page.locator(f'tr[data-alert-id="{alert.pk}"] >> text=silenced').count() == 1
+    shot(page, "11-alerts-silenced")
+
+    page.goto(f"{server.url}/circuits/{alert.circuit_id}/")
+    page.wait_for_selector(f'.circuit-alerts tr[data-alert-id="{alert.pk}"]')
+    shot(page, "12-circuit-open-alert")
+
+    viewer_page = browser.new_context().new_page()
+    login(viewer_page, server.url, "vera", "vera-pw-123!")
+    viewer_page.goto(f"{server.url}/alerts/")
+    viewer_page.wait_for_selector(f'tr[data-alert-id="{alert.pk}"] >> text=by otto at')
+    for label in ("Acknowledge", "Silence", "End silence"):
+        assert viewer_page.locator(f"button:has-text('{label}')").count() == 0, label
+    assert viewer_page.locator("a.button").count() == 0
+    assert viewer_page.locator("main form[method=post]").count() == 0
+    shot(viewer_page, "13-viewer-alerts-no-controls")
+
+
+def test_the_alerts_page_resynchronises_after_a_dropped_socket(
+    server: ControlPlaneProcess, browser: Any, app: AppProcess, operator: User
+) -> None:
+    from controlplane.alerts.evaluate import evaluate
+    from controlplane.alerts.models import Alert, AlertRule
+
+    assert wait_for(lambda: Circuit.objects.filter(name="inventory").exists(), timeout=10)
+    app.stop()
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    login(page, server.url, "otto", "otto-pw-123!")
+    page.goto(f"{server.url}/alerts/?status=firing")
+    page.wait_for_selector('#live-status[data-live="on"]', timeout=10_000)
+    page.evaluate("window.__sameDocument = true")
+    server.stop()
+    page.wait_for_selector('#live-status[data-live="off"]', timeout=10_000)
+    # Fired while the browser is away: the live event goes to no one.
+    force_circuit(Circuit.objects.get(name="inventory"), "forced_open", reason="x", user=operator)
+    AlertRule.objects.create(
+        name="inventory open", kind="open_too_long", params={"duration": 1}, severity="warning"
+    )
+    assert wait_for(lambda: evaluate().fired == 1, timeout=10, interval=0.2)
+    alert = Alert.objects.get()
+    server.start()
+    page.wait_for_selector(f'tr[data-alert-id="{alert.pk}"][data-status="firing"]', timeout=30_000)
+    page.wait_for_selector('#alerts-badge[data-count="1"]', timeout=10_000)
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.locator(f'tr[data-alert-id="{alert.pk}"] .tag').inner_text() == "forced"
+    live = page.evaluate("window.switchyardLive")
+    assert live["connects"] >= 2 and live["alertRefreshes"] >= 2, live
+    shot(page, "14-alerts-resynchronised")

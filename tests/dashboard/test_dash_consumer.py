@@ -169,3 +169,86 @@ async def test_a_burst_of_events_is_coalesced(
         assert len(keys) == len(set(keys)) <= 2
     assert await communicator.receive_nothing(timeout=consumers.COALESCE_SECONDS * 3)
     await communicator.disconnect()
+
+
+async def test_an_alert_firing_and_its_acknowledgement_arrive(
+    app: Any, viewer: User, operator: User, fleet: dict[str, Circuit]
+) -> None:
+    from controlplane.alerts.evaluate import evaluate
+    from controlplane.alerts.models import Alert, AlertRule
+    from controlplane.alerts.operations import acknowledge
+
+    communicator = await socket(app, viewer)
+    assert (await communicator.connect(timeout=5))[0]
+    rule = await sync_to_async(AlertRule.objects.create)(
+        name="payments open", kind="open_too_long", params={"duration": 10}, severity="critical"
+    )
+    # The alerts app's own evaluation publishes "alerts.changed" after its commit.
+    await sync_to_async(evaluate)()
+    message = json.loads(await communicator.receive_from(timeout=5))
+    assert message["type"] == "alerts" and message["events"] == {"alerts.changed": 1}
+    assert message["firing"] == 1
+    (item,) = message["alerts"]
+    assert (item["rule"], item["service"], item["circuit"], item["status"]) == (
+        "payments open",
+        "checkout",
+        "payments",
+        "firing",
+    )
+    assert item["circuit_id"] == fleet["payments"].pk and item["acknowledged_by"] is None
+
+    alert = await sync_to_async(Alert.objects.get)(rule=rule)
+    await sync_to_async(acknowledge)(alert, user=operator)
+    message = json.loads(await communicator.receive_from(timeout=5))
+    assert message["type"] == "alerts" and message["alerts"][0]["acknowledged_by"] == "otto"
+    await communicator.disconnect()
+
+
+async def test_a_burst_of_alert_events_is_coalesced(
+    app: Any, viewer: User, fleet: dict[str, Circuit]
+) -> None:
+    from django.utils import timezone
+
+    from controlplane.alerts import events as alert_events
+    from controlplane.alerts.models import Alert, AlertRule
+
+    def make() -> list[alert_events.AlertItem]:
+        rule = AlertRule.objects.create(name="r", kind="failure_rate")
+        now = timezone.now()
+        alerts = [
+            Alert.objects.create(
+                rule=rule, circuit=c, status="firing", started_at=now, fired_at=now, created_at=now
+            )
+            for c in fleet.values()
+        ]
+        return [alert_events.alert_item(a) for a in alerts]
+
+    items = await sync_to_async(make)()
+    communicator = await socket(app, viewer)
+    assert (await communicator.connect(timeout=5))[0]
+    burst = 50
+
+    def send() -> None:
+        for n in range(burst):
+            alert_events.send_now(
+                {"type": "alerts.changed", "alerts": [items[n % len(items)]], "truncated": 0}
+            )
+
+    started = time.monotonic()
+    await sync_to_async(send)()
+    messages: list[dict[str, Any]] = []
+    received = 0
+    while received < burst:
+        message = json.loads(await communicator.receive_from(timeout=5))
+        assert message["type"] == "alerts"
+        messages.append(message)
+        received += message["events"]["alerts.changed"]
+    elapsed = time.monotonic() - started
+    assert received == burst
+    assert len(messages) <= elapsed / consumers.COALESCE_SECONDS + 1
+    assert len(messages) < burst / 2
+    for message in messages:
+        ids = [a["id"] for a in message["alerts"]]
+        assert len(ids) == len(set(ids)) <= len(items) and message["firing"] == len(items)
+    assert await communicator.receive_nothing(timeout=consumers.COALESCE_SECONDS * 3)
+    await communicator.disconnect()

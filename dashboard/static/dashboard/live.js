@@ -2,10 +2,14 @@
 // The server coalesces events into batches of fresh tiles; here every batch is merged
 // into one pending map and written to the DOM at most once per animation frame.
 // A dropped socket reconnects with backoff, then refetches this page's tiles as JSON.
+// Alert messages update the navigation badge (firing count); the alerts page then
+// refetches its rows (rendered by the server with the page's filters and controls),
+// at most one request in flight, so a burst costs a bounded number of refreshes.
 (function () {
   "use strict";
   var stats = (window.switchyardLive = {
     messages: 0, flushes: 0, updates: 0, connects: 0, resyncs: 0, connected: false,
+    alertMessages: 0, alertRefreshes: 0,
   });
   var pending = new Map();
   var scheduled = false;
@@ -91,6 +95,51 @@
       .catch(function () {});
   }
 
+  function setBadge(firing) {
+    var badge = document.getElementById("alerts-badge");
+    if (!badge || typeof firing !== "number") return;
+    badge.setAttribute("data-count", String(firing));
+    badge.textContent = firing + " firing";
+  }
+
+  var alertsInFlight = false;
+  var alertsAgain = false;
+  function refreshAlerts() {
+    if (alertsInFlight) { alertsAgain = true; return; }
+    alertsInFlight = true;
+    var url = new URL(page === "alerts" ? window.location.href : "/alerts/", window.location.origin);
+    url.searchParams.set("format", "json");
+    if (page !== "alerts") url.searchParams.set("only", "count");
+    fetch(url.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) {
+        if (!body) return;
+        stats.alertRefreshes++;
+        setBadge(body.firing);
+        var rows = document.getElementById("alert-rows");
+        if (rows && typeof body.rows === "string") rows.innerHTML = body.rows;
+        var count = document.getElementById("alerts-count");
+        if (count && typeof body.count === "number") count.textContent = body.count + (body.count === 1 ? " alert" : " alerts");
+      })
+      .catch(function () {})
+      .then(function () {
+        alertsInFlight = false;
+        if (alertsAgain) { alertsAgain = false; refreshAlerts(); }
+      });
+  }
+
+  function onAlerts(data) {
+    stats.alertMessages++;
+    setBadge(data.firing);
+    if (page === "alerts") refreshAlerts();
+    if (page === "circuit") {
+      var head = document.querySelector(".circuit-head .tile[data-id]");
+      var id = head ? Number(head.getAttribute("data-id")) : null;
+      var note = document.querySelector(".live-note");
+      (data.alerts || []).forEach(function (a) { if (a.circuit_id === id && note) note.hidden = false; });
+    }
+  }
+
   function setStatus(on) {
     stats.connected = on;
     if (status) { status.setAttribute("data-live", on ? "on" : "off"); status.textContent = on ? "live" : "reconnecting"; }
@@ -106,12 +155,14 @@
       // Anything that changed while the socket was down is read again
       // (also on the first open: events between the render and the socket count too).
       resync();
+      if (document.getElementById("alerts-badge")) refreshAlerts();
     };
     socket.onmessage = function (msg) {
       stats.messages++;
       var data;
       try { data = JSON.parse(msg.data); } catch (e) { return; }
       if (data.type === "tiles") enqueue(data.tiles);
+      else if (data.type === "alerts") onAlerts(data);
     };
     socket.onclose = function () {
       setStatus(false);

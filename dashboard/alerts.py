@@ -1,0 +1,154 @@
+"""Reads of the alerts page: filtered alert rows, the firing count, active silences.
+
+Whether an alert is silenced is the alerts API's own expression (``silenced_now``); the
+writes are in views.py and go through controlplane.alerts.operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.db.models import QuerySet
+from django.http import QueryDict
+from django.utils import timezone
+
+from controlplane.alerts.api.views import silenced_now
+from controlplane.alerts.choices import OPEN_STATUSES, AlertStatus, Severity
+from controlplane.alerts.models import Alert, Silence
+
+STATUSES = ("open", *AlertStatus.values)
+YES_NO = ("yes", "no")
+# 90 days, the longest silence the alerts app accepts.
+MAX_SILENCE_MINUTES = 90 * 24 * 60
+
+
+@dataclass(frozen=True)
+class AlertFilters:
+    """The page's filters, read from and written back to the URL query."""
+
+    status: str = ""
+    acknowledged: str = ""
+    silenced: str = ""
+    service: str = ""
+    severity: str = ""
+
+    @classmethod
+    def from_query(cls, query: QueryDict) -> AlertFilters:
+        """Unknown values are ignored (an empty filter), as on the overview."""
+
+        def pick(name: str, allowed: tuple[str, ...] | None = None) -> str:
+            value = query.get(name, "").strip()
+            return value if allowed is None or value in allowed else ""
+
+        return cls(
+            status=pick("status", STATUSES),
+            acknowledged=pick("acknowledged", YES_NO),
+            silenced=pick("silenced", YES_NO),
+            service=pick("service")[:200],
+            severity=pick("severity", tuple(Severity.values)),
+        )
+
+
+def alerts_queryset() -> QuerySet[Alert]:
+    """Every alert with what a row shows, newest first."""
+    return (
+        Alert.objects.select_related("rule", "circuit__service", "acknowledged_by")
+        .annotate(silenced=silenced_now())
+        .order_by("-started_at", "-id")
+    )
+
+
+def filtered_alerts(f: AlertFilters) -> QuerySet[Alert]:
+    """The alerts the filters select."""
+    qs = alerts_queryset()
+    if f.status == "open":
+        qs = qs.filter(status__in=OPEN_STATUSES)
+    elif f.status:
+        qs = qs.filter(status=f.status)
+    if f.acknowledged:
+        qs = qs.filter(acknowledged_at__isnull=f.acknowledged == "no")
+    if f.silenced:
+        # ``silenced`` is the annotation of alerts_queryset (the stubs do not see it).
+        qs = qs.filter(**{"silenced": f.silenced == "yes"})
+    if f.service:
+        qs = qs.filter(circuit__service__name=f.service)
+    if f.severity:
+        qs = qs.filter(rule__severity=f.severity)
+    return qs
+
+
+def firing_count() -> int:
+    """Alerts firing now (the navigation badge)."""
+    return Alert.objects.filter(status=AlertStatus.FIRING).count()
+
+
+def active_silences() -> QuerySet[Silence]:
+    """Silences in force or scheduled, soonest to expire first."""
+    return (
+        Silence.objects.filter(expires_at__gt=timezone.now())
+        .select_related("service", "circuit__service", "rule", "created_by")
+        .order_by("expires_at", "id")
+    )
+
+
+class SilenceForm(forms.Form):
+    """Silence what an alert matches: its circuit, its service or its rule."""
+
+    MATCHES = {"circuit": "this circuit", "service": "this service", "rule": "this rule"}
+
+    alert = forms.IntegerField(widget=forms.HiddenInput)
+    match = forms.ChoiceField(choices=list(MATCHES.items()), initial="circuit")
+    reason = forms.CharField(required=False, max_length=1000)
+    expires_in_minutes = forms.IntegerField(min_value=1, max_value=MAX_SILENCE_MINUTES, initial=60)
+    confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def clean_reason(self) -> str:
+        reason = str(self.cleaned_data.get("reason", "")).strip()
+        if not reason:
+            raise forms.ValidationError("A reason is required to silence alerts.")
+        return reason
+
+
+def silence_matcher(alert: Alert, match: str) -> dict[str, Any]:
+    """The silence's matcher (API field -> id) for ``match`` on ``alert``."""
+    if match == "service":
+        return {"service": alert.circuit.service_id}
+    if match == "rule":
+        return {"rule": alert.rule_id}
+    return {"circuit": alert.circuit_id}
+
+
+def target_label(alert: Alert, match: str) -> str:
+    """What a silence on ``match`` mutes, in words."""
+    if match == "service":
+        return f"service {alert.circuit.service.name}"
+    if match == "rule":
+        return f"rule {alert.rule.name}"
+    return f"circuit {alert.circuit.service.name}/{alert.circuit.name}"
+
+
+def alert_rows_by_id(ids: list[int]) -> dict[str, Any]:
+    """The live message body: these alerts as rows, and the firing count (two queries)."""
+    rows = [
+        {
+            "id": a.pk,
+            "rule": a.rule.name,
+            "kind": a.rule.kind,
+            "severity": a.rule.severity,
+            "service": a.circuit.service.name,
+            "circuit_id": a.circuit_id,
+            "circuit": a.circuit.name,
+            "status": a.status,
+            "labels": a.labels,
+            "silenced": bool(getattr(a, "silenced", False)),
+            "acknowledged_by": (
+                a.acknowledged_by.get_username()
+                if a.acknowledged_by
+                else ("system" if a.acknowledged_at else None)
+            ),
+        }
+        for a in alerts_queryset().filter(pk__in=ids)
+    ]
+    return {"alerts": rows, "firing": firing_count()}
