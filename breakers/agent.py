@@ -297,6 +297,7 @@ class Agent:
         self._pending: deque[_Pending] = deque()
         self._next_transition_id = 0
         self._dropped = 0
+        self._dropped_reported = 0  # of _dropped, what a successful sync has carried
         self._next_sync_at = self._mono()  # periodic schedule, or the end of a backoff
         self._soon: float | None = None  # a sync asked for by a transition or a change
         self._applying: int | None = None  # thread applying a desired state right now
@@ -596,7 +597,8 @@ class Agent:
         with self._lock:
             self._soon = None  # whatever asked for a sync until now is in this one
             batch = list(itertools.islice(self._pending, MAX_TRANSITIONS_PER_SYNC))
-            dropped = self._dropped
+            # The server adds what each sync reports: send only the drops it has not had.
+            dropped = self._dropped - self._dropped_reported
             more_waiting = len(self._pending) > len(batch)
         instance = wire.encode_instance(
             self.instance_id, socket.gethostname(), os.getpid(), self._started_at, __version__
@@ -611,6 +613,8 @@ class Agent:
         body = json.dumps(payload, separators=(",", ":")).encode()
         status, data = http_.request("POST", f"{self._base_path}{SYNC_PATH}", body, timeout)
         desired = self._decode(status, data, "sync")
+        with self._lock:
+            self._dropped_reported += dropped
         acked = desired.get("acked_through")
         if acked is not None:
             sent_max = batch[-1].id if batch else 0

@@ -167,6 +167,8 @@ class SyncRequest(TypedDict):
     instance: InstanceWire
     breakers: list[BreakerWire]
     transitions: list[TransitionWire]
+    # Transitions dropped (full buffer) since the last successful sync; the server adds
+    # them up, so a count is reported once.
     dropped_transitions: int
 
 

@@ -80,7 +80,9 @@ class LoopbackControlPlane:
         with self.lock:
             return [r for r in self.requests if r.path == "/api/v1/agent/watch"]
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        # A deadline, not a delay: it returns as soon as the predicate holds (a loaded
+        # 2-core machine can take seconds to run a thread).
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():

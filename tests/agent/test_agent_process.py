@@ -33,7 +33,7 @@ def test_forked_child_runs_its_own_thread_with_a_new_instance_id(plane):
             code = 1
             try:
                 breaker.force_open()
-                if plane.wait_for(lambda: agent.pending_transitions == 0, timeout=3.0):
+                if plane.wait_for(lambda: agent.pending_transitions == 0, timeout=10.0):
                     code = 0
             finally:
                 os._exit(code)
