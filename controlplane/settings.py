@@ -114,6 +114,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Beat's DatabaseScheduler (docker-compose); it loads CELERY_BEAT_SCHEDULE on start.
     "django_celery_beat",
+    # Failed-login tracking and lockout (admin and dashboard sign-in).
+    "axes",
     "controlplane.core",
     "controlplane.circuits",
     "controlplane.alerts",
@@ -130,7 +132,23 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a locked-out sign-in into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Sign-in lockout: after SWITCHYARD_LOGIN_FAILURE_LIMIT failed sign-ins for one username
+# from one address, that pair is refused (429) for SWITCHYARD_LOGIN_COOLOFF_MINUTES.
+# API tokens and agent tokens are not passwords and are not counted here.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("SWITCHYARD_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = envint("SWITCHYARD_LOGIN_COOLOFF_MINUTES", 15, minimum=1, maximum=10080) / 60
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "controlplane.urls"
 ASGI_APPLICATION = "controlplane.asgi.application"
