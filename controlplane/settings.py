@@ -118,6 +118,8 @@ INSTALLED_APPS = [
     "controlplane.circuits",
     "controlplane.alerts",
     "dashboard",
+    "controlplane.demo",
+    "drf_spectacular_sidecar",
 ]
 
 # Every middleware here is async-capable, so long polls never pin a thread.
@@ -329,6 +331,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agent sync and operator API for fleets of circuit breakers.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files: the docs work
+    # offline and no page pulls code from another host.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "CircuitStateEnum": "controlplane.circuits.choices.CircuitState",
         "FleetStateEnum": "controlplane.circuits.choices.FleetState",
