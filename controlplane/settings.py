@@ -331,11 +331,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agent sync and operator API for fleets of circuit breakers.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
-    # Swagger UI and Redoc from drf-spectacular-sidecar's static files: the docs work
-    # offline and no page pulls code from another host.
+    # Swagger UI from drf-spectacular-sidecar's static files: the docs work offline and
+    # no page pulls code from another host. (No Redoc page: its template loads web fonts
+    # from Google.)
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "CircuitStateEnum": "controlplane.circuits.choices.CircuitState",
         "FleetStateEnum": "controlplane.circuits.choices.FleetState",

@@ -2,11 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import (
-    SpectacularAPIView,
-    SpectacularRedocView,
-    SpectacularSwaggerView,
-)
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from controlplane.alerts.metrics import metrics_view
 from controlplane.circuits import views as circuit_views
@@ -27,7 +23,6 @@ urlpatterns = [
     path("api/v1/", include("controlplane.alerts.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     # The browser dashboard (overview at "/").
     path("", include("dashboard.urls")),
 ]
