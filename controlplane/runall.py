@@ -10,7 +10,6 @@ the alerts, and one process per simulated service (controlplane.demo).
 """
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -20,8 +19,9 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from controlplane.demo import fleet
+
 ROOT = Path(__file__).resolve().parent.parent
-STOP_TIMEOUT = 10.0
 WEB_START_TIMEOUT = 120.0
 
 
@@ -44,24 +44,6 @@ def commands(
     }  # fmt: skip
 
 
-def demo_commands(fleet_file: Path, web_url: str, receiver_port: int) -> dict[str, tuple]:
-    """The demo fleet's processes by name: (argv, extra environment)."""
-    fleet = json.loads(fleet_file.read_text())
-    py = sys.executable
-    children: dict[str, tuple] = {
-        "demo-webhook": (
-            [py, "-m", "controlplane.demo.receiver", "--port", str(receiver_port)],
-            {"SWITCHYARD_DEMO_WEBHOOK_SECRET": fleet["webhook_secret"]},
-        )
-    }
-    for service, token in fleet["tokens"].items():
-        children[f"demo-{service}"] = (
-            [py, "-m", "controlplane.demo.service", service],
-            {"SWITCHYARD_URL": web_url, "SWITCHYARD_TOKEN": token, "SWITCHYARD_SERVICE": service},
-        )
-    return children
-
-
 def say(message: str) -> None:
     print(f"runall: {message}", flush=True)
 
@@ -72,20 +54,6 @@ def web_answers(url: str) -> bool:
             return bool(answer.status == 200)
     except OSError:
         return False
-
-
-def stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
-    """SIGTERM every child still running, then SIGKILL whatever outlives the timeout."""
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for child in children.values():
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,11 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     fleet_file = args.demo_dir / "fleet.json"
     if args.demo:
         say("setting up the demo data (services, users, alert rules, webhook channel)")
-        subprocess.run(
-            [sys.executable, "manage.py", "demo_setup", "--output", str(fleet_file),
-             "--receiver-url", f"http://127.0.0.1:{receiver_port}/hook"],
-            cwd=ROOT, check=True,
-        )  # fmt: skip
+        fleet.setup(fleet_file, f"http://127.0.0.1:{receiver_port}/hook")
     children: dict[str, subprocess.Popen[bytes]] = {}
     status = 0
     try:
@@ -140,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             time.sleep(0.2)
         if args.demo and not stopping:
-            for name, (cmd, env) in demo_commands(fleet_file, web_url, receiver_port).items():
-                say(f"starting {name}")
-                children[name] = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
+            say("starting the demo fleet")
+            children.update(
+                fleet.start(fleet.commands(fleet_file, web_url, "127.0.0.1", receiver_port))
+            )
             say(", ".join(f"{n} pid {c.pid}" for n, c in children.items() if n[:5] == "demo-"))
         if not stopping:
             lines = [
@@ -168,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.2)
     finally:
         say("stopping " + ", ".join(children))
-        stop(children)
+        fleet.stop(children)
     return status
 
 
