@@ -19,12 +19,12 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@echo "==> creating the virtualenv $(VENV) with $(PYTHON)"
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV)
 	@echo "==> installing the requirements into $(VENV) (a few minutes the first time)"
-	$(BIN)/pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt \
+	@$(BIN)/pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt \
 		| grep -E '^(Collecting|Successfully)' || true
 	@test -x $(BIN)/uvicorn || { echo "pip install failed; see the output above"; exit 1; }
-	touch $@
+	@touch $@
 
 # RUN_DEPS= skips the virtualenv step (the end-to-end test reuses an existing one).
 RUN_DEPS ?= venv
