@@ -53,7 +53,7 @@ def server(transactional_db: None) -> Iterator[ControlPlaneProcess]:
 
 
 @pytest.mark.e2e
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_example_reports_its_breakers(server: ControlPlaneProcess, tmp_path: Path) -> None:
     token = create_agent_token(Service.objects.create(name="predictions"))[1]
     script = tmp_path / "app.py"
