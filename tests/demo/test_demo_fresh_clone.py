@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +28,6 @@ from typing import Any
 import pytest
 
 from tests.dashboard.browser import CHROMIUM, launch
-from tests.e2e.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
@@ -81,6 +81,21 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def free_port_pair() -> int:
+    """A port P such that P (the web server) and P + 1 (the demo webhook) are free."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no two adjacent free ports")
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie has exited)."""
     try:
@@ -104,13 +119,9 @@ def clone(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_run(clone: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
     """`make run` in the clone, in its own process group; killed whatever happens."""
-    port, log = free_port(), tmp_path / "make-run.log"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_FILESYSTEM_DIR")
-        and not k.startswith(("PYTEST_", "DJANGO_"))
-    }
+    port, log = free_port_pair(), tmp_path / "make-run.log"
+    # A newcomer's environment: nothing of this test run (databases, Django, Redis).
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
     env.update(SWITCHYARD_DEMO_SPEED="10", SWITCHYARD_ALERT_INTERVAL="2")
     venv = Path(sys.executable).parent.parent
     with open(log, "ab") as out:
