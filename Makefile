@@ -7,6 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# `make run DEMO=0` starts without the demo fleet; QUIET=0 shows access and task logs.
+DEMO ?= 1
+QUIET ?= 1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/switchyard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
@@ -15,14 +18,25 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
-	touch $@
+	@echo "==> creating the virtualenv $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "==> installing the requirements into $(VENV) (a few minutes the first time)"
+	@$(BIN)/pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt \
+		| grep -E '^(Collecting|Successfully)' || true
+	@test -x $(BIN)/uvicorn || { echo "pip install failed; see the output above"; exit 1; }
+	@touch $@
 
-run: venv
-	DEBUG=$${DEBUG-1} $(BIN)/python manage.py migrate --noinput
-	DEBUG=$${DEBUG-1} $(BIN)/python manage.py bootstrap
-	DEBUG=$${DEBUG-1} $(BIN)/python -m controlplane.runall --host $(HOST) --port $(PORT)
+# RUN_DEPS= skips the virtualenv step (the end-to-end test reuses an existing one).
+RUN_DEPS ?= venv
+run: $(RUN_DEPS)
+	@if [ -n "$$DATABASE_URL" ]; then echo "==> migrating the database at DATABASE_URL"; \
+		else echo "==> migrating the SQLite database under var/"; fi
+	@DEBUG=$${DEBUG-1} $(BIN)/python manage.py migrate --noinput -v 0
+	@echo "==> creating the first users"
+	@DEBUG=$${DEBUG-1} $(BIN)/python manage.py bootstrap
+	@echo "==> starting web, Celery worker, beat$(if $(filter 1,$(DEMO)), and the demo fleet) (Ctrl-C stops all)"
+	@DEBUG=$${DEBUG-1} $(BIN)/python -m controlplane.runall --host $(HOST) --port $(PORT) \
+		$(if $(filter 1,$(DEMO)),--demo) $(if $(filter 1,$(QUIET)),--quiet)
 
 test: venv
 	DATABASE_URL=$${DATABASE_URL-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL-$(TEST_REDIS_URL)} \

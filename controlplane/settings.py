@@ -120,6 +120,8 @@ INSTALLED_APPS = [
     "controlplane.circuits",
     "controlplane.alerts",
     "dashboard",
+    "controlplane.demo",
+    "drf_spectacular_sidecar",
 ]
 
 # Every middleware here is async-capable, so long polls never pin a thread.
@@ -347,6 +349,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agent sync and operator API for fleets of circuit breakers.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from drf-spectacular-sidecar's static files: the docs work offline and
+    # no page pulls code from another host. (No Redoc page: its template loads web fonts
+    # from Google.)
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "CircuitStateEnum": "controlplane.circuits.choices.CircuitState",
         "FleetStateEnum": "controlplane.circuits.choices.FleetState",
