@@ -13,7 +13,7 @@ QUIET ?= 1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/switchyard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: venv run test lint bench bench-all clean
+.PHONY: venv run test lint screenshot bench bench-all clean
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,12 @@ run: $(RUN_DEPS)
 test: venv
 	DATABASE_URL=$${DATABASE_URL-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL-$(TEST_REDIS_URL)} \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Refresh the README's picture (docs/dashboard.png) from a real demo run in a browser.
+screenshot: venv
+	SWITCHYARD_README_SCREENSHOT=1 DATABASE_URL=$${DATABASE_URL-$(TEST_DATABASE_URL)} \
+		REDIS_URL=$${REDIS_URL-$(TEST_REDIS_URL)} \
+		$(BIN)/python -m pytest -q tests/demo/test_demo_fresh_clone.py
 
 lint: venv
 	$(BIN)/ruff check .

@@ -63,8 +63,7 @@ def crawl(client: Client) -> dict[str, list[str]]:
 
 
 def test_no_page_references_another_host(fleet: Any, client: Client) -> None:  # noqa: F811
-    User.objects.create_superuser("root", password="root-pw-123!")
-    client.login(username="root", password="root-pw-123!")
+    client.force_login(User.objects.create_superuser("root", password="root-pw-123!"))
     pages = crawl(client)
     # The crawl reached the pages that matter, and found assets to check.
     for path in ["/", "/admin/", "/api/docs/", "/api/v1/", "/alerts/", "/audit/"]:
