@@ -16,6 +16,26 @@ from controlplane.circuits.models import Service
 SyncBody = Callable[..., dict[str, Any]]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that commits (``transactional_db``, ``live_server``, a transactional
+    ``django_db`` marker) restores the migrated data afterwards (serialized rollback).
+
+    A flush without it re-runs post_migrate (the roles), and the next test that does
+    restore serialized data would then insert those rows a second time: whether the suite
+    passed would depend on the order of its tests.
+    """
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if names is None or "django_db_serialized_rollback" in names:
+            continue
+        marker = item.get_closest_marker("django_db")
+        committing = "transactional_db" in names or "live_server" in names
+        if marker is not None and marker.kwargs.get("transaction"):
+            committing = True
+        if committing:
+            names.append("django_db_serialized_rollback")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _test_database_drops_cleanly(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """Close what tests left connected to the test database, so that it can be dropped.
