@@ -245,6 +245,27 @@ def _parse_instance(errors: _Errors, raw: Any) -> InstanceInfo | None:
 
 _COUNTERS = wire.BREAKER_COUNTERS
 
+# Agents send the same config object with every sync: it is validated when its content
+# is new to this process, then the verdict is reused (bounded; cleared when full).
+CONFIG_VERDICTS_MAX = 4096
+_config_verdicts: dict[tuple[tuple[str, type, Any], ...], dict[str, str]] = {}
+
+
+def _config_errors(config: dict[str, Any]) -> dict[str, str]:
+    """``config_errors(config)``, remembered by content (types included, so that 1,
+    1.0 and True are told apart); configs with unhashable values are not remembered."""
+    try:
+        key = tuple((k, type(v), v) for k, v in config.items())
+        verdict = _config_verdicts.get(key)
+    except TypeError:
+        return config_errors(config)
+    if verdict is None:
+        verdict = config_errors(config)
+        if len(_config_verdicts) >= CONFIG_VERDICTS_MAX:
+            _config_verdicts.clear()
+        _config_verdicts[key] = verdict
+    return verdict
+
 
 def _parse_breaker(errors: _Errors, index: int, raw: Any) -> BreakerReport | None:
     path = f"breakers[{index}]"
@@ -262,12 +283,14 @@ def _parse_breaker(errors: _Errors, index: int, raw: Any) -> BreakerReport | Non
             errors.add(f"{path}.config", f"must be an object, got {type(config).__name__}")
             config = None
         else:
-            for key, reason in config_errors(config).items():
+            for key, reason in _config_errors(config).items():
                 errors.add(f"{path}.config.{key}", reason)
     report = BreakerReport(name=name or "", state=state or "", config_version=version or 0)
     report.config = config
     for counter in _COUNTERS:
-        value = _int(errors, f"{path}.{counter}", data.get(counter, 0), low=0, high=MAX_COUNTER)
+        value = data.get(counter, 0)
+        if type(value) is not int or not 0 <= value <= MAX_COUNTER:  # the path only then
+            value = _int(errors, f"{path}.{counter}", value, low=0, high=MAX_COUNTER)
         setattr(report, counter, value or 0)
     report.failure_rate = _float(
         errors, f"{path}.failure_rate", data.get("failure_rate"), low=0.0, high=1.0

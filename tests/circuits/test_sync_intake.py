@@ -19,7 +19,6 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from controlplane.circuits import intake as intake_module
 from controlplane.circuits.auth import create_agent_token
 from controlplane.circuits.ingest import parse_sync
 from controlplane.circuits.intake import AgentFastPath, FlushResult, Intake
@@ -27,10 +26,6 @@ from controlplane.circuits.models import AgentToken, Instance, Service, Snapshot
 from controlplane.circuits.watch import forget_tokens
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-# Round trips of one flush, whatever the number of syncs, instances and breakers in it:
-# BEGIN, the instance update, the transition insert, the snapshot upsert, COMMIT.
-FLUSH_ROUND_TRIPS = 5
 
 
 @pytest.fixture(autouse=True)
@@ -96,45 +91,6 @@ async def _until_buffered(intake: Intake, count: int) -> None:
 def _answer(response: Any) -> dict[str, Any]:
     assert response.status_code == 200, response.content
     return dict(json.loads(response.content))
-
-
-@pytest.mark.parametrize("instances", [1, 40])
-async def test_round_trips_per_flush_do_not_grow_with_syncs(
-    instances: int, sync_body: Any, monkeypatch: Any, settings: Any
-) -> None:
-    settings.REDIS_URL = ""  # the in-process change feed: live from the start
-    service_id, _ = await sync_to_async(_service)()
-    intake = Intake(flusher=False)
-    for i in range(instances):  # first sight: the one-sync transaction, caches filled
-        await intake.accept(service_id, "checkout", _batch(sync_body, f"i{i}", 20, []))
-
-    db_threads: list[str] = []
-    real = intake_module.in_db_thread
-
-    async def counting(func: Any, *args: Any) -> Any:
-        db_threads.append(func.__name__)
-        return await real(func, *args)
-
-    monkeypatch.setattr(intake_module, "in_db_thread", counting)
-    tasks = [
-        asyncio.ensure_future(
-            intake.accept(service_id, "checkout", _batch(sync_body, f"i{i}", 20, [1], calls=5))
-        )
-        for i in range(instances)
-    ]
-    await _until_buffered(intake, instances)
-    assert not any(t.done() for t in tasks)  # answered only once stored
-    result, statements = await _flush(intake, counters=True)
-    answers = [_answer(r) for r in await asyncio.gather(*tasks)]
-
-    assert statements == FLUSH_ROUND_TRIPS
-    assert db_threads == []  # steady state: no database work outside the flush
-    assert result.syncs == instances and result.transitions_new == instances
-    assert {a["acked_through"] for a in answers} == {1}
-    assert set(answers[0]["breakers"]) == {f"dep_{i}" for i in range(20)}
-    assert await sync_to_async(Transition.objects.count)() == instances
-    kinds = sorted(e["type"] for e in result.events)
-    assert kinds == ["fleet.snapshots"] * instances + ["fleet.transitions"]
 
 
 async def test_unchanged_snapshots_are_not_written_and_counters_wait(sync_body: Any) -> None:
