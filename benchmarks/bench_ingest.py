@@ -266,9 +266,21 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, body: bytes) -> tuple[int, bytes]:
+        """As the real agent: a kept-alive connection the server closed meanwhile is
+        replaced and the request sent once more."""
+        reused = self.writer is not None
+        try:
+            return await self._post(body)
+        except (OSError, asyncio.IncompleteReadError):
+            self.close()
+            if not reused:
+                raise
+        return await self._post(body)
+
+    async def _post(self, body: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        assert self.reader is not None
+        assert self.reader is not None and self.writer is not None
         self.writer.write(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
@@ -518,7 +530,8 @@ def start_server(
     }
     command = [sys.executable, "-m", "uvicorn", "controlplane.asgi:application"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"]
-    command += ["--no-access-log", "--log-level", "warning"]
+    # Keep-alive longer than the agents' interval, as docs/operations.md advises.
+    command += ["--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "30"]
     if workers > 1:
         command += ["--workers", str(workers)]
     proc = subprocess.Popen(command, cwd=server_root, env=env, start_new_session=True)
@@ -600,7 +613,8 @@ async def main_async(args: argparse.Namespace) -> None:
         rates: dict[str, float] = {}
         for round_no in range(args.rounds):
             if args.mode in ("saturation", "both"):
-                await saturate(port, token, fleet, args.concurrency, min(3.0, args.duration))
+                # Warm up: every instance syncs a few times, through every worker.
+                await saturate(port, token, fleet, args.concurrency, args.warmup)
                 server.start()
                 pg.start()
                 tally, elapsed = await saturate(port, token, fleet, args.concurrency, args.duration)
@@ -654,6 +668,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=5.0, help="offered mode: seconds")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds before saturation")
     parser.add_argument("--no-reference", dest="reference", action="store_false")
     parser.add_argument("--server-root", default=str(ROOT), help="checkout to serve")
     args = parser.parse_args()

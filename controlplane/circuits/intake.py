@@ -43,10 +43,11 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from django.conf import settings
@@ -88,6 +89,8 @@ _VALUE_FIELDS = (
     "retry_after",
 )
 Values = tuple[Any, ...]
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def flush_seconds() -> float:
@@ -101,6 +104,47 @@ def token_seconds() -> float:
 
 def counter_seconds() -> float:
     return float(settings.SWITCHYARD_INTAKE_COUNTER_SECONDS)
+
+
+class _Later(Generic[K, V]):
+    """Rows kept for the slower cadence. Each key is taken once ``wait`` seconds have
+    passed since it first changed, so that every flush writes a share of them rather
+    than one flush writing all of them (and the syncs behind it waiting)."""
+
+    def __init__(self) -> None:
+        self.values: dict[K, V] = {}
+        self._since: dict[K, float] = {}
+        self._order: deque[tuple[float, K]] = deque()
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def put(self, key: K, value: V, now: float) -> None:
+        if key not in self.values:
+            self._since[key] = now
+            self._order.append((now, key))
+        self.values[key] = value
+
+    def discard(self, key: K) -> None:
+        self.values.pop(key, None)
+        self._since.pop(key, None)
+
+    def take(self, now: float, wait: float) -> dict[K, V]:
+        """The rows due at ``now`` (all of them if ``wait`` is negative)."""
+        if wait < 0:
+            everything = self.values
+            self.values, self._since, self._order = {}, {}, deque()
+            return everything
+        taken: dict[K, V] = {}
+        while self._order and self._order[0][0] + wait <= now:
+            since, key = self._order.popleft()
+            if self._since.get(key) == since:
+                taken[key] = self.values.pop(key)
+                del self._since[key]
+        return taken
+
+    def clear(self) -> None:
+        self.take(0.0, -1.0)
 
 
 class Retry(Exception):
@@ -283,13 +327,12 @@ class Intake:
         self._flusher = flusher
         self._lock = threading.Lock()
         self._syncs: list[_Sync] = []
-        self._dirty: dict[tuple[int, int], _Snap] = {}  # counters only, slower cadence
-        self._touch: dict[int, _Touch] = {}  # instance pk -> last_seen etc., slower cadence
+        self._dirty: _Later[tuple[int, int], _Snap] = _Later()  # counters changed only
+        self._touch: _Later[int, _Touch] = _Later()  # instance pk -> last_seen, host, pid
         self._drains: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._wake = threading.Event()
         self._urgent = False
         self._thread: threading.Thread | None = None
-        self._last_counters = time.monotonic()
         # What this process last stored of each snapshot (instance pk, circuit id).
         self._written: dict[tuple[int, int], Values] = {}
         self.instances: dict[tuple[int, str], _Instance] = {}
@@ -304,13 +347,20 @@ class Intake:
         now = timezone.now()
         entry = self.instances.get((service_id, batch.instance.id))
         circuits = self.circuits.get(service_id)
+        if entry is None or circuits is None or not _known(batch, circuits):
+            # New to this process (another one registered it, or this one restarted):
+            # one read instead of the whole one-sync transaction.
+            entry, circuits = await in_db_thread(_learn, service_id, batch.instance.id)
+            if circuits:
+                self.circuits[service_id] = circuits
+            if entry is not None:
+                self.instances[(service_id, batch.instance.id)] = entry
         payload = None
         if (
             entry is not None
             and circuits is not None
             and entry.started_at == batch.instance.started_at
-            and all(b.name in circuits for b in batch.breakers)
-            and all(t.breaker in circuits for t in batch.transitions)
+            and _known(batch, circuits)
         ):
             payload = await self._desired(service_id, now)
         if entry is None or circuits is None or payload is None:
@@ -356,12 +406,13 @@ class Intake:
             else:
                 dirty.append(snap)
         touch = _Touch(entry.started_at, now, info.hostname, info.pid, info.library_version)
+        clock = time.monotonic()
         with self._lock:
             for snap in dirty:
-                self._dirty[snap.key] = snap
+                self._dirty.put(snap.key, snap, clock)
             for snap in snaps:
-                self._dirty.pop(snap.key, None)
-            self._touch[entry.pk] = touch
+                self._dirty.discard(snap.key)
+            self._touch.put(entry.pk, touch, clock)
         return _Sync(
             service_id=service_id,
             service=service,
@@ -451,7 +502,7 @@ class Intake:
     def _run(self) -> None:
         last = 0.0
         while True:
-            self._wake.wait(timeout=max(counter_seconds(), 0.05))
+            self._wake.wait(timeout=0.5)  # also to write counters that came due
             # Group commit: at most one flush per interval; a drain does not wait.
             delay = last + flush_seconds() - time.monotonic()
             if delay > 0 and not self._urgent:
@@ -473,13 +524,10 @@ class Intake:
             syncs, self._syncs = self._syncs, []
             drains, self._drains = self._drains, []
             self._urgent = False
-            due = time.monotonic() - self._last_counters >= counter_seconds()
-            dirty: dict[tuple[int, int], _Snap] = {}
-            touch: dict[int, _Touch] = {}
-            if counters if counters is not None else due:
-                dirty, self._dirty = self._dirty, {}
-                touch, self._touch = self._touch, {}
-                self._last_counters = time.monotonic()
+            # All (counters=True), none (False), or those due (None).
+            wait = -1.0 if counters else counter_seconds()
+            dirty = self._dirty.take(time.monotonic(), wait) if counters is not False else {}
+            touch = self._touch.take(time.monotonic(), wait) if counters is not False else {}
         result = FlushResult(syncs=len(syncs))
         try:
             if syncs or dirty or touch:
@@ -718,6 +766,26 @@ def _settle(future: asyncio.Future[int], value: int | BaseException) -> None:
         future.set_exception(value)
     else:
         future.set_result(value)
+
+
+def _known(batch: SyncBatch, circuits: Mapping[str, int]) -> bool:
+    return all(b.name in circuits for b in batch.breakers) and all(
+        t.breaker in circuits for t in batch.transitions
+    )
+
+
+def _learn(service_id: int, instance_id: str) -> tuple[_Instance | None, dict[str, int]]:
+    """The instance's row (None if it has none yet) and the service's circuit ids."""
+    try:
+        row = (
+            Instance.objects.filter(service_id=service_id, instance_id=instance_id)
+            .values_list("pk", "started_at", "acked_through")
+            .first()
+        )
+        circuits = dict(Circuit.objects.filter(service_id=service_id).values_list("name", "pk"))
+        return (_Instance(*row) if row is not None else None), circuits
+    finally:
+        connections.close_all()
 
 
 def _read_version(service_id: int) -> int:
