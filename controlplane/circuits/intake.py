@@ -41,10 +41,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import operator
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -89,6 +90,7 @@ _VALUE_FIELDS = (
     "retry_after",
 )
 Values = tuple[Any, ...]
+_values: Callable[[Any], Values] = operator.attrgetter(*_VALUE_FIELDS)
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -396,7 +398,7 @@ class Intake:
         dirty: list[_Snap] = []
         for report in batch.breakers:
             key = (entry.pk, circuits[report.name])
-            values = tuple(getattr(report, f) for f in _VALUE_FIELDS)
+            values = _values(report)
             last = self._written.get(key)
             if last == values and report.name not in named:
                 continue  # unchanged: not written again
@@ -458,7 +460,7 @@ class Intake:
         self.circuits[service_id] = circuits
         for report in batch.breakers:
             key = (entry.pk, circuits[report.name])
-            self._written[key] = tuple(getattr(report, f) for f in _VALUE_FIELDS)
+            self._written[key] = _values(report)
         return _json(orjson.dumps(answer))
 
     def _submit(self, sync: _Sync) -> None:
@@ -826,7 +828,7 @@ def _earliest_expiry(payload: bytes) -> datetime | None:
 
 def _answer(payload: bytes, acked_through: int) -> HttpResponse:
     # The hub's bytes are a JSON object: acked_through goes in before its closing brace.
-    return _json(b'%b,"acked_through":%d}' % (payload[:-1], acked_through))
+    return _json(b"".join((memoryview(payload)[:-1], b',"acked_through":%d}' % acked_through)))
 
 
 def _json(body: bytes) -> HttpResponse:
