@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 SYNC_PATH = "/api/v1/agent/sync"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STATES = ("closed", "open")
+TIMEOUT = 10.0  # seconds, the agent's default request timeout
 
 
 # -- scratch database --------------------------------------------------------------------
@@ -324,7 +325,10 @@ async def sync_once(
 ) -> None:
     body, sent_max = inst.body(rng, steady=steady)
     try:
-        status, data = await conn.post(body)
+        status, data = await asyncio.wait_for(conn.post(body), TIMEOUT)
+    except TimeoutError:
+        conn.close()
+        status, data = 598, f"no answer in {TIMEOUT:g} s (the agent's timeout)".encode()
     except (OSError, asyncio.IncompleteReadError) as exc:
         conn.close()
         status, data = 599, str(exc).encode()
@@ -615,6 +619,8 @@ async def main_async(args: argparse.Namespace) -> None:
             if args.mode in ("saturation", "both"):
                 # Warm up: every instance syncs a few times, through every worker.
                 await saturate(port, token, fleet, args.concurrency, args.warmup)
+                client = CpuMeter(lambda: [os.getpid()])
+                client.start()
                 server.start()
                 pg.start()
                 tally, elapsed = await saturate(port, token, fleet, args.concurrency, args.duration)
@@ -626,6 +632,8 @@ async def main_async(args: argparse.Namespace) -> None:
                     server.stop(),
                     pg.stop(),
                 )
+                per_sync = client.stop() * 1000 / max(len(tally.latencies), 1)
+                print(f"    load generator CPU/sync {per_sync:.2f} ms")
             if args.mode in ("offered", "both"):
                 offered_rate = args.instances / args.interval
                 server.start()
