@@ -78,6 +78,9 @@ logger = logging.getLogger(__name__)
 
 # A flush that meets a deadlock with another process's is tried again this many times.
 FLUSH_ATTEMPTS = 3
+# Bounds of the per-process caches (emptied when full; they refill from the database).
+INSTANCES_MAX = 100_000
+WRITTEN_MAX = 2_000_000
 
 # Snapshot values in the order of the flush statement's columns (after the two ids).
 _VALUE_FIELDS = (
@@ -356,7 +359,7 @@ class Intake:
             if circuits:
                 self.circuits[service_id] = circuits
             if entry is not None:
-                self.instances[(service_id, batch.instance.id)] = entry
+                self._remember(service_id, batch.instance.id, entry)
         payload = None
         if (
             entry is not None
@@ -456,12 +459,17 @@ class Intake:
         except SyncError as exc:
             return JsonResponse(exc.as_json(), status=exc.status)
         hub.learn(service_id, int(answer["desired_version"]), generation)
-        self.instances[(service_id, batch.instance.id)] = entry
+        self._remember(service_id, batch.instance.id, entry)
         self.circuits[service_id] = circuits
         for report in batch.breakers:
             key = (entry.pk, circuits[report.name])
             self._written[key] = _values(report)
         return _json(orjson.dumps(answer))
+
+    def _remember(self, service_id: int, instance_id: str, entry: _Instance) -> None:
+        if len(self.instances) >= INSTANCES_MAX:
+            self.instances.clear()
+        self.instances[(service_id, instance_id)] = entry
 
     def _submit(self, sync: _Sync) -> None:
         with self._lock:
@@ -677,7 +685,7 @@ class Intake:
                 cursor.execute(snapshots_sql, columns_s)
                 changed = cursor.fetchall()
                 result.snapshots = len(keys)
-        transaction.on_commit(lambda: self._committed(latest, stored))
+        transaction.on_commit(lambda: self._committed(live, latest, stored))
         for sync in syncs:
             if id(sync) in conflicting or id(sync) in refused:
                 outcome[id(sync)] = Retry()
@@ -687,15 +695,19 @@ class Intake:
         return outcome
 
     def _committed(
-        self, latest: dict[tuple[int, int], _Snap], stored: dict[int, tuple[int, int]]
+        self,
+        syncs: list[_Sync],
+        latest: dict[tuple[int, int], _Snap],
+        stored: dict[int, tuple[int, int]],
     ) -> None:
+        if len(self._written) + len(latest) > WRITTEN_MAX:
+            self._written.clear()  # bounded; the next sync of each breaker rewrites it
         for key, snap in latest.items():
             self._written[key] = snap.values
-        by_pk = {e.pk: e for e in self.instances.values()}
-        for pk, (_, acked) in stored.items():
-            entry = by_pk.get(pk)
-            if entry is not None:
-                entry.acked_through = max(entry.acked_through, acked)
+        for sync in syncs:
+            found = stored.get(sync.entry.pk)
+            if found is not None:
+                sync.entry.acked_through = max(sync.entry.acked_through, found[1])
 
     def forget(self) -> None:
         """Drop every cache (the next sync of each instance takes the one-sync path)."""
