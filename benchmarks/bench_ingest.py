@@ -573,7 +573,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def report(label: str, tally: Tally, elapsed: float, server_cpu: float, pg_cpu: float) -> float:
     n = len(tally.latencies)
-    rate = n / elapsed if elapsed else 0.0
+    rate = (n - tally.errors) / elapsed if elapsed else 0.0  # answered and stored
     ms = [x * 1000 for x in tally.latencies]
     print(
         f"{label:<34} {rate:8.0f} syncs/s  p50 {percentile(ms, 0.5):7.1f}  "
