@@ -615,6 +615,7 @@ async def main_async(args: argparse.Namespace) -> None:
         report("registration", tally, time.perf_counter() - started, server.stop(), pg.stop())
 
         rates: dict[str, float] = {}
+        ref_concurrency = args.reference_concurrency or args.concurrency
         for round_no in range(args.rounds):
             if args.mode in ("saturation", "both"):
                 # Warm up: every instance syncs a few times, through every worker.
@@ -649,10 +650,10 @@ async def main_async(args: argparse.Namespace) -> None:
             if args.reference:
                 me = CpuMeter(lambda: [os.getpid()])
                 tally, elapsed, (me_cpu, pg_cpu) = await reference(
-                    database_url, service_id, fleet, args.concurrency, args.duration, [me, pg]
+                    database_url, service_id, fleet, ref_concurrency, args.duration, [me, pg]
                 )
                 ref_rate = report(
-                    f"psycopg reference c={args.concurrency} (round {round_no + 1})",
+                    f"psycopg reference c={ref_concurrency} (round {round_no + 1})",
                     tally,
                     elapsed,
                     me_cpu,
@@ -678,8 +679,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before saturation")
     parser.add_argument("--no-reference", dest="reference", action="store_false")
+    parser.add_argument(
+        "--reference-concurrency",
+        type=int,
+        default=0,
+        help="connections of the reference (default: --concurrency)",
+    )
     parser.add_argument("--server-root", default=str(ROOT), help="checkout to serve")
     args = parser.parse_args()
+    if args.reference_concurrency < 0:
+        parser.error("--reference-concurrency must not be negative")
     for name in ("instances", "breakers", "workers", "concurrency", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
