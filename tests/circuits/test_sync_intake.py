@@ -25,7 +25,8 @@ from controlplane.circuits.intake import AgentFastPath, FlushResult, Intake
 from controlplane.circuits.models import AgentToken, Instance, Service, Snapshot, Transition
 from controlplane.circuits.watch import forget_tokens
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+# serialized_rollback: the flush after each test keeps the roles for the tests after it.
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
 @pytest.fixture(autouse=True)

@@ -77,7 +77,7 @@ def test_query_count_per_sync_is_constant(
     assert Transition.objects.count() == 2 * n
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("instances", [1, 40])
 async def test_round_trips_per_flush_do_not_grow_with_syncs(
     instances: int, sync_body: Any, monkeypatch: Any, settings: Any
