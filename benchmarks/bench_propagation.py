@@ -1,7 +1,7 @@
 """Propagation of an operator's force to a fleet of agents, and the agent's call overhead.
 
 Run: .venv/bin/python benchmarks/bench_propagation.py [--agents 200] [--rounds 5] [--hosts 4]
-         [--app project|plain-django] [--poll-interval 60]
+         [--app project|plain-django] [--poll-interval 5] [--workers 1]
 
 What it does, all on this machine:
 
@@ -174,7 +174,7 @@ APPS = {
 
 
 def start_server(
-    port: int, db_url: str, redis_url: str, app: str, poll_interval: int
+    port: int, db_url: str, redis_url: str, app: str, poll_interval: int, workers: int = 1
 ) -> subprocess.Popen[bytes]:
     env = dict(
         os.environ,
@@ -185,8 +185,8 @@ def start_server(
         ALLOWED_HOSTS="127.0.0.1,localhost",
         LOG_LEVEL="WARNING",
         DJANGO_SETTINGS_MODULE="controlplane.settings",
-        # The fleet learns of changes through the watch; periodic syncs of a
-        # thousand agents every 5 s would only measure ingest here.
+        # The fleet learns of changes through the watch, while it keeps syncing at the
+        # default interval: propagation is measured under the real ingest load.
         SWITCHYARD_POLL_INTERVAL=str(poll_interval),
         PYTHONPATH=str(ROOT),
     )
@@ -209,6 +209,10 @@ def start_server(
             "4096",
             "--timeout-graceful-shutdown",
             "1",
+            # Agents keep their connection between syncs: longer than their interval.
+            "--timeout-keep-alive",
+            "30",
+            *(["--workers", str(workers)] if workers > 1 else []),
         ],
         cwd=ROOT,
         env=env,
@@ -329,9 +333,10 @@ def main() -> int:
     parser.add_argument(
         "--poll-interval",
         type=int,
-        default=60,
+        default=5,
         help="the server's sync interval for agents (s, 1-3600)",
     )
+    parser.add_argument("--workers", type=int, default=1, help="server processes (1-16)")
     parser.add_argument("--overhead-rounds", type=int, default=7)
     parser.add_argument("--overhead-number", type=int, default=200_000)
     args = parser.parse_args()
@@ -340,6 +345,7 @@ def main() -> int:
         ("--hosts", args.hosts, 1, 64),
         ("--rounds", args.rounds, 1, 100),
         ("--poll-interval", args.poll_interval, 1, 3600),
+        ("--workers", args.workers, 1, 16),
     ):
         if not low <= value <= high:
             parser.error(f"{name} must be between {low} and {high}, got {value}")
@@ -357,7 +363,7 @@ def main() -> int:
     connections.close_all()
 
     port = free_port()
-    server = start_server(port, db_url, redis_url, args.app, args.poll_interval)
+    server = start_server(port, db_url, redis_url, args.app, args.poll_interval, args.workers)
     url = f"http://127.0.0.1:{port}"
     ctx = mp.get_context("spawn")
     pipes, procs = [], []

@@ -16,7 +16,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from controlplane.circuits.watch import WatchFastPath  # noqa: E402
+from controlplane.circuits.intake import AgentFastPath  # noqa: E402
 from dashboard.routing import websocket_urlpatterns as dashboard_ws  # noqa: E402
 
 # Websocket routes (the dashboard's consumers) are added here.
@@ -24,10 +24,10 @@ websocket_urlpatterns: list = [*dashboard_ws]
 
 application = ProtocolTypeRouter(
     {
-        # The agents' long poll (the route of agent_watch in controlplane/urls.py) is
+        # The agents' routes (sync and long poll, as routed in controlplane/urls.py) are
         # answered ahead of Django's middleware stack, security headers included, so a
-        # fleet woken at once is not queued behind a dozen thread hops per request.
-        "http": WatchFastPath(django_asgi_app),
+        # fleet is not queued behind a dozen thread hops per request.
+        "http": AgentFastPath(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -378,6 +378,19 @@ SWITCHYARD_SYNC_MAX_BREAKERS = envint(
 SWITCHYARD_SYNC_MAX_TRANSITIONS = envint(
     "SWITCHYARD_SYNC_MAX_TRANSITIONS", 5000, minimum=1, maximum=1_000_000
 )
+# Agent intake (controlplane/circuits/intake.py, docs/operations.md). Rows of many syncs
+# are written together every SWITCHYARD_INTAKE_FLUSH_MS milliseconds; a sync carrying
+# transitions is answered after that write commits.
+SWITCHYARD_INTAKE_FLUSH_MS = envint("SWITCHYARD_INTAKE_FLUSH_MS", 25, minimum=1, maximum=1000)
+# A revoked agent token is refused by the sync within this many seconds.
+SWITCHYARD_INTAKE_TOKEN_SECONDS = envint(
+    "SWITCHYARD_INTAKE_TOKEN_SECONDS", 5, minimum=0, maximum=300
+)
+# Snapshot counters that changed without a state change, and instances' last_seen, reach
+# PostgreSQL within this many seconds (states, configs and transitions at once).
+SWITCHYARD_INTAKE_COUNTER_SECONDS = envint(
+    "SWITCHYARD_INTAKE_COUNTER_SECONDS", 5, minimum=0, maximum=60
+)
 # Django refuses larger bodies before the view sees them; keep it above the sync limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, SWITCHYARD_SYNC_MAX_BODY_BYTES + 1)
 

@@ -48,6 +48,7 @@ MAX_COUNTER = 2**63 - 1
 MAX_PID = 2**31 - 1
 MAX_ERRORS_REPORTED = 50
 _STATES = tuple(CircuitState.values)
+_STATE_SET = frozenset(_STATES)
 _REASONS = tuple(TransitionReason.values)
 
 
@@ -191,11 +192,22 @@ def _float(
     return float(value)
 
 
+# Timestamps repeat from sync to sync (state_since, started_at): parsed once each.
+TIMESTAMPS_MAX = 8192
+_timestamps: dict[str, datetime] = {}
+
+
 def _datetime(errors: _Errors, path: str, value: Any, *, nullable: bool = True) -> datetime | None:
     if value is None and nullable:
         return None
+    if type(value) is str and (known := _timestamps.get(value)) is not None:
+        return known
     try:
-        return wire.parse_timestamp(value)
+        parsed = wire.parse_timestamp(value)
+        if len(_timestamps) >= TIMESTAMPS_MAX:
+            _timestamps.clear()
+        _timestamps[value] = parsed
+        return parsed
     except ValueError:
         errors.add(path, f"must be an ISO-8601 date-time with a time zone, got {value!r}"[:300])
     return None
@@ -245,38 +257,77 @@ def _parse_instance(errors: _Errors, raw: Any) -> InstanceInfo | None:
 
 _COUNTERS = wire.BREAKER_COUNTERS
 
+# Agents send the same config object with every sync: it is validated when its content
+# is new to this process, then the verdict is reused (bounded; cleared when full).
+CONFIG_VERDICTS_MAX = 4096
+_config_verdicts: dict[tuple[tuple[Any, ...], tuple[type, ...]], dict[str, str]] = {}
+
+
+def _config_errors(config: dict[str, Any]) -> dict[str, str]:
+    """``config_errors(config)``, remembered by content (types included, so that 1,
+    1.0 and True are told apart); configs with unhashable values are not remembered."""
+    try:
+        key = (tuple(config.items()), tuple(map(type, config.values())))
+        verdict = _config_verdicts.get(key)
+    except TypeError:
+        return config_errors(config)
+    if verdict is None:
+        verdict = config_errors(config)
+        if len(_config_verdicts) >= CONFIG_VERDICTS_MAX:
+            _config_verdicts.clear()
+        _config_verdicts[key] = verdict
+    return verdict
+
 
 def _parse_breaker(errors: _Errors, index: int, raw: Any) -> BreakerReport | None:
     path = f"breakers[{index}]"
     data = _object(errors, path, raw)
     if data is None:
         return None
-    name = _name(errors, f"{path}.name", data.get("name"))
-    state = _choice(errors, f"{path}.state", data.get("state"), _STATES)
-    version = _int(
-        errors, f"{path}.config_version", data.get("config_version", 0), low=0, high=MAX_PID
-    )
+    # Each check below runs its reporting helper (and builds the field's path) only
+    # when the value is not plainly valid: the helper decides, and words the error.
+    name = data.get("name")
+    if type(name) is not str or len(name) > NAME_MAX_LENGTH or not NAME_RE.match(name):
+        name = _name(errors, f"{path}.name", name)
+    state = data.get("state")
+    if type(state) is not str or state not in _STATE_SET:
+        state = _choice(errors, f"{path}.state", state, _STATES)
+    version = data.get("config_version", 0)
+    if type(version) is not int or not 0 <= version <= MAX_PID:
+        version = _int(errors, f"{path}.config_version", version, low=0, high=MAX_PID)
     config = data.get("config")
     if config is not None:
         if not isinstance(config, dict):
             errors.add(f"{path}.config", f"must be an object, got {type(config).__name__}")
             config = None
         else:
-            for key, reason in config_errors(config).items():
+            for key, reason in _config_errors(config).items():
                 errors.add(f"{path}.config.{key}", reason)
     report = BreakerReport(name=name or "", state=state or "", config_version=version or 0)
     report.config = config
     for counter in _COUNTERS:
-        value = _int(errors, f"{path}.{counter}", data.get(counter, 0), low=0, high=MAX_COUNTER)
+        value = data.get(counter, 0)
+        if type(value) is not int or not 0 <= value <= MAX_COUNTER:  # the path only then
+            value = _int(errors, f"{path}.{counter}", value, low=0, high=MAX_COUNTER)
         setattr(report, counter, value or 0)
-    report.failure_rate = _float(
-        errors, f"{path}.failure_rate", data.get("failure_rate"), low=0.0, high=1.0
-    )
-    report.retry_after = _float(
-        errors, f"{path}.retry_after", data.get("retry_after"), low=0.0, high=1e9
-    )
-    report.state_since = _datetime(errors, f"{path}.state_since", data.get("state_since"))
-    report.last_failure = _datetime(errors, f"{path}.last_failure", data.get("last_failure"))
+    rate = data.get("failure_rate")
+    if rate is not None and (type(rate) is not float or not 0.0 <= rate <= 1.0):
+        rate = _float(errors, f"{path}.failure_rate", rate, low=0.0, high=1.0)
+    report.failure_rate = rate
+    retry_after = data.get("retry_after")
+    if retry_after is not None and (type(retry_after) is not float or not 0 <= retry_after <= 1e9):
+        retry_after = _float(errors, f"{path}.retry_after", retry_after, low=0.0, high=1e9)
+    report.retry_after = retry_after
+    since = data.get("state_since")
+    if since is not None:
+        known = _timestamps.get(since) if type(since) is str else None
+        since = known or _datetime(errors, f"{path}.state_since", since)
+    report.state_since = since
+    failure = data.get("last_failure")
+    if failure is not None:
+        known = _timestamps.get(failure) if type(failure) is str else None
+        failure = known or _datetime(errors, f"{path}.last_failure", failure)
+    report.last_failure = failure
     return report if name and state else None
 
 

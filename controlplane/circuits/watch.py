@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import io
 import json
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import HttpRequest, HttpResponse
-from django.middleware.security import SecurityMiddleware
-from django.urls import Resolver404, resolve
 
+from controlplane.circuits.fastpath import FastPath, Handler, View
 from controlplane.circuits.watchhub import get_hub
 from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, error_body
 
@@ -58,61 +55,95 @@ def _error(status: int, field: str, reason: str, **headers: str) -> Answer:
     return status, body, headers
 
 
-# Re-watching agents (a whole fleet, right after a change) are recognised without a
-# database round trip: token -> service id for this long. A revoked token can keep
-# watching (read only) for at most this long; syncs check it every time.
+class TokenInfo(NamedTuple):
+    """What an agent token stands for: its service, and that service's desired version
+    when the token was looked up."""
+
+    service_id: int
+    service: str
+    desired_version: int
+
+
+# Agents (a whole fleet re-watching right after a change, or syncing every few seconds)
+# are recognised without a database round trip: token hash -> (service id, name, when
+# looked up). Each reader bounds the age it accepts: a revoked token can keep watching
+# (read only) for at most TOKEN_CACHE_SECONDS, and keep syncing for at most
+# SWITCHYARD_INTAKE_TOKEN_SECONDS (controlplane.circuits.intake).
 TOKEN_CACHE_SECONDS = 30.0
 TOKEN_CACHE_MAX = 10_000
-_token_cache: dict[str, tuple[int, float]] = {}
+_token_cache: dict[str, tuple[int, str, float]] = {}
+
+
+def token_key(raw_token: str) -> str:
+    """The cache key of a token (its stored hash)."""
+    from controlplane.circuits.auth import hash_token
+
+    return hash_token(raw_token)
+
+
+def cached_token(key: str, max_age: float) -> tuple[int, str] | None:
+    """(service id, service name) of a token looked up at most ``max_age`` seconds ago."""
+    entry = _token_cache.get(key)
+    if entry is None or entry[2] + max_age < time.monotonic():
+        return None
+    return entry[0], entry[1]
 
 
 def _cached_service(raw_token: str) -> int | None:
-    from controlplane.circuits.auth import hash_token
-
-    entry = _token_cache.get(hash_token(raw_token))
-    if entry is None or entry[1] < time.monotonic():
-        return None
-    return entry[0]
+    found = cached_token(token_key(raw_token), TOKEN_CACHE_SECONDS)
+    return None if found is None else found[0]
 
 
-def _cache_service(raw_token: str, service_id: int) -> None:
-    from controlplane.circuits.auth import hash_token
-
+def _cache_token(key: str, info: TokenInfo, looked_up: float) -> None:
     if len(_token_cache) >= TOKEN_CACHE_MAX:
         _token_cache.clear()  # crude but bounded; it refills from the database
-    _token_cache[hash_token(raw_token)] = (service_id, time.monotonic() + TOKEN_CACHE_SECONDS)
+    _token_cache[key] = (info.service_id, info.service, looked_up)
 
 
-def _lookup(raw_token: str) -> tuple[int, int] | None:
-    """(service id, current desired version) for an agent token, or None if refused."""
+def forget_tokens() -> None:
+    """Empty the token cache (tests)."""
+    _token_cache.clear()
+
+
+def _lookup(raw_token: str) -> TokenInfo | None:
+    """The service of an agent token and its current desired version, or None if refused."""
     from controlplane.circuits.auth import authenticate_agent
 
     try:
         token = authenticate_agent(raw_token)
         if token is None:
             return None
-        return token.service_id, token.service.desired_version
+        return TokenInfo(token.service_id, token.service.name, token.service.desired_version)
     finally:
         # The request is about to be held: it must not keep a connection meanwhile.
         connections.close_all()
 
 
-_inflight: dict[tuple[int, str], asyncio.Task[tuple[int, int] | None]] = {}
+_inflight: dict[tuple[int, str], asyncio.Task[tuple[TokenInfo | None, float]]] = {}
 
 
-async def _lookup_once(raw_token: str) -> tuple[int, int] | None:
-    """:func:`_lookup`, shared by concurrent watches of the same token: when the cache
-    entry of a fleet's token expires, a thousand re-watching agents make one query.
-    The query runs as its own task, so one watcher going away cancels nobody's."""
-    from controlplane.circuits.auth import hash_token
-
-    key = (id(asyncio.get_running_loop()), hash_token(raw_token))
-    task = _inflight.get(key)
+async def lookup_token(raw_token: str) -> TokenInfo | None:
+    """:func:`_lookup`, shared by concurrent requests with the same token: when the cache
+    entry of a fleet's token expires, a thousand agents make one query. The query runs
+    as its own task, so one request going away cancels nobody's. Caches the answer."""
+    key = token_key(raw_token)
+    loop_key = (id(asyncio.get_running_loop()), key)
+    task = _inflight.get(loop_key)
     if task is None:
-        task = asyncio.ensure_future(_in_db_thread(_lookup, raw_token))
-        _inflight[key] = task
-        task.add_done_callback(lambda _: _inflight.pop(key, None))
-    return await asyncio.shield(task)
+        task = asyncio.ensure_future(_timed_lookup(raw_token))
+        _inflight[loop_key] = task
+        task.add_done_callback(lambda _: _inflight.pop(loop_key, None))
+    info, looked_up = await asyncio.shield(task)
+    if info is not None:
+        _cache_token(key, info, looked_up)
+    return info
+
+
+async def _timed_lookup(raw_token: str) -> tuple[TokenInfo | None, float]:
+    # The entry's age counts from before the query: a revocation committed while it
+    # ran is honoured within the bound.
+    started = time.monotonic()
+    return await in_db_thread(_lookup, raw_token), started
 
 
 def _build(service_id: int) -> tuple[int, bytes]:
@@ -125,18 +156,19 @@ def _build(service_id: int) -> tuple[int, bytes]:
         connections.close_all()
 
 
-async def _payload(service_id: int, version: int) -> bytes:
+async def desired_payload(service_id: int, version: int) -> bytes:
     """The desired state at ``version`` or later: the hub's copy, else built now."""
     hub = get_hub()
     payload = hub.payload(service_id, version)
     if payload is None:
         generation = hub.feed_generation()
-        built_version, payload = await _in_db_thread(_build, service_id)
+        built_version, payload = await in_db_thread(_build, service_id)
         hub.remember_payload(service_id, built_version, payload, generation)
     return payload
 
 
-async def _in_db_thread(func: Any, *args: Any) -> Any:
+async def in_db_thread(func: Any, *args: Any) -> Any:
+    """Run ``func`` on the agent routes' database threads."""
     return await asyncio.get_running_loop().run_in_executor(_executor, func, *args)
 
 
@@ -168,7 +200,7 @@ async def watch(method: str, since_raw: str, authorization: str | None) -> Answe
     service_id = _cached_service(token)
     current = hub.current_version(service_id) if service_id is not None else None
     if service_id is None or current is None:
-        found = await _lookup_once(token)
+        found = await lookup_token(token)
         if found is None:
             return _error(
                 401,
@@ -176,18 +208,17 @@ async def watch(method: str, since_raw: str, authorization: str | None) -> Answe
                 "invalid or revoked agent token",
                 **{"WWW-Authenticate": 'Bearer realm="agent", error="invalid_token"'},
             )
-        service_id, current = found
-        _cache_service(token, service_id)
+        service_id, current = found.service_id, found.desired_version
         hub.learn(service_id, current, generation)
     if current > since:
-        return _desired(await _payload(service_id, current))
+        return _desired(await desired_payload(service_id, current))
     waiter = hub.register(service_id, since)
     try:
         # A change committed after the lookup but announced before the registration
         # is caught here; one announced after it wakes the waiter.
         announced = hub.announced(service_id)
         if announced > since:
-            return _desired(await _payload(service_id, announced))
+            return _desired(await desired_payload(service_id, announced))
         try:
             payload = await asyncio.wait_for(asyncio.shield(waiter.future), hold_seconds())
         except TimeoutError:
@@ -229,87 +260,28 @@ async def agent_watch(request: HttpRequest) -> HttpResponse:
     )
 
 
-@functools.lru_cache(maxsize=4096)
-def _routes_to_watch(urlconf: str, path_info: str) -> bool:
-    try:
-        return resolve(path_info, urlconf).func is agent_watch
-    except Resolver404:
-        return False
+class WatchFastPath(FastPath):
+    """Serves the watch ahead of the middleware stack (see :mod:`.fastpath`): a thousand
+    agents woken at once are answered from the event loop, not queued behind thread hops.
+    ``controlplane.circuits.intake.AgentFastPath`` adds the sync to the same mechanism."""
+
+    def routes(self) -> Mapping[View, Handler]:
+        return {agent_watch: _serve_watch}
 
 
-def _no_response(request: HttpRequest) -> HttpResponse:
-    raise AssertionError("the fast path answers itself")  # pragma: no cover
+async def _serve_watch(request: ASGIRequest, receive: Any) -> HttpResponse | None:
+    answer = await until_disconnect(
+        watch(
+            request.method or "",
+            request.GET.get("since", ""),
+            request.headers.get("Authorization"),
+        ),
+        receive,
+    )
+    return None if answer is None else _response(answer)
 
 
-class WatchFastPath:
-    """ASGI wrapper that serves the watch view directly and passes all else to ``app``.
-
-    Django runs every ``MiddlewareMixin`` middleware of an async request through a
-    thread (twice), a dozen thread hops per request: a thousand agents woken at once
-    then queue behind each other for seconds. The watch needs none of that stack
-    (it authenticates by its own bearer token, sets no cookies, renders nothing), so
-    here it answers from the event loop alone, with what still applies: host
-    validation and Django's ``SecurityMiddleware`` (SSL redirect, HSTS, nosniff,
-    referrer and opener policies, all per settings).
-
-    Which requests it takes is read from the project's URL configuration: whatever
-    resolves to :func:`agent_watch`, so there is one route and a moved prefix moves
-    both. ``controlplane/asgi.py`` mounts it: ``"http": WatchFastPath(django_asgi_app)``.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not _routes_to_watch(
-            settings.ROOT_URLCONF, _path_info(scope)
-        ):
-            await self.app(scope, receive, send)
-            return
-        request = ASGIRequest(scope, io.BytesIO())
-        security = SecurityMiddleware(_no_response)
-        try:
-            request.get_host()  # validates the Host header against ALLOWED_HOSTS
-        except DisallowedHost:
-            response = _response(_error(400, "host", "host not allowed"))
-        else:
-            redirect = security.process_request(request)
-            if redirect is not None:
-                response = redirect
-            else:
-                answer = await _until_disconnect(
-                    watch(
-                        request.method or "",
-                        request.GET.get("since", ""),
-                        request.headers.get("Authorization"),
-                    ),
-                    receive,
-                )
-                if answer is None:
-                    return  # the client went away: nobody to answer
-                response = _response(answer)
-        security.process_response(request, response)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": [
-                    (name.lower().encode("latin-1"), value.encode("latin-1"))
-                    for name, value in response.items()
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": response.content})
-
-
-def _path_info(scope: dict[str, Any]) -> str:
-    # As Django's ASGIRequest computes it: the path below the mount point (root_path).
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path.removeprefix(root) if root and path.startswith(root) else path
-
-
-async def _until_disconnect(call: Any, receive: Any) -> Answer | None:
+async def until_disconnect(call: Any, receive: Any) -> Any:
     """Await ``call``; None (and ``call`` cancelled) if the client disconnects first,
     so a departed agent's long poll frees its waiter at once."""
     task = asyncio.ensure_future(call)
@@ -321,8 +293,7 @@ async def _until_disconnect(call: Any, receive: Any) -> Answer | None:
             await task
         return None
     disconnect.cancel()
-    result: Answer = task.result()
-    return result
+    return task.result()
 
 
 async def _wait_for_disconnect(receive: Any) -> None:

@@ -99,6 +99,12 @@ class WatchHub:
         self._ensure_threads()
         return waiter
 
+    def listen(self) -> None:
+        """Subscribe to the change feed without a waiter: the agents' sync answers from
+        :meth:`current_version` and :meth:`payload` too, so the versions it learns must
+        stay current in a process that serves no watch."""
+        self._ensure_threads()
+
     def unregister(self, waiter: Waiter) -> None:
         """Forget a waiter (answered, timed out or disconnected)."""
         with self._lock:

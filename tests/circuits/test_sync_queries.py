@@ -1,16 +1,34 @@
-"""The number of queries per sync does not depend on the number of breakers in it."""
+"""Round trips per flush of the buffered sync path, and queries per sync of the
+one-transaction path, do not depend on how many syncs, instances or breakers they carry."""
 
+import asyncio
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 
+from controlplane.circuits import intake as intake_module
 from controlplane.circuits.auth import authenticate_agent
 from controlplane.circuits.ingest import ingest_sync, parse_sync
+from controlplane.circuits.intake import Intake
 from controlplane.circuits.models import Circuit, Transition
+from tests.circuits.test_sync_intake import (  # noqa: F401 (an autouse fixture)
+    _answer,
+    _batch,
+    _close_thread_connections,
+    _flush,
+    _service,
+    _until_buffered,
+)
 
 pytestmark = pytest.mark.django_db
 
-# Queries of one sync through ingest_sync (token lookup excluded), pinned so that a change
+# Round trips of one flush, whatever the number of syncs, instances and breakers in it:
+# BEGIN, the instance update, the transition insert, the snapshot upsert, COMMIT.
+FLUSH_ROUND_TRIPS = 5
+
+# Queries of one sync through ingest_sync (the Django view, and the first sync of an
+# instance in a web process) (token lookup excluded), pinned so that a change
 # that adds a per-breaker query, or any query, is noticed:
 # first sync: instance lock, create, re-lock; open overrides; the service's circuits;
 # service lock, re-check, circuit insert, config version insert, circuit update; snapshot
@@ -57,3 +75,43 @@ def test_query_count_per_sync_is_constant(
     assert answer["acked_through"] == 1000 + n - 1
     assert len(answer["breakers"]) == n
     assert Transition.objects.count() == 2 * n
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("instances", [1, 40])
+async def test_round_trips_per_flush_do_not_grow_with_syncs(
+    instances: int, sync_body: Any, monkeypatch: Any, settings: Any
+) -> None:
+    settings.REDIS_URL = ""  # the in-process change feed: live from the start
+    service_id, _ = await sync_to_async(_service)()
+    intake = Intake(flusher=False)
+    for i in range(instances):  # first sight: the one-sync transaction, caches filled
+        await intake.accept(service_id, "checkout", _batch(sync_body, f"i{i}", 20, []))
+
+    db_threads: list[str] = []
+    real = intake_module.in_db_thread
+
+    async def counting(func: Any, *args: Any) -> Any:
+        db_threads.append(func.__name__)
+        return await real(func, *args)
+
+    monkeypatch.setattr(intake_module, "in_db_thread", counting)
+    tasks = [
+        asyncio.ensure_future(
+            intake.accept(service_id, "checkout", _batch(sync_body, f"i{i}", 20, [1], calls=5))
+        )
+        for i in range(instances)
+    ]
+    await _until_buffered(intake, instances)
+    assert not any(t.done() for t in tasks)  # answered only once stored
+    result, statements = await _flush(intake, counters=True)
+    answers = [_answer(r) for r in await asyncio.gather(*tasks)]
+
+    assert statements == FLUSH_ROUND_TRIPS
+    assert db_threads == []  # steady state: no database work outside the flush
+    assert result.syncs == instances and result.transitions_new == instances
+    assert {a["acked_through"] for a in answers} == {1}
+    assert set(answers[0]["breakers"]) == {f"dep_{i}" for i in range(20)}
+    assert await sync_to_async(Transition.objects.count)() == instances
+    kinds = sorted(e["type"] for e in result.events)
+    assert kinds == ["fleet.snapshots"] * instances + ["fleet.transitions"]

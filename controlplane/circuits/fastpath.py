@@ -1,0 +1,102 @@
+"""Agent routes served ahead of Django's middleware stack, on the event loop.
+
+Django runs every ``MiddlewareMixin`` middleware of an async request through a thread
+(twice), a dozen thread hops per request: a fleet of agents then queues behind them.
+The agent routes need none of that stack (they authenticate by their own bearer token,
+set no cookies, render nothing), so :class:`FastPath` answers them from the event loop
+alone, with what still applies: host validation and Django's ``SecurityMiddleware``
+(SSL redirect, HSTS, nosniff, referrer and opener policies, all per settings).
+
+Which requests it takes is read from the project's URL configuration: whatever resolves
+to one of the views in :meth:`FastPath.routes`, so there is one route per endpoint and a
+moved prefix moves both. Subclasses name their views and handlers
+(``controlplane.circuits.watch.WatchFastPath``, ``controlplane.circuits.intake.AgentFastPath``).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse
+from django.middleware.security import SecurityMiddleware
+from django.urls import Resolver404, resolve
+
+from controlplane.core.errors import error_response
+
+# A handler answers one request (None: the client went away, nobody to answer).
+Handler = Callable[[ASGIRequest, Any], Awaitable[HttpResponse | None]]
+View = Callable[..., Any]
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved_view(urlconf: str, path_info: str) -> View | None:
+    try:
+        func: View = resolve(path_info, urlconf).func
+    except Resolver404:
+        return None
+    return func
+
+
+def _no_response(request: HttpRequest) -> HttpResponse:
+    raise AssertionError("the fast path answers itself")  # pragma: no cover
+
+
+def path_info(scope: Mapping[str, Any]) -> str:
+    """The path below the mount point (``root_path``), as Django's ASGIRequest computes it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path.removeprefix(root) if root and path.startswith(root) else path
+
+
+class FastPath:
+    """ASGI wrapper that serves the views of :meth:`routes` itself and passes all else
+    to ``app``. A handler gets the request (headers and query, no body) and ``receive``
+    (to read the body or notice a disconnect)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._routes = self.routes()
+
+    def routes(self) -> Mapping[View, Handler]:
+        """View function (as routed in the URL conf) -> the handler that serves it."""
+        return {}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        handler = None
+        if scope["type"] == "http":
+            view = _resolved_view(settings.ROOT_URLCONF, path_info(scope))
+            handler = self._routes.get(view) if view is not None else None
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        request = ASGIRequest(scope, io.BytesIO())
+        security = SecurityMiddleware(_no_response)
+        response: HttpResponse | None
+        try:
+            request.get_host()  # validates the Host header against ALLOWED_HOSTS
+        except DisallowedHost:
+            response = error_response(400, {"host": "host not allowed"})
+        else:
+            response = security.process_request(request)
+            if response is None:
+                response = await handler(request, receive)
+                if response is None:
+                    return  # the client went away: nobody to answer
+        security.process_response(request, response)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": [
+                    (name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in response.items()
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.content})
