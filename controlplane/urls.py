@@ -14,8 +14,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("health/circuits", circuit_views.circuit_health, name="circuit-health"),
     path("metrics", metrics_view, name="metrics"),
-    # Agent protocol. The watch (long poll) is routed here alone; under ASGI,
-    # controlplane.circuits.watch.WatchFastPath serves whatever resolves to it.
+    # Agent protocol, routed here alone: under ASGI, controlplane.circuits.intake's
+    # AgentFastPath serves whatever resolves to these two views ahead of the middleware.
     path("api/v1/agent/sync", circuit_views.agent_sync, name="agent-sync"),
     path("api/v1/agent/watch", agent_watch, name="agent-watch"),
     # Operator API.
