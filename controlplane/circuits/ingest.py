@@ -520,7 +520,8 @@ def _delta(new: int, old: int | None, restarted: bool) -> int:
     return new - old
 
 
-_SNAPSHOT_FIELDS = [
+# The snapshot columns a sync writes (both ingest_sync and the intake's flush).
+SNAPSHOT_FIELDS = [
     "state",
     "config_version",
     "calls",
@@ -619,7 +620,7 @@ def _upsert_snapshots_sql(
     table = connection.ops.quote_name(Snapshot._meta.db_table)
     updates = ", ".join(
         f"{connection.ops.quote_name(f)} = EXCLUDED.{connection.ops.quote_name(f)}"
-        for f in _SNAPSHOT_FIELDS
+        for f in SNAPSHOT_FIELDS
     )
     ids = [circuits[r.name].id for r in reports]
     columns: list[list[Any]] = [
@@ -710,7 +711,7 @@ def _upsert_snapshots_orm(
         rows,
         update_conflicts=True,
         unique_fields=["instance", "circuit"],
-        update_fields=_SNAPSHOT_FIELDS,
+        update_fields=SNAPSHOT_FIELDS,
     )
     return changed
 

@@ -60,7 +60,13 @@ from django.utils import timezone
 from breakers import wire
 from controlplane.circuits import events
 from controlplane.circuits.fastpath import Handler, View
-from controlplane.circuits.ingest import SyncBatch, SyncError, ingest_sync, parse_sync
+from controlplane.circuits.ingest import (
+    SNAPSHOT_FIELDS,
+    SyncBatch,
+    SyncError,
+    ingest_sync,
+    parse_sync,
+)
 from controlplane.circuits.models import Circuit, Instance, Service, Snapshot, Transition
 from controlplane.circuits.views import agent_sync
 from controlplane.circuits.watch import (
@@ -283,28 +289,6 @@ FROM upserted u JOIN incoming i USING (instance_id, circuit_id)
 WHERE o.state IS DISTINCT FROM i.state OR o.config_version IS DISTINCT FROM i.config_version
 """
 
-_SNAPSHOT_UPDATES = (
-    "state",
-    "config_version",
-    "calls",
-    "successes",
-    "failures",
-    "slow_calls",
-    "rejected",
-    "trip_count",
-    "calls_delta",
-    "failures_delta",
-    "slow_calls_delta",
-    "rejected_delta",
-    "failure_rate",
-    "failure_count",
-    "success_count",
-    "last_failure",
-    "state_since",
-    "retry_after",
-    "updated_at",
-)
-
 
 def _statements() -> tuple[str, str, str]:
     quote = connection.ops.quote_name
@@ -314,7 +298,7 @@ def _statements() -> tuple[str, str, str]:
         failures=_DELTA.format(c="failures"),
         slow=_DELTA.format(c="slow_calls"),
         rejected=_DELTA.format(c="rejected"),
-        updates=", ".join(f"{f} = EXCLUDED.{f}" for f in _SNAPSHOT_UPDATES),
+        updates=", ".join(f"{f} = EXCLUDED.{f}" for f in SNAPSHOT_FIELDS),
     )
     return (
         _INSTANCES.format(instance=quote(Instance._meta.db_table)),
