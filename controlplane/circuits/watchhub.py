@@ -18,6 +18,13 @@ service's desired version to.
   this process's hub.
 
 Building and delivering happen on the hub's own thread, never on an event loop.
+
+What the hub hears is a hint, never the truth: anyone who can publish on the Redis
+channel can announce any version. An announced version only makes the hub build the
+desired state from the database; waiters are compared with the version that build
+read, and an announcement above what the database says (heard before the build
+started) is forgotten (:meth:`WatchHub.settle`), so a bogus message costs one build,
+not a stream of immediate answers.
 """
 
 from __future__ import annotations
@@ -74,6 +81,10 @@ class WatchHub:
         self._lock = threading.Lock()
         self._waiters: dict[int, set[Waiter]] = {}
         self._announced: dict[int, int] = {}  # service id -> highest version heard of
+        # Announcements heard so far, and the count when each service's last one was heard:
+        # a database read that started after an announcement was heard sees its commit.
+        self._heard = 0
+        self._heard_at: dict[int, int] = {}
         # What this process knows of each service's current version without asking the
         # database: valid only while the change feed has been live since it was learned.
         self._feed_generation = 0 if not redis_url() else -1  # -1: feed not (yet) live
@@ -164,6 +175,30 @@ class WatchHub:
                 self._payloads[service_id] = (version, payload)
         self.learn(service_id, version, generation)
 
+    def mark(self) -> int:
+        """How many announcements this hub has heard; read it before a database read
+        and pass it to :meth:`settle` with the version that read found."""
+        with self._lock:
+            return self._heard
+
+    def settle(self, service_id: int, version: int, mark: int) -> None:
+        """The database says the service's desired version is ``version``, read after
+        :meth:`mark` returned ``mark``. Changes are announced after they commit, so an
+        announcement heard before that mark and above ``version`` announced nothing that
+        exists: forget it (it would make every watch answer at once)."""
+        with self._lock:
+            announced = self._announced.get(service_id, 0)
+            if announced <= version or self._heard_at.get(service_id, 0) > mark:
+                return
+            self._announced[service_id] = version
+        logger.warning(
+            "watch hub: service %s was announced at desired version %s but the database "
+            "has %s; ignored",
+            service_id,
+            announced,
+            version,
+        )
+
     def announced(self, service_id: int) -> int:
         """The highest desired version this process has heard announced (0 if none)."""
         with self._lock:
@@ -181,6 +216,8 @@ class WatchHub:
     def wake(self, service_id: int, desired_version: int) -> None:
         """A service's desired state moved to ``desired_version``: wake its waiters."""
         with self._lock:
+            self._heard += 1
+            self._heard_at[service_id] = self._heard
             if desired_version > self._announced.get(service_id, 0):
                 self._announced[service_id] = desired_version
             if service_id not in self._waiters:
@@ -232,11 +269,14 @@ class WatchHub:
         if not pending:
             return
         generation = self.feed_generation()
+        mark = self.mark()
         desired = self._builder(service_id)
         self.builds += 1
+        # The database's version, not the announced one, decides who is answered.
         built_version = int(desired["desired_version"])
         payload = json.dumps(desired, separators=(",", ":")).encode()
         self.remember_payload(service_id, built_version, payload, generation)
+        self.settle(service_id, built_version, mark)
         by_loop: dict[asyncio.AbstractEventLoop, list[Waiter]] = {}
         for waiter in pending:
             if waiter.since < built_version:
