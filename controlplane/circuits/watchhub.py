@@ -44,6 +44,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
+from controlplane.core import live
+
 logger = logging.getLogger(__name__)
 
 # Redis reconnects back off up to this many seconds.
@@ -294,8 +296,14 @@ class WatchHub:
         while not self._stopping.is_set():
             client = None
             try:
+                # Reads wait in get_message(timeout=...); the connect and each command
+                # are bounded, so a hung Redis makes the listener retry, not stick.
                 client = redis.Redis.from_url(
-                    redis_url(), socket_keepalive=True, client_name=listener_name()
+                    redis_url(),
+                    socket_keepalive=True,
+                    client_name=listener_name(),
+                    socket_connect_timeout=live.redis_timeout(),
+                    socket_timeout=live.redis_timeout(),
                 )
                 pubsub = client.pubsub()
                 channel = channel_name()
@@ -375,6 +383,8 @@ _redis_client: Any = None
 
 
 def _publish(service_id: int, desired_version: int) -> None:
+    """Publish on the change feed; raises when Redis fails (the delivery thread counts it).
+    A dropped connection (Redis restarted) is retried once; a time-out is not."""
     global _redis_client
     import redis
 
@@ -382,13 +392,20 @@ def _publish(service_id: int, desired_version: int) -> None:
     for attempt in (0, 1):
         try:
             if _redis_client is None:
-                _redis_client = redis.Redis.from_url(redis_url(), socket_timeout=2.0)
+                _redis_client = redis.Redis.from_url(
+                    redis_url(),
+                    socket_timeout=live.redis_timeout(),
+                    socket_connect_timeout=live.redis_timeout(),
+                )
             _redis_client.publish(channel_name(), message)
             return
         except redis.RedisError as exc:
-            _redis_client = None
-            if attempt:
-                logger.warning("could not publish desired state change: %s", exc)
+            client, _redis_client = _redis_client, None
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+            if attempt or isinstance(exc, redis.TimeoutError):
+                raise
 
 
 def announce(service_id: int, desired_version: int) -> None:
