@@ -75,6 +75,19 @@ class Fleet:
         user = User.objects.create_user("otto", password="otto-pw-123!")
         user.groups.add(Group.objects.get(name="operator"))
         self.api = create_api_token(user)[1]
+        self.user = user
+
+    def session_cookie(self) -> str:
+        """A signed-in dashboard session of the operator."""
+        from django.conf import settings
+        from django.contrib.sessions.backends.db import SessionStore
+
+        session = SessionStore()
+        session["_auth_user_id"] = str(self.user.pk)
+        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+        session["_auth_user_hash"] = self.user.get_session_auth_hash()
+        session.create()
+        return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
 
 
 def timed(call: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
@@ -146,6 +159,7 @@ def test_writes_answer_promptly_and_commit_when_redis_hangs_or_is_gone(
             token=fleet.api,
         )
         assert status == 201 and elapsed < PROMPT, (status, elapsed, body)
+        print(f"\nforce with Redis at {broken_redis}: 201 in {elapsed:.3f} s")
         # The next sync carries the new desired state at once.
         elapsed, (status, body) = timed(
             server.request, "POST", "/api/v1/agent/sync", _sync_body(), token=fleet.agent
@@ -200,7 +214,12 @@ def _assert_unavailable(status: int, body: Any, headers: dict[str, str]) -> None
 
 
 def _request(
-    server: ControlPlaneProcess, method: str, path: str, body: Any = None, token: str = ""
+    server: ControlPlaneProcess,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str = "",
+    cookie: str = "",
 ) -> tuple[float, int, Any, dict[str, str]]:
     """(seconds, status, JSON or text body, lower-cased headers)."""
     import http.client
@@ -210,6 +229,8 @@ def _request(
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if cookie:
+        headers["Cookie"] = cookie
     started = time.monotonic()
     try:
         conn.request(method, path, json.dumps(body) if body is not None else None, headers)
@@ -239,6 +260,7 @@ def test_health_answers_within_a_second_and_says_what_is_down(
         for _ in range(3):  # each time, not only the first (no pile-up of checks)
             elapsed, status, body, _ = _request(db_server, "GET", "/healthz")
             assert elapsed < 1.0, (fault, elapsed)
+            print(f"healthz, database {db_proxy.mode}: {status} in {elapsed:.3f} s")
             assert status == 503
             assert body == {"status": "error", "database": state, "redis": redis_state}
         db_proxy.restore()
@@ -270,6 +292,8 @@ def test_database_cut_answers_json_503s_and_the_first_request_after_it_succeeds(
     assert status == 200
     circuit = Circuit.objects.get(service=fleet.service)
     bound = settings.DATABASES["default"]["OPTIONS"]["pool"]["timeout"] + 1.5
+    cookie = fleet.session_cookie()
+    assert _request(db_server, "GET", "/", cookie=cookie)[1] == 200
 
     db_proxy.cut()
     # The operator API (Django's stack) and the agent sync (the fast path, a sync whose
@@ -283,15 +307,20 @@ def test_database_cut_answers_json_503s_and_the_first_request_after_it_succeeds(
     )
     _assert_unavailable(status, body, headers)
     assert elapsed < bound, elapsed
+    print(f"\nforce with the database cut: {status} in {elapsed:.2f} s")
     elapsed, status, body, headers = _request(
         db_server, "GET", f"/api/v1/circuits/{circuit.pk}/", token=fleet.api
     )
     _assert_unavailable(status, body, headers)
+    # The dashboard: a plain 503 page, not Django's 500.
+    elapsed, status, body, headers = _request(db_server, "GET", "/", cookie=cookie)
+    assert status == 503 and "database" in body and "retry-after" in headers, (status, body)
     elapsed, status, body, headers = _request(
         db_server, "POST", "/api/v1/agent/sync", _sync_body([_transition(1)]), token=fleet.agent
     )
     assert status == 503 and isinstance(body, dict) and "retry-after" in headers, (status, body)
     assert elapsed < bound, elapsed
+    print(f"sync with a transition, the database cut: {status} in {elapsed:.2f} s")
     # A token the process has not seen yet is looked up: the fast path's 503 too.
     other = Service.objects.create(name="search")
     elapsed, status, body, headers = _request(
@@ -318,6 +347,7 @@ def test_database_cut_answers_json_503s_and_the_first_request_after_it_succeeds(
     assert status == 201, (status, body)
     recovered = time.monotonic() - restored
     assert recovered < PROMPT + 1.0, recovered
+    print(f"first sync and force after the database is back: both done in {recovered:.2f} s")
     assert Transition.objects.filter(circuit=circuit).count() == 1
     assert Override.objects.get(circuit=circuit).reason == "after the cut"
 
