@@ -112,6 +112,7 @@ def test_a_streamed_body_is_cut_off_past_the_limit() -> None:
     chunks = [b"x" * 1000] * 10
     status, headers, body, taken, inner = _run("POST", "/login/", {}, chunks)
     assert status == 413
+    assert headers["connection"] == "close"
     assert body["reason"] == f"at most {LIMIT} bytes per request"
     assert taken == 5  # the chunk that passed the limit, not one more
     assert inner.calls == 1 and len(inner.body) == 4000
