@@ -54,7 +54,8 @@ def path_info(scope: Mapping[str, Any]) -> str:
     return path.removeprefix(root) if root and path.startswith(root) else path
 
 
-def _has_body(request: HttpRequest) -> bool:
+def has_body(request: HttpRequest) -> bool:
+    """Whether the request carries a body (a non-zero length, or chunked)."""
     meta = request.META
     return meta.get("CONTENT_LENGTH") not in (None, "", "0") or "HTTP_TRANSFER_ENCODING" in meta
 
@@ -94,7 +95,7 @@ class FastPath:
                 if response is None:
                     return  # the client went away: nobody to answer
         security.process_response(request, response)
-        if response.status_code >= 400 and _has_body(request):
+        if response.status_code >= 400 and has_body(request):
             # Refused, perhaps before its body was read: closing the connection stops
             # the server from reading (and discarding) the rest of it.
             response["Connection"] = "close"

@@ -28,7 +28,7 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse
 
 from controlplane.circuits import ratelimit
-from controlplane.circuits.fastpath import FastPath, Handler, View
+from controlplane.circuits.fastpath import FastPath, Handler, View, has_body
 from controlplane.circuits.watchhub import get_hub
 from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, error_body
 
@@ -295,6 +295,9 @@ class WatchFastPath(FastPath):
 
 
 async def _serve_watch(request: ASGIRequest, receive: Any) -> HttpResponse | None:
+    if has_body(request):
+        # Never read (a held watch would otherwise take it in while it waits).
+        return _response(_error(413, "body", "the watch takes no request body"))
     answer = await until_disconnect(
         watch(
             request.method or "",

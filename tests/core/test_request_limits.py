@@ -66,10 +66,8 @@ def _refused_before_the_body(
     show the server takes no more: the answer, after checking what the server read."""
     assert server.proc is not None
     before = bytes_read(server.proc.pid)
-    request = RawRequest(server.port, method, path, headers, chunked=chunked)
+    request = RawRequest(server.port, method, path, headers, chunked=chunked, first=b"{" * first)
     try:
-        if first:
-            assert request.send(b"{" * first)
         answer = request.answer(within=10)
         assert answer.headers.get("connection") == "close"
         pushed = request.push(64 * 1024 * 1024)
@@ -80,6 +78,23 @@ def _refused_before_the_body(
     assert read < READ_BOUND, f"the server read {read} bytes of a refused request"
     print(f"{method} {path}: {answer.status} after {first} bytes; server read {read} bytes")
     return answer
+
+
+def _stream_past(
+    server: ControlPlaneProcess, path: str, headers: dict[str, str], limit: int
+) -> tuple[Any, int, int]:
+    """Stream a chunked body one byte past ``limit`` and no further, expect the answer,
+    then offer 64 MB more: (the answer, bytes sent before it, bytes taken after it)."""
+    request = RawRequest(server.port, "POST", path, headers, chunked=True)
+    try:
+        for _ in range(limit // 8192):
+            assert request.send(b" " * 8192)
+        assert request.send(b" " * (limit % 8192 + 1))
+        answer = request.answer(within=10)
+        assert answer.headers.get("connection") == "close"
+        return answer, request.sent, request.push(64 * 1024 * 1024)
+    finally:
+        request.close()
 
 
 def _json_headers(length: int | None = None, token: str | None = None) -> dict[str, str]:
@@ -173,19 +188,14 @@ def test_an_authenticated_chunked_body_is_cut_off_at_the_limit(
     assert server.proc is not None
     path = f"/api/v1/circuits/{circuit.pk}/override/"
     before = bytes_read(server.proc.pid)
-    request = RawRequest(server.port, "POST", path, _json_headers(None, api_token), chunked=True)
-    try:
-        while not request.answered() and request.sent < 64 * 1024 * 1024:
-            assert request.send(b" " * 8192)
-        answer = request.answer()
-    finally:
-        request.close()
+    answer, sent, pushed = _stream_past(server, path, _json_headers(None, api_token), LIMIT)
     read = bytes_read(server.proc.pid) - before
     assert answer.status == 413
     assert answer.body["field"] == "body"
     assert answer.body["reason"] == f"at most {LIMIT} bytes per request"
     assert read < LIMIT + READ_BOUND
-    print(f"chunked upload: 413 after {request.sent} bytes sent; server read {read}")
+    assert pushed < 32 * 1024 * 1024, f"the server kept taking the body: {pushed} bytes"
+    print(f"chunked upload: 413 after {sent} bytes; then it took {pushed}; server read {read}")
 
 
 def test_requests_within_the_limits_still_work(
@@ -233,14 +243,21 @@ def test_agent_sync_checks_token_and_size_before_reading(
     # Authenticated and streamed: cut off at the sync's limit.
     assert server.proc is not None
     before = bytes_read(server.proc.pid)
-    request = RawRequest(server.port, "POST", sync, _json_headers(None, token), chunked=True)
-    try:
-        while not request.answered() and request.sent < 64 * 1024 * 1024:
-            assert request.send(b" " * 8192)
-        answer = request.answer()
-        assert answer.headers.get("connection") == "close"
-    finally:
-        request.close()
+    answer, _, pushed = _stream_past(server, sync, _json_headers(None, token), LIMIT)
+    assert answer.headers.get("connection") == "close"
+    assert pushed < 32 * 1024 * 1024
     assert answer.status == 413
     assert answer.body["reason"] == f"at most {LIMIT} bytes per sync"
     assert bytes_read(server.proc.pid) - before < LIMIT + READ_BOUND
+
+
+def test_the_agent_watch_takes_no_body(server: ControlPlaneProcess, circuit: Circuit) -> None:
+    token = create_agent_token(circuit.service)[1]
+    watch = "/api/v1/agent/watch?since=0"
+    for headers, chunked in [
+        (_json_headers(HUGE, token), False),
+        (_json_headers(None, token), True),
+    ]:
+        answer = _refused_before_the_body(server, "GET", watch, headers, chunked=chunked)
+        assert answer.status == 413
+        assert answer.body["errors"] == {"body": "the watch takes no request body"}
