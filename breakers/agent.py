@@ -52,7 +52,33 @@ _FORCED = frozenset(FORCED_STATES)  # str enums: "forced_open" in _FORCED
 
 
 class AgentError(Exception):
-    """A sync or watch exchange failed; the agent backs off and keeps the last config."""
+    """A sync or watch exchange failed; the agent backs off and keeps the last config.
+
+    ``retry_after``: the seconds the server asked the agent to wait (``Retry-After`` of
+    a 429 or 503), else None.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# The longest Retry-After the agent reads (still bounded by backoff_max when honoured).
+MAX_RETRY_AFTER = 86_400.0
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds of a ``Retry-After: <seconds>`` header; None when absent or not a number
+    of seconds (an HTTP date is ignored: the agent's own backoff applies)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if seconds != seconds or seconds < 0:  # NaN, negative
+        return None
+    return min(seconds, MAX_RETRY_AFTER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +126,9 @@ class _Http:
 
     def request(
         self, method: str, path: str, body: bytes | None, timeout: float
-    ) -> tuple[int, bytes]:
-        """Send one request and return (status, body); raise AgentError on any failure."""
+    ) -> tuple[int, bytes, float | None]:
+        """Send one request and return (status, body, Retry-After seconds or None);
+        raise AgentError on any failure."""
         for attempt in (0, 1):
             conn = self._connection(timeout)
             try:
@@ -116,7 +143,7 @@ class _Http:
                     raise AgentError(f"response larger than {MAX_RESPONSE_BYTES} bytes")
                 if response.will_close:
                     self.close()
-                return response.status, data
+                return response.status, data, _retry_after(response.getheader("Retry-After"))
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 # A kept-alive connection the server closed while idle: retry once, fresh.
                 self.close()
@@ -310,6 +337,7 @@ class Agent:
             self._code_configs: dict[str, CircuitBreakerConfig] = {}
         self._sync_backoff = _Backoff(self.backoff_initial, self.backoff_max, self._rng)
         self._watch_backoff = _Backoff(self.backoff_initial, self.backoff_max, self._rng)
+        self._watch_resume_at = 0.0  # the end of the watch's current backoff
         self._stats: dict[str, Any] = {
             "syncs_ok": 0,
             "syncs_failed": 0,
@@ -539,7 +567,7 @@ class Agent:
             try:
                 more = self._sync_exchange(self._sync_http, self.request_timeout)
             except AgentError as exc:
-                delay = self._sync_backoff.fail()
+                delay = self._failure_delay(self._sync_backoff, exc)
                 self._note_error("sync", exc)
                 with self._lock:
                     self._stats["syncs_failed"] += 1
@@ -561,16 +589,19 @@ class Agent:
     def _watch_loop(self) -> None:
         stop = self._stop_event
         http_ = self._watch_http
+        # The server's per-instance rate limit is keyed by the instance id.
+        instance = urllib.parse.quote(self.instance_id, safe="")
         while not stop.is_set():
-            path = f"{self._base_path}{WATCH_PATH}?since={self._desired_version}"
+            since = self._desired_version
+            path = f"{self._base_path}{WATCH_PATH}?since={since}&instance={instance}"
             try:
-                status, body = http_.request("GET", path, None, self.watch_timeout)
+                status, body, retry_after = http_.request("GET", path, None, self.watch_timeout)
                 if status == 204:
                     self._watch_backoff.succeed()
                     with self._lock:
                         self._stats["watch_timeouts"] += 1
                     continue
-                desired = self._decode(status, body, "watch")
+                desired = self._decode(status, body, "watch", retry_after)
                 self._apply_desired(desired)
                 self._watch_backoff.succeed()
                 with self._lock:
@@ -584,7 +615,9 @@ class Agent:
                 with self._lock:
                     self._stats["watch_failed"] += 1
                 self._note_error("watch", exc)
-                stop.wait(self._watch_backoff.fail())
+                delay = self._failure_delay(self._watch_backoff, exc)
+                self._watch_resume_at = self._mono() + delay
+                stop.wait(delay)
             except Exception:
                 logger.exception("switchyard agent: unexpected error in watch")
                 stop.wait(self._watch_backoff.fail())
@@ -611,8 +644,10 @@ class Agent:
             dropped,
         )
         body = json.dumps(payload, separators=(",", ":")).encode()
-        status, data = http_.request("POST", f"{self._base_path}{SYNC_PATH}", body, timeout)
-        desired = self._decode(status, data, "sync")
+        status, data, retry_after = http_.request(
+            "POST", f"{self._base_path}{SYNC_PATH}", body, timeout
+        )
+        desired = self._decode(status, data, "sync", retry_after)
         with self._lock:
             self._dropped_reported += dropped
         acked = desired.get("acked_through")
@@ -635,14 +670,26 @@ class Agent:
             while self._pending and self._pending[0].id <= acked:
                 self._pending.popleft()
 
-    def _decode(self, status: int, data: bytes, what: str) -> wire.SyncAnswer:
+    def _decode(
+        self, status: int, data: bytes, what: str, retry_after: float | None = None
+    ) -> wire.SyncAnswer:
         if status != 200:
             detail = data[:200].decode("utf-8", "replace").replace("\n", " ")
-            raise AgentError(f"{what}: HTTP {status}: {detail}")
+            raise AgentError(f"{what}: HTTP {status}: {detail}", retry_after)
         try:
             return wire.decode_answer(data)
         except ValueError as exc:
             raise AgentError(f"{what}: {exc}") from None
+
+    def _failure_delay(self, backoff: _Backoff, exc: AgentError) -> float:
+        """Seconds to wait after a failed exchange: the backoff's, or longer when the
+        server said ``Retry-After`` (429 rate limited, 503), up to ``backoff_max``, with
+        up to half again of jitter so that a fleet told the same does not return at once."""
+        delay = backoff.fail()
+        if exc.retry_after is not None:
+            wanted = exc.retry_after * (1.0 + self._rng.uniform(0.0, 0.5))
+            delay = max(delay, min(wanted, self.backoff_max))
+        return delay
 
     def _note_error(self, what: str, exc: BaseException) -> None:
         message = str(exc).replace(self.__token, "***")

@@ -17,6 +17,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from controlplane.circuits.intake import AgentFastPath  # noqa: E402
+from controlplane.requestguard import RequestGuard  # noqa: E402
 from dashboard.routing import websocket_urlpatterns as dashboard_ws  # noqa: E402
 
 # Websocket routes (the dashboard's consumers) are added here.
@@ -26,8 +27,10 @@ application = ProtocolTypeRouter(
     {
         # The agents' routes (sync and long poll, as routed in controlplane/urls.py) are
         # answered ahead of Django's middleware stack, security headers included, so a
-        # fleet is not queued behind a dozen thread hops per request.
-        "http": AgentFastPath(django_asgi_app),
+        # fleet is not queued behind a dozen thread hops per request. Every other
+        # request passes the guard (size limit, and the API's credentials before its
+        # body is read) before Django reads the body; the fast path checks its own.
+        "http": AgentFastPath(RequestGuard(django_asgi_app)),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -452,6 +452,29 @@ SWITCHYARD_INTAKE_TOKEN_SECONDS = envint(
 SWITCHYARD_INTAKE_COUNTER_SECONDS = envint(
     "SWITCHYARD_INTAKE_COUNTER_SECONDS", 5, minimum=0, maximum=60
 )
+# Largest request body on every other route of the ASGI app (controlplane/requestguard.py):
+# a declared Content-Length above it is refused (413) before anything is read, a
+# streamed body is cut off (413) once it passes it. The agent sync has its own limit.
+SWITCHYARD_MAX_BODY_BYTES = envint(
+    "SWITCHYARD_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024
+)
+# Agent request rates (controlplane/circuits/ratelimit.py), per web process, refused with
+# 429 and Retry-After. Per agent token, for the sync and for the watch each: a budget for
+# a whole fleet sharing the token (2,000 instances syncing every 5 s are 400/s). 0: no limit.
+SWITCHYARD_AGENT_RATE_PER_SECOND = envint(
+    "SWITCHYARD_AGENT_RATE_PER_SECOND", 1000, minimum=0, maximum=1_000_000
+)
+SWITCHYARD_AGENT_RATE_BURST = envint(
+    "SWITCHYARD_AGENT_RATE_BURST", 5000, minimum=1, maximum=10_000_000
+)
+# Per instance (agent token and the instance id the agent names), for the watch: an
+# agent watches once per change or per hold; one asking again and again is spinning.
+SWITCHYARD_AGENT_WATCH_RATE_PER_SECOND = envint(
+    "SWITCHYARD_AGENT_WATCH_RATE_PER_SECOND", 2, minimum=0, maximum=1_000_000
+)
+SWITCHYARD_AGENT_WATCH_RATE_BURST = envint(
+    "SWITCHYARD_AGENT_WATCH_RATE_BURST", 30, minimum=1, maximum=10_000_000
+)
 # Django refuses larger bodies before the view sees them; keep it above the sync limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, SWITCHYARD_SYNC_MAX_BODY_BYTES + 1)
 

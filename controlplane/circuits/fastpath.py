@@ -59,6 +59,12 @@ def path_info(scope: Mapping[str, Any]) -> str:
     return path.removeprefix(root) if root and path.startswith(root) else path
 
 
+def has_body(request: HttpRequest) -> bool:
+    """Whether the request carries a body (a non-zero length, or chunked)."""
+    meta = request.META
+    return meta.get("CONTENT_LENGTH") not in (None, "", "0") or "HTTP_TRANSFER_ENCODING" in meta
+
+
 class FastPath:
     """ASGI wrapper that serves the views of :meth:`routes` itself and passes all else
     to ``app``. A handler gets the request (headers and query, no body) and ``receive``
@@ -100,6 +106,10 @@ class FastPath:
                 if response is None:
                     return  # the client went away: nobody to answer
         security.process_response(request, response)
+        if response.status_code >= 400 and has_body(request):
+            # Refused, perhaps before its body was read: closing the connection stops
+            # the server from reading (and discarding) the rest of it.
+            response["Connection"] = "close"
         await send(
             {
                 "type": "http.response.start",

@@ -58,7 +58,7 @@ from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 
 from breakers import wire
-from controlplane.circuits import events
+from controlplane.circuits import events, ratelimit
 from controlplane.circuits.fastpath import Handler, View
 from controlplane.circuits.ingest import (
     SNAPSHOT_FIELDS,
@@ -914,7 +914,8 @@ async def serve_sync(request: ASGIRequest, receive: Any) -> HttpResponse | None:
             "send an agent token as 'Authorization: Bearer sya_...'",
             **{"WWW-Authenticate": 'Bearer realm="agent"'},
         )
-    found = cached_token(token_key(raw_token), token_seconds())
+    key = token_key(raw_token)
+    found = cached_token(key, token_seconds())
     if found is None:
         info = await lookup_token(raw_token)
         if info is None:
@@ -926,6 +927,9 @@ async def serve_sync(request: ASGIRequest, receive: Any) -> HttpResponse | None:
             )
         found = info.service_id, info.service
     service_id, service = found
+    wait = ratelimit.limiter("sync").take(key)
+    if wait:
+        return ratelimit.too_many_response(wait, "with this agent token")
 
     limit = settings.SWITCHYARD_SYNC_MAX_BODY_BYTES
     try:

@@ -11,6 +11,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from controlplane.circuits import ratelimit
 from controlplane.circuits.auth import authenticate_agent, bearer_token
 from controlplane.circuits.choices import CircuitState
 from controlplane.circuits.fleet import summary
@@ -45,6 +46,9 @@ def agent_sync(request: HttpRequest) -> HttpResponse:
         response = _error(401, CREDENTIALS_FIELD, "invalid or revoked agent token")
         response["WWW-Authenticate"] = 'Bearer realm="agent", error="invalid_token"'
         return response
+    wait = ratelimit.limiter("sync").take(token.token_hash)
+    if wait:
+        return ratelimit.too_many_response(wait, "with this agent token")
 
     limit = settings.SWITCHYARD_SYNC_MAX_BODY_BYTES
     try:

@@ -27,7 +27,8 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import HttpRequest, HttpResponse
 
-from controlplane.circuits.fastpath import FastPath, Handler, View
+from controlplane.circuits import ratelimit
+from controlplane.circuits.fastpath import FastPath, Handler, View, has_body
 from controlplane.circuits.watchhub import get_hub
 from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, error_body
 
@@ -36,6 +37,7 @@ from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, error_body
 
 DEFAULT_HOLD = 25.0
 MAX_SINCE = 2**63 - 1
+MAX_INSTANCE = 200  # characters of the instance id (the sync's limit)
 # Database lookups of watch requests run on this many threads per process, which
 # also caps the database connections that a burst of (re)connecting agents opens.
 _DB_THREADS = 4
@@ -87,11 +89,6 @@ def cached_token(key: str, max_age: float) -> tuple[int, str] | None:
     if entry is None or entry[2] + max_age < time.monotonic():
         return None
     return entry[0], entry[1]
-
-
-def _cached_service(raw_token: str) -> int | None:
-    found = cached_token(token_key(raw_token), TOKEN_CACHE_SECONDS)
-    return None if found is None else found[0]
 
 
 def _cache_token(key: str, info: TokenInfo, looked_up: float) -> None:
@@ -182,8 +179,12 @@ async def in_db_thread(func: Any, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(_executor, func, *args)
 
 
-async def watch(method: str, since_raw: str, authorization: str | None) -> Answer:
-    """The long poll itself, independent of how the request arrived."""
+async def watch(
+    method: str, since_raw: str, authorization: str | None, instance: str = ""
+) -> Answer:
+    """The long poll itself, independent of how the request arrived. ``instance`` is the
+    instance id the agent names (query parameter ``instance``; older agents send none):
+    the key of the per-instance rate limit."""
     from controlplane.circuits.auth import bearer_token
 
     if method != "GET":
@@ -196,6 +197,8 @@ async def watch(method: str, since_raw: str, authorization: str | None) -> Answe
         )
     if not 0 <= since <= MAX_SINCE:
         return _error(400, "since", f"must be an integer between 0 and {MAX_SINCE}, got {since}")
+    if len(instance) > MAX_INSTANCE:
+        return _error(400, "instance", f"must be at most {MAX_INSTANCE} characters")
     token = bearer_token(authorization)
     if token is None:
         return _error(
@@ -207,7 +210,9 @@ async def watch(method: str, since_raw: str, authorization: str | None) -> Answe
 
     hub = get_hub()
     generation = hub.feed_generation()  # before any database read
-    service_id = _cached_service(token)
+    key = token_key(token)
+    cached = cached_token(key, TOKEN_CACHE_SECONDS)
+    service_id = None if cached is None else cached[0]
     current = hub.current_version(service_id) if service_id is not None else None
     if service_id is None or current is None:
         found = await lookup_token(token)
@@ -220,6 +225,9 @@ async def watch(method: str, since_raw: str, authorization: str | None) -> Answe
             )
         service_id, current = found.service_id, found.desired_version
         hub.learn(service_id, current, generation)
+    refused = _rate_limited(key, instance)
+    if refused is not None:
+        return refused
     # A version heard from the change feed is checked against the database (the build)
     # before it answers: only the built version decides.
     if current > since:
@@ -242,6 +250,22 @@ async def watch(method: str, since_raw: str, authorization: str | None) -> Answe
         return _desired(payload)
     finally:
         hub.unregister(waiter)
+
+
+def _rate_limited(key: str, instance: str) -> Answer | None:
+    """A 429 when this instance's or this token's watch budget is spent. The instance's
+    comes first, so that a spinning instance spends its own budget, not its fleet's."""
+    wait = 0.0
+    if instance:
+        wait = ratelimit.limiter("watch_instance").take((key, instance))
+        what = f"from instance {instance!r}"
+    if not wait:
+        wait = ratelimit.limiter("watch").take(key)
+        what = "with this agent token"
+    if not wait:
+        return None
+    status, errors, headers = ratelimit.too_many(wait, what)
+    return status, json.dumps(error_body(errors)).encode(), headers
 
 
 def _desired(payload: bytes) -> Answer:
@@ -272,6 +296,7 @@ async def agent_watch(request: HttpRequest) -> HttpResponse:
             request.method or "",
             request.GET.get("since", ""),
             request.headers.get("Authorization"),
+            request.GET.get("instance", ""),
         )
     )
 
@@ -286,11 +311,15 @@ class WatchFastPath(FastPath):
 
 
 async def _serve_watch(request: ASGIRequest, receive: Any) -> HttpResponse | None:
+    if has_body(request):
+        # Never read (a held watch would otherwise take it in while it waits).
+        return _response(_error(413, "body", "the watch takes no request body"))
     answer = await until_disconnect(
         watch(
             request.method or "",
             request.GET.get("since", ""),
             request.headers.get("Authorization"),
+            request.GET.get("instance", ""),
         ),
         receive,
     )

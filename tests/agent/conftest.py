@@ -19,7 +19,8 @@ import pytest
 
 TOKEN = "sya_test-secret-token-value"
 
-Behaviour = Callable[["Recorded"], tuple[int, bytes] | None]
+# (status, body) or (status, body, extra headers); None: the proper answer.
+Behaviour = Callable[["Recorded"], tuple[Any, ...] | None]
 
 
 class Recorded:
@@ -137,9 +138,11 @@ class LoopbackControlPlane:
                         result = plane.answer_watch(req)
                     else:
                         result = plane.answer_sync(req)
-                status, payload = result
+                status, payload, *extra = result
                 try:
                     self.send_response(status)
+                    for name, value in (extra[0] if extra else {}).items():
+                        self.send_header(name, value)
                     if status != 204:
                         self.send_header("Content-Type", "application/json")
                         self.send_header("Content-Length", str(len(payload)))

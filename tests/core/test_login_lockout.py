@@ -46,3 +46,18 @@ def test_a_locked_out_user_keeps_using_api_tokens(operator: User, operator_api) 
     client = Client()
     assert [_sign_in(client, "otto", "wrong") for _ in range(2)] == [200, 429]
     assert operator_api.get("/api/v1/circuits/").status_code == 200
+
+
+@override_settings(AXES_FAILURE_LIMIT=3)
+def test_failures_at_the_admin_sign_in_lock_out_both_sign_ins() -> None:
+    User.objects.create_user("root", password="root-pw-123!", is_staff=True, is_superuser=True)
+    client = Client()
+    assert _sign_in(client, "root", "root-pw-123!", "/admin/login/") == 302
+    client = Client()
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        failures = [_sign_in(client, "root", "wrong", "/admin/login/") for _ in range(3)]
+        assert failures == [200, 200, 429]
+        assert _sign_in(client, "root", "root-pw-123!", "/admin/login/") == 429
+        assert _sign_in(client, "root", "root-pw-123!") == 429
+        clock.shift(timedelta(minutes=16))
+        assert _sign_in(client, "root", "root-pw-123!", "/admin/login/") == 302

@@ -1,0 +1,222 @@
+"""ASGI wrapper in front of Django: request bodies are size-checked, and on the API
+authenticated, before a byte of them is read.
+
+Django's ``ASGIHandler`` reads the whole body (spooling it to a temporary file) before
+any middleware, view or DRF authentication runs, so without this a client with no
+credentials could upload any amount before being told 401. :class:`RequestGuard` sits
+between the agents' fast path and Django (``controlplane/asgi.py``) and, for every HTTP
+request that reaches Django:
+
+* refuses a declared ``Content-Length`` above ``SWITCHYARD_MAX_BODY_BYTES`` (default
+  1 MiB) with ``413`` (field ``body``), before reading anything;
+* counts the bytes of a body streamed without a length (chunked) and answers ``413``
+  as soon as they pass the limit (Django is told the client went away);
+* for a ``POST``, ``PUT``, ``PATCH`` or ``DELETE`` under ``/api/``: answers ``401``
+  (the API's shape and ``WWW-Authenticate: Bearer realm="api"`` challenge) before
+  reading the body when the request carries neither a session cookie nor a bearer
+  token, or when its bearer token is not an active personal API token (``syu_...``).
+
+A request with a session cookie goes on to Django, whose session, CSRF and permission
+checks decide (its body is bounded by the limit above). A valid API token is
+remembered for :data:`TOKEN_CACHE_SECONDS` (30 s) so that scripts cost no extra query;
+the guard only decides whether the body is read: DRF checks the token again on every
+request, so a token revoked within that window has its body (at most the limit) read
+and is then refused by DRF, as before. An unknown or revoked token costs one indexed
+query, on a small pool of threads of its own.
+
+Refusals carry ``Connection: close``: the server closes the connection instead of
+reading and discarding the rest of the body. The agent routes are not behind this
+guard: the fast path (``controlplane/circuits/fastpath.py``) checks their token and
+their own size limit before reading, in the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connections
+from django.http.cookie import parse_cookie
+
+from controlplane.circuits.fastpath import path_info
+from controlplane.core.errors import CREDENTIALS_FIELD, error_body
+
+# Methods whose requests carry a body under /api/ (the API's writes).
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A valid personal API token is trusted this long by the guard (DRF checks it anyway).
+TOKEN_CACHE_SECONDS = 30.0
+TOKEN_CACHE_MAX = 10_000
+_valid_tokens: dict[str, float] = {}  # token hash -> when looked up (monotonic)
+# Lookups of tokens the guard has not seen run here (not on the agents' threads).
+_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="switchyard-guard-db")
+
+# DRF's messages, so that the answer is the one the API gives after reading the body.
+NOT_PROVIDED = "Authentication credentials were not provided."
+NOT_API_TOKEN = "Bearer token is not a personal API token (syu_...)."
+INVALID_TOKEN = "Invalid or revoked API token."
+
+
+def max_body_bytes() -> int:
+    """The largest request body (setting SWITCHYARD_MAX_BODY_BYTES)."""
+    return int(settings.SWITCHYARD_MAX_BODY_BYTES)
+
+
+def forget_tokens() -> None:
+    """Empty the cache of valid API tokens (tests)."""
+    _valid_tokens.clear()
+
+
+def _active_api_token(raw_token: str) -> bool:
+    from controlplane.circuits.auth import API_TOKEN_PREFIX, MAX_TOKEN_LENGTH, hash_token
+    from controlplane.circuits.models import APIToken
+
+    if not raw_token.startswith(API_TOKEN_PREFIX) or len(raw_token) > MAX_TOKEN_LENGTH:
+        return False
+    try:
+        return APIToken.objects.filter(
+            token_hash=hash_token(raw_token), revoked_at__isnull=True, user__is_active=True
+        ).exists()
+    finally:
+        connections.close_all()
+
+
+async def api_token_is_active(raw_token: str) -> bool:
+    """Whether ``raw_token`` is an active personal API token (cached when it is)."""
+    from controlplane.circuits.auth import hash_token
+
+    key = hash_token(raw_token)
+    looked_up = _valid_tokens.get(key)
+    if looked_up is not None and looked_up + TOKEN_CACHE_SECONDS >= time.monotonic():
+        return True
+    started = time.monotonic()
+    loop_call = sync_to_async(_active_api_token, thread_sensitive=False, executor=_executor)
+    if not await loop_call(raw_token):
+        return False
+    if len(_valid_tokens) >= TOKEN_CACHE_MAX:
+        _valid_tokens.clear()
+    _valid_tokens[key] = started
+    return True
+
+
+class RequestGuard:
+    """See the module docstring. ``RequestGuard(django_asgi_app)``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = max_body_bytes()
+        length: bytes | None = None
+        authorization: bytes | None = None
+        cookie: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"cookie":
+                cookie = value
+        declared: int | None = None
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                await _refuse(send, 400, "body", "Content-Length is not an integer")
+                return
+            if declared > limit:
+                await _refuse(
+                    send, 413, "body", f"at most {limit} bytes per request, got {declared}"
+                )
+                return
+        if scope["method"] in BODY_METHODS and path_info(scope).startswith("/api/"):
+            refusal = await _credentials(authorization, cookie)
+            if refusal is not None:
+                reason, challenge = refusal
+                await _refuse(
+                    send, 401, CREDENTIALS_FIELD, reason, [(b"www-authenticate", challenge)]
+                )
+                return
+        if declared is not None:
+            # The server delivers at most the declared length: nothing more to count.
+            await self.app(scope, receive, send)
+            return
+        await self._counted(scope, receive, send, limit)
+
+    async def _counted(self, scope: dict[str, Any], receive: Any, send: Any, limit: int) -> None:
+        """A body of no declared length: cut off past ``limit``."""
+        received = 0
+        over = False
+        started = False
+
+        async def counting_receive() -> dict[str, Any]:
+            nonlocal received, over
+            if over:
+                return {"type": "http.disconnect"}
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # Django stops reading and answers nothing; the 413 is sent below.
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def watching_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        await self.app(scope, counting_receive, watching_send)
+        if over and not started:
+            await _refuse(send, 413, "body", f"at most {limit} bytes per request")
+
+
+async def _credentials(
+    authorization: bytes | None, cookie: bytes | None
+) -> tuple[str, bytes] | None:
+    """None when the request may go on to Django; else the 401's reason and challenge."""
+    from controlplane.circuits.auth import API_TOKEN_PREFIX, bearer_token
+
+    raw = bearer_token(authorization.decode("latin-1")) if authorization else None
+    if raw is not None:
+        if not raw.startswith(API_TOKEN_PREFIX):
+            return NOT_API_TOKEN, b'Bearer realm="api", error="invalid_token"'
+        if not await api_token_is_active(raw):
+            return INVALID_TOKEN, b'Bearer realm="api", error="invalid_token"'
+        return None
+    if cookie and parse_cookie(cookie.decode("latin-1")).get(settings.SESSION_COOKIE_NAME):
+        return None
+    return NOT_PROVIDED, b'Bearer realm="api"'
+
+
+async def _refuse(
+    send: Any,
+    status: int,
+    field: str,
+    reason: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body = json.dumps(error_body({field: reason})).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                # The rest of the body is not read: the connection cannot be reused.
+                (b"connection", b"close"),
+                (b"x-content-type-options", b"nosniff"),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
