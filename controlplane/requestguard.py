@@ -43,7 +43,14 @@ from django.db import connections
 from django.http.cookie import parse_cookie
 
 from controlplane.circuits.fastpath import path_info
-from controlplane.core.errors import CREDENTIALS_FIELD, error_body
+from controlplane.core.errors import (
+    CREDENTIALS_FIELD,
+    NON_FIELD,
+    UNAVAILABLE_REASON,
+    UNAVAILABLE_RETRY_AFTER,
+    database_unavailable,
+    error_body,
+)
 
 # Methods whose requests carry a body under /api/ (the API's writes).
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -136,7 +143,20 @@ class RequestGuard:
                 )
                 return
         if scope["method"] in BODY_METHODS and path_info(scope).startswith("/api/"):
-            refusal = await _credentials(authorization, cookie)
+            try:
+                refusal = await _credentials(authorization, cookie)
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                # The token cannot be checked: the same 503 Django's stack would give.
+                await _refuse(
+                    send,
+                    503,
+                    NON_FIELD,
+                    UNAVAILABLE_REASON,
+                    [(b"retry-after", str(UNAVAILABLE_RETRY_AFTER).encode())],
+                )
+                return
             if refusal is not None:
                 reason, challenge = refusal
                 await _refuse(
