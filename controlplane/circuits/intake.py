@@ -79,6 +79,7 @@ from controlplane.circuits.watch import (
 )
 from controlplane.circuits.watchhub import get_hub
 from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, error_response
+from controlplane.core.jsonlimits import depth_error
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +234,8 @@ UPDATE {instance} AS i SET
     last_seen = GREATEST(i.last_seen, u.last_seen),
     hostname = u.hostname, pid = u.pid, library_version = u.library_version,
     acked_through = GREATEST(i.acked_through, u.acked),
-    dropped_transitions = i.dropped_transitions + u.dropped
+    dropped_transitions = i.dropped_transitions
+        + LEAST(u.dropped, 9223372036854775807 - i.dropped_transitions)
 FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::integer[],
             %s::text[], %s::bigint[], %s::bigint[])
      AS u(id, started_at, last_seen, hostname, pid, library_version, acked, dropped)
@@ -931,6 +933,9 @@ async def serve_sync(request: ASGIRequest, receive: Any) -> HttpResponse | None:
         return _error(413, "body", f"at most {limit} bytes per sync")
     if body is None:
         return None
+    nested = depth_error(body)
+    if nested is not None:
+        return _error(400, "body", nested)
     try:
         batch = parse_sync(_decode(body))
     except (ValueError, UnicodeDecodeError, SyncError):
