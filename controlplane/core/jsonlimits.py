@@ -15,10 +15,8 @@ from django.conf import settings
 from rest_framework import parsers, serializers
 from rest_framework.exceptions import ParseError
 
-# A JSON string (escapes included), or an unterminated one up to the end: strings are
-# blanked before brackets are counted. Possessive, so a scan never backtracks.
-_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]++")
+# Every byte but a quote and the brackets, deleted before the brackets are counted.
+_NOT_STRUCTURAL = bytes(b for b in range(256) if b not in b'"[]{}')
 _OPENING = frozenset(b"[{")
 
 
@@ -30,16 +28,30 @@ def max_depth() -> int:
 def depth_error(body: bytes | str, limit: int | None = None) -> str | None:
     """Why ``body`` nests arrays and objects deeper than ``limit`` levels, or None.
 
-    ``[]`` is one level, ``{"a": [1]}`` two. Linear in the body's size and never
-    recursive: strings are blanked, then the brackets left are counted (a body left
-    unclosed counts too: the parser would recurse into it before seeing its end).
+    ``[]`` is one level, ``{"a": [1]}`` two. Linear in the body's size, never recursive,
+    and mostly at C speed: escaped backslashes and quotes are dropped, then everything
+    but quotes and brackets; what lies between quotes was inside strings. A body left
+    unclosed counts too (a parser would recurse into it before seeing its end); other
+    malformed bodies are left to the parser.
     """
     limit = max_depth() if limit is None else limit
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     if raw.count(b"[") + raw.count(b"{") <= limit:
         return None  # cannot nest deeper than it has brackets
+    reduced = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURAL)
+    brackets = b"".join(reduced.split(b'"')[::2])
+    # Shortcut for the usual body: each pass of the two replaces removes one or two
+    # levels, so emptied within limit // 2 passes means no deeper than the limit.
+    shell = brackets
+    for _ in range(limit // 2):
+        shorter = shell.replace(b"[]", b"").replace(b"{}", b"")
+        if not shorter:
+            return None
+        if len(shorter) == len(shell):
+            break  # malformed: count exactly below
+        shell = shorter
     depth = 0
-    for char in _NOT_BRACKET.sub(b"", _STRING.sub(b"", raw)):
+    for char in brackets:
         if char in _OPENING:
             depth += 1
             if depth > limit:

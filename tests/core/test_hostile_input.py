@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
 from controlplane.circuits.models import Circuit, Service
+from controlplane.core.jsonlimits import depth_error
 
 pytestmark = pytest.mark.django_db
 
@@ -96,6 +97,31 @@ def test_deeply_nested_json_is_400_on_the_operator_api(
 def test_brackets_inside_strings_do_not_count(post_sync: Any, sync_body: Any) -> None:
     body = sync_body(breakers=[{"name": "db"}], instance={"hostname": "[{" * 100 + '\\"'})
     assert post_sync(body).status_code == 200
+
+
+def _nesting(value: Any) -> int:
+    children = value.values() if isinstance(value, dict) else value
+    if not isinstance(value, dict | list):
+        return 0
+    return 1 + max((_nesting(child) for child in children), default=0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": "[" * 50, "b": "]]]]" * 20},
+        {"a": '\\"[[[[[[[[[[[[[[[[[[[[', "b": [[[[1]]]]},
+        {"a": "\\", "b": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+        [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+        [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+        [{"k": [{"k": [{"k": [{"k": [{"k": [{"k": [{"k": [{"k": [{"k": []}]}]}]}]}]}]}]}]}] * 5,
+        {"x": [{"y": [{}]}] * 40, "z": "{" * 100},
+    ],
+)
+def test_the_depth_measure_agrees_with_the_parsed_value(value: Any) -> None:
+    raw = json.dumps(value).encode()
+    assert (depth_error(raw, 32) is not None) == (_nesting(json.loads(raw)) > 32), raw[:80]
+    assert (depth_error(raw, 8) is not None) == (_nesting(json.loads(raw)) > 8), raw[:80]
 
 
 def test_the_depth_setting_is_honoured(post_sync: Any, settings: Any) -> None:
