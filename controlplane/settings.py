@@ -387,9 +387,10 @@ SWITCHYARD_SYNC_MAX_TRANSITIONS = envint(
 # Hostile input (docs/api.md "Limits"). Arrays and objects nested deeper than this in any
 # JSON body (agent sync, operator API) are a 400 before the body is parsed.
 SWITCHYARD_JSON_MAX_DEPTH = envint("SWITCHYARD_JSON_MAX_DEPTH", 32, minimum=8, maximum=512)
-# Circuits one service may have; a sync that would register more is a 400.
+# Circuits one service may have; a sync that would register more is a 400. Every sync
+# answer lists them all (about 420 bytes each): agents refuse answers over 8 MiB.
 SWITCHYARD_MAX_CIRCUITS_PER_SERVICE = envint(
-    "SWITCHYARD_MAX_CIRCUITS_PER_SERVICE", 1000, minimum=1, maximum=1_000_000
+    "SWITCHYARD_MAX_CIRCUITS_PER_SERVICE", 1000, minimum=1, maximum=10_000
 )
 # Timestamps an agent sends (transition times, state_since, last_failure, started_at)
 # must lie between January 1st of this year (UTC) and now plus the allowed clock skew.
