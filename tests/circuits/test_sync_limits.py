@@ -6,6 +6,7 @@ and the fast path's intake (buffered; new circuits go through the same transacti
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -98,6 +99,28 @@ async def test_the_fast_path_keeps_the_circuit_limit(sync_body: Any, settings: A
     # Known circuits still take the buffered path.
     again = parse_sync(sync_body(breakers=[{"name": "a"}]))
     assert (await intake.accept(service_id, "checkout", again)).status_code == 200
+    assert await sync_to_async(Circuit.objects.count)() == 2
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_two_processes_registering_at_once_keep_the_circuit_limit(
+    sync_body: Any, settings: Any
+) -> None:
+    # Two intakes stand for two web processes; each sync brings two new circuits.
+    settings.SWITCHYARD_MAX_CIRCUITS_PER_SERVICE = 3
+    service_id, _ = await sync_to_async(_service)()
+    batches = [
+        parse_sync(
+            sync_body(
+                instance={"id": f"web-{w}"}, breakers=[{"name": f"w{w}_a"}, {"name": f"w{w}_b"}]
+            )
+        )
+        for w in range(2)
+    ]
+    responses = await asyncio.gather(
+        *(Intake(flusher=False).accept(service_id, "checkout", b) for b in batches)
+    )
+    assert sorted(r.status_code for r in responses) == [200, 400]
     assert await sync_to_async(Circuit.objects.count)() == 2
 
 
