@@ -315,6 +315,7 @@ class Agent:
         self._dropped = 0
         self._dropped_reported = 0  # of _dropped, what a successful sync has carried
         self._refused_breakers: dict[str, float] = {}  # name -> monotonic time to retry
+        self._report_started_at = True  # False once refused (a wall clock far off)
         self._next_sync_at = self._mono()  # periodic schedule, or the end of a backoff
         self._soon: float | None = None  # a sync asked for by a transition or a change
         self._applying: int | None = None  # thread applying a desired state right now
@@ -629,6 +630,8 @@ class Agent:
         instance = wire.encode_instance(
             self.instance_id, socket.gethostname(), os.getpid(), self._started_at, __version__
         )
+        if not self._report_started_at:
+            instance["started_at"] = None
         breakers = self._snapshot()
         payload = wire.encode_sync_request(
             self.service,
@@ -674,6 +677,12 @@ class Agent:
             return _Refused(f"sync: HTTP 400: {detail}", progress=False)
         bad_ids: set[int] = set()
         bad_names: set[str] = set()
+        started_at = "instance.started_at" in errors and self._report_started_at
+        if started_at:
+            # This host's clock is far off: the process start is left out (restarts
+            # are then not told apart) rather than never being heard at all.
+            self._report_started_at = False
+            logger.error("switchyard agent: the control plane refused the start time: %s", detail)
         for path in errors:
             found = _REFUSED_ITEM.match(str(path))
             if found is None:
@@ -702,7 +711,8 @@ class Agent:
                 REFUSED_BREAKER_SECONDS,
                 detail,
             )
-        return _Refused(f"sync: HTTP 400: {detail}", progress=bool(dropped or bad_names))
+        progress = bool(dropped or bad_names or started_at)
+        return _Refused(f"sync: HTTP 400: {detail}", progress=progress)
 
     def _forget_through(self, acked: int) -> None:
         with self._lock:

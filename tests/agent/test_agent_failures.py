@@ -339,3 +339,18 @@ def test_a_400_naming_nothing_droppable_backs_off(plane, registry):
         with agent._lock:
             assert agent._next_sync_at - agent._mono() > 1.0
         assert len(plane.syncs()) == 1
+
+
+def test_a_refused_start_time_is_left_out_so_the_agent_is_still_heard(plane, registry):
+    # A host whose clock is far off: the server refuses its start time.
+    def refuse_start(req: Any) -> tuple[int, bytes] | None:
+        if req.json and req.json["instance"]["started_at"] is not None:
+            return _refusal("instance.started_at", "must be between ...")
+        return None
+
+    plane.sync_behaviour = refuse_start
+    registry.get_or_create("payments")
+    with make_agent(plane, registry, watch=False) as agent:
+        assert plane.wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
+        assert plane.syncs()[-1].json["instance"]["started_at"] is None
+        assert agent.stats()["syncs_failed"] == 1
