@@ -9,7 +9,8 @@ steady state costs no ORM work and no thread of its own:
 * the instance's row id and start time and the service's circuit ids are cached per
   process; the desired state is the watch hub's serialised copy (rebuilt only when the
   service's desired version moves), with ``acked_through`` appended;
-* the body is decoded by orjson and validated by :func:`.ingest.parse_sync`, unchanged.
+* the body is measured for nesting (``SWITCHYARD_JSON_MAX_DEPTH``), decoded by orjson and
+  validated by :func:`.ingest.parse_sync`, unchanged.
 
 What it writes is buffered per process and written by one thread in one transaction
 every ``SWITCHYARD_INTAKE_FLUSH_MS`` (default 25 ms), with three set-based statements
