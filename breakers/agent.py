@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -48,6 +49,12 @@ logger = logging.getLogger("breakers.agent")
 # Limits. Each is a parameter of Agent where it makes sense to tune it.
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # a desired state larger than this is refused
 MAX_TRANSITIONS_PER_SYNC = 500  # a long backlog drains over several back-to-back syncs
+MAX_DROPPED_PER_SYNC = 2**31 - 1  # the server's bound; a larger count spans several syncs
+# A breaker the control plane refused (a 400 naming it: an invalid name, the service's
+# circuit limit, a timestamp out of range) is left out of reports this long, then tried.
+REFUSED_BREAKER_SECONDS = 600.0
+# The items of a sync a 400 names: "transitions[3].at", "breakers[0].name".
+_REFUSED_ITEM = re.compile(r"^(transitions|breakers)\[(\d+)\]")
 _FORCED = frozenset(FORCED_STATES)  # str enums: "forced_open" in _FORCED
 
 
@@ -79,6 +86,15 @@ def _retry_after(value: str | None) -> float | None:
     if seconds != seconds or seconds < 0:  # NaN, negative
         return None
     return min(seconds, MAX_RETRY_AFTER)
+
+
+class _Refused(AgentError):
+    """A 400 to a sync. ``progress``: items it named were left out, so the next sync
+    (sent at once, without backoff) differs from this one."""
+
+    def __init__(self, message: str, progress: bool) -> None:
+        super().__init__(message)
+        self.progress = progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +341,8 @@ class Agent:
         self._next_transition_id = 0
         self._dropped = 0
         self._dropped_reported = 0  # of _dropped, what a successful sync has carried
+        self._refused_breakers: dict[str, float] = {}  # name -> monotonic time to retry
+        self._report_started_at = True  # False once refused (a wall clock far off)
         self._next_sync_at = self._mono()  # periodic schedule, or the end of a backoff
         self._soon: float | None = None  # a sync asked for by a transition or a change
         self._applying: int | None = None  # thread applying a desired state right now
@@ -566,6 +584,15 @@ class Agent:
                 continue
             try:
                 more = self._sync_exchange(self._sync_http, self.request_timeout)
+            except _Refused as exc:
+                # What the 400 named is dropped: the next sync goes at once. Otherwise
+                # (nothing the agent can leave out) it backs off like any failure.
+                delay = 0.0 if exc.progress else self._sync_backoff.fail()
+                self._note_error("sync", exc)
+                with self._lock:
+                    self._stats["syncs_failed"] += 1
+                    self._next_sync_at = self._mono() + delay
+                continue
             except AgentError as exc:
                 delay = self._failure_delay(self._sync_backoff, exc)
                 self._note_error("sync", exc)
@@ -631,15 +658,18 @@ class Agent:
             self._soon = None  # whatever asked for a sync until now is in this one
             batch = list(itertools.islice(self._pending, MAX_TRANSITIONS_PER_SYNC))
             # The server adds what each sync reports: send only the drops it has not had.
-            dropped = self._dropped - self._dropped_reported
+            dropped = min(self._dropped - self._dropped_reported, MAX_DROPPED_PER_SYNC)
             more_waiting = len(self._pending) > len(batch)
         instance = wire.encode_instance(
             self.instance_id, socket.gethostname(), os.getpid(), self._started_at, __version__
         )
+        if not self._report_started_at:
+            instance["started_at"] = None
+        breakers = self._snapshot()
         payload = wire.encode_sync_request(
             self.service,
             instance,
-            self._snapshot(),
+            breakers,
             (wire.encode_transition(p.id, p.event) for p in batch),
             dropped,
         )
@@ -647,6 +677,8 @@ class Agent:
         status, data, retry_after = http_.request(
             "POST", f"{self._base_path}{SYNC_PATH}", body, timeout
         )
+        if status == 400:
+            raise self._refused(data, batch, breakers)
         desired = self._decode(status, data, "sync", retry_after)
         with self._lock:
             self._dropped_reported += dropped
@@ -664,6 +696,58 @@ class Agent:
             self._stats["last_sync_ok_at"] = self._wall()
             self._stats["last_error"] = None
         return bool(more_waiting and batch and acked is not None and acked >= batch[-1].id)
+
+    def _refused(
+        self, data: bytes, batch: list[_Pending], breakers: list[wire.BreakerWire]
+    ) -> _Refused:
+        """Leave out what a 400 names, so that one bad item cannot hold the rest back
+        for ever: a named transition is dropped (counted in ``dropped_transitions`` and
+        reported), a named breaker is left out of reports for REFUSED_BREAKER_SECONDS."""
+        detail = data[:300].decode("utf-8", "replace").replace("\n", " ")
+        try:
+            errors = json.loads(data).get("errors")
+        except (ValueError, AttributeError):
+            errors = None
+        if not isinstance(errors, dict):
+            return _Refused(f"sync: HTTP 400: {detail}", progress=False)
+        bad_ids: set[int] = set()
+        bad_names: set[str] = set()
+        started_at = "instance.started_at" in errors and self._report_started_at
+        if started_at:
+            # This host's clock is far off: the process start is left out (restarts
+            # are then not told apart) rather than never being heard at all.
+            self._report_started_at = False
+            logger.error("switchyard agent: the control plane refused the start time: %s", detail)
+        for path in errors:
+            found = _REFUSED_ITEM.match(str(path))
+            if found is None:
+                continue
+            index = int(found.group(2))
+            if found.group(1) == "transitions" and index < len(batch):
+                bad_ids.add(batch[index].id)
+            elif found.group(1) == "breakers" and index < len(breakers):
+                bad_names.add(breakers[index]["name"])
+        with self._lock:
+            before = len(self._pending)
+            if bad_ids:
+                self._pending = deque(p for p in self._pending if p.id not in bad_ids)
+            dropped = before - len(self._pending)
+            self._dropped += dropped
+            retry_at = self._mono() + REFUSED_BREAKER_SECONDS
+            for name in bad_names:
+                self._refused_breakers[name] = retry_at
+        if dropped or bad_names:
+            logger.error(
+                "switchyard agent: the control plane refused %d transition(s) (dropped and "
+                "counted) and %d breaker(s) (%s, left out of reports for %.0f s): %s",
+                dropped,
+                len(bad_names),
+                ", ".join(sorted(bad_names)) or "none",
+                REFUSED_BREAKER_SECONDS,
+                detail,
+            )
+        progress = bool(dropped or bad_names or started_at)
+        return _Refused(f"sync: HTTP 400: {detail}", progress=progress)
 
     def _forget_through(self, acked: int) -> None:
         with self._lock:
@@ -712,7 +796,11 @@ class Agent:
 
     def _snapshot(self) -> list[wire.BreakerWire]:
         out = []
+        refused = self._refused_breakers
+        now = self._mono() if refused else 0.0
         for breaker in self._breakers():
+            if refused and refused.get(breaker.name, now) > now:
+                continue  # refused by the control plane a while ago
             self._code_configs.setdefault(breaker.name, breaker.config)
             out.append(
                 wire.encode_breaker(

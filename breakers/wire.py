@@ -100,7 +100,10 @@ def parse_timestamp(value: object, *, naive_is_utc: bool = False) -> datetime:
         if not naive_is_utc:
             raise ValueError(f"timestamp must have a time zone, got {value!r}")
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # an offset that carries it past year 1 or 9999
+        raise ValueError(f"timestamp is out of range, got {value!r}") from None
 
 
 # ---------------------------------------------------------------- shapes

@@ -397,6 +397,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON bodies are measured against SWITCHYARD_JSON_MAX_DEPTH before they are parsed.
+    "DEFAULT_PARSER_CLASSES": [
+        "controlplane.core.jsonlimits.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -438,6 +444,22 @@ SWITCHYARD_SYNC_MAX_BREAKERS = envint(
 )
 SWITCHYARD_SYNC_MAX_TRANSITIONS = envint(
     "SWITCHYARD_SYNC_MAX_TRANSITIONS", 5000, minimum=1, maximum=1_000_000
+)
+# Hostile input (docs/api.md "Limits"). Arrays and objects nested deeper than this in any
+# JSON body (agent sync, operator API) are a 400 before the body is parsed.
+SWITCHYARD_JSON_MAX_DEPTH = envint("SWITCHYARD_JSON_MAX_DEPTH", 32, minimum=8, maximum=512)
+# Circuits one service may have; a sync that would register more is a 400. Every sync
+# answer lists them all (about 420 bytes each): agents refuse answers over 8 MiB.
+SWITCHYARD_MAX_CIRCUITS_PER_SERVICE = envint(
+    "SWITCHYARD_MAX_CIRCUITS_PER_SERVICE", 1000, minimum=1, maximum=10_000
+)
+# Timestamps an agent sends (transition times, state_since, last_failure, started_at)
+# must lie between January 1st of this year (UTC) and now plus the allowed clock skew.
+SWITCHYARD_SYNC_EARLIEST_YEAR = envint(
+    "SWITCHYARD_SYNC_EARLIEST_YEAR", 2000, minimum=1971, maximum=2100
+)
+SWITCHYARD_SYNC_MAX_CLOCK_SKEW = envint(
+    "SWITCHYARD_SYNC_MAX_CLOCK_SKEW", 86_400, minimum=0, maximum=31_536_000
 )
 # Agent intake (controlplane/circuits/intake.py, docs/operations.md). Rows of many syncs
 # are written together every SWITCHYARD_INTAKE_FLUSH_MS milliseconds; a sync carrying

@@ -60,8 +60,12 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
         if flusher is not None:
             flusher.cancel()
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """The socket is one-way; clients resynchronise over HTTP."""
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        """The socket is one-way (clients resynchronise over HTTP): frames from the
+        browser are not parsed, so a hostile one (JSON nested past the parser's
+        recursion limit, say) cannot break the connection."""
 
     # One handler per event type; each only marks circuits as changed.
     async def fleet_transitions(self, event: dict[str, Any]) -> None:

@@ -7,9 +7,10 @@ by ``upsert_snapshots`` alone so that they can move to a faster store later.
 """
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -47,6 +48,11 @@ PROTOCOL_VERSION = wire.PROTOCOL_VERSION
 MAX_COUNTER = 2**63 - 1
 MAX_PID = 2**31 - 1
 MAX_ERRORS_REPORTED = 50
+# Transitions an agent may report dropped in one sync (the instance's total saturates).
+MAX_DROPPED_PER_SYNC = 2**31 - 1
+# Control characters (NUL among them: PostgreSQL refuses it in text) and lone surrogates
+# (not encodable as UTF-8) are refused in every free-text field of a sync.
+UNPRINTABLE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _STATES = tuple(CircuitState.values)
 _STATE_SET = frozenset(_STATES)
 _REASONS = tuple(TransitionReason.values)
@@ -166,6 +172,9 @@ def _text(errors: _Errors, path: str, value: Any, max_length: int) -> str:
     if len(value) > max_length:
         errors.add(path, f"must be at most {max_length} characters, got {len(value)}")
         return ""
+    if UNPRINTABLE_RE.search(value):
+        errors.add(path, f"must not contain control characters, got {value!r}"[:300])
+        return ""
     return value
 
 
@@ -213,6 +222,41 @@ def _datetime(errors: _Errors, path: str, value: Any, *, nullable: bool = True) 
     return None
 
 
+Bounds = tuple[datetime, datetime]
+
+
+def timestamp_bounds(now: datetime | None = None) -> Bounds:
+    """The moments a sync's timestamps may name: from January 1st of
+    SWITCHYARD_SYNC_EARLIEST_YEAR (UTC) to now plus SWITCHYARD_SYNC_MAX_CLOCK_SKEW."""
+    now = now or timezone.now()
+    earliest = datetime(settings.SWITCHYARD_SYNC_EARLIEST_YEAR, 1, 1, tzinfo=UTC)
+    return earliest, now + timedelta(seconds=settings.SWITCHYARD_SYNC_MAX_CLOCK_SKEW)
+
+
+def _moment(
+    errors: _Errors, path: str, value: Any, bounds: Bounds, *, nullable: bool = True
+) -> datetime | None:
+    """A timestamp within ``bounds``: one outside is refused (a row with it could not
+    be read back, or would hold a backlog up, for ever)."""
+    if value is None and nullable:
+        return None
+    parsed = _timestamps.get(value) if type(value) is str else None
+    if parsed is None:
+        parsed = _datetime(errors, path, value, nullable=nullable)
+        if parsed is None:
+            return None
+    earliest, latest = bounds
+    if not earliest <= parsed <= latest:
+        errors.add(
+            path,
+            f"must be between {wire.format_timestamp(earliest)} and now plus "
+            f"{settings.SWITCHYARD_SYNC_MAX_CLOCK_SKEW} s "
+            f"({wire.format_timestamp(latest)}), got {value!r}"[:300],
+        )
+        return None
+    return parsed
+
+
 def _choice(errors: _Errors, path: str, value: Any, choices: tuple[str, ...]) -> str | None:
     if isinstance(value, str) and value in choices:
         return value
@@ -239,7 +283,7 @@ def _list(errors: _Errors, path: str, value: Any, limit: int) -> list[Any]:
     return value
 
 
-def _parse_instance(errors: _Errors, raw: Any) -> InstanceInfo | None:
+def _parse_instance(errors: _Errors, raw: Any, bounds: Bounds) -> InstanceInfo | None:
     data = _object(errors, "instance", raw)
     if data is None:
         return None
@@ -249,7 +293,7 @@ def _parse_instance(errors: _Errors, raw: Any) -> InstanceInfo | None:
         id=instance_id or "",
         hostname=_text(errors, "instance.hostname", data.get("hostname"), 255),
         pid=pid,
-        started_at=_datetime(errors, "instance.started_at", data.get("started_at")),
+        started_at=_moment(errors, "instance.started_at", data.get("started_at"), bounds),
         library_version=_text(errors, "instance.library_version", data.get("library_version"), 50),
     )
     return info if instance_id else None
@@ -279,7 +323,7 @@ def _config_errors(config: dict[str, Any]) -> dict[str, str]:
     return verdict
 
 
-def _parse_breaker(errors: _Errors, index: int, raw: Any) -> BreakerReport | None:
+def _parse_breaker(errors: _Errors, index: int, raw: Any, bounds: Bounds) -> BreakerReport | None:
     path = f"breakers[{index}]"
     data = _object(errors, path, raw)
     if data is None:
@@ -321,17 +365,23 @@ def _parse_breaker(errors: _Errors, index: int, raw: Any) -> BreakerReport | Non
     since = data.get("state_since")
     if since is not None:
         known = _timestamps.get(since) if type(since) is str else None
-        since = known or _datetime(errors, f"{path}.state_since", since)
+        if known is None or not bounds[0] <= known <= bounds[1]:
+            known = _moment(errors, f"{path}.state_since", since, bounds)
+        since = known
     report.state_since = since
     failure = data.get("last_failure")
     if failure is not None:
         known = _timestamps.get(failure) if type(failure) is str else None
-        failure = known or _datetime(errors, f"{path}.last_failure", failure)
+        if known is None or not bounds[0] <= known <= bounds[1]:
+            known = _moment(errors, f"{path}.last_failure", failure, bounds)
+        failure = known
     report.last_failure = failure
     return report if name and state else None
 
 
-def _parse_transition(errors: _Errors, index: int, raw: Any) -> TransitionReport | None:
+def _parse_transition(
+    errors: _Errors, index: int, raw: Any, bounds: Bounds
+) -> TransitionReport | None:
     path = f"transitions[{index}]"
     data = _object(errors, path, raw)
     if data is None:
@@ -340,7 +390,7 @@ def _parse_transition(errors: _Errors, index: int, raw: Any) -> TransitionReport
     breaker = _name(errors, f"{path}.breaker", data.get("breaker"))
     from_state = _choice(errors, f"{path}.from", data.get("from"), _STATES)
     to_state = _choice(errors, f"{path}.to", data.get("to"), _STATES)
-    at = _datetime(errors, f"{path}.at", data.get("at"), nullable=False)
+    at = _moment(errors, f"{path}.at", data.get("at"), bounds, nullable=False)
     reason = _choice(errors, f"{path}.reason", data.get("reason"), _REASONS)
     rate = _float(errors, f"{path}.failure_rate", data.get("failure_rate"), low=0.0, high=1.0)
     calls = _int(errors, f"{path}.calls", data.get("calls"), low=0, high=MAX_PID, nullable=True)
@@ -394,11 +444,12 @@ def parse_sync(payload: Any) -> SyncBatch:
     )
     if "instance" not in payload:
         errors.add("instance", "is required")
-    instance = _parse_instance(errors, payload.get("instance"))
+    bounds = timestamp_bounds()
+    instance = _parse_instance(errors, payload.get("instance"), bounds)
     breakers: list[BreakerReport] = []
     seen: set[str] = set()
     for index, raw in enumerate(raw_breakers):
-        report = _parse_breaker(errors, index, raw)
+        report = _parse_breaker(errors, index, raw, bounds)
         if report is None:
             continue
         if report.name in seen:
@@ -408,14 +459,14 @@ def parse_sync(payload: Any) -> SyncBatch:
     transitions = [
         t
         for index, raw in enumerate(raw_transitions)
-        if (t := _parse_transition(errors, index, raw)) is not None
+        if (t := _parse_transition(errors, index, raw, bounds)) is not None
     ]
     dropped = _int(
         errors,
         "dropped_transitions",
         payload.get("dropped_transitions", 0),
         low=0,
-        high=MAX_COUNTER,
+        high=MAX_DROPPED_PER_SYNC,
     )
     errors.raise_if_any()
     assert instance is not None  # an invalid instance was reported above
@@ -461,6 +512,25 @@ def _lock_instance(service_id: int, info: InstanceInfo, now: datetime) -> Instan
     return instance
 
 
+def _check_circuit_limit(batch: SyncBatch, missing: list[str], *, existing: int) -> None:
+    """SyncError(400) naming each breaker that would take the service (``existing``
+    circuits, counted under its row lock) past SWITCHYARD_MAX_CIRCUITS_PER_SERVICE."""
+    limit = settings.SWITCHYARD_MAX_CIRCUITS_PER_SERVICE
+    room = max(0, limit - existing)
+    if len(missing) <= room:
+        return
+    refused = set(missing[room:])
+    errors = _Errors()
+    for index, report in enumerate(batch.breakers):
+        if report.name in refused:
+            errors.add(
+                f"breakers[{index}].name",
+                f"the service has {existing} circuits and at most {limit} are allowed "
+                f"(SWITCHYARD_MAX_CIRCUITS_PER_SERVICE): {report.name!r} is not registered",
+            )
+    errors.raise_if_any()
+
+
 def _resolve_circuits(
     service_id: int, batch: SyncBatch, instance: Instance, circuits: dict[str, Circuit]
 ) -> dict[str, Circuit]:
@@ -474,10 +544,13 @@ def _resolve_circuits(
     missing = [name for name in reported if name not in circuits]
     if missing:
         Service.objects.select_for_update().filter(pk=service_id).values_list("pk").get()
-        for circuit in service_circuits(service_id).filter(name__in=missing):
-            circuits[circuit.name] = circuit
+        # Read again under the service row's lock: registrations (any process, either
+        # sync path) queue here, so the count below is exact and the limit holds.
+        circuits.clear()
+        circuits.update((c.name, c) for c in service_circuits(service_id))
         missing = [name for name in missing if name not in circuits]
     if missing:
+        _check_circuit_limit(batch, missing, existing=len(circuits))
         created = Circuit.objects.bulk_create(
             [Circuit(service_id=service_id, name=name) for name in missing]
         )
@@ -800,7 +873,9 @@ def ingest_sync(
         instance.library_version = info.library_version
         if info.started_at is not None:
             instance.started_at = info.started_at
-        instance.dropped_transitions += batch.dropped_transitions
+        instance.dropped_transitions = min(
+            MAX_COUNTER, instance.dropped_transitions + batch.dropped_transitions
+        )
         instance.last_seen = now
         instance.save(
             update_fields=[

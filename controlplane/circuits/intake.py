@@ -9,7 +9,8 @@ steady state costs no ORM work and no thread of its own:
 * the instance's row id and start time and the service's circuit ids are cached per
   process; the desired state is the watch hub's serialised copy (rebuilt only when the
   service's desired version moves), with ``acked_through`` appended;
-* the body is decoded by orjson and validated by :func:`.ingest.parse_sync`, unchanged.
+* the body is measured for nesting (``SWITCHYARD_JSON_MAX_DEPTH``), decoded by orjson and
+  validated by :func:`.ingest.parse_sync`, unchanged.
 
 What it writes is buffered per process and written by one thread in one transaction
 every ``SWITCHYARD_INTAKE_FLUSH_MS`` (default 25 ms), with three set-based statements
@@ -84,6 +85,7 @@ from controlplane.core.errors import (
     UNAVAILABLE_RETRY_AFTER,
     error_response,
 )
+from controlplane.core.jsonlimits import depth_error
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +240,8 @@ UPDATE {instance} AS i SET
     last_seen = GREATEST(i.last_seen, u.last_seen),
     hostname = u.hostname, pid = u.pid, library_version = u.library_version,
     acked_through = GREATEST(i.acked_through, u.acked),
-    dropped_transitions = i.dropped_transitions + u.dropped
+    dropped_transitions = i.dropped_transitions
+        + LEAST(u.dropped, 9223372036854775807 - i.dropped_transitions)
 FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::integer[],
             %s::text[], %s::bigint[], %s::bigint[])
      AS u(id, started_at, last_seen, hostname, pid, library_version, acked, dropped)
@@ -944,6 +947,9 @@ async def serve_sync(request: ASGIRequest, receive: Any) -> HttpResponse | None:
         return _error(413, "body", f"at most {limit} bytes per sync")
     if body is None:
         return None
+    nested = depth_error(body)
+    if nested is not None:
+        return _error(400, "body", nested)
     try:
         batch = parse_sync(_decode(body))
     except (ValueError, UnicodeDecodeError, SyncError):

@@ -18,6 +18,7 @@ from controlplane.circuits.fleet import summary
 from controlplane.circuits.ingest import SyncError, ingest_sync, parse_sync
 from controlplane.circuits.models import Circuit
 from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, error_response
+from controlplane.core.jsonlimits import depth_error
 from controlplane.core.permissions import HasPerms
 
 UNHEALTHY_STATES = frozenset({CircuitState.OPEN, CircuitState.FORCED_OPEN})
@@ -63,6 +64,9 @@ def agent_sync(request: HttpRequest) -> HttpResponse:
         return _error(413, "body", f"at most {limit} bytes per sync")
     if len(body) > limit:
         return _error(413, "body", f"at most {limit} bytes per sync, got {len(body)}")
+    nested = depth_error(body)
+    if nested is not None:
+        return _error(400, "body", nested)
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -274,3 +275,82 @@ def test_start_from_env_starts_an_agent_or_none_when_optional(plane, registry, m
         assert plane.wait_for(lambda: len(plane.syncs()) >= 1)
     finally:
         agent.stop()
+
+
+def _refusal(field: str, reason: str) -> tuple[int, bytes]:
+    body = {"detail": f"{field}: {reason}", "field": field, "reason": reason}
+    return 400, json.dumps({**body, "errors": {field: reason}}).encode()
+
+
+def test_a_refused_transition_is_dropped_and_counted_not_resent_for_ever(plane, registry, caplog):
+    # The control plane refuses transition 1 (say its time is out of range) wherever it
+    # is in a batch; the ones after it must still get through.
+    def refuse_first(req: Any) -> tuple[int, bytes] | None:
+        for index, t in enumerate(req.json["transitions"] if req.json else []):
+            if t["id"] == 1:
+                return _refusal(f"transitions[{index}].at", "must be between ...")
+        return None
+
+    breaker = registry.get_or_create("payments")
+    caplog.set_level(logging.ERROR, logger="breakers.agent")
+    with make_agent(plane, registry, watch=False, coalesce=0.0) as agent:
+        assert plane.wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
+        plane.sync_behaviour = refuse_first
+        breaker.force_open()
+        breaker.release()
+        assert plane.wait_for(lambda: agent.pending_transitions == 0)
+        assert sorted(i for (_, i) in plane.stored_transitions) == [2]
+        assert agent.dropped_transitions == 1
+        # The server hears of the drop once, in the sync that stored transition 2.
+        carried = [r.json["dropped_transitions"] for r in plane.syncs()]
+        assert sum(carried) == 1 and carried.count(1) == 1
+        refused = [r for r in plane.syncs() if any(t["id"] == 1 for t in r.json["transitions"])]
+        assert len(refused) == 1  # not sent again
+    assert any("refused 1 transition" in r.getMessage() for r in caplog.records)
+
+
+def test_a_refused_breaker_is_left_out_of_reports(plane, registry):
+    # The control plane refuses a breaker by name (the service's circuit limit, say);
+    # the other breakers keep being reported and their transitions stored.
+    def refuse_bad(req: Any) -> tuple[int, bytes] | None:
+        for index, b in enumerate(req.json["breakers"] if req.json else []):
+            if b["name"] == "bad":
+                return _refusal(f"breakers[{index}].name", "at most 1 circuits are allowed")
+        return None
+
+    plane.sync_behaviour = refuse_bad
+    registry.get_or_create("bad")
+    good = registry.get_or_create("good")
+    with make_agent(plane, registry, watch=False, coalesce=0.0) as agent:
+        assert plane.wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
+        assert [b["name"] for b in plane.syncs()[-1].json["breakers"]] == ["good"]
+        good.force_open()
+        assert plane.wait_for(lambda: agent.pending_transitions == 0)
+        assert sorted(i for (_, i) in plane.stored_transitions) == [1]
+
+
+def test_a_400_naming_nothing_droppable_backs_off(plane, registry):
+    plane.sync_behaviour = lambda req: _refusal("instance.hostname", "bad")
+    registry.get_or_create("payments")
+    agent = make_agent(plane, registry, watch=False, backoff_initial=5.0, backoff_max=5.0)
+    with agent:
+        assert plane.wait_for(lambda: agent.stats()["syncs_failed"] >= 1)
+        # The same request would be refused again: the next one waits for the backoff.
+        with agent._lock:
+            assert agent._next_sync_at - agent._mono() > 1.0
+        assert len(plane.syncs()) == 1
+
+
+def test_a_refused_start_time_is_left_out_so_the_agent_is_still_heard(plane, registry):
+    # A host whose clock is far off: the server refuses its start time.
+    def refuse_start(req: Any) -> tuple[int, bytes] | None:
+        if req.json and req.json["instance"]["started_at"] is not None:
+            return _refusal("instance.started_at", "must be between ...")
+        return None
+
+    plane.sync_behaviour = refuse_start
+    registry.get_or_create("payments")
+    with make_agent(plane, registry, watch=False) as agent:
+        assert plane.wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
+        assert plane.syncs()[-1].json["instance"]["started_at"] is None
+        assert agent.stats()["syncs_failed"] == 1

@@ -1,5 +1,6 @@
 """Hostile input answers a clear 4xx: names with a trailing newline, ids that are not ids."""
 
+import json
 from typing import Any
 
 import pytest
@@ -7,6 +8,7 @@ from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
 from controlplane.circuits.models import Circuit, Service
+from controlplane.core.jsonlimits import depth_error
 
 pytestmark = pytest.mark.django_db
 
@@ -54,3 +56,176 @@ def test_every_api_collection_routes_integer_ids_only(viewer_api: APIClient) -> 
     for collection in ("services", "circuits", "instances", "audit", "alerts", "alert-rules"):
         assert viewer_api.get(f"/api/v1/{collection}/x/").status_code == 404
         assert viewer_api.get(f"/api/v1/{collection}/1/").status_code in (403, 404)
+
+
+# -- nesting depth ------------------------------------------------------------------------
+
+
+def _deep(levels: int) -> bytes:
+    return b'{"protocol": 1, "x": ' + b"[" * levels + b"]" * levels + b"}"
+
+
+@pytest.mark.parametrize("levels", [40, 5_000, 200_000])
+def test_deeply_nested_json_is_400_on_the_sync(post_sync: Any, levels: int) -> None:
+    response = post_sync(None, raw=_deep(levels))
+    assert response.status_code == 400, response.content[:300]
+    body = response.json()
+    assert body["field"] == "body" and "nested deeper than 32" in body["reason"]
+
+
+def test_an_unclosed_deep_body_is_400_too(post_sync: Any) -> None:
+    response = post_sync(None, raw=b"[" * 100_000)
+    assert response.status_code == 400
+    assert response.json()["field"] == "body"
+
+
+@pytest.mark.parametrize("levels", [40, 100_000])
+def test_deeply_nested_json_is_400_on_the_operator_api(
+    operator_api: APIClient, post_sync: Any, sync_body: Any, levels: int
+) -> None:
+    assert post_sync(sync_body(breakers=[{"name": "db"}])).status_code == 200
+    circuit = Circuit.objects.get()
+    raw = b'{"state": "forced_open", "reason": ' + b"[" * levels + b"]" * levels + b"}"
+    response = operator_api.post(
+        f"/api/v1/circuits/{circuit.pk}/override/", data=raw, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["field"] == "body"
+    assert "nested deeper than" in response.json()["reason"]
+
+
+def test_brackets_inside_strings_do_not_count(post_sync: Any, sync_body: Any) -> None:
+    body = sync_body(breakers=[{"name": "db"}], instance={"hostname": "[{" * 100 + '\\"'})
+    assert post_sync(body).status_code == 200
+
+
+def _nesting(value: Any) -> int:
+    children = value.values() if isinstance(value, dict) else value
+    if not isinstance(value, dict | list):
+        return 0
+    return 1 + max((_nesting(child) for child in children), default=0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": "[" * 50, "b": "]]]]" * 20},
+        {"a": '\\"[[[[[[[[[[[[[[[[[[[[', "b": [[[[1]]]]},
+        {"a": "\\", "b": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+        [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+        [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+        [{"k": [{"k": [{"k": [{"k": [{"k": [{"k": [{"k": [{"k": [{"k": []}]}]}]}]}]}]}]}]}] * 5,
+        {"x": [{"y": [{}]}] * 40, "z": "{" * 100},
+    ],
+)
+def test_the_depth_measure_agrees_with_the_parsed_value(value: Any) -> None:
+    raw = json.dumps(value).encode()
+    assert (depth_error(raw, 32) is not None) == (_nesting(json.loads(raw)) > 32), raw[:80]
+    assert (depth_error(raw, 8) is not None) == (_nesting(json.loads(raw)) > 8), raw[:80]
+
+
+def test_the_depth_setting_is_honoured(post_sync: Any, settings: Any) -> None:
+    settings.SWITCHYARD_JSON_MAX_DEPTH = 8
+    assert "deeper than 8" in post_sync(None, raw=_deep(8)).json()["reason"]
+    assert post_sync(None, raw=_deep(6)).json()["field"] != "body"
+
+
+# -- characters PostgreSQL cannot store ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("hostname", "web\x00evil"),
+        ("hostname", "web\u0007"),
+        ("hostname", "web\ud800"),
+        ("library_version", "0.1\x00"),
+        ("id", "web\x00"),
+    ],
+)
+def test_control_characters_in_instance_fields_are_400(
+    post_sync: Any, sync_body: Any, field: str, value: str
+) -> None:
+    body = sync_body(breakers=[{"name": "db"}], instance={field: value})
+    response = post_sync(body)
+    assert response.status_code == 400, response.content
+    assert f"instance.{field}" in response.json()["errors"]
+    assert not Circuit.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "where", ["breakers[0].name", "transitions[0].breaker", "service", "transitions[0].reason"]
+)
+def test_nul_in_names_and_reasons_is_400(post_sync: Any, sync_body: Any, where: str) -> None:
+    body = sync_body(
+        breakers=[{"name": "db"}],
+        transitions=[
+            {
+                "id": 1,
+                "breaker": "db",
+                "from": "closed",
+                "to": "open",
+                "at": "2026-11-27T10:04:00Z",
+                "reason": "failure_rate",
+            }
+        ],
+    )
+    top, _, key = where.partition(".")
+    if key:
+        name, index = top.rstrip("]").split("[")
+        body[name][int(index)][key] += "\x00"
+    else:
+        body[top] = "checkout\x00"
+    response = post_sync(body)
+    assert response.status_code == 400, response.content
+    assert where in response.json()["errors"]
+
+
+_HOOK = "http://127.0.0.1:9/hook"
+
+
+@pytest.mark.parametrize(
+    ("url", "payload", "field"),
+    [
+        (
+            "/api/v1/channels/",
+            {"name": "x", "kind": "webhook", "config": {"url": _HOOK, "secret": "s" * 16 + "\x00"}},
+            "config.secret",
+        ),
+        (
+            "/api/v1/channels/",
+            {"name": "x", "kind": "webhook", "config": {"url": _HOOK, "secret\x00": "s" * 16}},
+            "config",
+        ),
+        (
+            "/api/v1/alert-rules/",
+            {"name": "r", "kind": "open_too_long", "params": {"duration": "\ud800"}},
+            "params.duration",
+        ),
+        ("/api/v1/alert-rules/", {"name": "r\x00", "kind": "open_too_long"}, "name"),
+    ],
+)
+def test_nul_in_operator_json_fields_is_400(
+    admin_api: APIClient, url: str, payload: dict[str, Any], field: str
+) -> None:
+    # json.dumps escapes a lone surrogate (\ud800), as a hostile client would send it.
+    response = admin_api.post(url, json.dumps(payload), content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["errors"], response.json()
+
+
+def test_nul_in_operator_reasons_is_400(
+    operator_api: APIClient, post_sync: Any, sync_body: Any
+) -> None:
+    assert post_sync(sync_body(breakers=[{"name": "db"}])).status_code == 200
+    circuit = Circuit.objects.get()
+    for url, payload in (
+        (f"/api/v1/circuits/{circuit.pk}/override/", {"state": "forced_open", "reason": "a\x00"}),
+        (
+            f"/api/v1/circuits/{circuit.pk}/config/",
+            {"expected_version": 1, "config": {}, "reason": "a\x00"},
+        ),
+    ):
+        response = operator_api.post(url, payload, format="json")
+        assert response.status_code == 400, response.content
+        assert response.json()["field"] == "reason"

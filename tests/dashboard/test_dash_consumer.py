@@ -96,6 +96,19 @@ async def test_an_operator_action_arrives_as_a_fresh_tile(
     await communicator.disconnect()
 
 
+async def test_frames_from_the_browser_are_ignored_even_hostile_ones(
+    app: Any, viewer: User, operator: User, fleet: dict[str, Circuit]
+) -> None:
+    communicator = await socket(app, viewer)
+    assert (await communicator.connect(timeout=5))[0]
+    await communicator.send_to(text_data="[" * 100_000 + "]" * 100_000)
+    await communicator.send_to(text_data="not json")
+    await sync_to_async(force_circuit)(fleet["db"], "forced_open", reason="x", user=operator)
+    message = json.loads(await communicator.receive_from(timeout=5))
+    assert message["type"] == "tiles"
+    await communicator.disconnect()
+
+
 async def test_a_sync_arrives_as_fresh_tiles(
     app: Any, viewer: User, fleet: dict[str, Circuit], sync_body: Any, agent_token: str
 ) -> None:

@@ -7,10 +7,12 @@ import http.client
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import time_machine
 
 from breakers import CircuitBreakerConfig, CircuitBreakerRegistry, CircuitState
 from breakers.agent import Agent
@@ -297,3 +299,32 @@ def test_central_threshold_edit_is_applied_and_reported(
         # The new threshold is the one in force: two failures open it now.
         trip(payments)
         assert payments.get_state()["failures"] == 2
+
+
+def test_an_agent_with_its_clock_far_off_is_heard_and_its_backlog_moves(
+    control_plane: ControlPlaneProcess, agent_token
+):
+    # The server refuses times before 2000: the agent's start time, its trip and the
+    # breaker's state_since. It must drop and count them, not resend them for ever.
+    service, token = agent_token
+    registry = CircuitBreakerRegistry()
+    payments = registry.get_or_create("payments", CircuitBreakerConfig(failure_threshold=3))
+    with time_machine.travel(datetime(1999, 6, 1, tzinfo=UTC), tick=True):
+        agent = new_agent(control_plane.url, token, registry).start()
+        try:
+            trip(payments)
+            assert wait_for(lambda: agent.dropped_transitions == 1, timeout=10.0), agent.stats()
+            assert wait_for(lambda: agent.stats()["syncs_ok"] >= 1, timeout=10.0)
+        except BaseException:
+            agent.stop()
+            raise
+    with agent:
+        # The clock is right again: a new breaker's trip is stored.
+        db = registry.get_or_create("db", CircuitBreakerConfig(failure_threshold=3))
+        trip(db)
+        assert wait_for(lambda: stored(service), timeout=10.0), control_plane.output()
+        assert wait_for(lambda: agent.pending_transitions == 0, timeout=10.0), agent.stats()
+    assert stored(service) == [("db", 2, "closed", "open")]
+    instance = Instance.objects.get(service=service)
+    assert instance.dropped_transitions == 1
+    assert instance.started_at is None

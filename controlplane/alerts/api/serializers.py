@@ -9,6 +9,7 @@ from rest_framework import serializers
 from controlplane.alerts.models import Alert, AlertRule, Channel, Silence
 from controlplane.alerts.rules import RULE_KINDS, params_errors
 from controlplane.alerts.transports import config_errors, get_transport
+from controlplane.core.jsonlimits import StorableJSONField
 
 MAX_SILENCE = timedelta(days=90)
 REDACTED = "********"
@@ -17,7 +18,7 @@ REDACTED = "********"
 class ChannelSerializer(serializers.ModelSerializer):
     """A channel; its config comes back with secrets masked, to admins too."""
 
-    config = serializers.JSONField()
+    config = StorableJSONField()
 
     class Meta:
         model = Channel
@@ -60,7 +61,7 @@ class ChannelSerializer(serializers.ModelSerializer):
 class AlertRuleSerializer(serializers.ModelSerializer):
     """A rule: kind, params (validated per kind), severity, scope and channels."""
 
-    params = serializers.JSONField(required=False)
+    params = StorableJSONField(required=False)
     scope = serializers.CharField(read_only=True)
     effective_params = serializers.SerializerMethodField()
 

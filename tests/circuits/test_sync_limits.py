@@ -1,0 +1,281 @@
+"""Limits of the agent sync: circuits per service, the timestamp range, dropped counts.
+
+Each limit is checked on both sync paths: the Django view (one transaction per sync)
+and the fast path's intake (buffered; new circuits go through the same transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from controlplane.circuits.ingest import MAX_COUNTER, SyncError, ingest_sync, parse_sync
+from controlplane.circuits.intake import Intake
+from controlplane.circuits.models import Circuit, Instance, Service, Snapshot, Transition
+from tests.circuits.test_sync_concurrency import _in_threads
+from tests.circuits.test_sync_intake import (  # noqa: F401 (an autouse fixture)
+    _Call,
+    _close_thread_connections,
+    _flush,
+    _service,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _transition(tid: int, at: str, breaker: str = "db") -> dict[str, Any]:
+    return {
+        "id": tid,
+        "breaker": breaker,
+        "from": "closed",
+        "to": "open",
+        "at": at,
+        "reason": "failure_rate",
+    }
+
+
+# -- circuits per service ------------------------------------------------------------------
+
+
+def test_a_sync_past_the_circuit_limit_is_400_naming_the_breakers(
+    post_sync: Any, sync_body: Any, settings: Any
+) -> None:
+    settings.SWITCHYARD_MAX_CIRCUITS_PER_SERVICE = 3
+    assert post_sync(sync_body(breakers=[{"name": "a"}, {"name": "b"}])).status_code == 200
+    response = post_sync(sync_body(breakers=[{"name": n} for n in ("a", "b", "c", "d", "e")]))
+    assert response.status_code == 400, response.content
+    errors = response.json()["errors"]
+    assert list(errors) == ["breakers[3].name", "breakers[4].name"]
+    assert "at most 3" in errors["breakers[3].name"]
+    assert "SWITCHYARD_MAX_CIRCUITS_PER_SERVICE" in errors["breakers[3].name"]
+    # What was accepted before stays; the refused sync stored nothing.
+    assert sorted(Circuit.objects.values_list("name", flat=True)) == ["a", "b"]
+    # Up to the limit is fine, and known circuits keep syncing.
+    ok = post_sync(sync_body(breakers=[{"name": n} for n in ("a", "b", "c")]))
+    assert ok.status_code == 200 and len(ok.json()["breakers"]) == 3
+
+
+def test_the_circuit_limit_holds_under_concurrent_registration(
+    sync_body: Any, settings: Any, transactional_db: None
+) -> None:
+    settings.SWITCHYARD_MAX_CIRCUITS_PER_SERVICE = 10
+    service = Service.objects.create(name="race")
+
+    def register(worker: int) -> Any:
+        body = sync_body(
+            instance={"id": f"web-{worker}"},
+            breakers=[{"name": f"w{worker}_{i}"} for i in range(4)],
+        )
+        try:
+            return ingest_sync(service, parse_sync(body))
+        except SyncError as exc:
+            return exc
+
+    results = _in_threads([lambda w=w: register(w) for w in range(6)])
+    accepted = [r for r in results if isinstance(r, dict)]
+    refused = [r for r in results if isinstance(r, SyncError)]
+    assert len(accepted) == 2 and len(refused) == 4, results
+    assert all(r.status == 400 for r in refused)
+    assert Circuit.objects.filter(service=service).count() == 8
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_the_fast_path_keeps_the_circuit_limit(sync_body: Any, settings: Any) -> None:
+    settings.SWITCHYARD_MAX_CIRCUITS_PER_SERVICE = 2
+    service_id, _ = await sync_to_async(_service)()
+    intake = Intake(flusher=False)
+    first = parse_sync(sync_body(breakers=[{"name": "a"}, {"name": "b"}]))
+    assert (await intake.accept(service_id, "checkout", first)).status_code == 200
+    more = parse_sync(sync_body(breakers=[{"name": "a"}, {"name": "b"}, {"name": "c"}]))
+    response = await intake.accept(service_id, "checkout", more)
+    assert response.status_code == 400
+    assert list(json.loads(response.content)["errors"]) == ["breakers[2].name"]
+    # Known circuits still take the buffered path.
+    again = parse_sync(sync_body(breakers=[{"name": "a"}]))
+    assert (await intake.accept(service_id, "checkout", again)).status_code == 200
+    assert await sync_to_async(Circuit.objects.count)() == 2
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_two_processes_registering_at_once_keep_the_circuit_limit(
+    sync_body: Any, settings: Any
+) -> None:
+    # Two intakes stand for two web processes; each sync brings two new circuits.
+    settings.SWITCHYARD_MAX_CIRCUITS_PER_SERVICE = 3
+    service_id, _ = await sync_to_async(_service)()
+    batches = [
+        parse_sync(
+            sync_body(
+                instance={"id": f"web-{w}"}, breakers=[{"name": f"w{w}_a"}, {"name": f"w{w}_b"}]
+            )
+        )
+        for w in range(2)
+    ]
+    responses = await asyncio.gather(
+        *(Intake(flusher=False).accept(service_id, "checkout", b) for b in batches)
+    )
+    assert sorted(r.status_code for r in responses) == [200, 400]
+    assert await sync_to_async(Circuit.objects.count)() == 2
+
+
+# -- timestamps ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("transitions[0].at", "0001-01-01T00:00:00+01:00"),  # OverflowError before
+        ("transitions[0].at", "1999-12-31T23:59:59Z"),
+        ("transitions[0].at", "9999-12-31T23:59:59Z"),
+        ("breakers[0].state_since", "9999-12-31T23:59:59Z"),
+        ("breakers[0].state_since", "9999-12-31T23:59:59-05:00"),
+        ("breakers[0].last_failure", "1970-01-01T00:00:00Z"),
+        ("instance.started_at", "0001-01-01T00:00:00Z"),
+    ],
+)
+def test_timestamps_outside_the_range_are_400_naming_the_field(
+    post_sync: Any, sync_body: Any, where: str, value: str
+) -> None:
+    body = sync_body(
+        breakers=[{"name": "db"}],
+        transitions=[_transition(1, "2026-11-27T10:04:00Z")],
+    )
+    top, _, key = where.partition(".")
+    name, _, index = top.rstrip("]").partition("[")
+    (body[name][int(index)] if index else body[name])[key] = value
+    response = post_sync(body)
+    assert response.status_code == 400, response.content
+    errors = response.json()["errors"]
+    assert list(errors) == [where], errors
+    assert not Snapshot.objects.exists() and not Transition.objects.exists()
+
+
+def test_the_range_follows_the_clock_and_the_settings(
+    post_sync: Any, sync_body: Any, settings: Any
+) -> None:
+    settings.SWITCHYARD_SYNC_MAX_CLOCK_SKEW = 60
+    soon = (timezone.now() + timedelta(seconds=30)).isoformat()
+    later = (timezone.now() + timedelta(seconds=600)).isoformat()
+    body = sync_body(breakers=[{"name": "db", "state_since": soon}])
+    assert post_sync(body).status_code == 200
+    body = sync_body(breakers=[{"name": "db", "state_since": later}])
+    assert "breakers[0].state_since" in post_sync(body).json()["errors"]
+    settings.SWITCHYARD_SYNC_EARLIEST_YEAR = 2030
+    body = sync_body(breakers=[{"name": "db"}])  # state_since 2026-11-27
+    assert "breakers[0].state_since" in post_sync(body).json()["errors"]
+
+
+def test_a_timestamp_accepted_once_is_checked_again(
+    post_sync: Any, sync_body: Any, settings: Any
+) -> None:
+    # Parsed timestamps are remembered between syncs; the range is not.
+    settings.SWITCHYARD_SYNC_MAX_CLOCK_SKEW = 3600
+    soon = (timezone.now() + timedelta(seconds=1800)).isoformat()
+    assert post_sync(sync_body(breakers=[{"name": "db", "state_since": soon}])).status_code == 200
+    settings.SWITCHYARD_SYNC_MAX_CLOCK_SKEW = 60
+    response = post_sync(sync_body(breakers=[{"name": "db", "state_since": soon}]))
+    assert "breakers[0].state_since" in response.json()["errors"]
+
+
+def test_reads_of_circuits_with_extreme_stored_times_never_500(
+    post_sync: Any, sync_body: Any, viewer_api: Any, viewer: Any, client: Any
+) -> None:
+    # Rows stored before the range existed: the ends of what PostgreSQL and Python share.
+    assert post_sync(sync_body(breakers=[{"name": "db", "state": "open"}])).status_code == 200
+    circuit = Circuit.objects.get()
+    instance = Instance.objects.get()
+    far, early = datetime(9999, 12, 31, 23, 59, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)
+    Snapshot.objects.update(state_since=far, last_failure=early)
+    Instance.objects.update(started_at=early)
+    for seq, at in enumerate((early, far), start=1):
+        Transition.objects.create(
+            instance=instance,
+            circuit=circuit,
+            generation=0,
+            seq=seq,
+            from_state="closed",
+            to_state="open",
+            at=at,
+            reason="failure_rate",
+            failure_rate=0.5,
+            received_at=timezone.now(),
+        )
+    urls = [
+        "/api/v1/circuits/",
+        f"/api/v1/circuits/{circuit.pk}/",
+        f"/api/v1/circuits/{circuit.pk}/transitions/",
+        "/api/v1/instances/",
+        "/api/v1/services/",
+        "/health/circuits",
+    ]
+    for url in urls:
+        assert viewer_api.get(url).status_code == 200, url
+    client.force_login(viewer)
+    for url in ("/", f"/circuits/{circuit.pk}/", "/services/", "/instances/"):
+        assert client.get(url).status_code == 200, url
+
+
+# -- dropped transitions ---------------------------------------------------------------------
+
+
+def test_dropped_transitions_per_sync_are_bounded_and_the_total_saturates(
+    post_sync: Any, sync_body: Any
+) -> None:
+    response = post_sync(sync_body(breakers=[{"name": "db"}], dropped_transitions=2**31))
+    assert "dropped_transitions" in response.json()["errors"]
+    assert post_sync(sync_body(breakers=[{"name": "db"}])).status_code == 200
+    Instance.objects.update(dropped_transitions=MAX_COUNTER - 5)
+    body = sync_body(breakers=[{"name": "db"}], dropped_transitions=2**31 - 1)
+    assert post_sync(body).status_code == 200
+    assert Instance.objects.get().dropped_transitions == MAX_COUNTER
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_the_fast_path_saturates_the_dropped_total(sync_body: Any) -> None:
+    service_id, _ = await sync_to_async(_service)()
+    intake = Intake(flusher=False)
+    body = sync_body(breakers=[{"name": "db"}])
+    assert (await intake.accept(service_id, "checkout", parse_sync(body))).status_code == 200
+    await sync_to_async(Instance.objects.update)(dropped_transitions=MAX_COUNTER - 5)
+    body = sync_body(breakers=[{"name": "db"}], dropped_transitions=2**31 - 1)
+    assert (await intake.accept(service_id, "checkout", parse_sync(body))).status_code == 200
+    result, _ = await _flush(intake, counters=True)
+    assert result.instances == 1
+    instance = await sync_to_async(Instance.objects.get)()
+    assert instance.dropped_transitions == MAX_COUNTER
+
+
+# -- the fast path refuses what the view refuses ---------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"instance": {"id": "web-1"}, "x": ' + b"[" * 2000 + b"]" * 2000 + b"}",
+        b"[" * 100_000,
+        b'{"instance": {"id": "web-1", "hostname": "a\\u0000b"}}',
+        b'{"instance": {"id": "web-1", "hostname": "a\\ud800b"}}',
+        b'{"instance": {"id": "web-1", "started_at": "9999-12-31T23:59:59-05:00"}}',
+        b'{"instance": {"id": "web-1"}, "dropped_transitions": 2147483648}',
+    ],
+    ids=["nested", "unclosed", "nul", "surrogate", "overflow", "dropped"],
+)
+async def test_the_fast_path_refuses_hostile_bodies_like_the_view(raw: bytes, client: Any) -> None:
+    _, token = await sync_to_async(_service)()
+    django = await sync_to_async(client.post)(
+        "/api/v1/agent/sync",
+        data=raw,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    headers = {"Authorization": f"Bearer {token}", "Host": "testserver"}
+    status, body = await _Call(raw, headers).run()
+    assert (status, body) == (django.status_code, django.json())
+    assert status == 400
