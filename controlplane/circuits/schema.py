@@ -35,6 +35,17 @@ SMALL_COUNT = {"type": "integer", "minimum": 0, "maximum": MAX_PID, "nullable": 
 RATE = {"type": "number", "minimum": 0, "maximum": 1, "nullable": True}
 STATES = {"type": "string", "enum": list(CircuitState.values)}
 
+
+def _text(max_length: int) -> dict[str, Any]:
+    """Free text of an agent: any characters but NUL, null for none."""
+    return {
+        "type": "string",
+        "maxLength": max_length,
+        "pattern": core_schema.NO_NUL,
+        "nullable": True,
+    }
+
+
 BREAKER_CONFIG = wire_schema()
 
 BREAKER_REPORT = {
@@ -86,10 +97,10 @@ SYNC_REQUEST = {
             "required": ["id"],
             "properties": {
                 "id": NAME,
-                "hostname": {"type": "string", "maxLength": 255, "nullable": True},
+                "hostname": _text(255),
                 "pid": {"type": "integer", "minimum": 0, "maximum": MAX_PID, "nullable": True},
                 "started_at": {**TIMESTAMP, "nullable": True},
-                "library_version": {"type": "string", "maxLength": 50, "nullable": True},
+                "library_version": _text(50),
             },
         },
         "breakers": {"type": "array", "items": BREAKER_REPORT, "nullable": True},

@@ -56,11 +56,18 @@ UNAVAILABLE = error("the database is unreachable")
 _LENIENT_QUERY = frozenset({"page_size"})
 
 
+# Text the server takes: no NUL character (Django and DRF refuse it, PostgreSQL cannot
+# store it), and, where blank is refused after trimming, a character other than
+# whitespace ("  " is trimmed to "" and refused: minLength 1 alone would allow it).
+NO_NUL = r"^[^\x00]*$"
+NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+
+
 class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's AutoSchema with every error answer of the operation listed, and
     request schemas as strict as the server: a body whose schema requires a property is
-    required, and a text field that may not be blank, whose surrounding whitespace is
-    trimmed, needs a character other than whitespace (``pattern: \\S``)."""
+    required, text fields carry :data:`NO_NUL` or :data:`NOT_BLANK`, and query
+    parameters the bounds their filters check."""
 
     def _map_serializer_field(
         self, field: Any, direction: Any, bypass_extensions: bool = False
@@ -69,19 +76,17 @@ class AutoSchema(openapi.AutoSchema):
         if (
             direction == "request"
             and isinstance(field, serializers.CharField)
-            and not field.allow_blank
-            and field.trim_whitespace
             and schema.get("type") == "string"
             and "pattern" not in schema
             and "enum" not in schema
         ):
-            # "  " is trimmed to "" and refused as blank: minLength 1 alone would allow it.
-            schema["pattern"] = r"\S"
+            blank_refused = not field.allow_blank and field.trim_whitespace
+            schema["pattern"] = NOT_BLANK if blank_refused else NO_NUL
         return schema
 
     def _get_filter_parameters(self) -> list[dict[str, Any]]:
-        """Query parameters of the filterset with the bounds its form checks: ``maxLength``
-        and the choices a callable gives (drf-spectacular leaves both out)."""
+        """Query parameters of the filterset with the bounds its form checks: ``maxLength``,
+        no NUL, and the choices a callable gives (drf-spectacular leaves these out)."""
         parameters: list[dict[str, Any]] = super()._get_filter_parameters()
         filterset = getattr(self.view, "filterset_class", None)
         declared_filters = filterset.base_filters if filterset is not None else {}
@@ -92,6 +97,8 @@ class AutoSchema(openapi.AutoSchema):
             schema = parameter["schema"].get("items", parameter["schema"])
             if "max_length" in declared.extra:
                 schema["maxLength"] = declared.extra["max_length"]
+            if schema.get("type") == "string" and "format" not in schema:
+                schema.setdefault("pattern", NO_NUL)
             choices = declared.extra.get("choices")
             if callable(choices):
                 schema["enum"] = [value for value, _ in choices()]

@@ -86,7 +86,9 @@ class CircuitViewSet(ReadOnlyViewSet):
         responses=s.TransitionSerializer(many=True),
         parameters=[
             OpenApiParameter(
-                "instance", {"type": "string", "maxLength": 200}, description="agent instance id"
+                "instance",
+                {"type": "string", "maxLength": 200, "pattern": core_schema.NO_NUL},
+                description="agent instance id",
             ),
             OpenApiParameter(
                 "to",
