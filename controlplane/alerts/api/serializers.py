@@ -66,7 +66,7 @@ class ChannelSerializer(serializers.ModelSerializer):
 class AlertRuleSerializer(serializers.ModelSerializer):
     """A rule: kind, params (validated per kind), severity, scope and channels."""
 
-    params = ObjectField(required=False, allow_null=True)
+    params = ObjectField(required=False)
     scope = serializers.CharField(read_only=True)
     effective_params = serializers.SerializerMethodField()
 
