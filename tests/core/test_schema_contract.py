@@ -5,8 +5,9 @@ Schemathesis generates requests for every operation of the schema that
 under uvicorn on 127.0.0.1 (so the agent routes are served by their ASGI fast paths,
 as in production), authenticated (an operator API token, an agent token) and, a few
 per operation, without a credential, and checks each answer: no 5xx, a status code
-the schema lists, the content type it lists, and a body that matches its schema. Generation is derandomized (the same requests on every
-run) and bounded: a few examples per operation, no shrinking.
+the schema lists, the content type it lists, and a body that matches its schema.
+Generation is derandomized (the same requests on every run) and bounded: a few
+examples per operation, no shrinking.
 
 Every failure found is collected and reported at once (operation, check, request).
 """
