@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["WIRE_FIELDS", "CircuitBreakerConfig", "config_errors"]
+__all__ = ["WIRE_FIELDS", "CircuitBreakerConfig", "config_errors", "wire_schema"]
 
 #: Hard limits. Every numeric field has an explicit upper bound so a typo in a
 #: central edit cannot produce a breaker that never closes or allocates huge windows.
@@ -83,6 +83,29 @@ _RULES: dict[str, _Rule] = {
 WIRE_FIELDS: tuple[str, ...] = tuple(_RULES)
 
 _FLOAT_FIELDS = frozenset(n for n, r in _RULES.items() if r.kind == "float")
+
+
+def wire_schema() -> dict[str, Any]:
+    """An OpenAPI 3.0 schema object of the wire mapping: each field's type and bounds
+    (none required; ``exclusiveMinimum`` and ``nullable`` as OpenAPI 3.0 spells them).
+
+    The cross-field rule (``max_timeout`` at least ``timeout``) is not expressed.
+    """
+    properties: dict[str, Any] = {}
+    for name, rule in _RULES.items():
+        prop: dict[str, Any]
+        if rule.kind == "choice":
+            prop = {"type": "string", "enum": list(rule.choices)}
+        else:
+            prop = {"type": "integer" if rule.kind == "int" else "number"}
+            prop["minimum"] = int(rule.low) if rule.kind == "int" else rule.low
+            if rule.low_open:
+                prop["exclusiveMinimum"] = True
+            prop["maximum"] = int(rule.high) if rule.kind == "int" else rule.high
+        if rule.nullable:
+            prop["nullable"] = True
+        properties[name] = prop
+    return {"type": "object", "properties": properties, "additionalProperties": False}
 
 
 def _cross_field_errors(values: Mapping[str, Any]) -> dict[str, str]:

@@ -396,7 +396,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "controlplane.core.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "controlplane.core.schema.AutoSchema",
     # JSON bodies are measured against SWITCHYARD_JSON_MAX_DEPTH before they are parsed.
     "DEFAULT_PARSER_CLASSES": [
         "controlplane.core.jsonlimits.JSONParser",
@@ -416,6 +416,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agent sync and operator API for fleets of circuit breakers.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request bodies without the read-only fields of the answers (their own components).
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The API's bodies are JSON (form encodings serve the browsable API's forms only).
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    # The agent sync and watch and /healthz are plain Django views: described here.
+    "PREPROCESSING_HOOKS": ["controlplane.core.schema.add_plain_views"],
     # Swagger UI from drf-spectacular-sidecar's static files: the docs work offline and
     # no page pulls code from another host. (No Redoc page: its template loads web fonts
     # from Google.)

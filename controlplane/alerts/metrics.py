@@ -14,6 +14,8 @@ from django.db import connection
 from django.db.models import Count
 from django.http import HttpResponse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -174,8 +176,13 @@ class MetricsView(APIView):
 
     permission_classes = [CanScrape]
     renderer_classes = [JSONRenderer]  # for error bodies; metrics are returned as text
-    schema = None
 
+    @extend_schema(
+        operation_id="metrics",
+        tags=["metrics"],
+        summary="Fleet and alert metrics in the Prometheus text format",
+        responses={(200, "text/plain"): OpenApiResponse(OpenApiTypes.STR)},
+    )
     def get(self, request: Request) -> HttpResponse:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(FleetCollector())

@@ -6,14 +6,14 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.circuits import ratelimit
 from controlplane.circuits.auth import authenticate_agent, bearer_token
-from controlplane.circuits.choices import CircuitState
+from controlplane.circuits.choices import CircuitState, FleetState
 from controlplane.circuits.fleet import summary
 from controlplane.circuits.ingest import SyncError, ingest_sync, parse_sync
 from controlplane.circuits.models import Circuit
@@ -22,6 +22,28 @@ from controlplane.core.jsonlimits import depth_error
 from controlplane.core.permissions import HasPerms
 
 UNHEALTHY_STATES = frozenset({CircuitState.OPEN, CircuitState.FORCED_OPEN})
+
+_HEALTH_CIRCUIT = {
+    "type": "object",
+    "required": ["id", "name", "service", "state", "summary", "instances"],
+    "properties": {
+        "id": {"type": "integer"},
+        "name": {"type": "string"},
+        "service": {"type": "string"},
+        "state": {"type": "string", "enum": list(FleetState.values)},
+        "summary": {"type": "string"},
+        "instances": {"type": "integer", "minimum": 0},
+    },
+}
+FLEET_HEALTH = {
+    "type": "object",
+    "required": ["healthy", "open_circuits", "all_circuits"],
+    "properties": {
+        "healthy": {"type": "boolean"},
+        "open_circuits": {"type": "array", "items": _HEALTH_CIRCUIT},
+        "all_circuits": {"type": "array", "items": _HEALTH_CIRCUIT},
+    },
+}
 
 
 def _error(status: int, field: str, reason: str) -> JsonResponse:
@@ -88,7 +110,12 @@ def agent_sync(request: HttpRequest) -> HttpResponse:
     return JsonResponse(answer)
 
 
-@extend_schema(exclude=True)
+@extend_schema(
+    operation_id="circuit_health",
+    tags=["health"],
+    summary="The fleet's health: healthy, open circuits, all circuits",
+    responses={200: OpenApiResponse(FLEET_HEALTH, description="the fleet's health")},
+)
 @api_view(["GET"])
 @permission_classes([HasPerms.of(read="circuits.view_circuit")])
 def circuit_health(request: Request) -> Response:

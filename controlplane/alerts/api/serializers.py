@@ -4,6 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from controlplane.alerts.models import Alert, AlertRule, Channel, Silence
@@ -15,10 +16,16 @@ MAX_SILENCE = timedelta(days=90)
 REDACTED = "********"
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {}})
+class ObjectField(StorableJSONField):
+    """A JSON object that jsonb can store (its keys are checked by the channel's transport
+    or the rule's kind)."""
+
+
 class ChannelSerializer(serializers.ModelSerializer):
     """A channel; its config comes back with secrets masked, to admins too."""
 
-    config = StorableJSONField()
+    config = ObjectField()
 
     class Meta:
         model = Channel
@@ -61,7 +68,7 @@ class ChannelSerializer(serializers.ModelSerializer):
 class AlertRuleSerializer(serializers.ModelSerializer):
     """A rule: kind, params (validated per kind), severity, scope and channels."""
 
-    params = StorableJSONField(required=False)
+    params = ObjectField(required=False)
     scope = serializers.CharField(read_only=True)
     effective_params = serializers.SerializerMethodField()
 

@@ -5,7 +5,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -23,6 +23,7 @@ from controlplane.alerts.operations import (
     end_silence,
     wire_of,
 )
+from controlplane.core import schema as core_schema
 from controlplane.core.permissions import acting_user
 from controlplane.core.viewsets import ReadOnlyViewSet, ReadWriteViewSet
 
@@ -149,7 +150,7 @@ class AlertViewSet(ReadOnlyViewSet):
 
     @extend_schema(
         request=None,
-        responses={200: s.AlertSerializer, 400: OpenApiResponse(description="alert resolved")},
+        responses={200: s.AlertSerializer, 400: core_schema.error("the alert is resolved")},
     )
     @action(detail=True, methods=["post"], filterset_class=None)
     def ack(self, request: Request, pk: str | None = None) -> Response:

@@ -2,11 +2,11 @@
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from controlplane.circuits.choices import CircuitState, FleetState, OverrideState
+from breakers.config import wire_schema
+from controlplane.circuits.choices import CircuitState, FleetState, OverrideEnd, OverrideState
 from controlplane.circuits.desired import override_wire
 from controlplane.circuits.fleet import live_cutoff, state_counts, summary
 from controlplane.circuits.models import (
@@ -20,6 +20,17 @@ from controlplane.circuits.models import (
     Transition,
 )
 from controlplane.circuits.operations import MAX_EXPIRES_IN_SECONDS, MAX_REASON_LENGTH
+from controlplane.core.audit import action_choices
+
+
+@extend_schema_field(wire_schema())
+class BreakerConfigField(serializers.JSONField):
+    """A breaker config in the wire format (``breakers.config``'s fields and bounds)."""
+
+
+@extend_schema_field(wire_schema())
+class BreakerConfigChangesField(serializers.DictField):
+    """Fields of a breaker config to change (wire format; unknown fields are refused)."""
 
 
 class OverrideWireSerializer(serializers.Serializer):
@@ -58,11 +69,12 @@ class ServiceSerializer(serializers.ModelSerializer):
 
 
 class ConfigVersionSerializer(serializers.ModelSerializer):
-    """One immutable config version."""
+    """One immutable config version (``created_by`` is null for the agent's version 1)."""
 
     created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
+    config = BreakerConfigField(read_only=True)
 
     class Meta:
         model = ConfigVersion
@@ -167,7 +179,7 @@ class CircuitDetailSerializer(CircuitSerializer):
         fields = [*CircuitSerializer.Meta.fields, "config", "instance_states"]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(BreakerConfigField(allow_null=True))
     def get_config(self, obj: Circuit) -> dict[str, Any] | None:
         return obj.current_config.config if obj.current_config else None
 
@@ -225,7 +237,7 @@ class NewConfigVersionSerializer(serializers.Serializer):
     """Body of a config edit: the version it is based on, the changed fields, why."""
 
     expected_version = serializers.IntegerField(min_value=0)
-    config = serializers.DictField(allow_empty=True)
+    config = BreakerConfigChangesField(allow_empty=True)
     reason = serializers.CharField(max_length=MAX_REASON_LENGTH, allow_blank=True, default="")
 
 
@@ -250,7 +262,11 @@ class OverrideSerializer(serializers.ModelSerializer):
 
     circuit = serializers.IntegerField(source="circuit_id", read_only=True)
     by = serializers.SerializerMethodField()
-    until = serializers.DateTimeField(source="expires_at", read_only=True)
+    until = serializers.DateTimeField(source="expires_at", read_only=True, allow_null=True)
+    # Blank while the override is in force.
+    end_reason = serializers.ChoiceField(
+        choices=OverrideEnd.choices, allow_blank=True, read_only=True
+    )
 
     class Meta:
         model = Override
@@ -304,8 +320,11 @@ class AuditEventSerializer(serializers.ModelSerializer):
     """Who did what to which object, when and why."""
 
     actor = serializers.CharField(source="actor_name", read_only=True)
+    # Every registered action (the alerts app adds its own), not the model's first list.
+    action = serializers.ChoiceField(choices=action_choices(), read_only=True)
+    # Null for events about no service (a user's API token, an alert rule).
     service: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="name", read_only=True
+        slug_field="name", read_only=True, allow_null=True
     )
     target = serializers.CharField(source="target_repr", read_only=True)
 

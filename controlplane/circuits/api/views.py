@@ -5,7 +5,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from controlplane.circuits.api import filtersets
 from controlplane.circuits.api import serializers as s
+from controlplane.circuits.choices import CircuitState
 from controlplane.circuits.desired import override_wire
 from controlplane.circuits.fleet import live_cutoff
 from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service, Transition
@@ -25,6 +26,7 @@ from controlplane.circuits.operations import (
     force_circuit,
     release_circuit,
 )
+from controlplane.core import schema as core_schema
 from controlplane.core.errors import Conflict
 from controlplane.core.permissions import acting_user
 from controlplane.core.viewsets import ReadOnlyViewSet
@@ -83,8 +85,16 @@ class CircuitViewSet(ReadOnlyViewSet):
     @extend_schema(
         responses=s.TransitionSerializer(many=True),
         parameters=[
-            OpenApiParameter("instance", str, description="agent instance id"),
-            OpenApiParameter("to", str, description="state entered"),
+            OpenApiParameter(
+                "instance",
+                {"type": "string", "maxLength": 200, "pattern": core_schema.NO_NUL},
+                description="agent instance id",
+            ),
+            OpenApiParameter(
+                "to",
+                {"type": "string", "enum": list(CircuitState.values)},
+                description="state entered",
+            ),
             OpenApiParameter("since", OpenApiTypes.DATETIME, description="at or after"),
             OpenApiParameter("until", OpenApiTypes.DATETIME, description="before"),
             OpenApiParameter("page", int),
@@ -107,8 +117,8 @@ class CircuitViewSet(ReadOnlyViewSet):
         request=s.NewConfigVersionSerializer,
         responses={
             201: s.ConfigVersionSerializer,
-            400: OpenApiResponse(description="invalid config fields"),
-            409: OpenApiResponse(description="expected_version is not the current version"),
+            400: core_schema.error("invalid config fields (every one in `errors`)"),
+            409: core_schema.CONFLICT,
         },
     )
     @action(detail=True, methods=["get", "post"], filterset_class=None)
@@ -146,7 +156,7 @@ class CircuitViewSet(ReadOnlyViewSet):
     @extend_schema(
         methods=["DELETE"],
         request=s.ReleaseSerializer,
-        responses={204: None, 404: OpenApiResponse(description="no override in force")},
+        responses={204: None, 404: core_schema.error("no such circuit, or no override in force")},
     )
     @action(detail=True, methods=["get", "post", "delete"], filterset_class=None)
     def override(self, request: Request, pk: str | None = None) -> Response:
