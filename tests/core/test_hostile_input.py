@@ -58,6 +58,34 @@ def test_every_api_collection_routes_integer_ids_only(viewer_api: APIClient) -> 
         assert viewer_api.get(f"/api/v1/{collection}/1/").status_code in (403, 404)
 
 
+@pytest.mark.django_db
+def test_time_filters_take_any_rfc3339_offset_and_refuse_times_beyond_the_calendar(
+    viewer_api: APIClient,
+) -> None:
+    from datetime import UTC, datetime
+
+    from controlplane.circuits.models import AuditEvent
+
+    AuditEvent.objects.create(
+        actor_name="root", action="config.update", target_type="circuit", target_id="1",
+        target_repr="db", at=datetime(2026, 1, 1, 12, tzinfo=UTC),
+    )  # fmt: skip
+    # -16:49 is past PostgreSQL's 15:59: the filter hands the database UTC instead.
+    # 2026-01-01T00:00-16:49 is 16:49 UTC, after the event; 2025-12-31T19:00-16:49 is
+    # 11:49 UTC on the 1st, before it.
+    for since, found in (("2026-01-01T00:00:00-16:49", 0), ("2025-12-31T19:00:00-16:49", 1)):
+        response = viewer_api.get("/api/v1/audit/", {"since": since})
+        assert response.status_code == 200, response.content
+        assert response.json()["count"] == found, since
+    for name in ("since", "until"):
+        for url in ("/api/v1/audit/", "/api/v1/circuits/1/transitions/"):
+            response = viewer_api.get(url, {name: "0001-01-01T00:00:00+05:00"})
+            if url.startswith("/api/v1/circuits/") and response.status_code == 404:
+                continue  # no circuit 1: the id is checked first
+            assert response.status_code == 400, (url, response.content)
+            assert response.json()["field"] == name
+
+
 # -- nesting depth ------------------------------------------------------------------------
 
 

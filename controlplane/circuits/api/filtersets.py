@@ -7,6 +7,7 @@ from controlplane.circuits.choices import CircuitState, FleetState
 from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service, Transition
 from controlplane.circuits.querysets import InstanceQuerySet
 from controlplane.core.audit import action_choices
+from controlplane.core.filters import UTCIsoDateTimeFilter
 
 
 class ServiceFilterSet(filters.FilterSet):
@@ -36,8 +37,8 @@ class TransitionFilterSet(filters.FilterSet):
 
     instance = filters.CharFilter(field_name="instance__instance_id", max_length=200)
     to = filters.ChoiceFilter(field_name="to_state", choices=CircuitState.choices)
-    since = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
-    until = filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+    since = UTCIsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = UTCIsoDateTimeFilter(field_name="at", lookup_expr="lt")
 
     class Meta:
         model = Transition
@@ -72,8 +73,8 @@ class AuditEventFilterSet(filters.FilterSet):
     action = filters.MultipleChoiceFilter(choices=action_choices)
     actor = filters.CharFilter(field_name="actor_name", max_length=150)
     service = filters.CharFilter(field_name="service__name", max_length=200)
-    since = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
-    until = filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+    since = UTCIsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = UTCIsoDateTimeFilter(field_name="at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent
