@@ -196,9 +196,19 @@ DATABASE_CONNECT_TIMEOUT = envint("DATABASE_CONNECT_TIMEOUT", 3, minimum=1, maxi
 DATABASE_STATEMENT_TIMEOUT_MS = envint(
     "DATABASE_STATEMENT_TIMEOUT_MS", 30_000, minimum=0, maximum=86_400_000
 )
+DATABASE_TCP_TIMEOUT_MS = envint("DATABASE_TCP_TIMEOUT_MS", 10_000, minimum=0, maximum=600_000)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
     _pg_options.setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+    # A server cut off by the network (packets dropped, no reset) is noticed by the
+    # kernel: unacknowledged data for DATABASE_TCP_TIMEOUT_MS, or keepalive probes
+    # unanswered for about as long while a query waits, close the connection (a 503).
+    if DATABASE_TCP_TIMEOUT_MS:
+        _pg_options.setdefault("tcp_user_timeout", DATABASE_TCP_TIMEOUT_MS)
+        _pg_options.setdefault("keepalives", 1)
+        _pg_options.setdefault("keepalives_idle", max(1, DATABASE_TCP_TIMEOUT_MS // 2000))
+        _pg_options.setdefault("keepalives_interval", max(1, DATABASE_TCP_TIMEOUT_MS // 6000))
+        _pg_options.setdefault("keepalives_count", 3)
     # Migrations may rewrite big tables: they run without the statement timeout.
     if DATABASE_STATEMENT_TIMEOUT_MS and sys.argv[1:2] != ["migrate"]:
         _pg_options["options"] = (

@@ -400,3 +400,19 @@ def test_a_connection_killed_mid_transaction_is_a_json_503(
     _assert_unavailable(status, body, headers)
     db_proxy.restore()
     assert not Override.objects.filter(circuit=circuit).exists()  # nothing half-written
+
+
+@pytest.mark.django_db
+def test_database_connections_carry_the_tcp_timeout_and_keepalives() -> None:
+    """A server cut off by the network (no reset) is noticed by the kernel, not waited on."""
+    from django.conf import settings
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's connection parameters")
+    connection.ensure_connection()
+    parameters = connection.connection.info.get_parameters()
+    assert parameters["tcp_user_timeout"] == str(settings.DATABASE_TCP_TIMEOUT_MS)
+    assert parameters["keepalives"] == "1"
+    assert int(parameters["keepalives_idle"]) * 1000 <= settings.DATABASE_TCP_TIMEOUT_MS
+    assert parameters["connect_timeout"] == str(settings.DATABASE_CONNECT_TIMEOUT)
