@@ -1,5 +1,8 @@
 """The project's system checks (core.checks) and liveness (core.health)."""
 
+import time
+from typing import Any
+
 import pytest
 from django.conf import settings
 from django.core import checks
@@ -26,8 +29,21 @@ def test_upload_limit_must_exceed_the_sync_limit() -> None:
 
 
 @pytest.mark.django_db
+def _settled_health(client: Client) -> Any:
+    """/healthz's answer once its checks answer in time (on a loaded machine a check may
+    first report "timeout", which is what it is for), within a deadline."""
+    deadline = time.monotonic() + 15
+    while True:
+        response = client.get("/healthz")
+        if response.json()["status"] == "ok" or time.monotonic() > deadline:
+            return response
+        time.sleep(0.1)
+
+
 def test_healthz_answers_get_and_refuses_other_methods(client: Client) -> None:
-    assert client.get("/healthz").json() == {
+    answer = _settled_health(client)
+    assert answer.status_code == 200
+    assert answer.json() == {
         "status": "ok",
         "database": "ok",
         "redis": "ok" if settings.REDIS_URL else "off",
