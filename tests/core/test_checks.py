@@ -40,6 +40,7 @@ def _settled_health(client: Client) -> Any:
         time.sleep(0.1)
 
 
+@pytest.mark.django_db
 def test_healthz_answers_get_and_refuses_other_methods(client: Client) -> None:
     answer = _settled_health(client)
     assert answer.status_code == 200
