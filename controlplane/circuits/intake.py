@@ -234,8 +234,8 @@ UPDATE {instance} AS i SET
     hostname = u.hostname, pid = u.pid, library_version = u.library_version,
     acked_through = GREATEST(i.acked_through, u.acked),
     dropped_transitions = i.dropped_transitions + u.dropped
-FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::integer[],
-            %s::text[], %s::bigint[], %s::bigint[])
+FROM unnest(%b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::text[], %b::integer[],
+            %b::text[], %b::bigint[], %b::bigint[])
      AS u(id, started_at, last_seen, hostname, pid, library_version, acked, dropped)
 WHERE i.id = u.id AND i.started_at IS NOT DISTINCT FROM u.started_at
 RETURNING i.id, i.generation, i.acked_through
@@ -244,9 +244,9 @@ RETURNING i.id, i.generation, i.acked_through
 _TRANSITIONS = """
 INSERT INTO {transition} (instance_id, circuit_id, generation, seq, from_state, to_state, at,
     reason, failure_rate, calls, failures, config_version, received_at)
-SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::integer[], %s::bigint[], %s::text[],
-    %s::text[], %s::timestamptz[], %s::text[], %s::double precision[], %s::integer[],
-    %s::integer[], %s::integer[], %s::timestamptz[])
+SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::integer[], %b::bigint[], %b::text[],
+    %b::text[], %b::timestamptz[], %b::text[], %b::double precision[], %b::integer[],
+    %b::integer[], %b::integer[], %b::timestamptz[])
 ON CONFLICT (instance_id, generation, seq) DO NOTHING
 RETURNING instance_id, seq
 """
@@ -255,10 +255,10 @@ _DELTA = "CASE WHEN o.{c} IS NULL OR i.{c} < o.{c} THEN i.{c} ELSE i.{c} - o.{c}
 _SNAPSHOTS = """
 WITH incoming AS (
     SELECT * FROM unnest(
-        %s::bigint[], %s::bigint[], %s::text[], %s::integer[], %s::bigint[], %s::bigint[],
-        %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
-        %s::double precision[], %s::timestamptz[], %s::timestamptz[], %s::double precision[],
-        %s::timestamptz[]
+        %b::bigint[], %b::bigint[], %b::text[], %b::integer[], %b::bigint[], %b::bigint[],
+        %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[],
+        %b::double precision[], %b::timestamptz[], %b::timestamptz[], %b::double precision[],
+        %b::timestamptz[]
     ) AS i(instance_id, circuit_id, state, config_version, calls, successes, failures,
            slow_calls, rejected, trip_count, failure_count, success_count, failure_rate,
            last_failure, state_since, retry_after, updated_at)
@@ -305,6 +305,18 @@ def _statements() -> tuple[str, str, str]:
         _TRANSITIONS.format(transition=quote(Transition._meta.db_table)),
         snapshots,
     )
+
+
+def _binding_cursor() -> Any:
+    """A cursor of the default connection that sends the parameters apart from the
+    statement (server-side binding, as Django's ``server_side_binding`` option would):
+    the flush's arrays of thousands of values are sent in binary (``%b``), not
+    quoted into the statement's text, and the statements are prepared once per
+    connection. Django's execute wrappers and query log still see every statement."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    return connection._prepare_cursor(ServerBindingCursor(connection.connection))
 
 
 def _is_deadlock(exc: BaseException) -> bool:
@@ -618,7 +630,7 @@ class Intake:
                 row[5] = max(row[5], sync.acked)
                 row[6] += sync.dropped
         stored: dict[int, tuple[int, int]] = {}  # pk -> (generation, acked_through)
-        with connection.cursor() as cursor:
+        with _binding_cursor() as cursor:
             if rows:
                 ids = sorted(rows)  # one lock order for every process
                 columns = list(zip(*(rows[pk] for pk in ids), strict=True))
