@@ -66,6 +66,7 @@ from controlplane.circuits.ingest import (
     SyncError,
     ingest_sync,
     parse_sync,
+    parse_sync_body,
 )
 from controlplane.circuits.models import Circuit, Instance, Service, Snapshot, Transition
 from controlplane.circuits.views import agent_sync
@@ -316,7 +317,12 @@ def _binding_cursor() -> Any:
     from django.db.backends.postgresql.base import ServerBindingCursor
 
     connection.ensure_connection()
-    return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+    connection.validate_thread_sharing()
+    binding: Any = ServerBindingCursor  # psycopg's Cursor with Django's mixin
+    cursor = binding(connection.connection)
+    if connection.queries_logged:
+        return connection.make_debug_cursor(cursor)
+    return connection.make_cursor(cursor)
 
 
 def _is_deadlock(exc: BaseException) -> bool:
@@ -891,10 +897,6 @@ async def _read_body(receive: Any, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-def _decode(body: bytes) -> Any:
-    return orjson.loads(body)
-
-
 def _error(status: int, field_name: str, reason: str, **headers: str) -> HttpResponse:
     response = error_response(status, {field_name: reason})
     for name, value in headers.items():
@@ -943,11 +945,10 @@ async def serve_sync(request: ASGIRequest, receive: Any) -> HttpResponse | None:
         return _error(413, "body", f"at most {limit} bytes per sync")
     if body is None:
         return None
-    try:
-        batch = parse_sync(_decode(body))
-    except (ValueError, UnicodeDecodeError, SyncError):
-        # Refused: decode and validate again as the Django view does, so that the
-        # answer is the same to the letter (orjson reads integers past 64 bits as floats).
+    batch = parse_sync_body(body)  # the plainly valid body; None: parse_sync judges it
+    if batch is None:
+        # Decode and validate as the Django view does, so that the answer is the same
+        # to the letter (orjson reads integers past 64 bits as floats).
         try:
             batch = parse_sync(json.loads(body))
         except (ValueError, UnicodeDecodeError) as exc:
