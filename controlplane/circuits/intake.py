@@ -59,7 +59,7 @@ from django.utils import timezone
 
 from breakers import wire
 from controlplane.circuits import events
-from controlplane.circuits.fastpath import Handler, View
+from controlplane.circuits.fastpath import Answer, Handler, View
 from controlplane.circuits.ingest import (
     SNAPSHOT_FIELDS,
     SyncBatch,
@@ -356,7 +356,9 @@ class Intake:
 
     # -- event loop side -------------------------------------------------------------------
 
-    async def accept(self, service_id: int, service: str, batch: SyncBatch) -> HttpResponse:
+    async def accept(
+        self, service_id: int, service: str, batch: SyncBatch
+    ) -> HttpResponse | Answer:
         """Store ``batch`` (buffered if it can be, else in one transaction) and answer."""
         if not group_commit():
             return await self.one_transaction(service_id, service, batch)
@@ -849,9 +851,10 @@ def _earliest_expiry(payload: bytes) -> datetime | None:
     return min(until, default=None)
 
 
-def _answer(payload: bytes, acked_through: int) -> HttpResponse:
+def _answer(payload: bytes, acked_through: int) -> Answer:
     # The hub's bytes are a JSON object: acked_through goes in before its closing brace.
-    return _json(b"".join((memoryview(payload)[:-1], b',"acked_through":%d}' % acked_through)))
+    body = b"".join((memoryview(payload)[:-1], b',"acked_through":%d}' % acked_through))
+    return Answer(200, body)
 
 
 def _json(body: bytes) -> HttpResponse:
@@ -904,7 +907,7 @@ def _error(status: int, field_name: str, reason: str, **headers: str) -> HttpRes
     return response
 
 
-async def serve_sync(request: ASGIRequest, receive: Any) -> HttpResponse | None:
+async def serve_sync(request: ASGIRequest, receive: Any) -> HttpResponse | Answer | None:
     """``POST /api/v1/agent/sync`` on the event loop: the same checks, limits and error
     shape as :func:`controlplane.circuits.views.agent_sync`, then :meth:`Intake.accept`."""
     from controlplane.circuits.auth import bearer_token
@@ -959,8 +962,7 @@ async def serve_sync(request: ASGIRequest, receive: Any) -> HttpResponse | None:
         return _error(
             403, "service", f"this token belongs to service {service!r}, not {batch.service!r}"
         )
-    response: HttpResponse = await get_intake().accept(service_id, service, batch)
-    return response
+    return await get_intake().accept(service_id, service, batch)
 
 
 class AgentFastPath(WatchFastPath):

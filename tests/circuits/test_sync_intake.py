@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection, connections
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -278,3 +279,39 @@ async def test_the_fast_path_refuses_what_the_django_view_refuses(raw: bytes, cl
     status, body = await _Call(raw, headers).run()
     assert (status, body) == (django.status_code, django.json())
     assert status in {400, 403}
+
+
+_SECURITY = ("strict-transport-security", "x-content-type-options", "referrer-policy")
+
+
+@pytest.mark.parametrize("proto", ["http", "https"])
+async def test_an_accepted_sync_carries_the_security_headers_django_would(
+    proto: str, settings: Any, sync_body: Any
+) -> None:
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    _, token = await sync_to_async(_service)()
+    raw = json.dumps(sync_body(breakers=[{"name": "dep_0"}])).encode()
+    headers = {"Authorization": f"Bearer {token}", "Host": "testserver", "X-Forwarded-Proto": proto}
+    seen = []
+    for hsts in (0, 3600):  # a settings change reaches the next answer
+        settings.SECURE_HSTS_SECONDS = hsts
+        client = Client()  # Django's middleware reads the settings when first loaded
+        django = await sync_to_async(client.post)(
+            "/api/v1/agent/sync",
+            data=raw,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+            HTTP_X_FORWARDED_PROTO=proto,
+        )
+        call = _Call(raw, headers)
+        status, body = await call.run()
+        sent = {k.decode(): v.decode() for k, v in call.sent[0]["headers"]}
+        assert status == django.status_code == 200
+        assert body["breakers"] == django.json()["breakers"]
+        assert sent["content-type"] == "application/json"
+        assert int(sent["content-length"]) == len(call.sent[1]["body"])
+        expected = {h: django.headers[h] for h in _SECURITY if h in django.headers}
+        assert {h: sent[h] for h in _SECURITY if h in sent} == expected
+        seen.append(sent.get("strict-transport-security"))
+    assert sent["x-content-type-options"] == "nosniff"
+    assert seen == [None, "max-age=3600" if proto == "https" else None]
