@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import operator
@@ -103,13 +104,19 @@ Values = tuple[Any, ...]
 _values: Callable[[Any], Values] = operator.attrgetter(*_VALUE_FIELDS)
 K = TypeVar("K")
 V = TypeVar("V")
+_NOTHING: frozenset[str] = frozenset()
 
 
 def group_commit() -> bool:
     """Whether syncs are buffered and written together: on PostgreSQL (the flush's
     statements are PostgreSQL's). The embedded SQLite database takes each sync in its
     own transaction, through :func:`ingest_sync`."""
-    return bool(connections["default"].vendor == "postgresql")
+    return _vendor() == "postgresql"
+
+
+@functools.cache
+def _vendor() -> str:
+    return str(connections["default"].vendor)  # DATABASES does not change at run time
 
 
 def flush_seconds() -> float:
@@ -143,6 +150,9 @@ class _Later(Generic[K, V]):
             self._since[key] = now
             self._order.append((now, key))
         self.values[key] = value
+
+    def get(self, key: K) -> V | None:
+        return self.values.get(key)
 
     def discard(self, key: K) -> None:
         self.values.pop(key, None)
@@ -188,6 +198,24 @@ class _Snap:
     service: str
     instance: str
     circuit: str
+
+
+@dataclass(slots=True)
+class _Counters:
+    """One instance's snapshot rows whose counters alone changed, waiting for their
+    cadence: circuit id -> (values, received at, circuit name). The rows of the latest
+    sync replace older ones; a row written at once (its state changed) leaves."""
+
+    service_id: int
+    service: str
+    instance: str
+    rows: dict[int, tuple[Values, datetime, str]]
+
+    def snaps(self, pk: int) -> list[_Snap]:
+        return [
+            _Snap((pk, cid), values, at, self.service_id, self.service, self.instance, name)
+            for cid, (values, at, name) in self.rows.items()
+        ]
 
 
 @dataclass(slots=True)
@@ -341,7 +369,7 @@ class Intake:
         self._flusher = flusher
         self._lock = threading.Lock()
         self._syncs: list[_Sync] = []
-        self._dirty: _Later[tuple[int, int], _Snap] = _Later()  # counters changed only
+        self._dirty: _Later[int, _Counters] = _Later()  # instance pk -> counters changed only
         self._touch: _Later[int, _Touch] = _Later()  # instance pk -> last_seen, host, pid
         self._drains: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._wake = threading.Event()
@@ -365,7 +393,8 @@ class Intake:
         now = timezone.now()
         entry = self.instances.get((service_id, batch.instance.id))
         circuits = self.circuits.get(service_id)
-        if entry is None or circuits is None or not _known(batch, circuits):
+        known = entry is not None and circuits is not None and _known(batch, circuits)
+        if not known:
             # New to this process (another one registered it, or this one restarted):
             # one read instead of the whole one-sync transaction.
             entry, circuits = await in_db_thread(_learn, service_id, batch.instance.id)
@@ -373,13 +402,9 @@ class Intake:
                 self.circuits[service_id] = circuits
             if entry is not None:
                 self._remember(service_id, batch.instance.id, entry)
+            known = entry is not None and circuits is not None and _known(batch, circuits)
         payload = None
-        if (
-            entry is not None
-            and circuits is not None
-            and entry.started_at == batch.instance.started_at
-            and _known(batch, circuits)
-        ):
+        if known and entry is not None and entry.started_at == batch.instance.started_at:
             payload = await self._desired(service_id, now)
         if entry is None or circuits is None or payload is None:
             return await self.one_transaction(service_id, service, batch)
@@ -409,28 +434,36 @@ class Intake:
         now: datetime,
     ) -> _Sync:
         info = batch.instance
-        named = {t.breaker for t in batch.transitions}
+        pk = entry.pk
+        named = {t.breaker for t in batch.transitions} if batch.transitions else _NOTHING
+        written = self._written
         snaps: list[_Snap] = []
-        dirty: list[_Snap] = []
+        counted: list[tuple[int, Values, str]] = []
         for report in batch.breakers:
-            key = (entry.pk, circuits[report.name])
+            name = report.name
+            cid = circuits[name]
             values = _values(report)
-            last = self._written.get(key)
-            if last == values and report.name not in named:
+            last = written.get((pk, cid))
+            if last == values and name not in named:
                 continue  # unchanged: not written again
-            snap = _Snap(key, values, now, service_id, service, info.id, report.name)
-            if last is None or last[:2] != values[:2] or report.name in named:
-                snaps.append(snap)
+            if last is None or last[0] != values[0] or last[1] != values[1] or name in named:
+                snaps.append(_Snap((pk, cid), values, now, service_id, service, info.id, name))
             else:
-                dirty.append(snap)
+                counted.append((cid, values, name))
         touch = _Touch(entry.started_at, now, info.hostname, info.pid, info.library_version)
         clock = time.monotonic()
         with self._lock:
-            for snap in dirty:
-                self._dirty.put(snap.key, snap, clock)
-            for snap in snaps:
-                self._dirty.discard(snap.key)
-            self._touch.put(entry.pk, touch, clock)
+            pending = self._dirty.get(pk)
+            if pending is None and counted:
+                pending = _Counters(service_id, service, info.id, {})
+                self._dirty.put(pk, pending, clock)
+            if pending is not None:
+                rows = pending.rows
+                for cid, values, name in counted:
+                    rows[cid] = (values, now, name)
+                for snap in snaps:
+                    rows.pop(snap.key[1], None)
+            self._touch.put(pk, touch, clock)
         return _Sync(
             service_id=service_id,
             service=service,
@@ -537,6 +570,11 @@ class Intake:
             except Exception:
                 logger.exception("intake: flush failed")
 
+    def pending_counters(self) -> int:
+        """Snapshot rows waiting for the counters' cadence."""
+        with self._lock:
+            return sum(len(group.rows) for group in self._dirty.values.values())
+
     def flush(self, *, counters: bool | None = None) -> FlushResult:
         """Write what is buffered in one transaction and answer the syncs waiting for it.
 
@@ -549,8 +587,9 @@ class Intake:
             self._urgent = False
             # All (counters=True), none (False), or those due (None).
             wait = -1.0 if counters else counter_seconds()
-            dirty = self._dirty.take(time.monotonic(), wait) if counters is not False else {}
+            due = self._dirty.take(time.monotonic(), wait) if counters is not False else {}
             touch = self._touch.take(time.monotonic(), wait) if counters is not False else {}
+        dirty = {snap.key: snap for pk, group in due.items() for snap in group.snaps(pk)}
         result = FlushResult(syncs=len(syncs))
         try:
             if syncs or dirty or touch:

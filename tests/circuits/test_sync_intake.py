@@ -101,10 +101,10 @@ async def test_unchanged_snapshots_are_not_written_and_counters_wait(sync_body: 
     await intake.accept(service_id, "checkout", _batch(sync_body, "i", 3, []))
     # Same values again: nothing to write at all, answered at once.
     answer = _answer(await intake.accept(service_id, "checkout", _batch(sync_body, "i", 3, [])))
-    assert answer["acked_through"] == 0 and intake._syncs == [] and len(intake._dirty) == 0
+    assert answer["acked_through"] == 0 and intake._syncs == [] and intake.pending_counters() == 0
     # Counters alone changed: kept for the slower cadence, not written by the next flush.
     await intake.accept(service_id, "checkout", _batch(sync_body, "i", 3, [], calls=7))
-    assert intake._syncs == [] and len(intake._dirty) == 3
+    assert intake._syncs == [] and intake.pending_counters() == 3
     result, statements = await _flush(intake, counters=False)
     assert statements == 0 and result.snapshots == 0
     result, statements = await _flush(intake, counters=True)
