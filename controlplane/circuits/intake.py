@@ -24,8 +24,8 @@ whatever the number of syncs (:meth:`Intake.flush`):
   A row never overwrites one received later (``updated_at``), so several processes or
   hosts can take syncs of one instance.
 
-A sync carrying transitions is answered only after the flush that stores them commits,
-so ``acked_through`` means durable; a crash before that loses nothing the agent was told
+A sync carrying transitions (or a dropped count) is answered only after the flush that
+stores them commits, so ``acked_through`` means durable; a crash before that loses nothing the agent was told
 is stored (it sends again what was not acknowledged). A sync without transitions is
 answered at once with the last ``acked_through`` this process stored or read.
 
@@ -410,7 +410,9 @@ class Intake:
             return await self.one_transaction(service_id, service, batch)
         sync = self._rows(service_id, service, batch, entry, circuits, now)
         acked = entry.acked_through
-        if sync.transitions:
+        if sync.transitions or sync.dropped:
+            # Answered once stored: a flush that refuses it (the instance restarted, as
+            # another process recorded) sends it through the one-sync transaction.
             loop = asyncio.get_running_loop()
             sync.loop, sync.done = loop, loop.create_future()
             self._submit(sync)
@@ -420,7 +422,7 @@ class Intake:
                 return await self.one_transaction(service_id, service, batch)
             except DatabaseError:
                 return error_response(503, {NON_FIELD: "could not store the sync; send it again"})
-        elif sync.snaps or sync.dropped:
+        elif sync.snaps:
             self._submit(sync)
         return _answer(payload, acked)
 

@@ -211,6 +211,32 @@ async def test_a_restart_handled_elsewhere_sends_the_sync_through_one_transactio
     assert rows == [(0, 1), (1, 1), (1, 2)]
 
 
+async def test_a_dropped_count_refused_by_the_flush_is_stored_all_the_same(
+    sync_body: Any,
+) -> None:
+    service_id, _ = await sync_to_async(_service)()
+    a, b = Intake(flusher=False), Intake(flusher=False)
+    await a.accept(service_id, "checkout", _batch(sync_body, "i", 1, []))
+    # The process restarts and B records the new start; A still caches the old one.
+    restarted = _batch(sync_body, "i", 1, [])
+    restarted.instance = dataclasses.replace(restarted.instance, started_at=timezone.now())
+    await b.accept(service_id, "checkout", restarted)
+    # A late sync of the old process carries only a dropped count: A buffers it, the
+    # flush's instance update refuses it (another start), and it is stored all the same.
+    late = _batch(sync_body, "i", 1, [])
+    late.dropped_transitions = 3
+    answer = asyncio.ensure_future(a.accept(service_id, "checkout", late))
+    await _until_buffered(a, 1)
+    assert not answer.done()  # answered only once stored
+    result, _ = await _flush(a)
+    assert result.instances == 0  # refused by the flush
+    assert _answer(await answer)["desired_version"] >= 0
+    dropped = await sync_to_async(
+        lambda: Instance.objects.values_list("dropped_transitions", flat=True).get()
+    )()
+    assert dropped == 3
+
+
 class _Call:
     """One HTTP request straight into an ASGI application."""
 
