@@ -25,9 +25,10 @@ whatever the number of syncs (:meth:`Intake.flush`):
   hosts can take syncs of one instance.
 
 A sync carrying transitions (or a dropped count) is answered only after the flush that
-stores them commits, so ``acked_through`` means durable; a crash before that loses nothing the agent was told
-is stored (it sends again what was not acknowledged). A sync without transitions is
-answered at once with the last ``acked_through`` this process stored or read.
+stores them commits, so ``acked_through`` means durable; a crash before that loses
+nothing the agent was told is stored (it sends again what was not acknowledged). A sync
+with neither is answered at once with the last ``acked_through`` this process stored or
+read.
 
 Anything else (first sight of an instance, a new breaker, a restarted process, an
 override past its expiry, a flush refused by a constraint) goes through the one-sync
