@@ -21,11 +21,12 @@ import functools
 import io
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
+from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 from django.middleware.security import SecurityMiddleware
 from django.urls import Resolver404, resolve
@@ -34,9 +35,59 @@ from controlplane.core.errors import database_unavailable, error_response, unava
 
 logger = logging.getLogger(__name__)
 
+
+class Answer(NamedTuple):
+    """A handler's JSON answer, sent without building a Django response: its
+    Content-Type and Content-Length, then the headers SecurityMiddleware would add (the
+    same for every response of one request, so worked out once per settings and
+    secure or not). Reads like a response: ``status_code``, ``content``."""
+
+    status_code: int
+    content: bytes
+
+
 # A handler answers one request (None: the client went away, nobody to answer).
-Handler = Callable[[ASGIRequest, Any], Awaitable[HttpResponse | None]]
+Handler = Callable[[ASGIRequest, Any], Awaitable[HttpResponse | Answer | None]]
 View = Callable[..., Any]
+Headers = list[tuple[bytes, bytes]]
+
+# SecurityMiddleware reads the settings when created: one per settings, and the headers
+# it adds to a plain answer, by request.is_secure(). Emptied when a setting changes.
+_security: list[SecurityMiddleware] = []
+_security_headers: dict[bool, Headers] = {}
+
+
+def _settings_changed(**kwargs: Any) -> None:
+    _security.clear()
+    _security_headers.clear()
+
+
+setting_changed.connect(_settings_changed)
+
+
+def _middleware() -> SecurityMiddleware:
+    if not _security:
+        _security.append(SecurityMiddleware(_no_response))
+    return _security[0]
+
+
+def _header_list(response: HttpResponse) -> Headers:
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in response.items()
+    ]
+
+
+def _answer_headers(request: HttpRequest, answer: Answer) -> Headers:
+    secure = request.is_secure()
+    extra = _security_headers.get(secure)
+    if extra is None:
+        template = HttpResponse()
+        del template["Content-Type"]
+        _middleware().process_response(request, template)
+        extra = _security_headers[secure] = _header_list(template)
+    length = b"%d" % len(answer.content)
+    return [(b"content-type", b"application/json"), (b"content-length", length), *extra]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -87,8 +138,8 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         request = ASGIRequest(scope, io.BytesIO())
-        security = SecurityMiddleware(_no_response)
-        response: HttpResponse | None
+        security = _middleware()
+        response: HttpResponse | Answer | None
         try:
             request.get_host()  # validates the Host header against ALLOWED_HOSTS
         except DisallowedHost:
@@ -105,19 +156,16 @@ class FastPath:
                     response = unavailable_response(request.path)
                 if response is None:
                     return  # the client went away: nobody to answer
-        security.process_response(request, response)
-        if response.status_code >= 400 and has_body(request):
-            # Refused, perhaps before its body was read: closing the connection stops
-            # the server from reading (and discarding) the rest of it.
-            response["Connection"] = "close"
+        if isinstance(response, Answer):
+            headers = _answer_headers(request, response)
+        else:
+            security.process_response(request, response)
+            if response.status_code >= 400 and has_body(request):
+                # Refused, perhaps before its body was read: closing the connection stops
+                # the server from reading (and discarding) the rest of it.
+                response["Connection"] = "close"
+            headers = _header_list(response)
         await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": [
-                    (name.lower().encode("latin-1"), value.encode("latin-1"))
-                    for name, value in response.items()
-                ],
-            }
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
         await send({"type": "http.response.body", "body": response.content})

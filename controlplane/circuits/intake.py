@@ -25,10 +25,11 @@ whatever the number of syncs (:meth:`Intake.flush`):
   A row never overwrites one received later (``updated_at``), so several processes or
   hosts can take syncs of one instance.
 
-A sync carrying transitions is answered only after the flush that stores them commits,
-so ``acked_through`` means durable; a crash before that loses nothing the agent was told
-is stored (it sends again what was not acknowledged). A sync without transitions is
-answered at once with the last ``acked_through`` this process stored or read.
+A sync carrying transitions (or a dropped count) is answered only after the flush that
+stores them commits, so ``acked_through`` means durable; a crash before that loses
+nothing the agent was told is stored (it sends again what was not acknowledged). A sync
+with neither is answered at once with the last ``acked_through`` this process stored or
+read.
 
 Anything else (first sight of an instance, a new breaker, a restarted process, an
 override past its expiry, a flush refused by a constraint) goes through the one-sync
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import operator
@@ -60,13 +62,14 @@ from django.utils import timezone
 
 from breakers import wire
 from controlplane.circuits import events, ratelimit
-from controlplane.circuits.fastpath import Handler, View
+from controlplane.circuits.fastpath import Answer, Handler, View
 from controlplane.circuits.ingest import (
     SNAPSHOT_FIELDS,
     SyncBatch,
     SyncError,
     ingest_sync,
     parse_sync,
+    parse_sync_body,
 )
 from controlplane.circuits.models import Circuit, Instance, Service, Snapshot, Transition
 from controlplane.circuits.views import agent_sync
@@ -109,13 +112,19 @@ Values = tuple[Any, ...]
 _values: Callable[[Any], Values] = operator.attrgetter(*_VALUE_FIELDS)
 K = TypeVar("K")
 V = TypeVar("V")
+_NOTHING: frozenset[str] = frozenset()
 
 
 def group_commit() -> bool:
     """Whether syncs are buffered and written together: on PostgreSQL (the flush's
     statements are PostgreSQL's). The embedded SQLite database takes each sync in its
     own transaction, through :func:`ingest_sync`."""
-    return bool(connections["default"].vendor == "postgresql")
+    return _vendor() == "postgresql"
+
+
+@functools.cache
+def _vendor() -> str:
+    return str(connections["default"].vendor)  # DATABASES does not change at run time
 
 
 def flush_seconds() -> float:
@@ -149,6 +158,9 @@ class _Later(Generic[K, V]):
             self._since[key] = now
             self._order.append((now, key))
         self.values[key] = value
+
+    def get(self, key: K) -> V | None:
+        return self.values.get(key)
 
     def discard(self, key: K) -> None:
         self.values.pop(key, None)
@@ -197,6 +209,24 @@ class _Snap:
 
 
 @dataclass(slots=True)
+class _Counters:
+    """One instance's snapshot rows whose counters alone changed, waiting for their
+    cadence: circuit id -> (values, received at, circuit name). The rows of the latest
+    sync replace older ones; a row written at once (its state changed) leaves."""
+
+    service_id: int
+    service: str
+    instance: str
+    rows: dict[int, tuple[Values, datetime, str]]
+
+    def snaps(self, pk: int) -> list[_Snap]:
+        return [
+            _Snap((pk, cid), values, at, self.service_id, self.service, self.instance, name)
+            for cid, (values, at, name) in self.rows.items()
+        ]
+
+
+@dataclass(slots=True)
 class _Touch:
     started_at: datetime | None
     last_seen: datetime
@@ -242,8 +272,8 @@ UPDATE {instance} AS i SET
     acked_through = GREATEST(i.acked_through, u.acked),
     dropped_transitions = i.dropped_transitions
         + LEAST(u.dropped, 9223372036854775807 - i.dropped_transitions)
-FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::integer[],
-            %s::text[], %s::bigint[], %s::bigint[])
+FROM unnest(%b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::text[], %b::integer[],
+            %b::text[], %b::bigint[], %b::bigint[])
      AS u(id, started_at, last_seen, hostname, pid, library_version, acked, dropped)
 WHERE i.id = u.id AND i.started_at IS NOT DISTINCT FROM u.started_at
 RETURNING i.id, i.generation, i.acked_through
@@ -252,9 +282,9 @@ RETURNING i.id, i.generation, i.acked_through
 _TRANSITIONS = """
 INSERT INTO {transition} (instance_id, circuit_id, generation, seq, from_state, to_state, at,
     reason, failure_rate, calls, failures, config_version, received_at)
-SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::integer[], %s::bigint[], %s::text[],
-    %s::text[], %s::timestamptz[], %s::text[], %s::double precision[], %s::integer[],
-    %s::integer[], %s::integer[], %s::timestamptz[])
+SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::integer[], %b::bigint[], %b::text[],
+    %b::text[], %b::timestamptz[], %b::text[], %b::double precision[], %b::integer[],
+    %b::integer[], %b::integer[], %b::timestamptz[])
 ON CONFLICT (instance_id, generation, seq) DO NOTHING
 RETURNING instance_id, seq
 """
@@ -263,10 +293,10 @@ _DELTA = "CASE WHEN o.{c} IS NULL OR i.{c} < o.{c} THEN i.{c} ELSE i.{c} - o.{c}
 _SNAPSHOTS = """
 WITH incoming AS (
     SELECT * FROM unnest(
-        %s::bigint[], %s::bigint[], %s::text[], %s::integer[], %s::bigint[], %s::bigint[],
-        %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
-        %s::double precision[], %s::timestamptz[], %s::timestamptz[], %s::double precision[],
-        %s::timestamptz[]
+        %b::bigint[], %b::bigint[], %b::text[], %b::integer[], %b::bigint[], %b::bigint[],
+        %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[],
+        %b::double precision[], %b::timestamptz[], %b::timestamptz[], %b::double precision[],
+        %b::timestamptz[]
     ) AS i(instance_id, circuit_id, state, config_version, calls, successes, failures,
            slow_calls, rejected, trip_count, failure_count, success_count, failure_rate,
            last_failure, state_since, retry_after, updated_at)
@@ -315,6 +345,23 @@ def _statements() -> tuple[str, str, str]:
     )
 
 
+def _binding_cursor() -> Any:
+    """A cursor of the default connection that sends the parameters apart from the
+    statement (server-side binding, as Django's ``server_side_binding`` option would):
+    the flush's arrays of thousands of values are sent in binary (``%b``), not
+    quoted into the statement's text, and the statements are prepared once per
+    connection. Django's execute wrappers and query log still see every statement."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    binding: Any = ServerBindingCursor  # psycopg's Cursor with Django's mixin
+    cursor = binding(connection.connection)
+    if connection.queries_logged:
+        return connection.make_debug_cursor(cursor)
+    return connection.make_cursor(cursor)
+
+
 def _is_deadlock(exc: BaseException) -> bool:
     cause = exc.__cause__
     return getattr(cause, "sqlstate", None) in {"40P01", "40001"}
@@ -331,7 +378,7 @@ class Intake:
         self._flusher = flusher
         self._lock = threading.Lock()
         self._syncs: list[_Sync] = []
-        self._dirty: _Later[tuple[int, int], _Snap] = _Later()  # counters changed only
+        self._dirty: _Later[int, _Counters] = _Later()  # instance pk -> counters changed only
         self._touch: _Later[int, _Touch] = _Later()  # instance pk -> last_seen, host, pid
         self._drains: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._wake = threading.Event()
@@ -346,14 +393,17 @@ class Intake:
 
     # -- event loop side -------------------------------------------------------------------
 
-    async def accept(self, service_id: int, service: str, batch: SyncBatch) -> HttpResponse:
+    async def accept(
+        self, service_id: int, service: str, batch: SyncBatch
+    ) -> HttpResponse | Answer:
         """Store ``batch`` (buffered if it can be, else in one transaction) and answer."""
         if not group_commit():
             return await self.one_transaction(service_id, service, batch)
         now = timezone.now()
         entry = self.instances.get((service_id, batch.instance.id))
         circuits = self.circuits.get(service_id)
-        if entry is None or circuits is None or not _known(batch, circuits):
+        known = entry is not None and circuits is not None and _known(batch, circuits)
+        if not known:
             # New to this process (another one registered it, or this one restarted):
             # one read instead of the whole one-sync transaction.
             entry, circuits = await in_db_thread(_learn, service_id, batch.instance.id)
@@ -361,19 +411,17 @@ class Intake:
                 self.circuits[service_id] = circuits
             if entry is not None:
                 self._remember(service_id, batch.instance.id, entry)
+            known = entry is not None and circuits is not None and _known(batch, circuits)
         payload = None
-        if (
-            entry is not None
-            and circuits is not None
-            and entry.started_at == batch.instance.started_at
-            and _known(batch, circuits)
-        ):
+        if known and entry is not None and entry.started_at == batch.instance.started_at:
             payload = await self._desired(service_id, now)
         if entry is None or circuits is None or payload is None:
             return await self.one_transaction(service_id, service, batch)
         sync = self._rows(service_id, service, batch, entry, circuits, now)
         acked = entry.acked_through
-        if sync.transitions:
+        if sync.transitions or sync.dropped:
+            # Answered once stored: a flush that refuses it (the instance restarted, as
+            # another process recorded) sends it through the one-sync transaction.
             loop = asyncio.get_running_loop()
             sync.loop, sync.done = loop, loop.create_future()
             self._submit(sync)
@@ -387,7 +435,7 @@ class Intake:
                 )
                 response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
                 return response
-        elif sync.snaps or sync.dropped:
+        elif sync.snaps:
             self._submit(sync)
         return _answer(payload, acked)
 
@@ -401,28 +449,36 @@ class Intake:
         now: datetime,
     ) -> _Sync:
         info = batch.instance
-        named = {t.breaker for t in batch.transitions}
+        pk = entry.pk
+        named = {t.breaker for t in batch.transitions} if batch.transitions else _NOTHING
+        written = self._written
         snaps: list[_Snap] = []
-        dirty: list[_Snap] = []
+        counted: list[tuple[int, Values, str]] = []
         for report in batch.breakers:
-            key = (entry.pk, circuits[report.name])
+            name = report.name
+            cid = circuits[name]
             values = _values(report)
-            last = self._written.get(key)
-            if last == values and report.name not in named:
+            last = written.get((pk, cid))
+            if last == values and name not in named:
                 continue  # unchanged: not written again
-            snap = _Snap(key, values, now, service_id, service, info.id, report.name)
-            if last is None or last[:2] != values[:2] or report.name in named:
-                snaps.append(snap)
+            if last is None or last[0] != values[0] or last[1] != values[1] or name in named:
+                snaps.append(_Snap((pk, cid), values, now, service_id, service, info.id, name))
             else:
-                dirty.append(snap)
+                counted.append((cid, values, name))
         touch = _Touch(entry.started_at, now, info.hostname, info.pid, info.library_version)
         clock = time.monotonic()
         with self._lock:
-            for snap in dirty:
-                self._dirty.put(snap.key, snap, clock)
-            for snap in snaps:
-                self._dirty.discard(snap.key)
-            self._touch.put(entry.pk, touch, clock)
+            pending = self._dirty.get(pk)
+            if pending is None and counted:
+                pending = _Counters(service_id, service, info.id, {})
+                self._dirty.put(pk, pending, clock)
+            if pending is not None:
+                rows = pending.rows
+                for cid, values, name in counted:
+                    rows[cid] = (values, now, name)
+                for snap in snaps:
+                    rows.pop(snap.key[1], None)
+            self._touch.put(pk, touch, clock)
         return _Sync(
             service_id=service_id,
             service=service,
@@ -529,6 +585,11 @@ class Intake:
             except Exception:
                 logger.exception("intake: flush failed")
 
+    def pending_counters(self) -> int:
+        """Snapshot rows waiting for the counters' cadence."""
+        with self._lock:
+            return sum(len(group.rows) for group in self._dirty.values.values())
+
     def flush(self, *, counters: bool | None = None) -> FlushResult:
         """Write what is buffered in one transaction and answer the syncs waiting for it.
 
@@ -541,8 +602,9 @@ class Intake:
             self._urgent = False
             # All (counters=True), none (False), or those due (None).
             wait = -1.0 if counters else counter_seconds()
-            dirty = self._dirty.take(time.monotonic(), wait) if counters is not False else {}
+            due = self._dirty.take(time.monotonic(), wait) if counters is not False else {}
             touch = self._touch.take(time.monotonic(), wait) if counters is not False else {}
+        dirty = {snap.key: snap for pk, group in due.items() for snap in group.snaps(pk)}
         result = FlushResult(syncs=len(syncs))
         try:
             if syncs or dirty or touch:
@@ -630,7 +692,7 @@ class Intake:
                 row[5] = max(row[5], sync.acked)
                 row[6] += sync.dropped
         stored: dict[int, tuple[int, int]] = {}  # pk -> (generation, acked_through)
-        with connection.cursor() as cursor:
+        with _binding_cursor() as cursor:
             if rows:
                 ids = sorted(rows)  # one lock order for every process
                 columns = list(zip(*(rows[pk] for pk in ids), strict=True))
@@ -843,9 +905,10 @@ def _earliest_expiry(payload: bytes) -> datetime | None:
     return min(until, default=None)
 
 
-def _answer(payload: bytes, acked_through: int) -> HttpResponse:
+def _answer(payload: bytes, acked_through: int) -> Answer:
     # The hub's bytes are a JSON object: acked_through goes in before its closing brace.
-    return _json(b"".join((memoryview(payload)[:-1], b',"acked_through":%d}' % acked_through)))
+    body = b"".join((memoryview(payload)[:-1], b',"acked_through":%d}' % acked_through))
+    return Answer(200, body)
 
 
 def _json(body: bytes) -> HttpResponse:
@@ -891,10 +954,6 @@ async def _read_body(receive: Any, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-def _decode(body: bytes) -> Any:
-    return orjson.loads(body)
-
-
 def _error(status: int, field_name: str, reason: str, **headers: str) -> HttpResponse:
     response = error_response(status, {field_name: reason})
     for name, value in headers.items():
@@ -902,7 +961,7 @@ def _error(status: int, field_name: str, reason: str, **headers: str) -> HttpRes
     return response
 
 
-async def serve_sync(request: ASGIRequest, receive: Any) -> HttpResponse | None:
+async def serve_sync(request: ASGIRequest, receive: Any) -> HttpResponse | Answer | None:
     """``POST /api/v1/agent/sync`` on the event loop: the same checks, limits and error
     shape as :func:`controlplane.circuits.views.agent_sync`, then :meth:`Intake.accept`."""
     from controlplane.circuits.auth import bearer_token
@@ -947,14 +1006,14 @@ async def serve_sync(request: ASGIRequest, receive: Any) -> HttpResponse | None:
         return _error(413, "body", f"at most {limit} bytes per sync")
     if body is None:
         return None
-    nested = depth_error(body)
-    if nested is not None:
-        return _error(400, "body", nested)
-    try:
-        batch = parse_sync(_decode(body))
-    except (ValueError, UnicodeDecodeError, SyncError):
-        # Refused: decode and validate again as the Django view does, so that the
-        # answer is the same to the letter (orjson reads integers past 64 bits as floats).
+    batch = parse_sync_body(body)  # the plainly valid body; None: parse_sync judges it
+    if batch is None:
+        # Decode and validate as the Django view does, so that the answer is the same
+        # to the letter (orjson reads integers past 64 bits as floats). The depth check
+        # comes first: a body the fast decoder took has the sync's own shallow shape.
+        nested = depth_error(body)
+        if nested is not None:
+            return _error(400, "body", nested)
         try:
             batch = parse_sync(json.loads(body))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -965,8 +1024,7 @@ async def serve_sync(request: ASGIRequest, receive: Any) -> HttpResponse | None:
         return _error(
             403, "service", f"this token belongs to service {service!r}, not {batch.service!r}"
         )
-    response: HttpResponse = await get_intake().accept(service_id, service, batch)
-    return response
+    return await get_intake().accept(service_id, service, batch)
 
 
 class AgentFastPath(WatchFastPath):

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection, connections
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -100,10 +101,10 @@ async def test_unchanged_snapshots_are_not_written_and_counters_wait(sync_body: 
     await intake.accept(service_id, "checkout", _batch(sync_body, "i", 3, []))
     # Same values again: nothing to write at all, answered at once.
     answer = _answer(await intake.accept(service_id, "checkout", _batch(sync_body, "i", 3, [])))
-    assert answer["acked_through"] == 0 and intake._syncs == [] and len(intake._dirty) == 0
+    assert answer["acked_through"] == 0 and intake._syncs == [] and intake.pending_counters() == 0
     # Counters alone changed: kept for the slower cadence, not written by the next flush.
     await intake.accept(service_id, "checkout", _batch(sync_body, "i", 3, [], calls=7))
-    assert intake._syncs == [] and len(intake._dirty) == 3
+    assert intake._syncs == [] and intake.pending_counters() == 3
     result, statements = await _flush(intake, counters=False)
     assert statements == 0 and result.snapshots == 0
     result, statements = await _flush(intake, counters=True)
@@ -210,6 +211,32 @@ async def test_a_restart_handled_elsewhere_sends_the_sync_through_one_transactio
     assert rows == [(0, 1), (1, 1), (1, 2)]
 
 
+async def test_a_dropped_count_refused_by_the_flush_is_stored_all_the_same(
+    sync_body: Any,
+) -> None:
+    service_id, _ = await sync_to_async(_service)()
+    a, b = Intake(flusher=False), Intake(flusher=False)
+    await a.accept(service_id, "checkout", _batch(sync_body, "i", 1, []))
+    # The process restarts and B records the new start; A still caches the old one.
+    restarted = _batch(sync_body, "i", 1, [])
+    restarted.instance = dataclasses.replace(restarted.instance, started_at=timezone.now())
+    await b.accept(service_id, "checkout", restarted)
+    # A late sync of the old process carries only a dropped count: A buffers it, the
+    # flush's instance update refuses it (another start), and it is stored all the same.
+    late = _batch(sync_body, "i", 1, [])
+    late.dropped_transitions = 3
+    answer = asyncio.ensure_future(a.accept(service_id, "checkout", late))
+    await _until_buffered(a, 1)
+    assert not answer.done()  # answered only once stored
+    result, _ = await _flush(a)
+    assert result.instances == 0  # refused by the flush
+    assert _answer(await answer)["desired_version"] >= 0
+    dropped = await sync_to_async(
+        lambda: Instance.objects.values_list("dropped_transitions", flat=True).get()
+    )()
+    assert dropped == 3
+
+
 class _Call:
     """One HTTP request straight into an ASGI application."""
 
@@ -278,3 +305,39 @@ async def test_the_fast_path_refuses_what_the_django_view_refuses(raw: bytes, cl
     status, body = await _Call(raw, headers).run()
     assert (status, body) == (django.status_code, django.json())
     assert status in {400, 403}
+
+
+_SECURITY = ("strict-transport-security", "x-content-type-options", "referrer-policy")
+
+
+@pytest.mark.parametrize("proto", ["http", "https"])
+async def test_an_accepted_sync_carries_the_security_headers_django_would(
+    proto: str, settings: Any, sync_body: Any
+) -> None:
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    _, token = await sync_to_async(_service)()
+    raw = json.dumps(sync_body(breakers=[{"name": "dep_0"}])).encode()
+    headers = {"Authorization": f"Bearer {token}", "Host": "testserver", "X-Forwarded-Proto": proto}
+    seen = []
+    for hsts in (0, 3600):  # a settings change reaches the next answer
+        settings.SECURE_HSTS_SECONDS = hsts
+        client = Client()  # Django's middleware reads the settings when first loaded
+        django = await sync_to_async(client.post)(
+            "/api/v1/agent/sync",
+            data=raw,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+            HTTP_X_FORWARDED_PROTO=proto,
+        )
+        call = _Call(raw, headers)
+        status, body = await call.run()
+        sent = {k.decode(): v.decode() for k, v in call.sent[0]["headers"]}
+        assert status == django.status_code == 200
+        assert body["breakers"] == django.json()["breakers"]
+        assert sent["content-type"] == "application/json"
+        assert int(sent["content-length"]) == len(call.sent[1]["body"])
+        expected = {h: django.headers[h] for h in _SECURITY if h in django.headers}
+        assert {h: sent[h] for h in _SECURITY if h in sent} == expected
+        seen.append(sent.get("strict-transport-security"))
+    assert sent["x-content-type-options"] == "nosniff"
+    assert seen == [None, "max-age=3600" if proto == "https" else None]
