@@ -497,7 +497,7 @@ _Small = Annotated[int, msgspec.Meta(ge=0, le=MAX_PID)]
 _Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
 
-class _WireInstance(msgspec.Struct):
+class _WireInstance(msgspec.Struct, forbid_unknown_fields=True):
     id: str
     hostname: Annotated[str, msgspec.Meta(max_length=255)] | None = None
     pid: _Small | None = None
@@ -505,7 +505,7 @@ class _WireInstance(msgspec.Struct):
     library_version: Annotated[str, msgspec.Meta(max_length=50)] | None = None
 
 
-class _WireBreaker(msgspec.Struct):
+class _WireBreaker(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     state: str
     config_version: _Small = 0
@@ -524,7 +524,7 @@ class _WireBreaker(msgspec.Struct):
     retry_after: Annotated[float, msgspec.Meta(ge=0.0, le=1e9)] | None = None
 
 
-class _WireTransition(msgspec.Struct):
+class _WireTransition(msgspec.Struct, forbid_unknown_fields=True):
     id: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNTER)]
     breaker: str
     from_: str = msgspec.field(name="from")
@@ -537,7 +537,7 @@ class _WireTransition(msgspec.Struct):
     config_version: _Small | None = None
 
 
-class _WireSync(msgspec.Struct):
+class _WireSync(msgspec.Struct, forbid_unknown_fields=True):
     instance: _WireInstance
     protocol: int = PROTOCOL_VERSION
     service: str | None = None
@@ -616,7 +616,9 @@ def parse_sync_body(body: bytes) -> SyncBatch | None:
     try:
         wire_sync = _decoder.decode(body)
         return _batch(wire_sync)
-    except (msgspec.DecodeError, ValueError):  # msgspec.ValidationError is a DecodeError
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        # msgspec.ValidationError is a DecodeError; RecursionError: nested too deep for
+        # msgspec, refused (with its depth named) on the way through parse_sync.
         return None
 
 

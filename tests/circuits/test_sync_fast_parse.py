@@ -262,3 +262,38 @@ def test_the_list_limits_are_left_to_parse_sync(settings: Any) -> None:
     body = _encode(_base())  # two breakers
     assert parse_sync_body(body) is None
     assert _slow(body)[:2] == ("refused", 413)
+
+
+def test_the_decoder_knows_every_field_of_the_wire_and_no_other() -> None:
+    """Every field the agent sends is decoded on the accepted path (a field left out
+    here would send every sync down the slower one)."""
+    import msgspec
+
+    from breakers import wire
+    from controlplane.circuits import ingest
+
+    def names(struct: Any) -> set[str]:
+        return {f.encode_name for f in msgspec.structs.fields(struct)}
+
+    assert names(ingest._WireSync) == set(wire.SYNC_REQUEST_FIELDS)
+    assert names(ingest._WireInstance) == set(wire.INSTANCE_FIELDS)
+    assert names(ingest._WireBreaker) == set(wire.BREAKER_FIELDS)
+    assert names(ingest._WireTransition) == set(wire.TRANSITION_FIELDS)
+
+
+@pytest.mark.parametrize("where", ["sync", "instance", "breaker", "transition", "config"])
+@pytest.mark.parametrize("levels", [1, 40, 5_000])
+def test_unknown_fields_and_deep_values_go_to_parse_sync(where: str, levels: int) -> None:
+    """An unknown field (nested or not) is parse_sync's to judge: it ignores unknown
+    fields, and the depth limit in front of it refuses deep ones, as on the view."""
+    body = _base()
+    target = {
+        "sync": body,
+        "instance": body["instance"],
+        "breaker": body["breakers"][0],
+        "transition": body["transitions"][0],
+        "config": body["breakers"][0]["config"],
+    }[where]
+    target["x"] = "PLACE"
+    raw = json.dumps(body).replace('"PLACE"', "[" * (levels - 1) + "1" + "]" * (levels - 1))
+    assert parse_sync_body(raw.encode()) is None

@@ -24,6 +24,7 @@ from tests.circuits.test_sync_intake import (  # noqa: F401 (an autouse fixture)
     _close_thread_connections,
     _flush,
     _service,
+    _until_buffered,
 )
 
 pytestmark = pytest.mark.django_db
@@ -244,9 +245,12 @@ async def test_the_fast_path_saturates_the_dropped_total(sync_body: Any) -> None
     assert (await intake.accept(service_id, "checkout", parse_sync(body))).status_code == 200
     await sync_to_async(Instance.objects.update)(dropped_transitions=MAX_COUNTER - 5)
     body = sync_body(breakers=[{"name": "db"}], dropped_transitions=2**31 - 1)
-    assert (await intake.accept(service_id, "checkout", parse_sync(body))).status_code == 200
+    # A dropped count is answered once stored: the answer waits for the flush.
+    answer = asyncio.ensure_future(intake.accept(service_id, "checkout", parse_sync(body)))
+    await _until_buffered(intake, 1)
     result, _ = await _flush(intake, counters=True)
     assert result.instances == 1
+    assert (await answer).status_code == 200
     instance = await sync_to_async(Instance.objects.get)()
     assert instance.dropped_transitions == MAX_COUNTER
 
