@@ -214,11 +214,33 @@ if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", SWITCHYARD_REDIS_PREFIX):
         "SWITCHYARD_REDIS_PREFIX must be 1-64 letters, digits, '_', '.' or '-', "
         f"got {SWITCHYARD_REDIS_PREFIX!r}"
     )
+# Connect and read timeout of every Redis connection (channel layer, cache, the watch
+# change feed, the Celery broker), milliseconds: a hung Redis costs live events, never
+# the durable writes (controlplane/core/live.py).
+SWITCHYARD_REDIS_TIMEOUT_MS = envint(
+    "SWITCHYARD_REDIS_TIMEOUT_MS", 1000, minimum=50, maximum=60_000
+)
+_REDIS_TIMEOUT = SWITCHYARD_REDIS_TIMEOUT_MS / 1000
+# Live events waiting for the delivery thread, per process; beyond, they are dropped.
+SWITCHYARD_EVENTS_QUEUE = envint("SWITCHYARD_EVENTS_QUEUE", 10_000, minimum=10, maximum=1_000_000)
+# After 3 failed deliveries in a row, live events are dropped for this many seconds.
+SWITCHYARD_EVENTS_PAUSE_SECONDS = envint(
+    "SWITCHYARD_EVENTS_PAUSE_SECONDS", 5, minimum=1, maximum=3600
+)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": SWITCHYARD_REDIS_PREFIX},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_connect_timeout": _REDIS_TIMEOUT,
+                        "socket_timeout": _REDIS_TIMEOUT,
+                    }
+                ],
+                "prefix": SWITCHYARD_REDIS_PREFIX,
+            },
         }
     }
     CACHES = {
@@ -226,6 +248,10 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": SWITCHYARD_REDIS_PREFIX,
+            "OPTIONS": {
+                "socket_connect_timeout": _REDIS_TIMEOUT,
+                "socket_timeout": _REDIS_TIMEOUT,
+            },
         }
     }
 else:
@@ -247,6 +273,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_CELERY_DIR / "control"),
         "store_processed": False,
     }
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
+    # A hung broker fails a publish instead of holding its caller. Reads get at least
+    # 5 s: the worker's blocking fetches wait up to a second for a message.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": _REDIS_TIMEOUT,
+        "socket_timeout": max(_REDIS_TIMEOUT, 5.0),
+    }
+    CELERY_BROKER_CONNECTION_TIMEOUT = max(_REDIS_TIMEOUT, 1.0)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 # Tasks run in a worker in every mode; eager execution is for tests that ask for it.

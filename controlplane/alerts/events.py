@@ -1,20 +1,21 @@
 """Typed alert events on the channel layer group "alerts", sent after the commit.
 
 A live page subscribes to the group; Channels routes ``type`` "alerts.changed" to a
-handler ``alerts_changed``. Like the fleet events, publishing never fails the caller.
+handler ``alerts_changed``. Like the fleet events, publishing never fails nor holds the
+caller.
 """
 
 import logging
 from datetime import datetime
 from typing import Literal, TypedDict
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import Q
 
 from controlplane.alerts.models import Alert
 from controlplane.circuits.desired import isoformat
+from controlplane.core import live
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +73,13 @@ def alert_item(a: Alert) -> AlertItem:
 
 
 def send_now(event: AlertsChangedEvent) -> None:
-    """Send an event to the "alerts" group now."""
+    """Send an event to the "alerts" group now (queued for the delivery thread with a
+    Redis layer: a hung Redis never holds the caller, see :mod:`controlplane.core.live`)."""
     layer = get_channel_layer()
     if layer is None or not event["alerts"]:
         return
     try:
-        async_to_sync(layer.group_send)(ALERTS_GROUP, dict(event))
+        live.send_to_group(layer, "alerts.changed", layer.group_send, ALERTS_GROUP, dict(event))
     except Exception:  # a broken layer must not break a committed write
         logger.exception("could not publish alerts.changed")
 

@@ -10,8 +10,11 @@ which delivers it once the transaction commits to its sinks:
   events that move a service's desired version (override, config), which wakes the
   agents' long polls in every web process.
 
-Publishing never fails the caller: the data is already committed, events are a live
-view of it (agents still sync periodically, dashboards reload from the API).
+Publishing never fails nor delays the caller: the data is already committed, events
+are a live view of it (agents still sync periodically, dashboards reload from the API).
+What goes to Redis is delivered by this process's delivery thread
+(:mod:`controlplane.core.live`), with bounded timeouts, a bounded queue and a pause
+while Redis fails; a hung Redis drops events, it never holds a write's answer.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+
+from controlplane.core import live
 
 if TYPE_CHECKING:
     from controlplane.circuits.models import Circuit
@@ -202,27 +206,39 @@ async def _send_all(layer: Any, batch: list[FleetEvent]) -> None:
 
 
 def send_to_fleet_group(*batch: FleetEvent) -> None:
-    """Sink: send events to the "fleet" group now (from sync code), in one hop to the loop."""
+    """Sink: send events to the "fleet" group (from sync code): queued for the delivery
+    thread with a Redis layer, at once with the in-process one."""
     layer = get_channel_layer()
     if layer is None or not batch:
         return
+    what = ", ".join(sorted({e["type"] for e in batch}))
     try:
-        async_to_sync(_send_all)(layer, list(batch))
+        live.send_to_group(layer, what, _send_all, layer, list(batch))
     except Exception:  # a broken layer must not break a committed write
-        logger.exception("could not publish %s", ", ".join(e["type"] for e in batch))
+        logger.exception("could not publish %s", what)
 
 
 def announce_to_watchers(*batch: FleetEvent) -> None:
-    """Sink: wake the long polls of every service whose desired version ``batch`` moves."""
-    from controlplane.circuits.watchhub import announce
+    """Sink: wake the long polls of every service whose desired version ``batch`` moves:
+    over Redis from the delivery thread, else at once to this process's hub."""
+    from controlplane.circuits.watchhub import redis_url
+
+    if not desired_versions(batch):
+        return
+    if redis_url():
+        live.dispatcher().submit("desired state change", lambda: _announce_now(*batch))
+        return
+    try:
+        _announce_now(*batch)
+    except Exception:  # agents still sync periodically
+        logger.exception("could not announce desired versions %s", desired_versions(batch))
+
+
+def _announce_now(*batch: FleetEvent) -> None:
+    from controlplane.circuits import watchhub
 
     for service_id, version in desired_versions(batch).items():
-        try:
-            announce(service_id, version)
-        except Exception:  # agents still sync periodically
-            logger.exception(
-                "could not announce desired version %s of service %s", version, service_id
-            )
+        watchhub.announce(service_id, version)
 
 
 def deliver(*batch: FleetEvent) -> None:

@@ -158,13 +158,23 @@ def _build(service_id: int) -> tuple[int, bytes]:
 
 async def desired_payload(service_id: int, version: int) -> bytes:
     """The desired state at ``version`` or later: the hub's copy, else built now."""
+    return (await desired_state(service_id, version))[1]
+
+
+async def desired_state(service_id: int, version: int) -> tuple[int, bytes]:
+    """(version, payload) of the desired state: the hub's copy at ``version``, else built
+    now from the database, whose version may be lower than ``version`` when that came
+    from an announcement nothing in the database backs (the hub then forgets it)."""
     hub = get_hub()
     payload = hub.payload(service_id, version)
-    if payload is None:
-        generation = hub.feed_generation()
-        built_version, payload = await in_db_thread(_build, service_id)
-        hub.remember_payload(service_id, built_version, payload, generation)
-    return payload
+    if payload is not None:
+        return version, payload
+    generation = hub.feed_generation()
+    mark = hub.mark()
+    built_version, payload = await in_db_thread(_build, service_id)
+    hub.remember_payload(service_id, built_version, payload, generation)
+    hub.settle(service_id, built_version, mark)
+    return built_version, payload
 
 
 async def in_db_thread(func: Any, *args: Any) -> Any:
@@ -210,15 +220,21 @@ async def watch(method: str, since_raw: str, authorization: str | None) -> Answe
             )
         service_id, current = found.service_id, found.desired_version
         hub.learn(service_id, current, generation)
+    # A version heard from the change feed is checked against the database (the build)
+    # before it answers: only the built version decides.
     if current > since:
-        return _desired(await desired_payload(service_id, current))
+        version, payload = await desired_state(service_id, current)
+        if version > since:
+            return _desired(payload)
     waiter = hub.register(service_id, since)
     try:
         # A change committed after the lookup but announced before the registration
         # is caught here; one announced after it wakes the waiter.
         announced = hub.announced(service_id)
         if announced > since:
-            return _desired(await desired_payload(service_id, announced))
+            version, payload = await desired_state(service_id, announced)
+            if version > since:
+                return _desired(payload)
         try:
             payload = await asyncio.wait_for(asyncio.shield(waiter.future), hold_seconds())
         except TimeoutError:

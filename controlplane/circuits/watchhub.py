@@ -18,6 +18,13 @@ service's desired version to.
   this process's hub.
 
 Building and delivering happen on the hub's own thread, never on an event loop.
+
+What the hub hears is a hint, never the truth: anyone who can publish on the Redis
+channel can announce any version. An announced version only makes the hub build the
+desired state from the database; waiters are compared with the version that build
+read, and an announcement above what the database says (heard before the build
+started) is forgotten (:meth:`WatchHub.settle`), so a bogus message costs one build,
+not a stream of immediate answers.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections
+
+from controlplane.core import live
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +83,10 @@ class WatchHub:
         self._lock = threading.Lock()
         self._waiters: dict[int, set[Waiter]] = {}
         self._announced: dict[int, int] = {}  # service id -> highest version heard of
+        # Announcements heard so far, and the count when each service's last one was heard:
+        # a database read that started after an announcement was heard sees its commit.
+        self._heard = 0
+        self._heard_at: dict[int, int] = {}
         # What this process knows of each service's current version without asking the
         # database: valid only while the change feed has been live since it was learned.
         self._feed_generation = 0 if not redis_url() else -1  # -1: feed not (yet) live
@@ -164,6 +177,30 @@ class WatchHub:
                 self._payloads[service_id] = (version, payload)
         self.learn(service_id, version, generation)
 
+    def mark(self) -> int:
+        """How many announcements this hub has heard; read it before a database read
+        and pass it to :meth:`settle` with the version that read found."""
+        with self._lock:
+            return self._heard
+
+    def settle(self, service_id: int, version: int, mark: int) -> None:
+        """The database says the service's desired version is ``version``, read after
+        :meth:`mark` returned ``mark``. Changes are announced after they commit, so an
+        announcement heard before that mark and above ``version`` announced nothing that
+        exists: forget it (it would make every watch answer at once)."""
+        with self._lock:
+            announced = self._announced.get(service_id, 0)
+            if announced <= version or self._heard_at.get(service_id, 0) > mark:
+                return
+            self._announced[service_id] = version
+        logger.warning(
+            "watch hub: service %s was announced at desired version %s but the database "
+            "has %s; ignored",
+            service_id,
+            announced,
+            version,
+        )
+
     def announced(self, service_id: int) -> int:
         """The highest desired version this process has heard announced (0 if none)."""
         with self._lock:
@@ -181,6 +218,8 @@ class WatchHub:
     def wake(self, service_id: int, desired_version: int) -> None:
         """A service's desired state moved to ``desired_version``: wake its waiters."""
         with self._lock:
+            self._heard += 1
+            self._heard_at[service_id] = self._heard
             if desired_version > self._announced.get(service_id, 0):
                 self._announced[service_id] = desired_version
             if service_id not in self._waiters:
@@ -232,11 +271,14 @@ class WatchHub:
         if not pending:
             return
         generation = self.feed_generation()
+        mark = self.mark()
         desired = self._builder(service_id)
         self.builds += 1
+        # The database's version, not the announced one, decides who is answered.
         built_version = int(desired["desired_version"])
         payload = json.dumps(desired, separators=(",", ":")).encode()
         self.remember_payload(service_id, built_version, payload, generation)
+        self.settle(service_id, built_version, mark)
         by_loop: dict[asyncio.AbstractEventLoop, list[Waiter]] = {}
         for waiter in pending:
             if waiter.since < built_version:
@@ -254,8 +296,14 @@ class WatchHub:
         while not self._stopping.is_set():
             client = None
             try:
+                # Reads wait in get_message(timeout=...); the connect and each command
+                # are bounded, so a hung Redis makes the listener retry, not stick.
                 client = redis.Redis.from_url(
-                    redis_url(), socket_keepalive=True, client_name=listener_name()
+                    redis_url(),
+                    socket_keepalive=True,
+                    client_name=listener_name(),
+                    socket_connect_timeout=live.redis_timeout(),
+                    socket_timeout=live.redis_timeout(),
                 )
                 pubsub = client.pubsub()
                 channel = channel_name()
@@ -335,6 +383,8 @@ _redis_client: Any = None
 
 
 def _publish(service_id: int, desired_version: int) -> None:
+    """Publish on the change feed; raises when Redis fails (the delivery thread counts it).
+    A dropped connection (Redis restarted) is retried once; a time-out is not."""
     global _redis_client
     import redis
 
@@ -342,13 +392,20 @@ def _publish(service_id: int, desired_version: int) -> None:
     for attempt in (0, 1):
         try:
             if _redis_client is None:
-                _redis_client = redis.Redis.from_url(redis_url(), socket_timeout=2.0)
+                _redis_client = redis.Redis.from_url(
+                    redis_url(),
+                    socket_timeout=live.redis_timeout(),
+                    socket_connect_timeout=live.redis_timeout(),
+                )
             _redis_client.publish(channel_name(), message)
             return
         except redis.RedisError as exc:
-            _redis_client = None
-            if attempt:
-                logger.warning("could not publish desired state change: %s", exc)
+            client, _redis_client = _redis_client, None
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+            if attempt or isinstance(exc, redis.TimeoutError):
+                raise
 
 
 def announce(service_id: int, desired_version: int) -> None:

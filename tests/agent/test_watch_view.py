@@ -412,3 +412,88 @@ async def test_hub_distrusts_what_it_learned_before_its_change_feed_broke(settin
     finally:
         hub.unregister(waiter)
         hub.stop()
+
+
+async def _poll(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def redis_feed(settings: Any) -> None:
+    """The Redis change feed of this test process."""
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set")
+    settings.SWITCHYARD_REDIS_PREFIX = REDIS_PREFIX
+    settings.SWITCHYARD_WATCH_HOLD = 30.0
+
+
+async def test_a_bogus_version_on_the_change_feed_does_not_make_watches_answer_at_once(
+    redis_feed, settings
+):
+    """A message on the real Redis channel announcing a version the database does not
+    have: a watch at the current version keeps waiting, and a real change still wakes it."""
+    import redis
+
+    from controlplane.circuits.watchhub import channel_name
+
+    service, raw, circuit = await sync_to_async(_setup)()
+    hub = get_hub()
+    bogus = 10**9
+
+    # A watcher already held when the message arrives: woken by nothing but a real change.
+    held = asyncio.ensure_future(_watch(AsyncClient(), raw, 0))
+    await _wait_until_waiting(service.id, 1)
+    builds = hub.builds
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        message = json.dumps({"service_id": service.id, "desired_version": bogus})
+        assert client.publish(channel_name(), message) >= 1
+    finally:
+        client.close()
+    # The hub heard it, built the desired state once, and believed the database (0).
+    await _poll(lambda: hub.builds > builds)
+    await _poll(lambda: hub.announced(service.id) == 0)
+    assert not held.done()
+
+    # A new watch at the current version long-polls too, instead of answering at once.
+    fresh = asyncio.ensure_future(_watch(AsyncClient(), raw, 0))
+    await _wait_until_waiting(service.id, 2)
+    assert not held.done() and not fresh.done()
+    assert hub.current_version(service.id) == 0
+
+    version = await sync_to_async(_force)(service.id, circuit)
+    responses = await asyncio.wait_for(asyncio.gather(held, fresh), 5.0)
+    assert [r.status_code for r in responses] == [200, 200]
+    assert {json.loads(r.content)["desired_version"] for r in responses} == {version} == {1}
+
+
+async def test_a_bogus_version_heard_without_watchers_costs_one_build(redis_feed, settings):
+    """Announced while nobody waits: the first watch checks it against the database and
+    waits; the hub then forgets the announcement."""
+    import redis
+
+    from controlplane.circuits.watchhub import channel_name
+
+    service, raw, circuit = await sync_to_async(_setup)()
+    hub = get_hub()
+    hub.listen()
+    await _wait_until_waiting(service.id, 0)
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        message = json.dumps({"service_id": service.id, "desired_version": 10**9})
+        assert client.publish(channel_name(), message) >= 1
+    finally:
+        client.close()
+    await _poll(lambda: hub.announced(service.id) == 10**9)
+    watcher = asyncio.ensure_future(_watch(AsyncClient(), raw, 0))
+    await _wait_until_waiting(service.id, 1)
+    await _poll(lambda: hub.announced(service.id) == 0)  # checked against the database
+    assert not watcher.done() and hub.waiting(service.id) == 1
+    version = await sync_to_async(_force)(service.id, circuit)
+    response = await asyncio.wait_for(watcher, 5.0)
+    assert response.status_code == 200
+    assert json.loads(response.content)["desired_version"] == version

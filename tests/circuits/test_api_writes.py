@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from controlplane.circuits import watchhub
 from controlplane.circuits.models import AuditEvent, Circuit, ConfigVersion, Override, Service
+from controlplane.core import live
 
 pytestmark = pytest.mark.django_db
 
@@ -62,6 +63,7 @@ def test_operator_forces_open_with_expiry_and_it_is_audited(
     assert timedelta(seconds=595) < until - datetime.now(UTC) <= timedelta(seconds=600)
     service = Service.objects.get()
     assert service.desired_version == 1
+    assert live.dispatcher().wait_idle(5)  # Redis announcements leave from its thread
     assert signals == [{"service_id": service.pk, "desired_version": 1}]
     event = AuditEvent.objects.get(action="override.force")
     assert (event.actor_name, event.reason, event.target_id) == (
@@ -97,6 +99,7 @@ def test_operator_releases_and_it_is_audited(
     assert event.before["state"] == "forced_open" and event.after is None
     assert event.reason == "drill over"
     assert Service.objects.get().desired_version == 2
+    assert live.dispatcher().wait_idle(5)
     assert signals[-1]["desired_version"] == 2
 
 
