@@ -24,6 +24,8 @@ class DrillResult:
     watch_retried: int  # long polls that failed and were retried
     errors_5xx: int
     produced_during: int  # transitions the breakers produced while the fault lasted
+    acked_during: int  # transitions acknowledged while the fault lasted
+    slowest_sync: float  # the longest sync exchange begun while the fault lasted
     tally: Tally
     drained: bool
     extra: dict[str, Any]
@@ -54,12 +56,14 @@ def run_drill(
         statuses_before = fleet.statuses()
         watch_failed_before = sum(a.stats()["watch_failed"] for a in fleet.agents)
         produced_before = fleet.produced()
+        acked_before = fleet.acked()
         started = time.monotonic()
         inject()
         wait_until(lambda: time.monotonic() - started >= seconds, seconds + 5, "the fault to last")
         if during is not None:
             during(fleet, started)
         produced_during = fleet.produced() - produced_before
+        acked_during = fleet.acked() - acked_before
         held = time.monotonic() - started
         restore_started = time.monotonic()
         restore()
@@ -89,6 +93,16 @@ def run_drill(
         watch_retried=sum(a.stats()["watch_failed"] for a in fleet.agents) - watch_failed_before,
         errors_5xx=sum(n for status, n in statuses.items() if status >= 500),
         produced_during=produced_during,
+        acked_during=acked_during,
+        slowest_sync=max(
+            (
+                e.end - e.at
+                for a in fleet.agents
+                for e in a.exchanges
+                if started <= e.at <= started + held
+            ),
+            default=0.0,
+        ),
         tally=counted,
         drained=drained,
         extra=extra,
@@ -102,7 +116,9 @@ def run_drill(
         syncs_retried=result.retried,
         watches_retried=result.watch_retried,
         answers_5xx=result.errors_5xx,
-        produced_during_fault=produced_during,
+        slowest_sync_begun_during_the_fault_s=result.slowest_sync,
+        produced_during_the_fault=produced_during,
+        acknowledged_during_the_fault=acked_during,
     )
     report_cost(fault, **{"count": counted.line()})
     return result
