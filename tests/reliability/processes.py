@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,3 +101,16 @@ def _children(pid: int) -> list[int]:
     except OSError:
         pass
     return out
+
+
+def through(url: str, port: int) -> str:
+    """``url`` (postgres://, redis://) with its host and port replaced by 127.0.0.1:port
+    (a proxy's)."""
+    parts = urlsplit(url)
+    userinfo, _, _ = parts.netloc.rpartition("@")
+    host = f"127.0.0.1:{port}"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}" if userinfo else host))
+
+
+def port_of(url: str, default: int) -> int:
+    return urlsplit(url).port or default

@@ -34,7 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.reliability.processes import ROOT, CeleryProcess, rss_mb
+from tests.faults import TcpProxy
+from tests.reliability.processes import ROOT, CeleryProcess, port_of, rss_mb, through
 
 WEBHOOK_SECRET = "soak-webhook-secret-0123456789"
 
@@ -96,19 +97,22 @@ class HealthWatch:
             self.polls.append((started, ok))
 
     def down_between(self, start: float, end: float) -> float:
-        """Seconds between the first failed poll in [start, end] and the next good one."""
+        """Seconds without a good poll in [start, end]: from each failed poll to the next
+        good one (or ``end``)."""
         down = 0.0
         failing: float | None = None
         for at, ok in list(self.polls):
             if at < start:
                 continue
-            if not ok and failing is None and at <= end:
+            if at > end:
+                break
+            if not ok and failing is None:
                 failing = at
             elif ok and failing is not None:
                 down += at - failing
                 failing = None
         if failing is not None:
-            down += time.monotonic() - failing
+            down += end - failing
         return down
 
     def stop(self) -> None:
@@ -134,6 +138,8 @@ class Soak:
         self.faults: list[FaultRecord] = []
         self.agent_procs: list[subprocess.Popen[bytes]] = []
         self.memory: dict[str, list[float | None]] = {}
+        self.pg = TcpProxy(port_of(os.environ["DATABASE_URL"], 5432))
+        self.redis = TcpProxy(port_of(os.environ["REDIS_URL"], 6379))
         self.restarts: Counter[str] = Counter()  # processes replaced by faults
 
     # -- set-up ---------------------------------------------------------------------
@@ -163,9 +169,13 @@ class Soak:
         return create_agent_token(service)[1]
 
     def server_env(self) -> dict[str, str]:
+        """The control plane's processes reach PostgreSQL and Redis through proxies, so
+        that the faults cut them off alone (this process keeps its direct connection)."""
         env = dict(os.environ)
         env.pop("CELERY_BROKER_URL", None)
         env.update(
+            DATABASE_URL=through(os.environ["DATABASE_URL"], self.pg.port),
+            REDIS_URL=through(os.environ["REDIS_URL"], self.redis.port),
             DEBUG="0",
             SECRET_KEY=os.environ.get("SECRET_KEY") or os.urandom(24).hex(),
             ALLOWED_HOSTS="127.0.0.1,localhost",
@@ -183,7 +193,7 @@ class Soak:
         env = self.server_env()
         import redis
 
-        client = redis.Redis.from_url(env["REDIS_URL"])
+        client = redis.Redis.from_url(os.environ["REDIS_URL"])
         client.delete("celery", "unacked", "unacked_index")  # no tasks of an earlier run
         client.close()
         self.server = ControlPlaneProcess(env)
@@ -252,16 +262,35 @@ class Soak:
         self.worker = CeleryProcess("worker", self.worker.env, self.dir).start()
         self.restarts["celery worker"] += 1
 
+    def fault_proxy(self, proxy: TcpProxy, how: str) -> Any:
+        def fault(record: FaultRecord) -> None:
+            getattr(proxy, how)()
+            try:
+                self.hold(record)
+            finally:
+                proxy.restore()
+
+        return fault
+
     def hold(self, record: FaultRecord) -> None:
         started = time.monotonic()
         time.sleep(self.args.hold)  # the fault lasts this long, by design
         record.held = time.monotonic() - started
 
     def fault_schedule(self) -> list[tuple[str, Any]]:
-        return [
-            ("web server SIGKILL + restart", self.fault_web_kill),
-            ("celery worker SIGKILL + restart", self.fault_worker_kill),
-        ]
+        faults = {
+            "web-kill": ("web server SIGKILL + restart", self.fault_web_kill),
+            "pg-gone": ("PostgreSQL gone", self.fault_proxy(self.pg, "cut")),
+            "redis-hung": ("Redis hung", self.fault_proxy(self.redis, "hang")),
+            "worker-kill": ("celery worker SIGKILL + restart", self.fault_worker_kill),
+            "pg-hung": ("PostgreSQL hung", self.fault_proxy(self.pg, "hang")),
+            "redis-gone": ("Redis gone", self.fault_proxy(self.redis, "cut")),
+        }
+        names = self.args.faults.split(",") if self.args.faults else list(faults)
+        unknown = [n for n in names if n not in faults]
+        if unknown:
+            raise SystemExit(f"--faults: unknown {unknown}; choose from {', '.join(faults)}")
+        return [faults[n] for n in names]
 
     # -- the run --------------------------------------------------------------------
 
@@ -302,6 +331,8 @@ class Soak:
             self.beat.stop()
             self.worker.stop()
             self.server.stop()
+            self.pg.close()
+            self.redis.close()
         return self.report(records, time.monotonic() - began)
 
     def stop_agents(self) -> list[dict[str, Any]]:
@@ -357,17 +388,20 @@ class Soak:
             f"of which repeats {repeats}",
             f"  faults ({len(self.faults)}):",
         ]
-        for f in self.faults:
-            down = self.health.down_between(f.at, f.at + f.held + 60)
-            agent_fails = sum(
-                1
+        for n, f in enumerate(self.faults):
+            until = self.faults[n + 1].at if n + 1 < len(self.faults) else time.monotonic()
+            down = self.health.down_between(f.at, until)
+            window = [
+                (ok, status)
                 for a in agents
-                for started, _end, ok, _status in a["exchanges"]
-                if not ok and f.at <= started <= f.at + f.held + 30
-            )
+                for started, _end, ok, status in a["exchanges"]
+                if f.at <= started <= f.at + f.held + 30
+            ]
+            retried = sum(1 for ok, _ in window if not ok)
+            errors = sum(1 for _, status in window if status and status >= 500)
             lines.append(
                 f"    {f.at - self.began:7.0f} s  {f.name}: held {f.held:.1f} s, "
-                f"/healthz down {down:.1f} s, syncs retried {agent_fails}"
+                f"/healthz down {down:.1f} s, syncs retried {retried}, 5xx {errors}"
             )
         lines.append("  resident memory, MB (after the warm-up -> at the end):")
         for name, values in self.memory.items():
@@ -406,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--every", type=float, default=60.0, help="seconds between faults")
     parser.add_argument("--hold", type=float, default=5.0, help="seconds each fault lasts")
+    parser.add_argument(
+        "--faults",
+        default="",
+        help="comma-separated, in order (default all): web-kill, pg-gone, redis-hung, "
+        "worker-kill, pg-hung, redis-gone",
+    )
     parser.add_argument("--processes", type=int, default=3, help="agent processes")
     parser.add_argument("--agents", type=int, default=2, help="agents per process")
     parser.add_argument("--breakers", type=int, default=4, help="breakers per agent")

@@ -12,7 +12,6 @@ other database on the server keep their direct connections.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
@@ -20,6 +19,7 @@ from django.conf import settings
 from tests.e2e.conftest import database_url
 from tests.faults import TcpProxy
 from tests.reliability.drill import assert_nothing_lost, run_drill
+from tests.reliability.processes import port_of, through
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
@@ -27,21 +27,9 @@ HELD = 6.0
 SYNC_TIMEOUT = 3.0  # the fleet's request_timeout
 
 
-def through(url: str, proxy: TcpProxy) -> str:
-    """``url`` with its host and port replaced by the proxy's."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{proxy.port}"
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) > 1 else host))
-
-
-def upstream_port(url: str, default: int) -> int:
-    return urlsplit(url).port or default
-
-
 @pytest.fixture
 def pg_proxy(transactional_db: None) -> Iterator[TcpProxy]:
-    with TcpProxy(upstream_port(database_url(), 5432)) as proxy:
+    with TcpProxy(port_of(database_url(), 5432)) as proxy:
         yield proxy
 
 
@@ -49,7 +37,7 @@ def pg_proxy(transactional_db: None) -> Iterator[TcpProxy]:
 def redis_proxy() -> Iterator[TcpProxy]:
     if not settings.REDIS_URL:
         pytest.skip("needs Redis (REDIS_URL)")
-    with TcpProxy(upstream_port(settings.REDIS_URL, 6379)) as proxy:
+    with TcpProxy(port_of(settings.REDIS_URL, 6379)) as proxy:
         yield proxy
 
 
@@ -58,7 +46,7 @@ def test_postgres_unreachable_loses_and_duplicates_nothing(
     start_control_plane, agent_service, pg_proxy, mode
 ):
     _, token = agent_service
-    server = start_control_plane(DATABASE_URL=through(database_url(), pg_proxy))
+    server = start_control_plane(DATABASE_URL=through(database_url(), pg_proxy.port))
     inject = pg_proxy.cut if mode == "gone" else pg_proxy.hang
 
     def during(fleet, started):
@@ -83,7 +71,7 @@ def test_redis_unreachable_keeps_durable_writes_going(
     start_control_plane, agent_service, redis_proxy, mode
 ):
     _, token = agent_service
-    server = start_control_plane(REDIS_URL=through(settings.REDIS_URL, redis_proxy))
+    server = start_control_plane(REDIS_URL=through(settings.REDIS_URL, redis_proxy.port))
     inject = redis_proxy.hang if mode == "hung" else redis_proxy.cut
     result = run_drill(
         f"Redis {mode} for {HELD:g} s",
