@@ -197,6 +197,7 @@ class Soak:
         client.delete("celery", "unacked", "unacked_index")  # no tasks of an earlier run
         client.close()
         self.server = ControlPlaneProcess(env)
+        self.server.log_path = str(Path(self.dir) / "web.log")
         self.server.start()
         self.worker = CeleryProcess("worker", env, self.dir).start()
         self.beat = CeleryProcess("beat", env, self.dir).start()
@@ -395,7 +396,7 @@ class Soak:
                 (ok, status)
                 for a in agents
                 for started, _end, ok, status in a["exchanges"]
-                if f.at <= started <= f.at + f.held + 30
+                if f.at <= started < until
             ]
             retried = sum(1 for ok, _ in window if not ok)
             errors = sum(1 for _, status in window if status and status >= 500)
