@@ -134,6 +134,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A view failing because the database is away: 503 with Retry-After, not a 500.
+    "controlplane.core.errors.DatabaseUnavailableMiddleware",
     # Last: turns a locked-out sign-in into its 429 answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -186,16 +188,41 @@ try:
     }
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+# A database that is away answers within these bounds, never after minutes: a connect
+# attempt gives up after DATABASE_CONNECT_TIMEOUT seconds, a statement is cancelled by
+# PostgreSQL after DATABASE_STATEMENT_TIMEOUT_MS (0: never), and a request waits at most
+# DATABASE_POOL_TIMEOUT seconds for a pooled connection (then a JSON 503, Retry-After).
+DATABASE_CONNECT_TIMEOUT = envint("DATABASE_CONNECT_TIMEOUT", 3, minimum=1, maximum=600)
+DATABASE_STATEMENT_TIMEOUT_MS = envint(
+    "DATABASE_STATEMENT_TIMEOUT_MS", 30_000, minimum=0, maximum=86_400_000
+)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _pg_options.setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+    # Migrations may rewrite big tables: they run without the statement timeout.
+    if DATABASE_STATEMENT_TIMEOUT_MS and sys.argv[1:2] != ["migrate"]:
+        _pg_options["options"] = (
+            f"{_pg_options.get('options', '')} -c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}"
+        ).strip()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool(
     "DATABASE_POOL", True
 ):
     # Under ASGI every concurrent sync runs in its own thread; a bounded pool keeps a
     # burst of agents from exhausting PostgreSQL's connections (they queue instead).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    _pool_timeout = envint("DATABASE_POOL_TIMEOUT", 3, minimum=1, maximum=600)
+    DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": envint("DATABASE_POOL_MIN_SIZE", 2, minimum=0, maximum=1000),
         "max_size": envint("DATABASE_POOL_MAX_SIZE", 20, minimum=1, maximum=1000),
-        "timeout": envint("DATABASE_POOL_TIMEOUT", 30, minimum=1, maximum=600),
+        "timeout": _pool_timeout,
+        # While the database is away the pool retries connecting with a growing delay;
+        # it gives up after this long, so that the first request after the database is
+        # back connects at once instead of waiting out the last delay.
+        "reconnect_timeout": float(_pool_timeout),
+        # Connections idle this long, or this old, are replaced (a restarted server or a
+        # proxy that dropped them is noticed before a request needs them).
+        "max_idle": 300.0,
+        "max_lifetime": 1800.0,
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent agents and a web process share the file: wait for locks instead of failing.

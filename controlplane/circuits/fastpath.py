@@ -5,7 +5,9 @@ Django runs every ``MiddlewareMixin`` middleware of an async request through a t
 The agent routes need none of that stack (they authenticate by their own bearer token,
 set no cookies, render nothing), so :class:`FastPath` answers them from the event loop
 alone, with what still applies: host validation and Django's ``SecurityMiddleware``
-(SSL redirect, HSTS, nosniff, referrer and opener policies, all per settings).
+(SSL redirect, HSTS, nosniff, referrer and opener policies, all per settings). A
+handler failing because the database is away answers the JSON 503 (with Retry-After)
+of the rest of the API.
 
 Which requests it takes is read from the project's URL configuration: whatever resolves
 to one of the views in :meth:`FastPath.routes`, so there is one route per endpoint and a
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -27,7 +30,9 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware.security import SecurityMiddleware
 from django.urls import Resolver404, resolve
 
-from controlplane.core.errors import error_response
+from controlplane.core.errors import database_unavailable, error_response, unavailable_response
+
+logger = logging.getLogger(__name__)
 
 # A handler answers one request (None: the client went away, nobody to answer).
 Handler = Callable[[ASGIRequest, Any], Awaitable[HttpResponse | None]]
@@ -85,7 +90,13 @@ class FastPath:
         else:
             response = security.process_request(request)
             if response is None:
-                response = await handler(request, receive)
+                try:
+                    response = await handler(request, receive)
+                except Exception as exc:
+                    if not database_unavailable(exc):
+                        raise
+                    logger.warning("database unavailable: %s: %s", request.path, exc)
+                    response = unavailable_response(request.path)
                 if response is None:
                     return  # the client went away: nobody to answer
         security.process_response(request, response)

@@ -78,7 +78,12 @@ from controlplane.circuits.watch import (
     token_key,
 )
 from controlplane.circuits.watchhub import get_hub
-from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, error_response
+from controlplane.core.errors import (
+    CREDENTIALS_FIELD,
+    NON_FIELD,
+    UNAVAILABLE_RETRY_AFTER,
+    error_response,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -374,7 +379,11 @@ class Intake:
             except Retry:
                 return await self.one_transaction(service_id, service, batch)
             except DatabaseError:
-                return error_response(503, {NON_FIELD: "could not store the sync; send it again"})
+                response = error_response(
+                    503, {NON_FIELD: "could not store the sync; send it again"}
+                )
+                response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+                return response
         elif sync.snaps or sync.dropped:
             self._submit(sync)
         return _answer(payload, acked)

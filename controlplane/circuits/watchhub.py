@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 # Redis reconnects back off up to this many seconds.
 MAX_RECONNECT_DELAY = 5.0
+# Services whose announced version the hub keeps; a flood of messages naming made-up
+# services empties the table instead of growing it without bound.
+MAX_ANNOUNCED = 100_000
 
 
 @dataclass(eq=False)
@@ -218,6 +221,10 @@ class WatchHub:
     def wake(self, service_id: int, desired_version: int) -> None:
         """A service's desired state moved to ``desired_version``: wake its waiters."""
         with self._lock:
+            if len(self._announced) >= MAX_ANNOUNCED and service_id not in self._announced:
+                logger.warning("watch hub: %d services announced; table emptied", MAX_ANNOUNCED)
+                self._announced.clear()
+                self._heard_at.clear()
             self._heard += 1
             self._heard_at[service_id] = self._heard
             if desired_version > self._announced.get(service_id, 0):

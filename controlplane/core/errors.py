@@ -10,10 +10,13 @@ field (403, 404, 405, a serializer's cross-field check) has the field ``"detail"
 compared). See docs/api.md.
 """
 
+import logging
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
@@ -25,6 +28,38 @@ from rest_framework.views import exception_handler as drf_exception_handler
 NON_FIELD = "detail"
 # The field of a missing or invalid credential (the Authorization header).
 CREDENTIALS_FIELD = "authorization"
+# Retry-After of a 503 for a database that is away (seconds).
+UNAVAILABLE_RETRY_AFTER = 5
+UNAVAILABLE_REASON = "the database is unavailable; retry later"
+
+logger = logging.getLogger(__name__)
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    """Whether ``exc`` says the database cannot be reached or used now (a refused or
+    timed-out connect, no pooled connection in time, a connection lost mid-request, a
+    statement cancelled by ``statement_timeout``), as opposed to a bug."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover (SQLite only)
+        return False
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+def unavailable_response(request_path: str = "/api/") -> HttpResponse:
+    """503 with Retry-After: the error shape under /api/, a plain page elsewhere."""
+    if request_path.startswith("/api/"):
+        response: HttpResponse = error_response(503, {NON_FIELD: UNAVAILABLE_REASON})
+    else:
+        response = HttpResponse(
+            "503 Service Unavailable: the database is unavailable; retry later.\n",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+    response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+    return response
 
 
 def error_body(errors: Mapping[str, str], **extra: Any) -> dict[str, Any]:
@@ -81,6 +116,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     Model validation errors become 400s naming their fields.
     """
+    if database_unavailable(exc):
+        logger.warning("database unavailable: %s", exc)
+        return Response(
+            error_body({NON_FIELD: UNAVAILABLE_REASON}),
+            status=503,
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+        )
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD: exc.messages}
         exc = exceptions.ValidationError(detail)
@@ -117,7 +159,34 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    """``handler500``: the error shape under /api/ (no internals), Django's page elsewhere."""
+    """``handler500``: the error shape under /api/ (no internals), Django's page elsewhere;
+    a 503 with Retry-After when the error was the database being away."""
+    if database_unavailable(sys.exc_info()[1]):
+        return unavailable_response(request.path)
     if _is_api(request):
         return error_response(500, {NON_FIELD: "internal server error"})
     return defaults.server_error(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that fails because the database is away answers 503 with Retry-After (the
+    error shape under /api/, a plain page elsewhere), not a 500."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not database_unavailable(exception):
+            return None
+        logger.warning("database unavailable: %s %s: %s", request.method, request.path, exception)
+        return unavailable_response(request.path)

@@ -113,8 +113,10 @@ class Dispatcher:
         return True
 
     def paused(self) -> bool:
-        """Whether delivery is skipped now (Redis failed repeatedly, recently)."""
-        return self._breaker.state.value == "open"
+        """Whether delivery is skipped now (Redis failed repeatedly, recently); after the
+        pause the next event is delivered as a probe."""
+        state = self._breaker.get_state()
+        return bool(state["state"] == "open" and (state["retry_after"] or 0) > 0)
 
     def _ensure_thread(self) -> None:
         with self._lock:

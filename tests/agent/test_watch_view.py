@@ -497,3 +497,15 @@ async def test_a_bogus_version_heard_without_watchers_costs_one_build(redis_feed
     response = await asyncio.wait_for(watcher, 5.0)
     assert response.status_code == 200
     assert json.loads(response.content)["desired_version"] == version
+
+
+def test_announcements_of_made_up_services_do_not_grow_the_hub_without_bound(monkeypatch):
+    from controlplane.circuits import watchhub
+
+    monkeypatch.setattr(watchhub, "MAX_ANNOUNCED", 3)
+    hub = watchhub.WatchHub(builder=lambda service_id: {"desired_version": 0})
+    for service_id in range(1, 11):
+        hub.wake(service_id, 10**9)
+    assert len(hub._announced) <= 3 and len(hub._heard_at) <= 3
+    assert hub.announced(10) == 10**9
+    hub.stop()

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
@@ -92,7 +93,11 @@ def test_health_circuits_reports_open_circuits(
 def test_healthz(client: Client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "redis": "ok" if settings.REDIS_URL else "off",
+    }
 
 
 def test_schema_and_docs_are_served(client: Client) -> None:

@@ -1,6 +1,7 @@
 """The project's system checks (core.checks) and liveness (core.health)."""
 
 import pytest
+from django.conf import settings
 from django.core import checks
 from django.test import Client, override_settings
 
@@ -26,7 +27,11 @@ def test_upload_limit_must_exceed_the_sync_limit() -> None:
 
 @pytest.mark.django_db
 def test_healthz_answers_get_and_refuses_other_methods(client: Client) -> None:
-    assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    assert client.get("/healthz").json() == {
+        "status": "ok",
+        "database": "ok",
+        "redis": "ok" if settings.REDIS_URL else "off",
+    }
     refused = client.post("/healthz")
     assert refused.status_code == 405 and refused["Allow"] == "GET, HEAD"
     assert refused.json()["field"] == "detail"
