@@ -81,6 +81,7 @@ class HealthWatch:
         self.port = port
         self.interval = interval
         self.polls: list[tuple[float, bool]] = []
+        self.degraded: list[tuple[float, bool]] = []  # 200, but a dependency is down
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -88,20 +89,23 @@ class HealthWatch:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             started = time.monotonic()
-            ok = False
-            with contextlib.suppress(OSError, http.client.HTTPException):
+            ok = degraded = False
+            with contextlib.suppress(OSError, http.client.HTTPException, ValueError):
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", "/healthz")
-                ok = conn.getresponse().status == 200
+                response = conn.getresponse()
+                ok = response.status == 200
+                degraded = ok and json.loads(response.read()).get("status") != "ok"
                 conn.close()
             self.polls.append((started, ok))
+            self.degraded.append((started, not degraded))
 
-    def down_between(self, start: float, end: float) -> float:
+    def down_between(self, start: float, end: float, *, degraded: bool = False) -> float:
         """Seconds without a good poll in [start, end]: from each failed poll to the next
-        good one (or ``end``)."""
+        good one (or ``end``); with ``degraded``, of answers naming a dependency down."""
         down = 0.0
         failing: float | None = None
-        for at, ok in list(self.polls):
+        for at, ok in list(self.degraded if degraded else self.polls):
             if at < start:
                 continue
             if at > end:
@@ -392,6 +396,7 @@ class Soak:
         for n, f in enumerate(self.faults):
             until = self.faults[n + 1].at if n + 1 < len(self.faults) else time.monotonic()
             down = self.health.down_between(f.at, until)
+            degraded = self.health.down_between(f.at, until, degraded=True)
             window = [
                 (ok, status)
                 for a in agents
@@ -402,7 +407,8 @@ class Soak:
             errors = sum(1 for _, status in window if status and status >= 500)
             lines.append(
                 f"    {f.at - self.began:7.0f} s  {f.name}: held {f.held:.1f} s, "
-                f"/healthz down {down:.1f} s, syncs retried {retried}, 5xx {errors}"
+                f"/healthz down {down:.1f} s, degraded {degraded:.1f} s, "
+                f"syncs retried {retried}, 5xx {errors}"
             )
         lines.append("  resident memory, MB (after the warm-up -> at the end):")
         for name, values in self.memory.items():
