@@ -415,7 +415,8 @@ class Soak:
             start = values[0]
             last = values[-1] if len(values) > 1 else None
             restarted = self.restarts[name]
-            note = f"  (a new process after {restarted} kills)" if restarted else ""
+            kills = "kill" if restarted == 1 else "kills"
+            note = f"  (a new process after {restarted} {kills})" if restarted else ""
             lines.append(f"    {name:16} {_mb(start)} -> {_mb(last)}{note}")
         for problem in counted.problems:
             lines.append(f"  PROBLEM {problem}")
