@@ -13,7 +13,7 @@ QUIET ?= 1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/switchyard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: venv run test lint screenshot bench bench-all clean
+.PHONY: venv run test soak lint screenshot bench bench-all clean
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,16 @@ run: $(RUN_DEPS)
 test: venv
 	DATABASE_URL=$${DATABASE_URL-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL-$(TEST_REDIS_URL)} \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The soak (not part of `make test`): real agents with tripping breakers for MINUTES
+# minutes, a fault every SOAK_EVERY seconds; see docs/reliability.md.
+MINUTES ?= 10
+SOAK_EVERY ?= 60
+SOAK_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/switchyard_soak
+SOAK_REDIS_URL ?= redis://127.0.0.1:6379/14
+soak: venv
+	DATABASE_URL=$${DATABASE_URL-$(SOAK_DATABASE_URL)} REDIS_URL=$${REDIS_URL-$(SOAK_REDIS_URL)} \
+		$(BIN)/python -m tests.reliability.soak --minutes $(MINUTES) --every $(SOAK_EVERY)
 
 # Refresh the README's picture (docs/dashboard.png) from a real demo run in a browser.
 screenshot: venv

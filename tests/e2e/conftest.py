@@ -115,6 +115,18 @@ class ControlPlaneProcess:
                 self._signal_group(proc, signal.SIGKILL)
                 proc.wait(5)
 
+    def kill(self) -> None:
+        """Kill the process group with SIGKILL at once: a crash, nothing flushed."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        self._signal_group(proc, signal.SIGKILL)
+        proc.wait(5)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
     @staticmethod
     def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
