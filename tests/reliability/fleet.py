@@ -64,11 +64,13 @@ class CountingAgent(Agent):
                 pending = self._pending.popleft()
                 self.acked[pending.id] = pending.event
 
-    def _decode(self, status: int, data: bytes, what: str) -> wire.SyncAnswer:
+    def _decode(
+        self, status: int, data: bytes, what: str, retry_after: float | None = None
+    ) -> wire.SyncAnswer:
         self._last.status = status
         with self._record_lock:
             self.statuses[status] += 1
-        return super()._decode(status, data, what)
+        return super()._decode(status, data, what, retry_after)
 
     def _sync_exchange(self, http_: Any, timeout: float) -> bool:
         started = time.monotonic()
