@@ -38,10 +38,15 @@ class DeliveryResult:
 
 
 def payload(notification: Notification) -> dict[str, Any]:
-    """The body every transport sends: {"event": ..., "alert": {...}}."""
+    """The body every transport sends: {"delivery_id": ..., "event": ..., "alert": {...}}.
+
+    ``delivery_id`` is the notification's: the same on every attempt to deliver it (a
+    retry, or a redelivery after a worker died mid-send), so a receiver can drop what
+    it already has."""
     alert: Alert = notification.alert
     rule = alert.rule
     return {
+        "delivery_id": notification.pk,
         "event": notification.event,
         "alert": {
             "id": alert.pk,

@@ -54,6 +54,8 @@ def test_webhook_arrives_signed_with_the_documented_shape(firing, receiver) -> N
     assert headers["Content-Type"] == "application/json"
     [body] = receiver.bodies()
     assert body["event"] == "firing"
+    assert body["delivery_id"] == firing.pk
+    assert headers["X-Switchyard-Delivery"] == str(firing.pk)
     alert = body["alert"]
     assert (alert["rule"], alert["service"], alert["circuit"], alert["state"]) == (
         "db open",

@@ -5,7 +5,7 @@ before it is sent; a worker that dies leaves its claim, which expires after
 SWITCHYARD_ALERT_CLAIM_TTL, and the periodic sweep hands the notification out again.
 A worker killed after the receiver got the request but before recording it sends it
 once more after the TTL. So: the receiver gets it again, not before the TTL, with the
-same bytes and signature (it can deduplicate), the notification ends sent with one
+same bytes, signature and delivery id (it can deduplicate), the notification ends sent with one
 recorded attempt, and a redelivered task sends nothing more.
 """
 
@@ -160,6 +160,9 @@ def test_worker_sigkilled_mid_delivery_delivers_again_after_the_claim_ttl(
     assert second_at - first_at >= CLAIM_TTL
     assert second == first
     assert second_headers["X-Switchyard-Signature"] == first_headers["X-Switchyard-Signature"]
+    # The delivery id a receiver deduplicates by: the notification's, on both.
+    assert first_headers["X-Switchyard-Delivery"] == str(notification.pk)
+    assert second_headers["X-Switchyard-Delivery"] == str(notification.pk)
     attempts = list(notification.attempt_rows.values_list("number", "status"))
     assert attempts == [(1, "ok")]
     assert notification.attempts == 1
@@ -173,5 +176,5 @@ def test_worker_sigkilled_mid_delivery_delivers_again_after_the_claim_ttl(
         requests_at_the_receiver=len(receiver.requests),
         answered=1,
         attempts_recorded=len(attempts),
-        duplicate="byte-identical, same signature",
+        duplicate="byte-identical, same signature and delivery id",
     )

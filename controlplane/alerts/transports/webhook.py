@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from controlplane.alerts.transports.base import Transport, TransportError, unknown_keys
 
 SIGNATURE_HEADER = "X-Switchyard-Signature"
+# The notification's id, the same on every attempt (also in the signed body).
+DELIVERY_HEADER = "X-Switchyard-Delivery"
 RETRYABLE_4XX = {408, 425, 429}
 
 
@@ -67,6 +69,11 @@ class WebhookTransport(Transport):
                 "Content-Type": "application/json",
                 "User-Agent": "Switchyard-Alerts/1",
                 SIGNATURE_HEADER: sign(body, self.config["secret"]),
+                **(
+                    {DELIVERY_HEADER: str(payload["delivery_id"])}
+                    if "delivery_id" in payload
+                    else {}
+                ),
             },
         )
         try:
