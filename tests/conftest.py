@@ -41,21 +41,28 @@ def _test_database_drops_cleanly(django_db_setup: None, django_db_blocker: Any) 
     """Close what tests left connected to the test database, so that it can be dropped.
 
     Connections opened by this process outside pytest-django's reach (server threads,
-    the greenlets of the browser driver) would otherwise keep the test database busy at
-    teardown. Runs just before the database is destroyed.
+    the greenlets of the browser driver, the connection pool) would otherwise keep the
+    test database busy at teardown. Runs just before the database is destroyed.
     """
     yield
     from django.db import connection
 
     if connection.vendor != "postgresql":
         return
-    if connection.settings_dict["NAME"] != connection.creation._get_test_db_name():
+    if not str(connection.settings_dict["NAME"]).startswith("test_"):
         return  # no test of this run used the database: none was created
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+    import psycopg
+
+    with django_db_blocker.unblock():
+        # The pool first: left open, it reconnects to keep its minimum size.
+        connection.close()
+        if hasattr(connection, "close_pool"):
+            connection.close_pool()
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as direct:
+            direct.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 def _persona(username: str, group: str) -> User:
