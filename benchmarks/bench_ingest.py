@@ -284,12 +284,20 @@ class Connection:
         assert self.reader is not None and self.writer is not None
         self.writer.write(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
         head = await self.reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 "):
+            self.close()
+            raise ConnectionError(f"not an HTTP answer: {head[:40]!r}")
         status = int(head[9:12])
         length = 0
+        close = False
         for line in head.split(b"\r\n"):
             if line[:15].lower() == b"content-length:":
                 length = int(line[15:])
+            elif line.lower() == b"connection: close":
+                close = True
         data = await self.reader.readexactly(length) if length else b""
+        if close:  # a refusal: the server reads no more on this connection
+            self.close()
         return status, data
 
     def close(self) -> None:
@@ -526,6 +534,10 @@ def start_server(
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "SWITCHYARD_REDIS_PREFIX": f"bench-ingest-{uuid.uuid4().hex[:8]}",
+        # One agent token for the whole simulated fleet, driven past what one token may
+        # send by default (SWITCHYARD_AGENT_RATE_PER_SECOND per process): the bench
+        # measures the intake's capacity, so the per-token limit is off.
+        "SWITCHYARD_AGENT_RATE_PER_SECOND": "0",
         "DEBUG": "0",
         "SECRET_KEY": "bench-" + uuid.uuid4().hex,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
