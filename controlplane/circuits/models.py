@@ -183,17 +183,25 @@ class Snapshot(models.Model):
     slow_calls = models.PositiveBigIntegerField(default=0)
     rejected = models.PositiveBigIntegerField(default=0)
     trip_count = models.PositiveBigIntegerField(default=0)
-    # Growth of the cumulative counters since the previous sync (a restart starts over).
+    # The instance's generation (process start) the counters belong to: counters of
+    # another generation start over from zero.
+    generation = models.PositiveIntegerField(default=0)
+    # The agent's monotonic clock (seconds since its library started) when it read the
+    # counters; null from agents that do not send it.
+    clock = models.FloatField(null=True, blank=True)
+    # Growth of the cumulative counters over the ``delta_seconds`` before ``clock`` (the
+    # time between the two syncs they were read in, by the agent's clock; after a
+    # restart, since the process started). A rate is delta / delta_seconds; null
+    # delta_seconds: unknown (no clock), no rate.
     calls_delta = models.PositiveBigIntegerField(default=0)
     failures_delta = models.PositiveBigIntegerField(default=0)
     slow_calls_delta = models.PositiveBigIntegerField(default=0)
     rejected_delta = models.PositiveBigIntegerField(default=0)
+    delta_seconds = models.FloatField(null=True, blank=True)
     failure_rate = models.FloatField(null=True, blank=True)
-    failure_count = models.PositiveBigIntegerField(default=0)
-    success_count = models.PositiveBigIntegerField(default=0)
-    last_failure = models.DateTimeField(null=True, blank=True)
     state_since = models.DateTimeField(null=True, blank=True)
     retry_after = models.FloatField(null=True, blank=True)
+    # When this row was last written (liveness is the instance's ``last_seen``).
     updated_at = models.DateTimeField()
 
     class Meta:
