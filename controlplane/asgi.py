@@ -16,7 +16,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from controlplane.circuits.intake import AgentFastPath  # noqa: E402
+from controlplane.circuits.sync.route import AgentFastPath  # noqa: E402
 from controlplane.requestguard import RequestGuard  # noqa: E402
 from dashboard.routing import websocket_urlpatterns as dashboard_ws  # noqa: E402
 

@@ -477,18 +477,14 @@ SWITCHYARD_SYNC_EARLIEST_YEAR = envint(
 SWITCHYARD_SYNC_MAX_CLOCK_SKEW = envint(
     "SWITCHYARD_SYNC_MAX_CLOCK_SKEW", 86_400, minimum=0, maximum=31_536_000
 )
-# Agent intake (controlplane/circuits/intake.py, docs/operations.md). Rows of many syncs
-# are written together every SWITCHYARD_INTAKE_FLUSH_MS milliseconds; a sync carrying
-# transitions is answered after that write commits.
-SWITCHYARD_INTAKE_FLUSH_MS = envint("SWITCHYARD_INTAKE_FLUSH_MS", 25, minimum=1, maximum=1000)
+# The sync's store (controlplane/circuits/sync/store.py, docs/operations.md).
 # A revoked agent token is refused by the sync within this many seconds.
-SWITCHYARD_INTAKE_TOKEN_SECONDS = envint(
-    "SWITCHYARD_INTAKE_TOKEN_SECONDS", 5, minimum=0, maximum=300
-)
-# Snapshot counters that changed without a state change, and instances' last_seen, reach
-# PostgreSQL within this many seconds (states, configs and transitions at once).
-SWITCHYARD_INTAKE_COUNTER_SECONDS = envint(
-    "SWITCHYARD_INTAKE_COUNTER_SECONDS", 5, minimum=0, maximum=60
+SWITCHYARD_SYNC_TOKEN_SECONDS = envint("SWITCHYARD_SYNC_TOKEN_SECONDS", 5, minimum=0, maximum=300)
+# A breaker's counters that changed without its state are stored at most once per this
+# many seconds of the agent's clock (rates then cover at least this long); states,
+# configs and transitions at once. 0: on every sync.
+SWITCHYARD_SYNC_COUNTER_SECONDS = envint(
+    "SWITCHYARD_SYNC_COUNTER_SECONDS", 4, minimum=0, maximum=60
 )
 # Largest request body on every other route of the ASGI app (controlplane/requestguard.py):
 # a declared Content-Length above it is refused (413) before anything is read, a

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from controlplane.alerts.metrics import metrics_view
 from controlplane.circuits import views as circuit_views
+from controlplane.circuits.sync import route as sync_route
 from controlplane.circuits.watch import agent_watch
 from controlplane.core.health import healthz
 
@@ -14,9 +15,9 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("health/circuits", circuit_views.circuit_health, name="circuit-health"),
     path("metrics", metrics_view, name="metrics"),
-    # Agent protocol, routed here alone: under ASGI, controlplane.circuits.intake's
+    # Agent protocol, routed here alone: under ASGI, controlplane.circuits.sync.route's
     # AgentFastPath serves whatever resolves to these two views ahead of the middleware.
-    path("api/v1/agent/sync", circuit_views.agent_sync, name="agent-sync"),
+    path("api/v1/agent/sync", sync_route.agent_sync, name="agent-sync"),
     path("api/v1/agent/watch", agent_watch, name="agent-watch"),
     # Operator API.
     path("api/v1/", include("controlplane.circuits.api.urls")),

@@ -12,7 +12,7 @@ of the rest of the API.
 Which requests it takes is read from the project's URL configuration: whatever resolves
 to one of the views in :meth:`FastPath.routes`, so there is one route per endpoint and a
 moved prefix moves both. Subclasses name their views and handlers
-(``controlplane.circuits.watch.WatchFastPath``, ``controlplane.circuits.intake.AgentFastPath``).
+(``controlplane.circuits.watch.WatchFastPath``, ``controlplane.circuits.sync.route.AgentFastPath``).
 """
 
 from __future__ import annotations

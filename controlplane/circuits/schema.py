@@ -1,7 +1,7 @@
 """OpenAPI descriptions of the routes served by plain Django views.
 
 The agent sync (:func:`controlplane.circuits.views.agent_sync`, served under ASGI by
-:mod:`.intake`), the watch (:mod:`.watch`) and ``/healthz`` are not DRF views, so
+:mod:`.sync`), the watch (:mod:`.watch`) and ``/healthz`` are not DRF views, so
 drf-spectacular does not see them; the stand-in views below carry their descriptions
 (they are never routed) and :func:`controlplane.core.schema.add_plain_views` adds them
 to the schema at the paths the real views are routed at.
@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from breakers.config import wire_schema
 from controlplane.circuits.choices import CircuitState, OverrideState, TransitionReason
-from controlplane.circuits.ingest import MAX_COUNTER, MAX_PID
+from controlplane.circuits.sync.wire import MAX_CLOCK, MAX_COUNTER, MAX_DROPPED_PER_SYNC, MAX_PID
 from controlplane.circuits.watch import MAX_SINCE
 from controlplane.core import schema as core_schema
 
@@ -64,7 +64,6 @@ BREAKER_REPORT = {
         "trip_count": COUNTER,
         "failure_rate": RATE,
         "state_since": {**TIMESTAMP, "nullable": True},
-        "last_failure": {**TIMESTAMP, "nullable": True},
         "retry_after": {"type": "number", "minimum": 0, "maximum": 1e9, "nullable": True},
     },
 }
@@ -103,9 +102,10 @@ SYNC_REQUEST = {
                 "library_version": _text(50),
             },
         },
-        "breakers": {"type": "array", "items": BREAKER_REPORT, "nullable": True},
-        "transitions": {"type": "array", "items": TRANSITION_REPORT, "nullable": True},
-        "dropped_transitions": {"type": "integer", "minimum": 0, "maximum": MAX_COUNTER},
+        "clock": {"type": "number", "minimum": 0, "maximum": MAX_CLOCK, "nullable": True},
+        "breakers": {"type": "array", "items": BREAKER_REPORT},
+        "transitions": {"type": "array", "items": TRANSITION_REPORT},
+        "dropped_transitions": {"type": "integer", "minimum": 0, "maximum": MAX_DROPPED_PER_SYNC},
     },
 }
 
@@ -145,13 +145,23 @@ DESIRED_STATE: dict[str, Any] = {
 
 SYNC_ANSWER = {
     **DESIRED_STATE,
-    "required": [*DESIRED_STATE["required"], "acked_through"],
+    "required": [*DESIRED_STATE["required"], "acked_through", "limits"],
     "properties": {
         **DESIRED_STATE["properties"],
         "acked_through": {
             "type": "integer",
             "minimum": 0,
             "description": "the highest transition id of this instance now stored",
+        },
+        "limits": {
+            "type": "object",
+            "description": "the limits of one sync: split a larger process over several",
+            "required": ["breakers", "transitions", "body_bytes"],
+            "properties": {
+                "breakers": {"type": "integer", "minimum": 1},
+                "transitions": {"type": "integer", "minimum": 1},
+                "body_bytes": {"type": "integer", "minimum": 1},
+            },
         },
     },
 }
@@ -197,6 +207,7 @@ class AgentSyncDescription(_StandIn):
             403: core_schema.error("`service` is not the token's service"),
             413: core_schema.TOO_LARGE,
             429: core_schema.TOO_MANY,
+            503: core_schema.error("not stored (the database is away); send it again"),
         },
     )
     def post(self, request: Request) -> Response:

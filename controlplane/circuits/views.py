@@ -1,24 +1,13 @@
-"""Plain Django views: the agent sync and fleet health (``/healthz`` is in core)."""
+"""Plain Django views: fleet health (``/healthz`` is in core)."""
 
-import json
-
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane.circuits import ratelimit
-from controlplane.circuits.auth import authenticate_agent, bearer_token
 from controlplane.circuits.choices import CircuitState, FleetState
 from controlplane.circuits.fleet import summary
-from controlplane.circuits.ingest import SyncError, ingest_sync, parse_sync
 from controlplane.circuits.models import Circuit
-from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, error_response
-from controlplane.core.jsonlimits import depth_error
 from controlplane.core.permissions import HasPerms
 
 UNHEALTHY_STATES = frozenset({CircuitState.OPEN, CircuitState.FORCED_OPEN})
@@ -44,70 +33,6 @@ FLEET_HEALTH = {
         "all_circuits": {"type": "array", "items": _HEALTH_CIRCUIT},
     },
 }
-
-
-def _error(status: int, field: str, reason: str) -> JsonResponse:
-    return error_response(status, {field: reason})
-
-
-@csrf_exempt
-def agent_sync(request: HttpRequest) -> HttpResponse:
-    """POST /api/v1/agent/sync: store an agent's batch, answer its service's desired state."""
-    if request.method != "POST":
-        response = _error(405, NON_FIELD, f'Method "{request.method}" not allowed.')
-        response["Allow"] = "POST"
-        return response
-    raw_token = bearer_token(request.headers.get("Authorization"))
-    if raw_token is None:
-        response = _error(
-            401, CREDENTIALS_FIELD, "send an agent token as 'Authorization: Bearer sya_...'"
-        )
-        response["WWW-Authenticate"] = 'Bearer realm="agent"'
-        return response
-    token = authenticate_agent(raw_token)
-    if token is None:
-        response = _error(401, CREDENTIALS_FIELD, "invalid or revoked agent token")
-        response["WWW-Authenticate"] = 'Bearer realm="agent", error="invalid_token"'
-        return response
-    wait = ratelimit.limiter("sync").take(token.token_hash)
-    if wait:
-        return ratelimit.too_many_response(wait, "with this agent token")
-
-    limit = settings.SWITCHYARD_SYNC_MAX_BODY_BYTES
-    try:
-        declared = int(request.headers.get("Content-Length") or 0)
-    except ValueError:
-        return _error(400, "body", "Content-Length is not an integer")
-    if declared > limit:
-        return _error(413, "body", f"at most {limit} bytes per sync, got {declared}")
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        return _error(413, "body", f"at most {limit} bytes per sync")
-    if len(body) > limit:
-        return _error(413, "body", f"at most {limit} bytes per sync, got {len(body)}")
-    nested = depth_error(body)
-    if nested is not None:
-        return _error(400, "body", nested)
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return _error(400, "body", f"malformed JSON: {exc}"[:300])
-
-    try:
-        batch = parse_sync(payload)
-    except SyncError as exc:
-        return JsonResponse(exc.as_json(), status=exc.status)
-    service = token.service
-    if batch.service is not None and batch.service != service.name:
-        return _error(
-            403, "service", f"this token belongs to service {service.name!r}, not {batch.service!r}"
-        )
-    try:
-        answer = ingest_sync(service, batch)
-    except SyncError as exc:
-        return JsonResponse(exc.as_json(), status=exc.status)
-    return JsonResponse(answer)
 
 
 @extend_schema(

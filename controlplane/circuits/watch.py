@@ -70,7 +70,7 @@ class TokenInfo(NamedTuple):
 # are recognised without a database round trip: token hash -> (service id, name, when
 # looked up). Each reader bounds the age it accepts: a revoked token can keep watching
 # (read only) for at most TOKEN_CACHE_SECONDS, and keep syncing for at most
-# SWITCHYARD_INTAKE_TOKEN_SECONDS (controlplane.circuits.intake).
+# SWITCHYARD_SYNC_TOKEN_SECONDS (controlplane.circuits.sync.route).
 TOKEN_CACHE_SECONDS = 30.0
 TOKEN_CACHE_MAX = 10_000
 _token_cache: dict[str, tuple[int, str, float]] = {}
@@ -304,7 +304,7 @@ async def agent_watch(request: HttpRequest) -> HttpResponse:
 class WatchFastPath(FastPath):
     """Serves the watch ahead of the middleware stack (see :mod:`.fastpath`): a thousand
     agents woken at once are answered from the event loop, not queued behind thread hops.
-    ``controlplane.circuits.intake.AgentFastPath`` adds the sync to the same mechanism."""
+    ``controlplane.circuits.sync.route.AgentFastPath`` adds the sync to the same mechanism."""
 
     def routes(self) -> Mapping[View, Handler]:
         return {agent_watch: _serve_watch}

@@ -190,3 +190,32 @@ class DatabaseUnavailableMiddleware:
             return None
         logger.warning("database unavailable: %s %s: %s", request.method, request.path, exception)
         return unavailable_response(request.path)
+
+
+class ApiError(Exception):
+    """A request refused with ``status`` and ``errors`` ({field: reason}) in the error
+    shape, plus ``headers`` (Retry-After, WWW-Authenticate); :meth:`response` renders it.
+    """
+
+    def __init__(self, status: int, errors: Mapping[str, str], **headers: str) -> None:
+        self.status = status
+        self.errors = dict(errors)
+        self.headers = headers
+        field_name, reason = next(iter(self.errors.items()))
+        super().__init__(f"{field_name}: {reason}")
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the error response."""
+        return error_body(self.errors)
+
+    def response(self) -> JsonResponse:
+        """The error as a Django response."""
+        response = error_response(self.status, self.errors)
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
+
+def unavailable(reason: str = UNAVAILABLE_REASON) -> ApiError:
+    """A retryable 503 with Retry-After."""
+    return ApiError(503, {NON_FIELD: reason}, **{"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})

@@ -6,7 +6,6 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from controlplane.circuits import ingest
 from controlplane.circuits.models import (
     Circuit,
     ConfigVersion,
@@ -18,14 +17,6 @@ from controlplane.circuits.models import (
 from controlplane.circuits.operations import create_config_version, force_circuit
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(params=["sql", "orm"])
-def upsert_path(request: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test through the one-statement PostgreSQL upsert and the portable ORM one."""
-    if request.param == "orm":
-        monkeypatch.setattr(ingest, "SQL_UPSERT_VENDORS", frozenset())
-    return request.param
 
 
 def _transition(tid: int, breaker: str = "feature_store", **kw: Any) -> dict[str, Any]:
@@ -160,10 +151,8 @@ def test_new_started_at_is_a_restart_and_transition_ids_start_over(post_sync, sy
 
 
 def test_counter_deltas_and_state_changes_between_syncs(
-    post_sync, sync_body, upsert_path: str, service: Service
+    post_sync, sync_body, service: Service
 ) -> None:
-    from controlplane.circuits.ingest import parse_sync, upsert_snapshots
-
     post_sync(sync_body(breakers=[{"name": "db", "calls": 100, "failures": 10, "rejected": 5}]))
     post_sync(sync_body(breakers=[{"name": "db", "calls": 160, "failures": 25, "rejected": 5}]))
     snapshot = Snapshot.objects.get()
@@ -173,28 +162,31 @@ def test_counter_deltas_and_state_changes_between_syncs(
     post_sync(sync_body(breakers=[{"name": "db", "calls": 30, "failures": 2}]))
     assert Snapshot.objects.values_list("calls_delta", flat=True).get() == 30
 
-    instance = Instance.objects.get()
-    circuits = {c.name: c for c in Circuit.objects.all()}
-    batch = parse_sync(sync_body(breakers=[{"name": "db", "state": "open", "config_version": 1}]))
-    changed = upsert_snapshots(
-        instance, batch.breakers, circuits, restarted=False, now=datetime.now(UTC)
-    )
-    assert changed == [
+    db = Circuit.objects.get(name="db")
+    body = sync_body(breakers=[{"name": "db", "state": "open", "config_version": 1}])
+    first = _write(service, body)
+    assert first.events[-1]["snapshots"] == [
         {
-            "circuit_id": circuits["db"].id,
+            "circuit_id": db.id,
             "circuit": "db",
             "state": "open",
             "previous_state": "closed",
             "config_version": 1,
         }
     ]
-    # The same report again changes nothing.
-    assert (
-        upsert_snapshots(instance, batch.breakers, circuits, restarted=False, now=datetime.now(UTC))
-        == []
-    )
+    # The same report again changes nothing: no event.
+    assert _write(service, body).events == []
     snapshot = Snapshot.objects.get()
     assert (snapshot.state, snapshot.config_version) == ("open", 1)
+
+
+def _write(service: Service, body: dict[str, Any]) -> Any:
+    from django.utils import timezone
+
+    from controlplane.circuits.sync.store import Item, get_store
+    from tests.circuits.sync_helpers import parse_sync
+
+    return get_store().write([Item(service.pk, service.name, parse_sync(body), timezone.now())])
 
 
 def test_answer_carries_central_config_and_override(

@@ -9,7 +9,8 @@ from breakers import CircuitBreaker, CircuitBreakerConfig, TransitionEvent, wire
 from breakers import agent as agent_module
 from breakers.states import REASONS, CircuitState, TransitionReason
 from controlplane.circuits import choices
-from controlplane.circuits.ingest import SyncError, parse_sync
+from controlplane.circuits.sync.parse import SyncError
+from tests.circuits.sync_helpers import parse_sync
 
 WIRE_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 AT = datetime(2026, 11, 27, 10, 4, 5, 123456, tzinfo=UTC)
@@ -29,9 +30,6 @@ FULL_BREAKER: wire.BreakerWire = {
     "trip_count": 6,
     "state_since": "2026-11-27T10:04:05.123456Z",
     "retry_after": 1.5,
-    "failure_count": 8,
-    "success_count": 1,
-    "last_failure": "2026-11-27T10:04:05.123Z",
 }
 
 
@@ -83,7 +81,7 @@ def test_the_agents_request_is_parsed_field_for_field() -> None:
     # Every declared breaker field reaches the report, under the same name.
     for name in wire.BREAKER_FIELDS:
         value = getattr(payments, name)
-        if name in ("state_since", "last_failure"):
+        if name == "state_since":
             assert value == wire.parse_timestamp(FULL_BREAKER[name])  # type: ignore[literal-required]
         else:
             assert value == FULL_BREAKER[name], name  # type: ignore[literal-required]
@@ -127,11 +125,9 @@ def test_coarser_timestamps_are_accepted(written: str, expected: datetime) -> No
 def test_a_timestamp_without_zone_or_not_a_timestamp_is_refused_as_before(written: object) -> None:
     with pytest.raises(SyncError) as info:
         parse_sync({"instance": {"id": "web-1", "started_at": written}})
-    assert info.value.errors == {
-        "instance.started_at": (
-            f"must be an ISO-8601 date-time with a time zone, got {written!r}"[:300]
-        )
-    }
+    (reason,) = info.value.errors.values()
+    assert list(info.value.errors) == ["instance.started_at"]
+    assert reason.startswith("must be an ISO-8601 date-time with a time zone"), reason
 
 
 def test_one_timestamp_format_everywhere() -> None:

@@ -4,37 +4,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('circuits', '0003_names_end_at_the_end'),
+        ("circuits", "0003_names_end_at_the_end"),
     ]
 
     operations = [
         migrations.RemoveField(
-            model_name='snapshot',
-            name='failure_count',
+            model_name="snapshot",
+            name="failure_count",
         ),
         migrations.RemoveField(
-            model_name='snapshot',
-            name='last_failure',
+            model_name="snapshot",
+            name="last_failure",
         ),
         migrations.RemoveField(
-            model_name='snapshot',
-            name='success_count',
+            model_name="snapshot",
+            name="success_count",
         ),
         migrations.AddField(
-            model_name='snapshot',
-            name='clock',
+            model_name="snapshot",
+            name="clock",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='snapshot',
-            name='delta_seconds',
+            model_name="snapshot",
+            name="delta_seconds",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='snapshot',
-            name='generation',
+            model_name="snapshot",
+            name="generation",
             field=models.PositiveIntegerField(default=0),
         ),
     ]

@@ -1,0 +1,97 @@
+"""What a sync is answered: the service's desired state, ``acked_through`` and the
+per-sync limits (so an agent can split a large process over several syncs)."""
+
+from datetime import datetime
+
+import orjson
+from django.conf import settings
+from django.utils import timezone
+
+from breakers.wire import parse_timestamp
+from controlplane.circuits.desired import build_desired_state, open_overrides
+from controlplane.circuits.operations import expire_overrides
+from controlplane.circuits.watch import desired_payload, in_db_thread
+from controlplane.circuits.watchhub import get_hub
+
+
+def limits() -> dict[str, int]:
+    """The limits of one sync, as agents read them."""
+    return {
+        "breakers": settings.SWITCHYARD_SYNC_MAX_BREAKERS,
+        "transitions": settings.SWITCHYARD_SYNC_MAX_TRANSITIONS,
+        "body_bytes": settings.SWITCHYARD_SYNC_MAX_BODY_BYTES,
+    }
+
+
+def body(desired: bytes, acked_through: int) -> bytes:
+    """The answer: the desired state's JSON object with ``acked_through`` and
+    ``limits`` put in before its closing brace."""
+    tail = b',"acked_through":%d,"limits":%s}' % (acked_through, orjson.dumps(limits()))
+    return b"".join((memoryview(desired)[:-1], tail))
+
+
+def desired_now(service_id: int) -> bytes:
+    """The desired state read from the database now, an override past its expiry ended
+    first (so its version moves and the watchers wake)."""
+    now = timezone.now()
+    if any(o.expires_at is not None and o.expires_at <= now for o in open_overrides(service_id)):
+        expire_overrides(now=now, service_id=service_id)
+    return orjson.dumps(build_desired_state(service_id, now=now))
+
+
+# The earliest override expiry in a desired state payload, by payload (the hub's bytes
+# object changes when the state does).
+_expiry: dict[int, tuple[bytes, datetime | None]] = {}
+
+
+def _earliest_expiry(payload: bytes) -> datetime | None:
+    desired = orjson.loads(payload)
+    until = [
+        parse_timestamp(b["override"]["until"])
+        for b in desired.get("breakers", {}).values()
+        if b.get("override") and b["override"].get("until")
+    ]
+    return min(until, default=None)
+
+
+async def desired_cached(service_id: int) -> bytes:
+    """The hub's serialised desired state (rebuilt only when the version moves); read
+    from the database when an override in it is past its expiry."""
+    hub = get_hub()
+    hub.listen()
+    version = hub.current_version(service_id)
+    if version is None:
+        generation = hub.feed_generation()
+        version = await in_db_thread(_read_version, service_id)
+        hub.learn(service_id, version, generation)
+    payload = await desired_payload(service_id, version)
+    cached = _expiry.get(service_id)
+    if cached is None or cached[0] is not payload:
+        cached = (payload, _earliest_expiry(payload))
+        _expiry[service_id] = cached
+    expiry = cached[1]
+    if expiry is not None and expiry <= timezone.now():
+        return await in_db_thread(_desired_and_close, service_id)
+    return payload
+
+
+def _read_version(service_id: int) -> int:
+    from django.db import connections
+
+    from controlplane.circuits.models import Service
+
+    try:
+        return int(
+            Service.objects.filter(pk=service_id).values_list("desired_version", flat=True).get()
+        )
+    finally:
+        connections.close_all()
+
+
+def _desired_and_close(service_id: int) -> bytes:
+    from django.db import connections
+
+    try:
+        return desired_now(service_id)
+    finally:
+        connections.close_all()

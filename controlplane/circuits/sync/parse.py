@@ -1,0 +1,242 @@
+"""A sync body to a :class:`~.wire.Sync`, or a :class:`SyncError` naming what is wrong.
+
+One pass: the nesting is measured on the raw bytes (``SWITCHYARD_JSON_MAX_DEPTH``),
+msgspec decodes and checks types and ranges, then the rules msgspec cannot express are
+checked here, every problem collected so that a client sees them all (up to
+``MAX_ERRORS_REPORTED``). A list over its limit is a 413, anything else a 400.
+"""
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from django.conf import settings
+from django.utils import timezone
+
+from breakers.config import config_errors
+from breakers.wire import format_timestamp
+from controlplane.circuits.choices import NAME_MAX_LENGTH, NAME_RE, CircuitState, TransitionReason
+from controlplane.circuits.sync.wire import PROTOCOL_VERSION, Sync, decoder
+from controlplane.core.errors import ApiError
+from controlplane.core.jsonlimits import depth_error
+
+MAX_ERRORS_REPORTED = 50
+# Control characters (NUL among them: PostgreSQL refuses it in text) and lone surrogates
+# (not encodable as UTF-8) are refused in every free-text field of a sync.
+UNPRINTABLE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+STATES = frozenset(CircuitState.values)
+REASONS = frozenset(TransitionReason.values)
+_STATE_LIST = ", ".join(CircuitState.values)
+_REASON_LIST = ", ".join(TransitionReason.values)
+# "... - at `$.breakers[0].calls`" in msgspec's messages.
+_AT = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+
+
+class SyncError(ApiError):
+    """A sync that cannot be accepted (400, or 413 for a list over its limit)."""
+
+
+class _Errors:
+    """Collects {field: reason}; raises once at the end."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, str] = {}
+
+    def add(self, path: str, reason: str) -> None:
+        if len(self.items) < MAX_ERRORS_REPORTED:
+            self.items.setdefault(path, reason[:300])
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise SyncError(400, self.items)
+
+
+# Names repeat from sync to sync: checked once each (bounded; cleared when full).
+NAMES_MAX = 8192
+_good_names: set[str] = set()
+# Configs repeat too: the verdict of config_errors by content (types included, so that
+# 1, 1.0 and True are told apart). Bounded.
+CONFIG_VERDICTS_MAX = 4096
+_config_verdicts: dict[tuple[tuple[Any, ...], tuple[type, ...]], dict[str, str]] = {}
+
+
+def _name_ok(value: str) -> bool:
+    if value in _good_names:
+        return True
+    if len(value) > NAME_MAX_LENGTH or not NAME_RE.match(value):
+        return False
+    if len(_good_names) >= NAMES_MAX:
+        _good_names.clear()
+    _good_names.add(value)
+    return True
+
+
+def _check_name(errors: _Errors, path: str, value: str) -> None:
+    if _name_ok(value):
+        return
+    if len(value) > NAME_MAX_LENGTH:
+        errors.add(path, f"must be at most {NAME_MAX_LENGTH} characters, got {len(value)}")
+    else:
+        errors.add(path, f"must match {NAME_RE.pattern}")
+
+
+def _check_text(errors: _Errors, path: str, value: str | None) -> None:
+    if value is not None and UNPRINTABLE_RE.search(value):
+        errors.add(path, f"must not contain control characters, got {value!r}")
+
+
+def config_verdict(config: dict[str, Any]) -> dict[str, str]:
+    """``config_errors(config)``, remembered by content; configs with unhashable values
+    are not remembered."""
+    try:
+        key = (tuple(config.items()), tuple(map(type, config.values())))
+        verdict = _config_verdicts.get(key)
+    except TypeError:
+        return config_errors(config)
+    if verdict is None:
+        verdict = config_errors(config)
+        if len(_config_verdicts) >= CONFIG_VERDICTS_MAX:
+            _config_verdicts.clear()
+        _config_verdicts[key] = verdict
+    return verdict
+
+
+def timestamp_bounds(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The moments a sync's timestamps may name: from January 1st of
+    SWITCHYARD_SYNC_EARLIEST_YEAR (UTC) to now plus SWITCHYARD_SYNC_MAX_CLOCK_SKEW."""
+    now = now or timezone.now()
+    earliest = datetime(settings.SWITCHYARD_SYNC_EARLIEST_YEAR, 1, 1, tzinfo=UTC)
+    return earliest, now + timedelta(seconds=settings.SWITCHYARD_SYNC_MAX_CLOCK_SKEW)
+
+
+def _check_moment(
+    errors: _Errors, path: str, value: datetime | None, bounds: tuple[datetime, datetime]
+) -> None:
+    if value is None or bounds[0] <= value <= bounds[1]:
+        return
+    errors.add(
+        path,
+        f"must be between {format_timestamp(bounds[0])} and now plus "
+        f"{settings.SWITCHYARD_SYNC_MAX_CLOCK_SKEW} s ({format_timestamp(bounds[1])}), "
+        f"got {format_timestamp(value)!r}",
+    )
+
+
+def _decode(body: bytes) -> Sync:
+    nested = depth_error(body)
+    if nested is not None:
+        raise SyncError(400, {"body": nested})
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        _check_limits(msgspec.json.decode(body))  # too many items is a 413 before a 400
+        raise SyncError(400, dict([_field_reason(str(exc))])) from None
+    except msgspec.DecodeError as exc:
+        raise SyncError(400, {"body": f"malformed JSON: {exc}"[:300]}) from None
+
+
+def _field_reason(message: str) -> tuple[str, str]:
+    """msgspec's "Expected `int`, got `str` - at `$.breakers[0].calls`" in the words of
+    the rest of the API: ("breakers[0].calls", "must be an integer, got str")."""
+    match = _AT.match(message)
+    assert match is not None  # the pattern matches any text
+    reason, path = match.group("reason"), (match.group("path") or "").lstrip(".")
+    path = path.replace(".from_state", ".from").replace(".to_state", ".to")
+    missing = _MISSING.match(reason)
+    if missing is not None:
+        field_name = missing.group("field")
+        return (f"{path}.{field_name}" if path else field_name), "is required"
+    return path or "body", _reason(reason, top=not path)
+
+
+_EXPECTED = re.compile(r"^Expected `(?P<kind>[^`|]+)(?: \| null)?`(?P<rest>.*)$", re.S)
+_KINDS = {
+    "object": "an object",
+    "int": "an integer",
+    "str": "a string",
+    "array": "a list",
+    "float": "a number",
+    "bool": "a boolean",
+    "datetime": "an ISO-8601 date-time with a time zone",
+}
+
+
+def _reason(text: str, *, top: bool) -> str:
+    if "RFC3339" in text or "timezone component" in text:
+        return "must be an ISO-8601 date-time with a time zone (RFC 3339)"
+    match = _EXPECTED.match(text)
+    if match is None:
+        return text[:1].lower() + text[1:]
+    kind = match.group("kind")
+    word = "a JSON object" if top and kind == "object" else _KINDS.get(kind, f"`{kind}`")
+    rest = match.group("rest").replace("`", "")
+    return f"must be {word}{rest}"
+
+
+def _check_limits(data: Any) -> None:
+    """SyncError(413) for a list over its limit (``data``: the decoded body)."""
+    if not isinstance(data, dict):
+        return
+    limits = (
+        ("breakers", settings.SWITCHYARD_SYNC_MAX_BREAKERS),
+        ("transitions", settings.SWITCHYARD_SYNC_MAX_TRANSITIONS),
+    )
+    for field_name, limit in limits:
+        items = data.get(field_name)
+        if isinstance(items, list) and len(items) > limit:
+            raise SyncError(
+                413, {field_name: f"at most {limit} items per sync, got {len(items)}"}
+            )
+
+
+def parse(body: bytes, *, now: datetime | None = None) -> Sync:
+    """The sync in ``body``; SyncError(413) for a list over its limit, SyncError(400)
+    naming the bad fields otherwise (a value of the wrong type or range: the first one;
+    names, states, reasons, timestamps' range and configs: every one)."""
+    sync = _decode(body)
+    _check_limits({"breakers": sync.breakers, "transitions": sync.transitions})
+    errors = _Errors()
+    if sync.protocol != PROTOCOL_VERSION:
+        errors.add("protocol", f"must be {PROTOCOL_VERSION}, got {sync.protocol!r}")
+    if sync.service is not None:
+        _check_name(errors, "service", sync.service)
+    bounds = timestamp_bounds(now)
+    instance = sync.instance
+    _check_name(errors, "instance.id", instance.id)
+    _check_text(errors, "instance.hostname", instance.hostname)
+    _check_text(errors, "instance.library_version", instance.library_version)
+    _check_moment(errors, "instance.started_at", instance.started_at, bounds)
+    seen: set[str] = set()
+    for index, breaker in enumerate(sync.breakers):
+        name = breaker.name
+        if not _name_ok(name):
+            _check_name(errors, f"breakers[{index}].name", name)
+        elif name in seen:
+            errors.add(f"breakers[{index}].name", f"duplicate breaker {name!r}")
+        seen.add(name)
+        if breaker.state not in STATES:
+            errors.add(
+                f"breakers[{index}].state", f"must be one of {_STATE_LIST}, got {breaker.state!r}"
+            )
+        if breaker.config is not None:
+            for key, reason in config_verdict(breaker.config).items():
+                errors.add(f"breakers[{index}].config.{key}", reason)
+        since = breaker.state_since
+        if since is not None and not bounds[0] <= since <= bounds[1]:
+            _check_moment(errors, f"breakers[{index}].state_since", since, bounds)
+    for index, transition in enumerate(sync.transitions):
+        path = f"transitions[{index}]"
+        if not _name_ok(transition.breaker):
+            _check_name(errors, f"{path}.breaker", transition.breaker)
+        for key, value in (("from", transition.from_state), ("to", transition.to_state)):
+            if value not in STATES:
+                errors.add(f"{path}.{key}", f"must be one of {_STATE_LIST}, got {value!r}")
+        if transition.reason not in REASONS:
+            errors.add(
+                f"{path}.reason", f"must be one of {_REASON_LIST}, got {transition.reason!r}"
+            )
+        _check_moment(errors, f"{path}.at", transition.at, bounds)
+    errors.raise_if_any()
+    return sync

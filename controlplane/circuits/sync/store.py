@@ -1,0 +1,756 @@
+"""The only writer of instances, snapshots and transitions: syncs in one transaction.
+
+:meth:`Store.write` stores any number of parsed syncs in the caller's transaction with
+set-based statements (the same count for 1 or 500 syncs):
+
+1. circuits the syncs name that this process does not know are read, and those the
+   service does not have yet are registered (the service's row locked, its
+   ``SWITCHYARD_MAX_CIRCUITS_PER_SERVICE`` checked); a sync refused here (400) writes
+   nothing;
+2. instances: one upsert for every reporting process -- ``last_seen`` on every sync
+   (liveness is the instance's), a new ``started_at`` a restart (the generation moves on
+   and transition ids start over), ``acked_through`` the highest transition id stored;
+3. transitions, ``ON CONFLICT DO NOTHING RETURNING``: only the new ones are published,
+   however many replays or processes carry them;
+4. snapshots whose state or config changed, that a transition names, or whose counters
+   changed (at most once per ``SWITCHYARD_SYNC_COUNTER_SECONDS`` of the agent's clock),
+   each with the growth of its counters since the row before and the seconds that growth
+   covers (by the agent's clock; after a restart, since the process started), so rates are
+   exact. A row already at zero growth whose counters did not move is not rewritten.
+
+:class:`GroupCommit` feeds it under ASGI: syncs queue, and one thread writes whatever
+queued as soon as the previous write committed (at once when idle), so a lone sync
+costs one transaction and batches grow with load. Every sync is answered after the
+transaction that stored it commits (``acked_through`` means durable); a write that fails
+for any reason answers each of its syncs with a retryable 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from breakers.config import CircuitBreakerConfig
+from breakers.wire import format_timestamp
+from controlplane.circuits import events
+from controlplane.circuits.choices import ConfigSource
+from controlplane.circuits.models import (
+    Circuit,
+    ConfigVersion,
+    Instance,
+    Service,
+    Snapshot,
+    Transition,
+)
+from controlplane.circuits.sync.parse import SyncError
+from controlplane.circuits.sync.wire import COUNTERS, MAX_COUNTER, Breaker, Sync
+from controlplane.core.errors import ApiError, unavailable
+
+logger = logging.getLogger(__name__)
+
+#: Syncs written in one transaction at most (the rest wait for the next one).
+MAX_SYNCS_PER_WRITE = 500
+#: A write that meets a deadlock with another process's is tried this many times.
+WRITE_ATTEMPTS = 3
+#: Bounds of the per-process caches (emptied when full; they refill from the database).
+CIRCUITS_MAX = 100_000
+ROWS_MAX = 2_000_000
+
+Key = tuple[int, int]  # instance pk, circuit id
+
+
+@dataclass(slots=True)
+class Item:
+    """One parsed sync on its way through the store, and what became of it."""
+
+    service_id: int
+    service: str
+    sync: Sync
+    received: datetime
+    acked_through: int = 0
+    error: ApiError | None = None
+    done: asyncio.Future[None] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Row:
+    """What this process last wrote (or read) of one snapshot: the base of the next
+    row's growth, and what its change event compares with."""
+
+    generation: int
+    clock: float | None
+    counters: tuple[int, ...]
+    state: str
+    config_version: int
+    growing: bool  # its deltas are not all zero
+
+
+# A snapshot whose state or config version changed: its sync, its report, its key and
+# the state it had before (None: new).
+Change = tuple["Item", Breaker, Key, str | None]
+
+
+@dataclass
+class Written:
+    """What one :meth:`Store.write` stored (tests, benchmarks)."""
+
+    syncs: int = 0
+    instances: int = 0
+    transitions_new: int = 0
+    snapshots: int = 0
+    events: list[events.FleetEvent] = field(default_factory=list)
+
+
+# -- statements: one text per vendor, the same columns and outcome ----------------------
+
+
+def _postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _upsert(
+    table: str, columns: list[tuple[str, str]], tail: str, rows: list[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """``INSERT INTO table AS x (columns) <rows> <tail>``, the rows of its RETURNING.
+
+    PostgreSQL: one statement, each column an array sent in binary (``unnest``).
+    SQLite: a statement per row (in-process, no round trip), ``GREATEST``/``LEAST``
+    spelled ``MAX``/``MIN``.
+    """
+    if not rows:
+        return []
+    names = ", ".join(name for name, _ in columns)
+    if _postgresql():
+        arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)
+        sql = f"INSERT INTO {table} AS x ({names}) SELECT * FROM unnest({arrays}) {tail}"
+        with _binding_cursor() as cursor:
+            cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+            return list(cursor.fetchall()) if cursor.description else []
+    tail = tail.replace("GREATEST(", "MAX(").replace("LEAST(", "MIN(")
+    marks = ", ".join(["%s"] * len(columns))
+    sql = f"INSERT INTO {table} AS x ({names}) VALUES ({marks}) {tail}"
+    out: list[tuple[Any, ...]] = []
+    with connection.cursor() as cursor:
+        for row in rows:
+            cursor.execute(sql, row)
+            if cursor.description:
+                out.extend(cursor.fetchall())
+    return out
+
+
+def _binding_cursor() -> Any:
+    """A cursor that sends the parameters apart from the statement, in binary (``%b``),
+    as Django's ``server_side_binding`` option would: arrays of thousands of values are
+    not quoted into the text, and the statements are prepared once per connection.
+    Django's execute wrappers and query log still see every statement."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    binding: Any = ServerBindingCursor
+    cursor = binding(connection.connection)
+    if connection.queries_logged:
+        return connection.make_debug_cursor(cursor)
+    return connection.make_cursor(cursor)
+
+
+_RESTART = (
+    "(EXCLUDED.started_at IS NOT NULL AND x.started_at IS NOT NULL "
+    "AND EXCLUDED.started_at <> x.started_at)"
+)
+_INSTANCE_COLUMNS = [
+    ("service_id", "bigint"),
+    ("instance_id", "text"),
+    ("hostname", "text"),
+    ("pid", "integer"),
+    ("library_version", "text"),
+    ("started_at", "timestamptz"),
+    ("generation", "integer"),
+    ("restarts", "integer"),
+    ("acked_through", "bigint"),
+    ("dropped_transitions", "bigint"),
+    ("first_seen", "timestamptz"),
+    ("last_seen", "timestamptz"),
+]
+_INSTANCE_TAIL = f"""
+ON CONFLICT (service_id, instance_id) DO UPDATE SET
+    hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
+    library_version = EXCLUDED.library_version,
+    started_at = COALESCE(EXCLUDED.started_at, x.started_at),
+    generation = x.generation + CASE WHEN {_RESTART} THEN 1 ELSE 0 END,
+    restarts = x.restarts + CASE WHEN {_RESTART} THEN 1 ELSE 0 END,
+    acked_through = CASE WHEN {_RESTART} THEN EXCLUDED.acked_through
+        ELSE GREATEST(x.acked_through, EXCLUDED.acked_through) END,
+    dropped_transitions = x.dropped_transitions
+        + LEAST(EXCLUDED.dropped_transitions, {MAX_COUNTER} - x.dropped_transitions),
+    last_seen = GREATEST(x.last_seen, EXCLUDED.last_seen)
+RETURNING x.id, x.service_id, x.instance_id, x.generation, x.acked_through
+"""
+_TRANSITION_COLUMNS = [
+    ("instance_id", "bigint"),
+    ("circuit_id", "bigint"),
+    ("generation", "integer"),
+    ("seq", "bigint"),
+    ("from_state", "text"),
+    ("to_state", "text"),
+    ("at", "timestamptz"),
+    ("reason", "text"),
+    ("failure_rate", "double precision"),
+    ("calls", "integer"),
+    ("failures", "integer"),
+    ("config_version", "integer"),
+    ("received_at", "timestamptz"),
+]
+_TRANSITION_TAIL = (
+    "ON CONFLICT (instance_id, generation, seq) DO NOTHING RETURNING x.instance_id, x.seq"
+)
+_SNAPSHOT_COLUMNS = [
+    ("instance_id", "bigint"),
+    ("circuit_id", "bigint"),
+    ("state", "text"),
+    ("config_version", "integer"),
+    *((name, "bigint") for name in COUNTERS),
+    ("generation", "integer"),
+    ("clock", "double precision"),
+    ("calls_delta", "bigint"),
+    ("failures_delta", "bigint"),
+    ("slow_calls_delta", "bigint"),
+    ("rejected_delta", "bigint"),
+    ("delta_seconds", "double precision"),
+    ("failure_rate", "double precision"),
+    ("state_since", "timestamptz"),
+    ("retry_after", "double precision"),
+    ("updated_at", "timestamptz"),
+]
+_SNAPSHOT_TAIL = """
+ON CONFLICT (instance_id, circuit_id) DO UPDATE SET {updates}
+WHERE x.generation < EXCLUDED.generation OR (x.generation = EXCLUDED.generation AND (
+    x.clock IS NULL OR EXCLUDED.clock IS NULL OR x.clock < EXCLUDED.clock))
+RETURNING x.instance_id, x.circuit_id
+""".format(
+    updates=", ".join(
+        f"{name} = EXCLUDED.{name}"
+        for name, _ in _SNAPSHOT_COLUMNS
+        if name not in ("instance_id", "circuit_id")
+    )
+)
+_DELTAS = (0, 2, 3, 4)  # calls, failures, slow_calls, rejected in COUNTERS
+
+
+def _table(model: Any) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+# -- the store -------------------------------------------------------------------------------
+
+
+class Store:
+    """This process's caches (circuit ids, the last row of each snapshot) and the write."""
+
+    def __init__(self) -> None:
+        self.circuits: dict[int, dict[str, int]] = {}
+        self.rows: dict[Key, Row] = {}
+        self._lock = threading.Lock()
+
+    def forget(self) -> None:
+        """Drop every cache (they refill from the database)."""
+        with self._lock:
+            self.circuits.clear()
+            self.rows.clear()
+
+    def write(self, items: list[Item]) -> Written:
+        """Store ``items`` in one transaction (the caller's, or one of its own) and set
+        each one's ``acked_through``, or its ``error`` (a refused sync: nothing of it is
+        written). Events go out once the transaction commits."""
+        now = timezone.now()
+        result = Written(syncs=len(items))
+        with transaction.atomic():
+            circuits = self._circuits(items)
+            accepted = [item for item in items if item.error is None]
+            instances = self._instances(accepted)
+            for item in accepted:
+                found = instances.get((item.service_id, item.sync.instance.id))
+                if found is not None:
+                    item.acked_through = found[2]
+            accepted = [item for item in accepted if item.error is None]
+            new = self._transitions(accepted, circuits, instances, now)
+            rows, changed = self._snapshots(accepted, circuits, instances, now)
+            result.instances = len(instances)
+            result.transitions_new = len(new)
+            result.snapshots = len(rows)
+            result.events = _events(accepted, circuits, instances, new, changed)
+            transaction.on_commit(lambda: self._committed(circuits, rows), robust=True)
+            events.publish(*result.events)
+        return result
+
+    # 1. circuits
+
+    def _circuits(self, items: list[Item]) -> dict[int, dict[str, int]]:
+        """Circuit ids by service and name, registering the new ones; refuses the syncs
+        that name circuits beyond the service's limit or transitions of unknown breakers."""
+        known: dict[int, dict[str, int]] = {}
+        missing: dict[int, set[str]] = {}
+        for item in items:
+            cached = self.circuits.get(item.service_id, {})
+            known.setdefault(item.service_id, dict(cached))
+            names = {b.name for b in item.sync.breakers}
+            names.update(t.breaker for t in item.sync.transitions)
+            unknown = names - cached.keys()
+            if unknown:
+                missing.setdefault(item.service_id, set()).update(unknown)
+        if not missing:
+            return known
+        for service_id in sorted(missing):
+            known[service_id] = dict(
+                Circuit.objects.filter(service_id=service_id).values_list("name", "pk")
+            )
+        for item in items:
+            ids = known[item.service_id]
+            reported = {b.name for b in item.sync.breakers}
+            for index, t in enumerate(item.sync.transitions):
+                if t.breaker not in ids and t.breaker not in reported:
+                    item.error = SyncError(
+                        400,
+                        {
+                            f"transitions[{index}].breaker": (
+                                f"unknown breaker {t.breaker!r}: report it in breakers first"
+                            )
+                        },
+                    )
+                    break
+        for service_id in sorted(missing):
+            found = known[service_id]
+            if missing[service_id] - found.keys():
+                self._register(
+                    service_id,
+                    [i for i in items if i.service_id == service_id and i.error is None],
+                    found,
+                )
+        return known
+
+    def _register(self, service_id: int, items: list[Item], known: dict[str, int]) -> None:
+        """New circuits of one service, each with the reporting agent's config as
+        version 1. Serialised per service by its row's lock (any process), so the
+        limit holds exactly."""
+        Service.objects.select_for_update().filter(pk=service_id).values_list("pk").get()
+        known.clear()
+        known.update(Circuit.objects.filter(service_id=service_id).values_list("name", "pk"))
+        limit = settings.SWITCHYARD_MAX_CIRCUITS_PER_SERVICE
+        new: dict[str, tuple[Breaker, str]] = {}
+        for item in items:
+            wanted = [
+                (index, b)
+                for index, b in enumerate(item.sync.breakers)
+                if b.name not in known and b.name not in new
+            ]
+            room = max(0, limit - len(known) - len(new))
+            if len(wanted) > room:
+                item.error = SyncError(
+                    400,
+                    {
+                        f"breakers[{index}].name": (
+                            f"the service has {len(known) + len(new)} circuits and at most "
+                            f"{limit} are allowed (SWITCHYARD_MAX_CIRCUITS_PER_SERVICE): "
+                            f"{b.name!r} is not registered"
+                        )
+                        for index, b in wanted[room:][:50]
+                    },
+                )
+                continue
+            for _, b in wanted:
+                new[b.name] = (b, item.sync.instance.id)
+        if not new:
+            return
+        created = Circuit.objects.bulk_create(
+            [Circuit(service_id=service_id, name=name) for name in sorted(new)]
+        )
+        versions = ConfigVersion.objects.bulk_create(
+            [
+                ConfigVersion(
+                    circuit=circuit,
+                    version=1,
+                    config=CircuitBreakerConfig.from_dict(
+                        new[circuit.name][0].config or {}
+                    ).to_dict(),
+                    source=ConfigSource.AGENT,
+                    reason=f"registered by instance {new[circuit.name][1]}",
+                )
+                for circuit in created
+            ]
+        )
+        for circuit, version in zip(created, versions, strict=True):
+            circuit.current_config = version
+            known[circuit.name] = circuit.pk
+        Circuit.objects.bulk_update(created, ["current_config"])
+
+    # 2. instances
+
+    def _instances(self, items: list[Item]) -> dict[tuple[int, str], tuple[int, int, int]]:
+        """(service id, instance id) -> (pk, generation, acked_through), after the upsert
+        of every reporting process. Several syncs of one process in one write merge:
+        the latest values, the highest id, the dropped counts added up."""
+        merged: dict[tuple[int, str], list[Any]] = {}
+        for item in items:
+            info = item.sync.instance
+            key = (item.service_id, info.id)
+            acked = max((t.id for t in item.sync.transitions), default=0)
+            dropped = item.sync.dropped_transitions
+            row = merged.get(key)
+            if row is None:
+                merged[key] = [
+                    item.service_id,
+                    info.id,
+                    info.hostname or "",
+                    info.pid,
+                    info.library_version or "",
+                    info.started_at,
+                    0,
+                    0,
+                    acked,
+                    dropped,
+                    item.received,
+                    item.received,
+                ]
+            else:
+                if info.started_at is not None and info.started_at != row[5]:
+                    # Two starts of one process in one write: the later one waits.
+                    item.error = unavailable(
+                        "another start of this process is being stored; send it again"
+                    )
+                    continue
+                row[2:5] = [info.hostname or "", info.pid, info.library_version or ""]
+                row[8] = max(row[8], acked)
+                row[9] = min(MAX_COUNTER, row[9] + dropped)
+                row[11] = max(row[11], item.received)
+        rows = [tuple(merged[key]) for key in sorted(merged)]  # one lock order everywhere
+        stored = _upsert(_table(Instance), _INSTANCE_COLUMNS, _INSTANCE_TAIL, rows)
+        return {(sid, iid): (pk, gen, acked) for pk, sid, iid, gen, acked in stored}
+
+    # 3. transitions
+
+    def _transitions(
+        self,
+        items: list[Item],
+        circuits: Mapping[int, Mapping[str, int]],
+        instances: Mapping[tuple[int, str], tuple[int, int, int]],
+        now: datetime,
+    ) -> set[tuple[int, int]]:
+        rows = []
+        for item in items:
+            if item.error is not None or not item.sync.transitions:
+                continue
+            pk, generation, _ = instances[(item.service_id, item.sync.instance.id)]
+            ids = circuits[item.service_id]
+            rows.extend(
+                (
+                    pk,
+                    ids[t.breaker],
+                    generation,
+                    t.id,
+                    t.from_state,
+                    t.to_state,
+                    t.at,
+                    t.reason,
+                    t.failure_rate,
+                    t.calls,
+                    t.failures,
+                    t.config_version,
+                    now,
+                )
+                for t in item.sync.transitions
+            )
+        rows.sort(key=lambda r: (r[0], r[2], r[3]))
+        stored = _upsert(_table(Transition), _TRANSITION_COLUMNS, _TRANSITION_TAIL, rows)
+        return {(pk, seq) for pk, seq in stored}
+
+    # 4. snapshots
+
+    def _snapshots(
+        self,
+        items: list[Item],
+        circuits: Mapping[int, Mapping[str, int]],
+        instances: Mapping[tuple[int, str], tuple[int, int, int]],
+        now: datetime,
+    ) -> tuple[dict[Key, Row], list[Change]]:
+        """Write the rows due; returns them (for the cache) and the state changes."""
+        latest: dict[Key, tuple[Item, Breaker, int]] = {}
+        for item in items:
+            if item.error is not None:
+                continue
+            pk, generation, _ = instances[(item.service_id, item.sync.instance.id)]
+            ids = circuits[item.service_id]
+            for b in item.sync.breakers:
+                key = (pk, ids[b.name])
+                old = latest.get(key)
+                if old is None or _later(item, old[0]):
+                    latest[key] = (item, b, generation)
+        bases = self._bases(latest)
+        counter_seconds = float(settings.SWITCHYARD_SYNC_COUNTER_SECONDS)
+        rows: list[tuple[Any, ...]] = []
+        written: dict[Key, Row] = {}
+        changed: list[Change] = []
+        for key in sorted(latest):
+            item, b, generation = latest[key]
+            clock = item.sync.clock
+            base = bases.get(key)
+            counters = b.counters()
+            named = any(t.breaker == b.name for t in item.sync.transitions)
+            same_process = (
+                base is not None
+                and base.generation == generation
+                and all(new >= old for new, old in zip(counters, base.counters, strict=True))
+                and (clock is None or base.clock is None or clock >= base.clock)
+            )
+            if same_process and base is not None:
+                moved = base.state != b.state or base.config_version != b.config_version
+                if not moved and not named:
+                    if counters == base.counters and not base.growing:
+                        continue  # nothing new, and its rate already says zero
+                    if (
+                        clock is not None
+                        and base.clock is not None
+                        and clock - base.clock < counter_seconds
+                    ):
+                        continue  # counters only: their cadence is not due yet
+                deltas = [counters[i] - base.counters[i] for i in _DELTAS]
+                seconds = (
+                    clock - base.clock if clock is not None and base.clock is not None else None
+                )
+                if seconds is not None and seconds <= 0:
+                    seconds = None
+            else:
+                # First sight, or a new process: the counters grew from zero since it
+                # started, which its clock counts from.
+                deltas = [counters[i] for i in _DELTAS]
+                seconds = clock if clock else None
+            rows.append(
+                (
+                    *key,
+                    b.state,
+                    b.config_version,
+                    *counters,
+                    generation,
+                    clock,
+                    *deltas,
+                    seconds,
+                    b.failure_rate,
+                    b.state_since,
+                    b.retry_after,
+                    now,
+                )
+            )
+            written[key] = Row(generation, clock, counters, b.state, b.config_version, any(deltas))
+            previous = base.state if base is not None else None
+            if base is None or base.state != b.state or base.config_version != b.config_version:
+                changed.append((item, b, key, previous))
+        stored = _upsert(_table(Snapshot), _SNAPSHOT_COLUMNS, _SNAPSHOT_TAIL, rows)
+        kept = {(pk, cid) for pk, cid in stored}
+        written = {key: row for key, row in written.items() if key in kept}
+        changed = [c for c in changed if c[2] in kept]
+        return written, changed
+
+    def _bases(self, latest: Mapping[Key, Any]) -> dict[Key, Row]:
+        """The previous row of each snapshot: from the cache, else from the database (all
+        rows of an instance at once)."""
+        rows = self.rows
+        bases = {key: rows[key] for key in latest if key in rows}
+        unread = {key[0] for key in latest if key not in bases}
+        if unread:
+            for values in Snapshot.objects.filter(instance_id__in=unread).values_list(
+                "instance_id",
+                "circuit_id",
+                "generation",
+                "clock",
+                *COUNTERS,
+                "state",
+                "config_version",
+                "calls_delta",
+                "failures_delta",
+                "slow_calls_delta",
+                "rejected_delta",
+            ):
+                key = (values[0], values[1])
+                if key in latest and key not in bases:
+                    bases[key] = Row(
+                        values[2],
+                        values[3],
+                        tuple(values[4:10]),
+                        values[10],
+                        values[11],
+                        any(values[12:16]),
+                    )
+        return bases
+
+    def _committed(self, circuits: dict[int, dict[str, int]], rows: dict[Key, Row]) -> None:
+        with self._lock:
+            if len(self.circuits) + len(circuits) > CIRCUITS_MAX:
+                self.circuits.clear()
+            self.circuits.update(circuits)
+            if len(self.rows) + len(rows) > ROWS_MAX:
+                self.rows.clear()
+            self.rows.update(rows)
+
+
+def _later(a: Item, b: Item) -> bool:
+    """Whether sync ``a`` was taken after ``b`` (the agent's clock, else arrival)."""
+    if a.sync.clock is not None and b.sync.clock is not None:
+        return a.sync.clock >= b.sync.clock
+    return a.received >= b.received
+
+
+def _events(
+    items: Iterable[Item],
+    circuits: Mapping[int, Mapping[str, int]],
+    instances: Mapping[tuple[int, str], tuple[int, int, int]],
+    new: set[tuple[int, int]],
+    changed: list[Change],
+) -> list[events.FleetEvent]:
+    """One "fleet.transitions" event per service, one "fleet.snapshots" per instance."""
+    transitions: dict[tuple[int, str], list[events.TransitionItem]] = {}
+    for item in items:
+        if item.error is not None:
+            continue
+        pk = instances[(item.service_id, item.sync.instance.id)][0]
+        ids = circuits[item.service_id]
+        for t in item.sync.transitions:
+            if (pk, t.id) in new:
+                new.discard((pk, t.id))  # once, even if sent twice in one write
+                transitions.setdefault((item.service_id, item.service), []).append(
+                    events.transition_item(
+                        circuit_id=ids[t.breaker],
+                        circuit=t.breaker,
+                        instance=item.sync.instance.id,
+                        from_state=t.from_state,
+                        to_state=t.to_state,
+                        at=format_timestamp(t.at),
+                        reason=t.reason,
+                    )
+                )
+    batch: list[events.FleetEvent] = [
+        events.transitions_event(service_id=sid, service=name, transitions=found)
+        for (sid, name), found in transitions.items()
+    ]
+    snapshots: dict[tuple[int, str, str], list[events.SnapshotItem]] = {}
+    for item, b, (_, circuit_id), previous in changed:
+        snapshots.setdefault((item.service_id, item.service, item.sync.instance.id), []).append(
+            {
+                "circuit_id": circuit_id,
+                "circuit": b.name,
+                "state": b.state,
+                "previous_state": previous,
+                "config_version": b.config_version,
+            }
+        )
+    batch.extend(
+        events.snapshots_event(service_id=sid, service=name, instance=inst, snapshots=found)
+        for (sid, name, inst), found in snapshots.items()
+    )
+    return batch
+
+
+# -- group commit ----------------------------------------------------------------------------
+
+
+class GroupCommit:
+    """Queues syncs from the event loops of this process; one thread writes whatever
+    queued as soon as the previous write committed. No timer: when idle a sync is
+    written at once; under load the next batch is what arrived meanwhile."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._queue: list[Item] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.writes = 0  # transactions that stored something (tests, benchmarks)
+
+    async def submit(self, item: Item) -> None:
+        """Return once ``item`` is stored (or refused: its ``error`` says why)."""
+        loop = asyncio.get_running_loop()
+        item.loop, item.done = loop, loop.create_future()
+        with self._lock:
+            self._queue.append(item)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="switchyard-sync-store", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+        await asyncio.shield(item.done)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            with self._lock:
+                items = self._queue[:MAX_SYNCS_PER_WRITE]
+                del self._queue[:MAX_SYNCS_PER_WRITE]
+                if not self._queue:
+                    self._wake.clear()
+            if items:
+                self.write(items)
+
+    def write(self, items: list[Item]) -> None:
+        """Write ``items`` (retrying a deadlock) and wake their syncs, whatever happens."""
+        try:
+            for attempt in range(WRITE_ATTEMPTS):
+                try:
+                    self.store.write(items)
+                    self.writes += 1
+                    break
+                except DatabaseError as exc:
+                    if not _is_deadlock(exc) or attempt + 1 == WRITE_ATTEMPTS:
+                        raise
+                    for item in items:
+                        item.error = None
+        except Exception as exc:
+            logger.warning("sync store: write of %d syncs failed: %r", len(items), exc)
+            self.store.forget()
+            with contextlib.suppress(Exception):
+                connection.close()
+            refusal = unavailable("could not store the sync; send it again")
+            for item in items:
+                item.error = refusal
+        finally:
+            for item in items:
+                if item.done is not None and item.loop is not None:
+                    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                        item.loop.call_soon_threadsafe(_settle, item.done)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _is_deadlock(exc: BaseException) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) in {"40P01", "40001"}
+
+
+_store = Store()
+_group: GroupCommit | None = None
+_group_lock = threading.Lock()
+
+
+def get_store() -> Store:
+    """This process's store."""
+    return _store
+
+
+def get_group_commit() -> GroupCommit:
+    """This process's group commit (its thread starts with the first sync)."""
+    global _group
+    with _group_lock:
+        if _group is None:
+            _group = GroupCommit(_store)
+        return _group

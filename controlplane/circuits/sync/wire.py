@@ -1,0 +1,107 @@
+"""The sync request as msgspec structs: the wire type and the parsed value in one.
+
+msgspec checks types, ranges and lengths while decoding (in C); :mod:`.parse` checks
+the rest (names, states, timestamps' range, configs, duplicates, list limits). Fields
+this server does not know are ignored, so a newer agent can talk to an older server.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from breakers import wire as library_wire
+
+PROTOCOL_VERSION = library_wire.PROTOCOL_VERSION
+#: Cumulative counters: PostgreSQL's bigint.
+MAX_COUNTER = 2**63 - 1
+#: Process ids, config versions, a transition's calls and failures: PostgreSQL's integer.
+MAX_PID = 2**31 - 1
+#: Transitions an agent may report dropped in one sync (the instance's total saturates).
+MAX_DROPPED_PER_SYNC = 2**31 - 1
+#: The agent's clock: seconds since its library started (about 31,700 years).
+MAX_CLOCK = 1e12
+HOSTNAME_MAX_LENGTH = 255
+LIBRARY_VERSION_MAX_LENGTH = 50
+
+Counter = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNTER)]
+Small = Annotated[int, msgspec.Meta(ge=0, le=MAX_PID)]
+Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Moment = Annotated[datetime, msgspec.Meta(tz=True)]
+Clock = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_CLOCK)]
+
+
+class Instance(msgspec.Struct, frozen=True):
+    """The reporting process."""
+
+    id: str
+    hostname: Annotated[str, msgspec.Meta(max_length=HOSTNAME_MAX_LENGTH)] | None = None
+    pid: Small | None = None
+    started_at: Moment | None = None
+    library_version: Annotated[str, msgspec.Meta(max_length=LIBRARY_VERSION_MAX_LENGTH)] | None = (
+        None
+    )
+
+
+class Breaker(msgspec.Struct, frozen=True):
+    """One breaker's state and cumulative counters in the reporting process."""
+
+    name: str
+    state: str
+    config_version: Small = 0
+    config: dict[str, Any] | None = None
+    calls: Counter = 0
+    successes: Counter = 0
+    failures: Counter = 0
+    slow_calls: Counter = 0
+    rejected: Counter = 0
+    trip_count: Counter = 0
+    failure_rate: Rate | None = None
+    state_since: Moment | None = None
+    retry_after: Annotated[float, msgspec.Meta(ge=0.0, le=1e9)] | None = None
+
+    def counters(self) -> tuple[int, int, int, int, int, int]:
+        """The cumulative counters, in the order of :data:`COUNTERS`."""
+        return (
+            self.calls,
+            self.successes,
+            self.failures,
+            self.slow_calls,
+            self.rejected,
+            self.trip_count,
+        )
+
+
+#: The cumulative counters of a breaker, as stored on its snapshot.
+COUNTERS = ("calls", "successes", "failures", "slow_calls", "rejected", "trip_count")
+
+
+class Transition(msgspec.Struct, frozen=True):
+    """One state change with its agent-assigned id (ids grow by one per process)."""
+
+    id: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNTER)]
+    breaker: str
+    from_state: str = msgspec.field(name="from")
+    to_state: str = msgspec.field(name="to")
+    at: Moment
+    reason: str
+    failure_rate: Rate | None = None
+    calls: Small | None = None
+    failures: Small | None = None
+    config_version: Small | None = None
+
+
+class Sync(msgspec.Struct, frozen=True):
+    """A sync request: the process, its breakers, their transitions since the last
+    acknowledged one, and the agent's clock when it read the counters."""
+
+    instance: Instance
+    protocol: int = PROTOCOL_VERSION
+    service: str | None = None
+    clock: Clock | None = None
+    breakers: list[Breaker] = []
+    transitions: list[Transition] = []
+    dropped_transitions: Annotated[int, msgspec.Meta(ge=0, le=MAX_DROPPED_PER_SYNC)] = 0
+
+
+decoder = msgspec.json.Decoder(Sync)
