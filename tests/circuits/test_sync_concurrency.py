@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from controlplane.circuits.ingest import ingest_sync, parse_sync
+from tests.circuits.sync_helpers import parse_sync, store_sync
 from controlplane.circuits.models import Circuit, ConfigVersion, Service, Transition
 
 # Real transactions (threads commit on their own connections); the serialized contents
@@ -42,7 +42,7 @@ def test_instances_registering_the_same_circuits_at_once_create_each_once(sync_b
 
     def first_sync(instance: str) -> Callable[[], Any]:
         body = sync_body(instance={"id": instance}, breakers=names)
-        return lambda: ingest_sync(service, parse_sync(body))
+        return lambda: store_sync(service, parse_sync(body))
 
     results = _in_threads([first_sync(f"web-{i}") for i in range(4)])
     assert all(isinstance(r, dict) for r in results), results
@@ -55,7 +55,7 @@ def test_instances_registering_the_same_circuits_at_once_create_each_once(sync_b
 def test_concurrent_batches_of_one_instance_ack_exactly(sync_body) -> None:
     service = Service.objects.create(name="race2")
     breakers = [{"name": "db", "state": "open"}]
-    ingest_sync(service, parse_sync(sync_body(breakers=breakers)))
+    store_sync(service, parse_sync(sync_body(breakers=breakers)))
 
     def batch(first: int) -> Callable[[], Any]:
         transitions = [
@@ -70,11 +70,11 @@ def test_concurrent_batches_of_one_instance_ack_exactly(sync_body) -> None:
             for i in range(first, first + 10)
         ]
         body = sync_body(breakers=breakers, transitions=transitions)
-        return lambda: ingest_sync(service, parse_sync(body))
+        return lambda: store_sync(service, parse_sync(body))
 
     # Overlapping replays of the same ids from several threads.
     results = _in_threads([batch(1), batch(1), batch(5), batch(11)])
     assert all(isinstance(r, dict) for r in results), results
     assert sorted(Transition.objects.values_list("seq", flat=True)) == list(range(1, 21))
-    final = ingest_sync(service, parse_sync(sync_body(breakers=breakers)))
+    final = store_sync(service, parse_sync(sync_body(breakers=breakers)))
     assert final["acked_through"] == 20

@@ -1,31 +1,22 @@
 """Limits of the agent sync: circuits per service, the timestamp range, dropped counts.
 
 Each limit is checked on both sync paths: the Django view (one transaction per sync)
-and the fast path's intake (buffered; new circuits go through the same transaction).
+through the one sync pipeline.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from controlplane.circuits.ingest import MAX_COUNTER, SyncError, ingest_sync, parse_sync
-from controlplane.circuits.intake import Intake
 from controlplane.circuits.models import Circuit, Instance, Service, Snapshot, Transition
+from controlplane.circuits.sync.parse import SyncError
+from controlplane.circuits.sync.wire import MAX_COUNTER
+from tests.circuits.sync_helpers import parse_sync, store_sync
 from tests.circuits.test_sync_concurrency import _in_threads
-from tests.circuits.test_sync_intake import (  # noqa: F401 (an autouse fixture)
-    _close_thread_connections,
-    _fast_path_agrees_with_the_view,
-    _flush,
-    _service,
-    _until_buffered,
-)
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +65,7 @@ def test_the_circuit_limit_holds_under_concurrent_registration(
             breakers=[{"name": f"w{worker}_{i}"} for i in range(4)],
         )
         try:
-            return ingest_sync(service, parse_sync(body))
+            return store_sync(service, parse_sync(body))
         except SyncError as exc:
             return exc
 
@@ -84,45 +75,6 @@ def test_the_circuit_limit_holds_under_concurrent_registration(
     assert len(accepted) == 2 and len(refused) == 4, results
     assert all(r.status == 400 for r in refused)
     assert Circuit.objects.filter(service=service).count() == 8
-
-
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-async def test_the_fast_path_keeps_the_circuit_limit(sync_body: Any, settings: Any) -> None:
-    settings.SWITCHYARD_MAX_CIRCUITS_PER_SERVICE = 2
-    service_id, _ = await sync_to_async(_service)()
-    intake = Intake(flusher=False)
-    first = parse_sync(sync_body(breakers=[{"name": "a"}, {"name": "b"}]))
-    assert (await intake.accept(service_id, "checkout", first)).status_code == 200
-    more = parse_sync(sync_body(breakers=[{"name": "a"}, {"name": "b"}, {"name": "c"}]))
-    response = await intake.accept(service_id, "checkout", more)
-    assert response.status_code == 400
-    assert list(json.loads(response.content)["errors"]) == ["breakers[2].name"]
-    # Known circuits still take the buffered path.
-    again = parse_sync(sync_body(breakers=[{"name": "a"}]))
-    assert (await intake.accept(service_id, "checkout", again)).status_code == 200
-    assert await sync_to_async(Circuit.objects.count)() == 2
-
-
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-async def test_two_processes_registering_at_once_keep_the_circuit_limit(
-    sync_body: Any, settings: Any
-) -> None:
-    # Two intakes stand for two web processes; each sync brings two new circuits.
-    settings.SWITCHYARD_MAX_CIRCUITS_PER_SERVICE = 3
-    service_id, _ = await sync_to_async(_service)()
-    batches = [
-        parse_sync(
-            sync_body(
-                instance={"id": f"web-{w}"}, breakers=[{"name": f"w{w}_a"}, {"name": f"w{w}_b"}]
-            )
-        )
-        for w in range(2)
-    ]
-    responses = await asyncio.gather(
-        *(Intake(flusher=False).accept(service_id, "checkout", b) for b in batches)
-    )
-    assert sorted(r.status_code for r in responses) == [200, 400]
-    assert await sync_to_async(Circuit.objects.count)() == 2
 
 
 # -- timestamps ------------------------------------------------------------------------------
@@ -136,7 +88,6 @@ async def test_two_processes_registering_at_once_keep_the_circuit_limit(
         ("transitions[0].at", "9999-12-31T23:59:59Z"),
         ("breakers[0].state_since", "9999-12-31T23:59:59Z"),
         ("breakers[0].state_since", "9999-12-31T23:59:59-05:00"),
-        ("breakers[0].last_failure", "1970-01-01T00:00:00Z"),
         ("instance.started_at", "0001-01-01T00:00:00Z"),
     ],
 )
@@ -192,7 +143,7 @@ def test_reads_of_circuits_with_extreme_stored_times_never_500(
     circuit = Circuit.objects.get()
     instance = Instance.objects.get()
     far, early = datetime(9999, 12, 31, 23, 59, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)
-    Snapshot.objects.update(state_since=far, last_failure=early)
+    Snapshot.objects.update(state_since=far)
     Instance.objects.update(started_at=early)
     for seq, at in enumerate((early, far), start=1):
         Transition.objects.create(
@@ -237,40 +188,4 @@ def test_dropped_transitions_per_sync_are_bounded_and_the_total_saturates(
     assert Instance.objects.get().dropped_transitions == MAX_COUNTER
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-async def test_the_fast_path_saturates_the_dropped_total(sync_body: Any) -> None:
-    service_id, _ = await sync_to_async(_service)()
-    intake = Intake(flusher=False)
-    body = sync_body(breakers=[{"name": "db"}])
-    assert (await intake.accept(service_id, "checkout", parse_sync(body))).status_code == 200
-    await sync_to_async(Instance.objects.update)(dropped_transitions=MAX_COUNTER - 5)
-    body = sync_body(breakers=[{"name": "db"}], dropped_transitions=2**31 - 1)
-    # A dropped count is answered once stored: the answer waits for the flush.
-    answer = asyncio.ensure_future(intake.accept(service_id, "checkout", parse_sync(body)))
-    await _until_buffered(intake, 1)
-    result, _ = await _flush(intake, counters=True)
-    assert result.instances == 1
-    assert (await answer).status_code == 200
-    instance = await sync_to_async(Instance.objects.get)()
-    assert instance.dropped_transitions == MAX_COUNTER
-
-
 # -- the fast path refuses what the view refuses ---------------------------------------------
-
-
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b'{"instance": {"id": "web-1"}, "x": ' + b"[" * 2000 + b"]" * 2000 + b"}",
-        b"[" * 100_000,
-        b'{"instance": {"id": "web-1", "hostname": "a\\u0000b"}}',
-        b'{"instance": {"id": "web-1", "hostname": "a\\ud800b"}}',
-        b'{"instance": {"id": "web-1", "started_at": "9999-12-31T23:59:59-05:00"}}',
-        b'{"instance": {"id": "web-1"}, "dropped_transitions": 2147483648}',
-    ],
-    ids=["nested", "unclosed", "nul", "surrogate", "overflow", "dropped"],
-)
-async def test_the_fast_path_refuses_hostile_bodies_like_the_view(raw: bytes, client: Any) -> None:
-    status = await _fast_path_agrees_with_the_view(raw, client)
-    assert status == 400

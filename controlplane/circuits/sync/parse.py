@@ -120,7 +120,7 @@ def _check_moment(
         path,
         f"must be between {format_timestamp(bounds[0])} and now plus "
         f"{settings.SWITCHYARD_SYNC_MAX_CLOCK_SKEW} s ({format_timestamp(bounds[1])}), "
-        f"got {format_timestamp(value)!r}",
+        f"got {value.isoformat()!r}",
     )
 
 

@@ -1,0 +1,244 @@
+"""The sync's store: liveness from the instance, rates from counters over the agent's
+clock, restarts, group commit and its failures, set-based writes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from controlplane.circuits.models import Circuit, Instance, Service, Snapshot, Transition
+from controlplane.circuits.sync.store import GroupCommit, Item, Store
+from tests.circuits.sync_helpers import parse_sync
+
+pytestmark = pytest.mark.django_db
+
+
+def _write(store: Store, service: Service, *bodies: dict[str, Any]) -> list[Item]:
+    items = [Item(service.pk, service.name, parse_sync(b), timezone.now()) for b in bodies]
+    store.write(items)
+    return items
+
+
+def _snapshot() -> Snapshot:
+    return Snapshot.objects.get()
+
+
+def test_rates_cover_the_time_between_two_syncs_by_the_agents_clock(
+    sync_body: Any, service: Service, settings: Any
+) -> None:
+    settings.SWITCHYARD_SYNC_COUNTER_SECONDS = 0
+    store = Store()
+    _write(store, service, sync_body(clock=10.0, breakers=[{"name": "db", "calls": 100}]))
+    first = _snapshot()
+    # The first sight counts from the process's start (its clock's origin).
+    assert (first.calls_delta, first.delta_seconds) == (100, 10.0)
+    body = sync_body(clock=17.5, breakers=[{"name": "db", "calls": 250, "failures": 15}])
+    _write(store, service, body)
+    row = _snapshot()
+    assert (row.calls_delta, row.failures_delta, row.delta_seconds) == (150, 15, 7.5)
+    assert row.calls_delta / row.delta_seconds == pytest.approx(20.0)
+
+
+def test_an_open_circuit_shows_its_rejected_calls_per_second(
+    sync_body: Any, service: Service, settings: Any
+) -> None:
+    settings.SWITCHYARD_SYNC_COUNTER_SECONDS = 0
+    store = Store()
+    _write(store, service, sync_body(clock=100.0, breakers=[{"name": "db", "state": "open"}]))
+    for step in range(1, 4):
+        breaker = {"name": "db", "state": "open", "calls": 0, "rejected": 50 * step}
+        _write(store, service, sync_body(clock=100.0 + 5 * step, breakers=[breaker]))
+        row = _snapshot()
+        assert row.rejected_delta / row.delta_seconds == pytest.approx(10.0)
+        assert row.calls_delta == 0
+
+
+def test_a_rate_across_a_process_restart_is_neither_negative_nor_inflated(
+    sync_body: Any, service: Service, settings: Any
+) -> None:
+    settings.SWITCHYARD_SYNC_COUNTER_SECONDS = 0
+    store = Store()
+    old = {"started_at": "2026-11-27T10:00:00Z"}
+    new = {"started_at": "2026-11-27T11:00:00Z"}
+    _write(
+        store,
+        service,
+        sync_body(instance=old, clock=3000.0, breakers=[{"name": "db", "calls": 9000}]),
+    )
+    _write(
+        store,
+        service,
+        sync_body(instance=old, clock=3005.0, breakers=[{"name": "db", "calls": 9050}]),
+    )
+    assert _snapshot().calls_delta / _snapshot().delta_seconds == pytest.approx(10.0)
+    # The new process has made 40 calls in the 4 s since it started; its counters are
+    # lower AND higher than a stale base could make them look: the generation decides.
+    _write(
+        store, service, sync_body(instance=new, clock=4.0, breakers=[{"name": "db", "calls": 40}])
+    )
+    row = _snapshot()
+    assert (row.generation, row.calls, row.calls_delta, row.delta_seconds) == (1, 40, 40, 4.0)
+    # A restart with more calls than the old process had is not read as growth.
+    _write(
+        store,
+        service,
+        sync_body(instance=old, clock=2.0, breakers=[{"name": "db", "calls": 20000}]),
+    )
+    row = _snapshot()
+    assert (row.generation, row.calls_delta, row.delta_seconds) == (2, 20000, 2.0)
+    assert Instance.objects.get().restarts == 2
+
+
+def test_an_idle_breaker_is_not_rewritten_once_its_rate_is_zero(
+    sync_body: Any, service: Service, settings: Any
+) -> None:
+    settings.SWITCHYARD_SYNC_COUNTER_SECONDS = 0
+    store = Store()
+    for clock in (5.0, 10.0):
+        _write(store, service, sync_body(clock=clock, breakers=[{"name": "db", "calls": 7}]))
+    row = _snapshot()
+    assert (row.calls_delta, row.delta_seconds) == (0, 5.0)  # zero over its latest window
+    written = row.updated_at
+    with CaptureQueriesContext(connection) as queries:
+        _write(store, service, sync_body(clock=15.0, breakers=[{"name": "db", "calls": 7}]))
+    assert _snapshot().updated_at == written
+    assert not any(
+        q["sql"].startswith('INSERT INTO "circuits_snapshot"') for q in queries.captured_queries
+    )
+
+
+def test_counters_alone_are_stored_at_their_cadence_states_at_once(
+    sync_body: Any, service: Service, settings: Any
+) -> None:
+    settings.SWITCHYARD_SYNC_COUNTER_SECONDS = 4
+    store = Store()
+    _write(store, service, sync_body(clock=10.0, breakers=[{"name": "db", "calls": 10}]))
+    _write(store, service, sync_body(clock=11.0, breakers=[{"name": "db", "calls": 20}]))
+    assert _snapshot().calls == 10  # 1 s of the agent's clock: not due
+    _write(
+        store,
+        service,
+        sync_body(clock=12.0, breakers=[{"name": "db", "state": "open", "calls": 30}]),
+    )
+    assert (_snapshot().state, _snapshot().calls_delta, _snapshot().delta_seconds) == (
+        "open",
+        20,
+        2.0,
+    )
+    _write(
+        store,
+        service,
+        sync_body(clock=16.5, breakers=[{"name": "db", "state": "open", "calls": 75}]),
+    )
+    assert (_snapshot().calls_delta, _snapshot().delta_seconds) == (45, 4.5)
+
+
+def test_an_idle_breaker_in_a_syncing_process_stays_live_for_ten_minutes(
+    sync_body: Any, service: Service, settings: Any
+) -> None:
+    settings.SWITCHYARD_POLL_INTERVAL = 5
+    store = Store()
+    start = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        for step in range(0, 121):  # every 5 s for 10 minutes, nothing changes
+            traveller.move_to(start + timedelta(seconds=5 * step))
+            _write(store, service, sync_body(clock=5.0 * step, breakers=[{"name": "db"}]))
+            circuit = Circuit.objects.with_fleet_state().get()
+            assert (circuit.fleet_state, circuit.instances_live) == ("closed", 1), step
+        assert Snapshot.objects.get().updated_at <= start + timedelta(seconds=5)
+        # The process goes quiet: after the live window, nobody holds the circuit.
+        traveller.move_to(start + timedelta(seconds=5 * 120 + 16))
+        assert Circuit.objects.with_fleet_state().get().fleet_state == "unknown"
+
+
+def test_one_write_of_fifty_syncs_costs_the_queries_of_one(
+    sync_body: Any, service: Service
+) -> None:
+    store = Store()
+    bodies = [
+        sync_body(instance={"id": f"web-{i}"}, breakers=[{"name": f"b{j}"} for j in range(20)])
+        for i in range(50)
+    ]
+    _write(store, service, *bodies)  # registration
+
+    def steady(seq: int) -> list[dict[str, Any]]:
+        return [
+            sync_body(
+                instance={"id": f"web-{i}"},
+                clock=10.0 * seq,
+                breakers=[{"name": f"b{j}", "calls": seq * 100} for j in range(20)],
+                transitions=[
+                    {
+                        "id": seq,
+                        "breaker": "b0",
+                        "from": "closed",
+                        "to": "open",
+                        "at": "2026-11-27T10:04:00Z",
+                        "reason": "failure_rate",
+                    }
+                ],
+            )
+            for i in range(50)
+        ]
+
+    with CaptureQueriesContext(connection) as one:
+        _write(store, service, steady(1)[0])
+    with CaptureQueriesContext(connection) as fifty:
+        _write(store, service, *steady(2))
+    # Savepoint, circuits and snapshots read (this test's transaction never commits, so
+    # the caches stay empty), instances, transitions, snapshots, release: whatever the
+    # number of syncs.
+    assert len(fifty.captured_queries) == len(one.captured_queries) == 7
+    assert Transition.objects.count() == 51
+    assert Snapshot.objects.filter(calls=200).count() == 1000
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_a_write_failing_for_any_reason_answers_503_and_loses_nothing(
+    sync_body: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = await sync_to_async(Service.objects.create)(name="flaky")
+    store = Store()
+    group = GroupCommit(store)
+    real = store._transitions
+    failures = iter([RuntimeError("not a database error")])
+
+    def transitions(*args: Any) -> Any:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real(*args)
+
+    monkeypatch.setattr(store, "_transitions", transitions)
+    transition = {
+        "id": 1,
+        "breaker": "db",
+        "from": "closed",
+        "to": "open",
+        "at": "2026-11-27T10:04:00Z",
+        "reason": "failure_rate",
+    }
+    body = sync_body(breakers=[{"name": "db", "state": "open"}], transitions=[transition])
+
+    async def send() -> Item:
+        item = Item(service.pk, service.name, parse_sync(body), timezone.now())
+        await asyncio.wait_for(group.submit(item), timeout=10)
+        return item
+
+    failed = await send()
+    assert failed.error is not None and failed.error.status == 503
+    assert failed.error.headers["Retry-After"]
+    assert await sync_to_async(Transition.objects.count)() == 0  # rolled back whole
+    stored = await send()  # the agent sends it again
+    assert stored.error is None and stored.acked_through == 1
+    again = await send()  # and a replay stores nothing twice
+    assert again.acked_through == 1
+    assert await sync_to_async(Transition.objects.count)() == 1
