@@ -431,7 +431,7 @@ SPECTACULAR_SETTINGS = {
     # The API's bodies are JSON (form encodings serve the browsable API's forms only).
     "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
     # The agent sync and watch and /healthz are plain Django views: described here.
-    "PREPROCESSING_HOOKS": ["controlplane.core.schema.add_plain_views"],
+    "PREPROCESSING_HOOKS": ["controlplane.circuits.schema.add_plain_views"],
     # Swagger UI from drf-spectacular-sidecar's static files: the docs work offline and
     # no page pulls code from another host. (No Redoc page: its template loads web fonts
     # from Google.)

@@ -3,8 +3,8 @@
 The agent sync (:func:`controlplane.circuits.views.agent_sync`, served under ASGI by
 :mod:`.intake`), the watch (:mod:`.watch`) and ``/healthz`` are not DRF views, so
 drf-spectacular does not see them; the stand-in views below carry their descriptions
-(they are never routed) and :func:`controlplane.core.schema.add_plain_views` adds them
-to the schema at the paths the real views are routed at.
+(they are never routed) and :func:`add_plain_views` (a drf-spectacular preprocessing
+hook) adds them to the schema at the paths the real views are routed at.
 """
 
 from typing import Any
@@ -271,3 +271,8 @@ def plain_view_endpoints() -> list[tuple[str, str, str, Any]]:
         path = reverse(name)
         endpoints.append((path, f"^{path.lstrip('/')}$", method, view.as_view()))
     return endpoints
+
+
+def add_plain_views(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
+    """PREPROCESSING_HOOKS: the routes of plain Django views, described by stand-ins."""
+    return [*endpoints, *plain_view_endpoints()]
