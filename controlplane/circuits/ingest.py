@@ -23,6 +23,8 @@ from breakers import wire
 from breakers.config import CircuitBreakerConfig, config_errors
 from controlplane.circuits import events
 from controlplane.circuits.choices import (
+    MAX_COUNTER,
+    MAX_PID,
     NAME_MAX_LENGTH,
     NAME_RE,
     CircuitState,
@@ -47,8 +49,6 @@ from controlplane.circuits.operations import expire_overrides
 from controlplane.core.errors import error_body
 
 PROTOCOL_VERSION = wire.PROTOCOL_VERSION
-MAX_COUNTER = 2**63 - 1
-MAX_PID = 2**31 - 1
 MAX_ERRORS_REPORTED = 50
 # Transitions an agent may report dropped in one sync (the instance's total saturates).
 MAX_DROPPED_PER_SYNC = 2**31 - 1

@@ -18,16 +18,27 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from breakers.config import wire_schema
-from controlplane.circuits.choices import CircuitState, OverrideState, TransitionReason
-from controlplane.circuits.ingest import MAX_COUNTER, MAX_PID
+from breakers.wire import PROTOCOL_VERSION
+from controlplane.circuits.choices import (
+    HOSTNAME_MAX_LENGTH,
+    LIBRARY_VERSION_MAX_LENGTH,
+    MAX_COUNTER,
+    MAX_PID,
+    MAX_RETRY_AFTER,
+    NAME_MAX_LENGTH,
+    NAME_SCHEMA_PATTERN,
+    CircuitState,
+    OverrideState,
+    TransitionReason,
+)
 from controlplane.circuits.watch import MAX_SINCE
 from controlplane.core import schema as core_schema
 
 NAME = {
     "type": "string",
     "minLength": 1,
-    "maxLength": 200,
-    "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+-]{0,199}$",
+    "maxLength": NAME_MAX_LENGTH,
+    "pattern": NAME_SCHEMA_PATTERN,
 }
 TIMESTAMP = {"type": "string", "format": "date-time", "maxLength": 64}
 COUNTER = {"type": "integer", "minimum": 0, "maximum": MAX_COUNTER}
@@ -65,7 +76,12 @@ BREAKER_REPORT = {
         "failure_rate": RATE,
         "state_since": {**TIMESTAMP, "nullable": True},
         "last_failure": {**TIMESTAMP, "nullable": True},
-        "retry_after": {"type": "number", "minimum": 0, "maximum": 1e9, "nullable": True},
+        "retry_after": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": MAX_RETRY_AFTER,
+            "nullable": True,
+        },
     },
 }
 
@@ -90,17 +106,17 @@ SYNC_REQUEST = {
     "type": "object",
     "required": ["instance"],
     "properties": {
-        "protocol": {"type": "integer", "enum": [1]},
+        "protocol": {"type": "integer", "enum": [PROTOCOL_VERSION]},
         "service": NAME,
         "instance": {
             "type": "object",
             "required": ["id"],
             "properties": {
                 "id": NAME,
-                "hostname": _text(255),
+                "hostname": _text(HOSTNAME_MAX_LENGTH),
                 "pid": {"type": "integer", "minimum": 0, "maximum": MAX_PID, "nullable": True},
                 "started_at": {**TIMESTAMP, "nullable": True},
-                "library_version": _text(50),
+                "library_version": _text(LIBRARY_VERSION_MAX_LENGTH),
             },
         },
         "breakers": {"type": "array", "items": BREAKER_REPORT, "nullable": True},

@@ -16,6 +16,10 @@ from django.utils import timezone
 # actor_name of automatic actions (expiry, retention).
 SYSTEM_ACTOR = "system"
 
+# Longest reason an operator may give for a change (overrides, configs, silences), in
+# characters: every API, form and page field of a reason states this one.
+MAX_REASON_LENGTH = 1000
+
 # Every app's audit actions (value -> label), registered in its AppConfig.ready().
 _actions: dict[str, str] = {}
 
@@ -63,14 +67,18 @@ def record_audit(
     now: datetime | None = None,
 ) -> Model:
     """Write one audit event (inside the caller's transaction)."""
-    return audit_model()._default_manager.create(
+    model = audit_model()
+    repr_field = model._meta.get_field("target_repr")
+    # Cut to the column (a model without the field's length would be a registration bug).
+    repr_length = getattr(repr_field, "max_length", None)
+    return model._default_manager.create(
         actor=actor,
         actor_name=actor_name(actor),
         action=action,
         service_id=service_id,
         target_type=type(target)._meta.model_name,
         target_id=str(target.pk),
-        target_repr=str(target)[:500],
+        target_repr=str(target)[:repr_length],
         reason=reason,
         before=before,
         after=after,
