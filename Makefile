@@ -62,6 +62,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict breakers
+	$(BIN)/lint-imports
 	DEBUG=1 $(BIN)/mypy --config-file mypy-django.ini
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 

@@ -14,6 +14,9 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from controlplane.demo.scenario import MAX_SPEED as _DEMO_MAX_SPEED
+from controlplane.demo.scenario import MIN_SPEED as _DEMO_MIN_SPEED
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -48,6 +51,23 @@ def envint(
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise ImproperlyConfigured(
             f"{name} must be an integer between {minimum} and {maximum}, got {value}"
+        )
+    return value
+
+
+def envfloat(name: str, default: float, *, minimum: float, maximum: float) -> float:
+    """Read a number, bounded (inclusive)."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        value = default
+    else:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ImproperlyConfigured(
+            f"{name} must be a number between {minimum:g} and {maximum:g}, got {raw!r}"
         )
     return value
 
@@ -326,9 +346,11 @@ CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Seconds between alert evaluation cycles.
 SWITCHYARD_ALERT_INTERVAL = envint("SWITCHYARD_ALERT_INTERVAL", 15, minimum=1, maximum=3600)
-# A notification claimed longer ago than this (its worker died) is handed out again.
+# A notification claimed longer ago than this many seconds (its worker died) is handed
+# out again.
 SWITCHYARD_ALERT_CLAIM_TTL = envint("SWITCHYARD_ALERT_CLAIM_TTL", 120, minimum=5, maximum=86400)
-# Delivery attempts before a notification is given up, and the first retry's delay.
+# Delivery attempts before a notification is given up, and the first retry's delay in
+# seconds (doubling at each retry).
 SWITCHYARD_ALERT_MAX_ATTEMPTS = envint("SWITCHYARD_ALERT_MAX_ATTEMPTS", 8, minimum=1, maximum=100)
 SWITCHYARD_ALERT_RETRY_BACKOFF = envint(
     "SWITCHYARD_ALERT_RETRY_BACKOFF", 10, minimum=1, maximum=3600
@@ -431,7 +453,7 @@ SPECTACULAR_SETTINGS = {
     # The API's bodies are JSON (form encodings serve the browsable API's forms only).
     "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
     # The agent sync and watch and /healthz are plain Django views: described here.
-    "PREPROCESSING_HOOKS": ["controlplane.core.schema.add_plain_views"],
+    "PREPROCESSING_HOOKS": ["controlplane.circuits.schema.add_plain_views"],
     # Swagger UI from drf-spectacular-sidecar's static files: the docs work offline and
     # no page pulls code from another host. (No Redoc page: its template loads web fonts
     # from Google.)
@@ -451,7 +473,7 @@ SWITCHYARD_POLL_INTERVAL = envint("SWITCHYARD_POLL_INTERVAL", 5, minimum=1, maxi
 SWITCHYARD_LIVE_INTERVALS = envint("SWITCHYARD_LIVE_INTERVALS", 3, minimum=1, maximum=100)
 # How long an agent's watch (long poll) is held before an empty 204, seconds.
 SWITCHYARD_WATCH_HOLD = envint("SWITCHYARD_WATCH_HOLD", 25, minimum=1, maximum=300)
-# Explicit limits on one sync request.
+# Explicit limits on one sync request: its body in bytes, its breakers, its transitions.
 SWITCHYARD_SYNC_MAX_BODY_BYTES = envint(
     "SWITCHYARD_SYNC_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024
 )
@@ -508,6 +530,12 @@ SWITCHYARD_AGENT_WATCH_RATE_PER_SECOND = envint(
 )
 SWITCHYARD_AGENT_WATCH_RATE_BURST = envint(
     "SWITCHYARD_AGENT_WATCH_RATE_BURST", 30, minimum=1, maximum=10_000_000
+)
+# The demo (`make run`; controlplane/demo): its schedules and alert durations run this
+# many times faster. The fleet's processes read the variable themselves, within the same
+# bounds (controlplane.demo.scenario.speed_from_env).
+SWITCHYARD_DEMO_SPEED = envfloat(
+    "SWITCHYARD_DEMO_SPEED", 1.0, minimum=_DEMO_MIN_SPEED, maximum=_DEMO_MAX_SPEED
 )
 # Django refuses larger bodies before the view sees them; keep it above the sync limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, SWITCHYARD_SYNC_MAX_BODY_BYTES + 1)

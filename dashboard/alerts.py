@@ -15,13 +15,14 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from controlplane.alerts.api.views import silenced_now
-from controlplane.alerts.choices import OPEN_STATUSES, AlertStatus, Severity
+from controlplane.alerts.choices import MAX_SILENCE, OPEN_STATUSES, AlertStatus, Severity
 from controlplane.alerts.models import Alert, Silence
+from controlplane.core.audit import MAX_REASON_LENGTH
 
 STATUSES = ("open", *AlertStatus.values)
 YES_NO = ("yes", "no")
-# 90 days, the longest silence the alerts app accepts.
-MAX_SILENCE_MINUTES = 90 * 24 * 60
+# The longest silence the alerts app accepts.
+MAX_SILENCE_MINUTES = int(MAX_SILENCE.total_seconds()) // 60
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class SilenceForm(forms.Form):
 
     alert = forms.IntegerField(widget=forms.HiddenInput)
     match = forms.ChoiceField(choices=list(MATCHES.items()), initial="circuit")
-    reason = forms.CharField(required=False, max_length=1000)
+    reason = forms.CharField(required=False, max_length=MAX_REASON_LENGTH)
     expires_in_minutes = forms.IntegerField(min_value=1, max_value=MAX_SILENCE_MINUTES, initial=60)
     confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
 

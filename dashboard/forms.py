@@ -8,6 +8,8 @@ from typing import Any
 from django import forms
 
 from breakers.config import WIRE_FIELDS, CircuitBreakerConfig
+from controlplane.circuits.operations import MAX_EXPIRES_IN_SECONDS
+from controlplane.core.audit import MAX_REASON_LENGTH
 
 _DEFAULTS = CircuitBreakerConfig().to_dict()
 # Fields whose empty input means null (the library accepts None for them).
@@ -24,8 +26,10 @@ class OverrideForm(forms.Form):
     }
 
     action = forms.ChoiceField(choices=list(ACTIONS.items()))
-    reason = forms.CharField(required=False, max_length=1000, widget=forms.TextInput)
-    expires_in_minutes = forms.IntegerField(required=False, min_value=1, max_value=30 * 24 * 60)
+    reason = forms.CharField(required=False, max_length=MAX_REASON_LENGTH, widget=forms.TextInput)
+    expires_in_minutes = forms.IntegerField(
+        required=False, min_value=1, max_value=MAX_EXPIRES_IN_SECONDS // 60
+    )
     confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def clean(self) -> dict[str, Any]:

@@ -35,8 +35,8 @@ from django.db.models.functions import RowNumber
 from django.urls import reverse
 from django.utils import timezone
 
+from breakers.wire import format_timestamp
 from controlplane.circuits.choices import SEVERITY_ORDER, FleetState
-from controlplane.circuits.desired import isoformat
 from controlplane.circuits.fleet import live_cutoff, summary, with_fleet_state
 from controlplane.circuits.models import Circuit, Transition
 
@@ -217,8 +217,8 @@ def tile(circuit: Any, now: datetime, spark: list[float] | None = None) -> dict[
         "summary": summary(circuit).replace("_", " "),
         "failure_rate": rate,
         "call_rate": calls / settings.SWITCHYARD_POLL_INTERVAL,
-        "since": isoformat(since),
-        "probe_at": isoformat(probe_at),
+        "since": format_timestamp(since),
+        "probe_at": format_timestamp(probe_at),
         "spark": spark_path(points),
         "forced": override is not None,
     }

@@ -43,6 +43,7 @@ from controlplane.circuits.operations import (
     force_circuit,
     release_circuit,
 )
+from controlplane.core.audit import MAX_REASON_LENGTH
 from controlplane.core.permissions import acting_user
 from dashboard import alerts as alert_reads
 from dashboard import charts
@@ -140,6 +141,7 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         "can_override": request.user.has_perm(OVERRIDE),
         "can_edit": request.user.has_perm(EDIT_CONFIG),
         "override_form": OverrideForm(),
+        "reason_max_length": MAX_REASON_LENGTH,
         "open_alerts": alert_reads.alerts_queryset().filter(
             circuit=circuit, status__in=OPEN_STATUSES
         )[:50],

@@ -1,6 +1,11 @@
 """Named choices of the alerts app."""
 
+from datetime import timedelta
+
 from django.db import models
+
+# The longest a silence may reach ahead of now.
+MAX_SILENCE = timedelta(days=90)
 
 
 class RuleKind(models.TextChoices):

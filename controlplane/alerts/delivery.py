@@ -18,10 +18,10 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from breakers.wire import format_timestamp
 from controlplane.alerts.choices import AttemptStatus, NotificationStatus
 from controlplane.alerts.models import Alert, Channel, Notification, NotificationAttempt
 from controlplane.alerts.transports import TransportError, get_transport
-from controlplane.circuits.desired import isoformat
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,9 @@ def payload(notification: Notification) -> dict[str, Any]:
             "circuit": alert.circuit.name,
             "circuit_id": alert.circuit_id,
             "state": alert.status,
-            "started_at": isoformat(alert.started_at),
-            "fired_at": isoformat(alert.fired_at),
-            "resolved_at": isoformat(alert.resolved_at),
+            "started_at": format_timestamp(alert.started_at),
+            "fired_at": format_timestamp(alert.fired_at),
+            "resolved_at": format_timestamp(alert.resolved_at),
             "value": alert.value,
             "labels": alert.labels,
             "acknowledged": alert.acknowledged_at is not None,

@@ -13,8 +13,8 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import Q
 
+from breakers.wire import format_timestamp
 from controlplane.alerts.models import Alert
-from controlplane.circuits.desired import isoformat
 from controlplane.core import live
 
 logger = logging.getLogger(__name__)
@@ -66,9 +66,9 @@ def alert_item(a: Alert) -> AlertItem:
         "status": a.status,
         "forced": a.forced,
         "acknowledged": a.acknowledged_at is not None,
-        "started_at": isoformat(a.started_at),
-        "fired_at": isoformat(a.fired_at),
-        "resolved_at": isoformat(a.resolved_at),
+        "started_at": format_timestamp(a.started_at),
+        "fired_at": format_timestamp(a.fired_at),
+        "resolved_at": format_timestamp(a.resolved_at),
     }
 
 

@@ -8,11 +8,11 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from breakers.wire import format_timestamp
 from controlplane.alerts import events
 from controlplane.alerts.choices import OPEN_STATUSES, AlertAuditAction
 from controlplane.alerts.models import Alert, AlertRule, Channel, Silence
 from controlplane.alerts.transports import get_transport
-from controlplane.circuits.desired import isoformat
 from controlplane.core.audit import record_audit
 
 
@@ -51,8 +51,8 @@ def silence_wire(silence: Silence) -> dict[str, Any]:
         "service": silence.service_id,
         "circuit": silence.circuit_id,
         "rule": silence.rule_id,
-        "starts_at": isoformat(silence.starts_at),
-        "expires_at": isoformat(silence.expires_at),
+        "starts_at": format_timestamp(silence.starts_at),
+        "expires_at": format_timestamp(silence.expires_at),
         "reason": silence.reason,
     }
 

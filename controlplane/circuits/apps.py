@@ -4,7 +4,7 @@ from django.apps import AppConfig
 
 
 class CircuitsConfig(AppConfig):
-    """Re-creates the roles after migrate and flush."""
+    """Registers the audit model and actions; re-creates the roles after migrate and flush."""
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "controlplane.circuits"
@@ -15,9 +15,11 @@ class CircuitsConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from controlplane.circuits.choices import AuditAction
+        from controlplane.circuits.models import AuditEvent
         from controlplane.circuits.roles import ensure_roles
-        from controlplane.core.audit import register_actions
+        from controlplane.core.audit import register_actions, register_model
 
+        register_model(AuditEvent)
         register_actions(AuditAction.choices)
 
         post_migrate.connect(ensure_roles, sender=self, dispatch_uid="circuits-ensure-roles")

@@ -89,5 +89,18 @@ class AuditAction(models.TextChoices):
 # Names of services, circuits and instances: 1-200 characters, starting with a letter,
 # digit or underscore, then letters, digits and _ . : / @ + -  (no spaces).
 NAME_MAX_LENGTH = 200
-NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+\-]{0,199}\Z"
+_NAME = rf"[A-Za-z0-9_][A-Za-z0-9_.:/@+\-]{{0,{NAME_MAX_LENGTH - 1}}}"
+NAME_PATTERN = rf"^{_NAME}\Z"
 NAME_RE = re.compile(NAME_PATTERN)
+# The same rule in the OpenAPI schema's regex dialect (ECMA 262: no \Z).
+NAME_SCHEMA_PATTERN = f"^{_NAME}$"
+
+# Limits of what an agent reports, stated once for the sync's validation, the models and
+# the OpenAPI schema: counters and ids fit PostgreSQL's bigint, pids and small counts
+# its integer; free text is cut to its column.
+MAX_COUNTER = 2**63 - 1
+MAX_PID = 2**31 - 1
+HOSTNAME_MAX_LENGTH = 255
+LIBRARY_VERSION_MAX_LENGTH = 50
+# A breaker's retry_after, seconds.
+MAX_RETRY_AFTER = 1e9

@@ -12,6 +12,8 @@ from django.db import models
 from django.db.models import Q
 
 from controlplane.circuits.choices import (
+    HOSTNAME_MAX_LENGTH,
+    LIBRARY_VERSION_MAX_LENGTH,
     NAME_MAX_LENGTH,
     NAME_PATTERN,
     AuditAction,
@@ -80,9 +82,9 @@ class Instance(models.Model):
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="instances")
     instance_id = models.CharField(max_length=NAME_MAX_LENGTH)
-    hostname = models.CharField(max_length=255, blank=True)
+    hostname = models.CharField(max_length=HOSTNAME_MAX_LENGTH, blank=True)
     pid = models.PositiveIntegerField(null=True, blank=True)
-    library_version = models.CharField(max_length=50, blank=True)
+    library_version = models.CharField(max_length=LIBRARY_VERSION_MAX_LENGTH, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     # A new started_at for the same instance id is a restart: transition ids start over,
     # so transitions are unique per (instance, generation, id).

@@ -19,11 +19,10 @@ from controlplane.circuits import events
 from controlplane.circuits.choices import AuditAction, ConfigSource, OverrideEnd, OverrideState
 from controlplane.circuits.desired import bump_desired_version, override_wire
 from controlplane.circuits.models import Circuit, ConfigVersion, Override
-from controlplane.core.audit import record_audit
+from controlplane.core.audit import MAX_REASON_LENGTH, record_audit
 
-# Longest override expiry accepted (30 days), and longest reason.
+# Longest override expiry accepted (30 days), in seconds.
 MAX_EXPIRES_IN_SECONDS = 30 * 24 * 3600
-MAX_REASON_LENGTH = 1000
 
 
 class NotForcedError(Exception):

@@ -3,8 +3,8 @@
 The agent sync (:func:`controlplane.circuits.views.agent_sync`, served under ASGI by
 :mod:`.sync`), the watch (:mod:`.watch`) and ``/healthz`` are not DRF views, so
 drf-spectacular does not see them; the stand-in views below carry their descriptions
-(they are never routed) and :func:`controlplane.core.schema.add_plain_views` adds them
-to the schema at the paths the real views are routed at.
+(they are never routed) and :func:`add_plain_views` (a drf-spectacular preprocessing
+hook) adds them to the schema at the paths the real views are routed at.
 """
 
 from typing import Any
@@ -18,16 +18,28 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from breakers.config import wire_schema
-from controlplane.circuits.choices import CircuitState, OverrideState, TransitionReason
-from controlplane.circuits.sync.wire import MAX_CLOCK, MAX_COUNTER, MAX_DROPPED_PER_SYNC, MAX_PID
+from breakers.wire import PROTOCOL_VERSION
+from controlplane.circuits.choices import (
+    HOSTNAME_MAX_LENGTH,
+    LIBRARY_VERSION_MAX_LENGTH,
+    MAX_COUNTER,
+    MAX_PID,
+    MAX_RETRY_AFTER,
+    NAME_MAX_LENGTH,
+    NAME_SCHEMA_PATTERN,
+    CircuitState,
+    OverrideState,
+    TransitionReason,
+)
+from controlplane.circuits.sync.wire import MAX_CLOCK, MAX_DROPPED_PER_SYNC
 from controlplane.circuits.watch import MAX_SINCE
 from controlplane.core import schema as core_schema
 
 NAME = {
     "type": "string",
     "minLength": 1,
-    "maxLength": 200,
-    "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+-]{0,199}$",
+    "maxLength": NAME_MAX_LENGTH,
+    "pattern": NAME_SCHEMA_PATTERN,
 }
 TIMESTAMP = {"type": "string", "format": "date-time", "maxLength": 64}
 COUNTER = {"type": "integer", "minimum": 0, "maximum": MAX_COUNTER}
@@ -64,7 +76,12 @@ BREAKER_REPORT = {
         "trip_count": COUNTER,
         "failure_rate": RATE,
         "state_since": {**TIMESTAMP, "nullable": True},
-        "retry_after": {"type": "number", "minimum": 0, "maximum": 1e9, "nullable": True},
+        "retry_after": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": MAX_RETRY_AFTER,
+            "nullable": True,
+        },
     },
 }
 
@@ -89,17 +106,17 @@ SYNC_REQUEST = {
     "type": "object",
     "required": ["instance"],
     "properties": {
-        "protocol": {"type": "integer", "enum": [1]},
+        "protocol": {"type": "integer", "enum": [PROTOCOL_VERSION]},
         "service": NAME,
         "instance": {
             "type": "object",
             "required": ["id"],
             "properties": {
                 "id": NAME,
-                "hostname": _text(255),
+                "hostname": _text(HOSTNAME_MAX_LENGTH),
                 "pid": {"type": "integer", "minimum": 0, "maximum": MAX_PID, "nullable": True},
                 "started_at": {**TIMESTAMP, "nullable": True},
-                "library_version": _text(50),
+                "library_version": _text(LIBRARY_VERSION_MAX_LENGTH),
             },
         },
         "clock": {"type": "number", "minimum": 0, "maximum": MAX_CLOCK, "nullable": True},
@@ -282,3 +299,8 @@ def plain_view_endpoints() -> list[tuple[str, str, str, Any]]:
         path = reverse(name)
         endpoints.append((path, f"^{path.lstrip('/')}$", method, view.as_view()))
     return endpoints
+
+
+def add_plain_views(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
+    """PREPROCESSING_HOOKS: the routes of plain Django views, described by stand-ins."""
+    return [*endpoints, *plain_view_endpoints()]

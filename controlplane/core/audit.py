@@ -1,7 +1,8 @@
 """The audit trail: one append-only row per change made by a person or by the system.
 
-The row is ``controlplane.circuits.models.AuditEvent`` (it stays in the circuits app,
-where its permissions and data live); every app records through ``record_audit``.
+The row's model lives in the circuits app (where its permissions and data live), which
+registers it here in its ``AppConfig.ready()``: this base package knows no app. Every app
+records through ``record_audit``.
 """
 
 from collections.abc import Iterable
@@ -9,15 +10,34 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.db.models import Model
 from django.utils import timezone
-
-from controlplane.circuits.models import AuditEvent
 
 # actor_name of automatic actions (expiry, retention).
 SYSTEM_ACTOR = "system"
 
+# Longest reason an operator may give for a change (overrides, configs, silences), in
+# characters: every API, form and page field of a reason states this one.
+MAX_REASON_LENGTH = 1000
+
 # Every app's audit actions (value -> label), registered in its AppConfig.ready().
 _actions: dict[str, str] = {}
+
+# The audit row's model, registered by the app that owns it.
+_model: type[Model] | None = None
+
+
+def register_model(model: type[Model]) -> None:
+    """Name the model ``record_audit`` writes (the owning app calls this once, in ready())."""
+    global _model
+    _model = model
+
+
+def audit_model() -> type[Model]:
+    """The registered audit model; an error naming the missing registration otherwise."""
+    if _model is None:
+        raise RuntimeError("no audit model registered: call core.audit.register_model() in ready()")
+    return _model
 
 
 def register_actions(choices: Iterable[tuple[str, str]]) -> None:
@@ -45,16 +65,20 @@ def record_audit(
     after: Any = None,
     service_id: int | None = None,
     now: datetime | None = None,
-) -> AuditEvent:
+) -> Model:
     """Write one audit event (inside the caller's transaction)."""
-    return AuditEvent.objects.create(
+    model = audit_model()
+    repr_field = model._meta.get_field("target_repr")
+    # Cut to the column (a model without the field's length would be a registration bug).
+    repr_length = getattr(repr_field, "max_length", None)
+    return model._default_manager.create(
         actor=actor,
         actor_name=actor_name(actor),
         action=action,
         service_id=service_id,
         target_type=type(target)._meta.model_name,
         target_id=str(target.pk),
-        target_repr=str(target)[:500],
+        target_repr=str(target)[:repr_length],
         reason=reason,
         before=before,
         after=after,

@@ -49,15 +49,15 @@ Job = Callable[[], Awaitable[Any] | None]
 
 def redis_timeout() -> float:
     """Connect and read timeout of every Redis connection, seconds."""
-    return float(getattr(settings, "SWITCHYARD_REDIS_TIMEOUT_MS", 1000)) / 1000.0
+    return float(settings.SWITCHYARD_REDIS_TIMEOUT_MS) / 1000.0
 
 
 def queue_size() -> int:
-    return int(getattr(settings, "SWITCHYARD_EVENTS_QUEUE", 10_000))
+    return int(settings.SWITCHYARD_EVENTS_QUEUE)
 
 
 def pause_seconds() -> float:
-    return float(getattr(settings, "SWITCHYARD_EVENTS_PAUSE_SECONDS", 5))
+    return float(settings.SWITCHYARD_EVENTS_PAUSE_SECONDS)
 
 
 class Dispatcher:

@@ -6,8 +6,8 @@
   a page past the end) on the operator API, ``400`` wherever a body or query parameter
   is read, ``405`` nowhere (a method not routed is not an operation), ``503`` everywhere
   (the database unreachable).
-* :func:`add_plain_views` describes the routes served by plain Django views (the agent
-  sync and watch, ``/healthz``) through stand-in views of :mod:`controlplane.circuits.schema`.
+* The routes served by plain Django views (the agent sync and watch, ``/healthz``) are
+  added by the circuits app's hook, :func:`controlplane.circuits.schema.add_plain_views`.
 
 ``tests/core/test_schema_contract.py`` checks real answers against this schema.
 """
@@ -141,10 +141,3 @@ class AutoSchema(openapi.AutoSchema):
                 answer = error(declared.get("description") or "error")
                 responses[code] = self._get_response_for_code(answer, code, direction=direction)
         return dict(sorted(responses.items()))
-
-
-def add_plain_views(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
-    """PREPROCESSING_HOOKS: the routes of plain Django views, described by stand-ins."""
-    from controlplane.circuits.schema import plain_view_endpoints
-
-    return [*endpoints, *plain_view_endpoints()]

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from breakers import CircuitBreakerConfig
 
 SPEED_VARIABLE = "SWITCHYARD_DEMO_SPEED"
+# The speeds the demo accepts (settings.SWITCHYARD_DEMO_SPEED reads the same bounds).
+MIN_SPEED = 0.1
+MAX_SPEED = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,8 @@ CALLS_PER_SECOND = 10.0
 
 
 def speed_from_env(environ: dict[str, str] | None = None) -> float:
-    """SWITCHYARD_DEMO_SPEED as a number from 0.1 to 100 (ValueError naming it otherwise)."""
+    """SWITCHYARD_DEMO_SPEED as a number from MIN_SPEED to MAX_SPEED (ValueError naming it
+    otherwise); for the fleet's own processes, which run without Django's settings."""
     raw = (os.environ if environ is None else environ).get(SPEED_VARIABLE, "").strip()
     if not raw:
         return 1.0
@@ -67,8 +71,10 @@ def speed_from_env(environ: dict[str, str] | None = None) -> float:
         speed = float(raw)
     except ValueError:
         raise ValueError(f"{SPEED_VARIABLE} must be a number, got {raw!r}") from None
-    if not 0.1 <= speed <= 100:
-        raise ValueError(f"{SPEED_VARIABLE} must be between 0.1 and 100, got {raw!r}")
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise ValueError(
+            f"{SPEED_VARIABLE} must be between {MIN_SPEED:g} and {MAX_SPEED:g}, got {raw!r}"
+        )
     return speed
 
 

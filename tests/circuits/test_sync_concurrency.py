@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from tests.circuits.sync_helpers import parse_sync, store_sync
 from controlplane.circuits.models import Circuit, ConfigVersion, Service, Transition
+from tests.circuits.sync_helpers import parse_sync, store_sync
 
 # Real transactions (threads commit on their own connections); the serialized contents
 # keep the data migrations' rows for the tests after this one.

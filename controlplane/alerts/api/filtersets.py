@@ -4,6 +4,7 @@ from django_filters import rest_framework as filters
 
 from controlplane.alerts.choices import AlertStatus, ChannelKind, RuleKind
 from controlplane.alerts.models import Alert, AlertRule, Channel, Silence
+from controlplane.circuits.choices import NAME_MAX_LENGTH
 
 
 class AlertFilterSet(filters.FilterSet):
@@ -11,7 +12,7 @@ class AlertFilterSet(filters.FilterSet):
     ``acknowledged``."""
 
     status = filters.MultipleChoiceFilter(choices=AlertStatus.choices)
-    service = filters.CharFilter(field_name="circuit__service__name", max_length=200)
+    service = filters.CharFilter(field_name="circuit__service__name", max_length=NAME_MAX_LENGTH)
     acknowledged = filters.BooleanFilter(
         field_name="acknowledged_at", lookup_expr="isnull", exclude=True
     )

@@ -1,18 +1,18 @@
 """Serializers of the alerts API; every one lists its fields explicitly."""
 
-from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from controlplane.alerts.choices import MAX_SILENCE
 from controlplane.alerts.models import Alert, AlertRule, Channel, Silence
 from controlplane.alerts.rules import RULE_KINDS, params_errors
 from controlplane.alerts.transports import config_errors, get_transport
+from controlplane.core.audit import MAX_REASON_LENGTH
 from controlplane.core.jsonlimits import StorableJSONField
 
-MAX_SILENCE = timedelta(days=90)
 REDACTED = "********"
 
 
@@ -124,7 +124,7 @@ class SilenceSerializer(serializers.ModelSerializer):
     )
     active = serializers.SerializerMethodField()
     starts_at = serializers.DateTimeField(required=False)
-    reason = serializers.CharField(max_length=1000)
+    reason = serializers.CharField(max_length=MAX_REASON_LENGTH)
 
     class Meta:
         model = Silence
@@ -160,7 +160,9 @@ class SilenceSerializer(serializers.ModelSerializer):
         if expires <= attrs["starts_at"]:
             raise serializers.ValidationError({"expires_at": "must be after starts_at"})
         if expires - max(attrs["starts_at"], now) > MAX_SILENCE:
-            raise serializers.ValidationError({"expires_at": "must be at most 90 days ahead"})
+            raise serializers.ValidationError(
+                {"expires_at": f"must be at most {MAX_SILENCE.days} days ahead"}
+            )
         return attrs
 
 

@@ -10,8 +10,7 @@ from typing import Any
 
 from django.db.backends.utils import CursorWrapper
 
-from controlplane.alerts.models import AlertRule
-from controlplane.alerts.rules.base import Param, RuleKind, scope_sql
+from controlplane.alerts.rules.base import Param, RuleKind, ScopedRule, scope_sql
 from controlplane.circuits.fleet import live_cutoff
 
 SQL = """
@@ -49,7 +48,7 @@ class AgentSilent(RuleKind):
 
     @classmethod
     def collect(
-        cls, cursor: CursorWrapper, rule: AlertRule, params: dict[str, Any], now: datetime
+        cls, cursor: CursorWrapper, rule: ScopedRule, params: dict[str, Any], now: datetime
     ) -> None:
         scope, scope_params = scope_sql(rule, "s.circuit_id")
         cursor.execute(

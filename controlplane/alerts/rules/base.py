@@ -8,11 +8,26 @@ notifications) for all kinds at once.
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from django.db.backends.utils import CursorWrapper
 
-from controlplane.alerts.models import AlertRule
+
+class ScopedRule(Protocol):
+    """What a rule kind reads of its rule (an ``AlertRule`` row): its id and its scope.
+
+    Declared here so that the rule kinds need not import the models, which validate
+    a rule's params through them.
+    """
+
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def service_id(self) -> int | None: ...
+
+    @property
+    def circuit_id(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -72,13 +87,13 @@ class RuleKind:
 
     @classmethod
     def collect(
-        cls, cursor: CursorWrapper, rule: AlertRule, params: dict[str, Any], now: datetime
+        cls, cursor: CursorWrapper, rule: ScopedRule, params: dict[str, Any], now: datetime
     ) -> None:
         """Insert the rule's current matches into ``alert_match``."""
         raise NotImplementedError
 
 
-def scope_sql(rule: AlertRule, circuit_column: str = "c.id") -> tuple[str, dict[str, Any]]:
+def scope_sql(rule: ScopedRule, circuit_column: str = "c.id") -> tuple[str, dict[str, Any]]:
     """The SQL condition (and params) limiting circuits ``c`` to the rule's scope."""
     if rule.circuit_id:
         return f" AND {circuit_column} = %(scope_circuit)s", {"scope_circuit": rule.circuit_id}

@@ -12,8 +12,7 @@ from typing import Any
 
 from django.db.backends.utils import CursorWrapper
 
-from controlplane.alerts.models import AlertRule
-from controlplane.alerts.rules.base import Param, RuleKind, scope_sql
+from controlplane.alerts.rules.base import Param, RuleKind, ScopedRule, scope_sql
 from controlplane.circuits.fleet import live_cutoff
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -70,7 +69,7 @@ class OpenTooLong(RuleKind):
 
     @classmethod
     def collect(
-        cls, cursor: CursorWrapper, rule: AlertRule, params: dict[str, Any], now: datetime
+        cls, cursor: CursorWrapper, rule: ScopedRule, params: dict[str, Any], now: datetime
     ) -> None:
         scope, scope_params = scope_sql(rule)
         cursor.execute(

@@ -13,8 +13,7 @@ from typing import Any
 
 from django.db.backends.utils import CursorWrapper
 
-from controlplane.alerts.models import AlertRule
-from controlplane.alerts.rules.base import Param, RuleKind, scope_sql
+from controlplane.alerts.rules.base import Param, RuleKind, ScopedRule, scope_sql
 
 # Counts of candidates only: circuits with at least min_count trips in the window
 # (the partial index transition_trip_idx serves both scans).
@@ -69,7 +68,7 @@ class TripRise(RuleKind):
 
     @classmethod
     def collect(
-        cls, cursor: CursorWrapper, rule: AlertRule, params: dict[str, Any], now: datetime
+        cls, cursor: CursorWrapper, rule: ScopedRule, params: dict[str, Any], now: datetime
     ) -> None:
         scope, scope_params = scope_sql(rule, "r.circuit_id")
         recent = now - timedelta(seconds=params["window"])

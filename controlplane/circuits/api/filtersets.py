@@ -3,7 +3,7 @@
 from django.db.models import Q, QuerySet
 from django_filters import rest_framework as filters
 
-from controlplane.circuits.choices import CircuitState, FleetState
+from controlplane.circuits.choices import NAME_MAX_LENGTH, CircuitState, FleetState
 from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service, Transition
 from controlplane.circuits.querysets import InstanceQuerySet
 from controlplane.core.audit import action_choices
@@ -13,7 +13,7 @@ from controlplane.core.filters import UTCIsoDateTimeFilter
 class ServiceFilterSet(filters.FilterSet):
     """``q``: name contains."""
 
-    q = filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=200)
+    q = filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=NAME_MAX_LENGTH)
 
     class Meta:
         model = Service
@@ -23,9 +23,9 @@ class ServiceFilterSet(filters.FilterSet):
 class CircuitFilterSet(filters.FilterSet):
     """``service`` by name, ``state`` (fleet state), ``q``: name contains."""
 
-    service = filters.CharFilter(field_name="service__name", max_length=200)
+    service = filters.CharFilter(field_name="service__name", max_length=NAME_MAX_LENGTH)
     state = filters.MultipleChoiceFilter(field_name="fleet_state", choices=FleetState.choices)
-    q = filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=200)
+    q = filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=NAME_MAX_LENGTH)
 
     class Meta:
         model = Circuit
@@ -35,7 +35,7 @@ class CircuitFilterSet(filters.FilterSet):
 class TransitionFilterSet(filters.FilterSet):
     """``instance`` (agent instance id), ``to`` state, ``since`` / ``until`` (ISO-8601)."""
 
-    instance = filters.CharFilter(field_name="instance__instance_id", max_length=200)
+    instance = filters.CharFilter(field_name="instance__instance_id", max_length=NAME_MAX_LENGTH)
     to = filters.ChoiceFilter(field_name="to_state", choices=CircuitState.choices)
     since = UTCIsoDateTimeFilter(field_name="at", lookup_expr="gte")
     until = UTCIsoDateTimeFilter(field_name="at", lookup_expr="lt")
@@ -48,9 +48,9 @@ class TransitionFilterSet(filters.FilterSet):
 class InstanceFilterSet(filters.FilterSet):
     """``service`` by name, ``live`` (seen within the live window), ``q``: id or hostname."""
 
-    service = filters.CharFilter(field_name="service__name", max_length=200)
+    service = filters.CharFilter(field_name="service__name", max_length=NAME_MAX_LENGTH)
     live = filters.BooleanFilter(method="filter_live")
-    q = filters.CharFilter(method="filter_q", max_length=200)
+    q = filters.CharFilter(method="filter_q", max_length=NAME_MAX_LENGTH)
 
     class Meta:
         model = Instance
@@ -72,7 +72,7 @@ class AuditEventFilterSet(filters.FilterSet):
 
     action = filters.MultipleChoiceFilter(choices=action_choices)
     actor = filters.CharFilter(field_name="actor_name", max_length=150)
-    service = filters.CharFilter(field_name="service__name", max_length=200)
+    service = filters.CharFilter(field_name="service__name", max_length=NAME_MAX_LENGTH)
     since = UTCIsoDateTimeFilter(field_name="at", lookup_expr="gte")
     until = UTCIsoDateTimeFilter(field_name="at", lookup_expr="lt")
 

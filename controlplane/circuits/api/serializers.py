@@ -19,8 +19,8 @@ from controlplane.circuits.models import (
     Snapshot,
     Transition,
 )
-from controlplane.circuits.operations import MAX_EXPIRES_IN_SECONDS, MAX_REASON_LENGTH
-from controlplane.core.audit import action_choices
+from controlplane.circuits.operations import MAX_EXPIRES_IN_SECONDS
+from controlplane.core.audit import MAX_REASON_LENGTH, action_choices
 
 
 @extend_schema_field(wire_schema())

@@ -186,9 +186,7 @@ def _check_limits(data: Any) -> None:
     for field_name, limit in limits:
         items = data.get(field_name)
         if isinstance(items, list) and len(items) > limit:
-            raise SyncError(
-                413, {field_name: f"at most {limit} items per sync, got {len(items)}"}
-            )
+            raise SyncError(413, {field_name: f"at most {limit} items per sync, got {len(items)}"})
 
 
 def parse(body: bytes, *, now: datetime | None = None) -> Sync:

@@ -11,18 +11,19 @@ from typing import Annotated, Any
 import msgspec
 
 from breakers import wire as library_wire
+from controlplane.circuits.choices import (
+    HOSTNAME_MAX_LENGTH,
+    LIBRARY_VERSION_MAX_LENGTH,
+    MAX_COUNTER,
+    MAX_PID,
+    MAX_RETRY_AFTER,
+)
 
 PROTOCOL_VERSION = library_wire.PROTOCOL_VERSION
-#: Cumulative counters: PostgreSQL's bigint.
-MAX_COUNTER = 2**63 - 1
-#: Process ids, config versions, a transition's calls and failures: PostgreSQL's integer.
-MAX_PID = 2**31 - 1
 #: Transitions an agent may report dropped in one sync (the instance's total saturates).
-MAX_DROPPED_PER_SYNC = 2**31 - 1
+MAX_DROPPED_PER_SYNC = MAX_PID
 #: The agent's clock: seconds since its library started (about 31,700 years).
 MAX_CLOCK = 1e12
-HOSTNAME_MAX_LENGTH = 255
-LIBRARY_VERSION_MAX_LENGTH = 50
 
 Counter = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNTER)]
 Small = Annotated[int, msgspec.Meta(ge=0, le=MAX_PID)]
@@ -58,7 +59,7 @@ class Breaker(msgspec.Struct, frozen=True):
     trip_count: Counter = 0
     failure_rate: Rate | None = None
     state_since: Moment | None = None
-    retry_after: Annotated[float, msgspec.Meta(ge=0.0, le=1e9)] | None = None
+    retry_after: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_RETRY_AFTER)] | None = None
 
     def counters(self) -> tuple[int, int, int, int, int, int]:
         """The cumulative counters, in the order of :data:`COUNTERS`."""

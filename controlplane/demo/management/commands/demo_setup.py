@@ -26,7 +26,7 @@ from controlplane.circuits.auth import create_agent_token
 from controlplane.circuits.choices import AuditAction
 from controlplane.circuits.models import AgentToken, Service
 from controlplane.core.audit import record_audit
-from controlplane.demo.scenario import SERVICES, alert_durations, speed_from_env
+from controlplane.demo.scenario import SERVICES, alert_durations
 
 TOKEN_LABEL = "demo fleet"
 CHANNEL_NAME = "demo webhook"
@@ -47,7 +47,7 @@ class Command(BaseCommand):
         )  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:
-        speed = speed_from_env()
+        speed = float(settings.SWITCHYARD_DEMO_SPEED)
         with transaction.atomic():
             created_users = self.ensure_users()
             secret = self.ensure_channel(options["receiver_url"])
