@@ -24,10 +24,15 @@ request, so a token revoked within that window has its body (at most the limit) 
 and is then refused by DRF, as before. An unknown or revoked token costs one indexed
 query, on a small pool of threads of its own.
 
-Refusals carry ``Connection: close``: the server closes the connection instead of
-reading and discarding the rest of the body. The agent routes are not behind this
-guard: the fast path (``controlplane/circuits/fastpath.py``) checks their token and
-their own size limit before reading, in the same way.
+Refusals carry ``Connection: close``. The answer is sent whole at once; then the rest
+of the body is read and discarded, at most ``SWITCHYARD_BODY_DRAIN_BYTES`` (default
+16 MiB) for at most ``SWITCHYARD_BODY_DRAIN_SECONDS`` (default 10), before the
+connection is closed, so that a client that writes its whole body before reading the
+answer gets to read it (a close on unread bytes resets the connection, and a reset can
+discard the answer). A body declared longer than that bound is not read at all. The
+agent routes are not behind this guard: the fast path
+(``controlplane/circuits/fastpath.py``) checks their token and their own size limit
+before reading, in the same way, and refuses in the same way (``send_refusal``).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from django.conf import settings
 from django.db import connections
 from django.http.cookie import parse_cookie
 
-from controlplane.circuits.fastpath import path_info
+from controlplane.circuits.fastpath import BodyReader, path_info, send_refusal
 from controlplane.core.errors import (
     CREDENTIALS_FIELD,
     NON_FIELD,
@@ -119,6 +124,7 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        refuse = _Refusal(scope, BodyReader(receive), send)
         limit = max_body_bytes()
         length: bytes | None = None
         authorization: bytes | None = None
@@ -135,12 +141,10 @@ class RequestGuard:
             try:
                 declared = int(length)
             except ValueError:
-                await _refuse(send, 400, "body", "Content-Length is not an integer")
+                await refuse(400, "body", "Content-Length is not an integer")
                 return
             if declared > limit:
-                await _refuse(
-                    send, 413, "body", f"at most {limit} bytes per request, got {declared}"
-                )
+                await refuse(413, "body", f"at most {limit} bytes per request, got {declared}")
                 return
         if scope["method"] in BODY_METHODS and path_info(scope).startswith("/api/"):
             try:
@@ -149,8 +153,7 @@ class RequestGuard:
                 if not database_unavailable(exc):
                     raise
                 # The token cannot be checked: the same 503 Django's stack would give.
-                await _refuse(
-                    send,
+                await refuse(
                     503,
                     NON_FIELD,
                     UNAVAILABLE_REASON,
@@ -159,9 +162,7 @@ class RequestGuard:
                 return
             if refusal is not None:
                 reason, challenge = refusal
-                await _refuse(
-                    send, 401, CREDENTIALS_FIELD, reason, [(b"www-authenticate", challenge)]
-                )
+                await refuse(401, CREDENTIALS_FIELD, reason, [(b"www-authenticate", challenge)])
                 return
         if declared is not None:
             # The server delivers at most the declared length: nothing more to count.
@@ -174,12 +175,13 @@ class RequestGuard:
         received = 0
         over = False
         started = False
+        reader = BodyReader(receive)
 
         async def counting_receive() -> dict[str, Any]:
             nonlocal received, over
             if over:
                 return {"type": "http.disconnect"}
-            message: dict[str, Any] = await receive()
+            message: dict[str, Any] = await reader()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
@@ -196,7 +198,7 @@ class RequestGuard:
 
         await self.app(scope, counting_receive, watching_send)
         if over and not started:
-            await _refuse(send, 413, "body", f"at most {limit} bytes per request")
+            await _Refusal(scope, reader, send)(413, "body", f"at most {limit} bytes per request")
 
 
 async def _credentials(
@@ -217,26 +219,28 @@ async def _credentials(
     return NOT_PROVIDED, b'Bearer realm="api"'
 
 
-async def _refuse(
-    send: Any,
-    status: int,
-    field: str,
-    reason: str,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    body = json.dumps(error_body({field: reason})).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                # The rest of the body is not read: the connection cannot be reused.
-                (b"connection", b"close"),
-                (b"x-content-type-options", b"nosniff"),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+class _Refusal:
+    """Answers one request with the error shape (see ``send_refusal``)."""
+
+    def __init__(self, scope: dict[str, Any], reader: BodyReader, send: Any) -> None:
+        self.scope = scope
+        self.reader = reader
+        self.send = send
+
+    async def __call__(
+        self,
+        status: int,
+        field: str,
+        reason: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        body = json.dumps(error_body({field: reason})).encode()
+        all_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            # The rest of the body is drained, not parsed: the connection is not reused.
+            (b"connection", b"close"),
+            (b"x-content-type-options", b"nosniff"),
+            *(headers or []),
+        ]
+        await send_refusal(self.scope, self.reader, self.send, status, all_headers, body)

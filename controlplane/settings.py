@@ -514,6 +514,14 @@ SWITCHYARD_SYNC_COUNTER_SECONDS = envint(
 SWITCHYARD_MAX_BODY_BYTES = envint(
     "SWITCHYARD_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024
 )
+# A refusal (413, 401, ...) sent before a body was read to its end reads and discards the
+# rest of it, up to this many bytes and seconds, before the connection is closed: most
+# clients read the answer only after sending their whole body, and a close on unread
+# bytes resets the connection under them. A body declared longer is not read at all.
+SWITCHYARD_BODY_DRAIN_BYTES = envint(
+    "SWITCHYARD_BODY_DRAIN_BYTES", 16 * 1024 * 1024, minimum=0, maximum=1024 * 1024 * 1024
+)
+SWITCHYARD_BODY_DRAIN_SECONDS = envint("SWITCHYARD_BODY_DRAIN_SECONDS", 10, minimum=0, maximum=300)
 # Agent request rates (controlplane/circuits/ratelimit.py), per web process, refused with
 # 429 and Retry-After. Per agent token, for the sync and for the watch each: a budget for
 # a whole fleet sharing the token (2,000 instances syncing every 5 s are 400/s). 0: no limit.

@@ -14,13 +14,17 @@ from django.db import connection
 from django.db.models import Count
 from django.http import HttpResponse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
 from rest_framework.permissions import BasePermission
-from rest_framework.renderers import JSONRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -171,22 +175,45 @@ class CanScrape(BasePermission):
         return HasPerms.of(read="circuits.view_circuit")().has_permission(request, view)
 
 
+class AnyAccept(BaseContentNegotiation):
+    """Never a 406: the metrics' format follows ``Accept`` in the view (as Prometheus
+    negotiates), and an error body is JSON whatever was asked."""
+
+    def select_parser(self, request: Request, parsers: list[BaseParser]) -> BaseParser | None:
+        return parsers[0] if parsers else None
+
+    def select_renderer(
+        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        return renderers[0], renderers[0].media_type
+
+
 class MetricsView(APIView):
-    """GET /metrics in the Prometheus text format."""
+    """GET /metrics: OpenMetrics when ``Accept`` asks for ``application/openmetrics-text``,
+    else the Prometheus text format (0.0.4; text/plain version 1.0.0 when asked for),
+    chosen by prometheus_client's own ``choose_encoder``: an unknown type gets the text
+    format, never a 406."""
 
     permission_classes = [CanScrape]
     renderer_classes = [JSONRenderer]  # for error bodies; metrics are returned as text
+    content_negotiation_class = AnyAccept
 
     @extend_schema(
         operation_id="metrics",
         tags=["metrics"],
-        summary="Fleet and alert metrics in the Prometheus text format",
-        responses={(200, "text/plain"): OpenApiResponse(OpenApiTypes.STR)},
+        summary="Fleet and alert metrics in the Prometheus text format or OpenMetrics",
+        responses={
+            (200, "text/plain"): OpenApiResponse(OpenApiTypes.STR),
+            (200, "application/openmetrics-text"): OpenApiResponse(OpenApiTypes.STR),
+        },
     )
     def get(self, request: Request) -> HttpResponse:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(FleetCollector())
-        return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        response = HttpResponse(encoder(registry), content_type=content_type)
+        patch_vary_headers(response, ["Accept"])
+        return response
 
 
 metrics_view = MetricsView.as_view()

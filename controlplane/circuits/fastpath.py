@@ -7,7 +7,10 @@ set no cookies, render nothing), so :class:`FastPath` answers them from the even
 alone, with what still applies: host validation and Django's ``SecurityMiddleware``
 (SSL redirect, HSTS, nosniff, referrer and opener policies, all per settings). A
 handler failing because the database is away answers the JSON 503 (with Retry-After)
-of the rest of the API.
+of the rest of the API. A refusal sent before the body was read to its end reads and
+discards the rest of it, within bounds, before the connection is closed
+(:func:`send_refusal`): most clients read the answer only once they have sent the whole
+body, and closing on unread bytes resets the connection under them.
 
 Which requests it takes is read from the project's URL configuration: whatever resolves
 to one of the views in :meth:`FastPath.routes`, so there is one route per endpoint and a
@@ -17,6 +20,7 @@ moved prefix moves both. Subclasses name their views and handlers
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import io
 import logging
@@ -116,10 +120,102 @@ def has_body(request: HttpRequest) -> bool:
     return meta.get("CONTENT_LENGTH") not in (None, "", "0") or "HTTP_TRANSFER_ENCODING" in meta
 
 
+class BodyReader:
+    """A request's ``receive`` that remembers whether it was called, and whether the body
+    has been read to its end (or the client went away): what is left for a refusal."""
+
+    __slots__ = ("_receive", "called", "ended")
+
+    def __init__(self, receive: Any) -> None:
+        self._receive = receive
+        self.called = False
+        self.ended = False
+
+    async def __call__(self) -> dict[str, Any]:
+        self.called = True
+        message: dict[str, Any] = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.ended = True
+        return message
+
+
+def _drain_bound(scope: Mapping[str, Any], reader: BodyReader) -> int:
+    """How many bytes of the body a refusal reads and discards: 0 for none (nothing
+    left, a declared length past the bound, or a client waiting for ``100 Continue``)."""
+    if reader.ended:
+        return 0
+    bound = int(settings.SWITCHYARD_BODY_DRAIN_BYTES)
+    length: bytes | None = None
+    chunked = expect = False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            chunked = True
+        elif name == b"expect":
+            expect = value.strip().lower() == b"100-continue"
+    if expect and not reader.called:
+        # The client sends no body before ``100 Continue``, which reading would send
+        # after this answer: it reads the answer and sends nothing.
+        return 0
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            return 0
+        return bound if 0 < declared <= bound else 0
+    # No length: chunked, or a body already being read (and not to its end).
+    return bound if chunked or reader.called else 0
+
+
+async def _drain(reader: BodyReader, bound: int) -> None:
+    """Read and discard the body until its end, ``bound`` bytes or
+    SWITCHYARD_BODY_DRAIN_SECONDS, whichever comes first."""
+    taken = 0
+    try:
+        async with asyncio.timeout(float(settings.SWITCHYARD_BODY_DRAIN_SECONDS)):
+            while taken <= bound and not reader.ended:
+                message = await reader()
+                taken += len(message.get("body", b""))
+    except TimeoutError:
+        pass
+
+
+async def send_refusal(
+    scope: Mapping[str, Any],
+    reader: BodyReader,
+    send: Any,
+    status: int,
+    headers: Headers,
+    content: bytes,
+) -> None:
+    """Send a refusal (headers with ``Connection: close``) to a request whose body may be
+    unread, then read and discard the rest of the body, at most
+    SWITCHYARD_BODY_DRAIN_BYTES for at most SWITCHYARD_BODY_DRAIN_SECONDS, before the
+    answer ends and the server closes the connection.
+
+    The answer is complete (its Content-Length) before the draining begins, so a client
+    that reads while it writes has it at once. One that writes its whole body first (most
+    do) finishes writing and reads it; closing with its bytes unread instead resets the
+    connection, and a reset can discard the answer before the client reads it. Past the
+    bound (or a declared length past it) the connection is closed without reading more."""
+    bound = _drain_bound(scope, reader)
+    if not any(name == b"content-length" for name, _ in headers):
+        headers = [*headers, (b"content-length", b"%d" % len(content))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    if not bound:
+        await send({"type": "http.response.body", "body": content})
+        return
+    await send({"type": "http.response.body", "body": content, "more_body": True})
+    await _drain(reader, bound)
+    await send({"type": "http.response.body", "body": b""})
+
+
 class FastPath:
     """ASGI wrapper that serves the views of :meth:`routes` itself and passes all else
     to ``app``. A handler gets the request (headers and query, no body) and ``receive``
-    (to read the body or notice a disconnect)."""
+    (to read the body or notice a disconnect). A refusal (400 or above) of a request with a
+    body closes the connection once the rest of the body is drained (:func:`send_refusal`)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -138,6 +234,7 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         request = ASGIRequest(scope, io.BytesIO())
+        reader = BodyReader(receive)
         security = _middleware()
         response: HttpResponse | Answer | None
         try:
@@ -148,7 +245,7 @@ class FastPath:
             response = security.process_request(request)
             if response is None:
                 try:
-                    response = await handler(request, receive)
+                    response = await handler(request, reader)
                 except Exception as exc:
                     if not database_unavailable(exc):
                         raise
@@ -161,9 +258,14 @@ class FastPath:
         else:
             security.process_response(request, response)
             if response.status_code >= 400 and has_body(request):
-                # Refused, perhaps before its body was read: closing the connection stops
-                # the server from reading (and discarding) the rest of it.
+                # Refused, perhaps before its body was read: the rest of it is drained
+                # (within bounds), then the connection is closed.
                 response["Connection"] = "close"
+                headers = _header_list(response)
+                await send_refusal(
+                    scope, reader, send, response.status_code, headers, response.content
+                )
+                return
             headers = _header_list(response)
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}

@@ -65,3 +65,74 @@ def test_metrics_report_states_rates_durations_transitions_instances_and_alerts(
         (("rule", rule.name), ("severity", "critical"), ("status", "firing")),
     )
     assert got[key] == 1
+
+
+TEXT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        None,
+        "*/*",
+        "text/plain",
+        "text/plain; version=0.0.4",
+        "text/plain;version=0.0.4;q=0.3,*/*;q=0.1",
+        "application/json",  # unknown to the exposition: the text format, not a 406
+        "image/png",
+    ],
+)
+def test_metrics_answer_the_text_format_to_any_other_accept(viewer_api, fleet: Fleet, accept):
+    fleet.report(fleet.circuit("db"), "open", timezone.now())
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    response = viewer_api.get("/metrics", **headers)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == TEXT_0_0_4
+    assert "Accept" in response["Vary"]
+    got = samples(response.content.decode())
+    key = (
+        "switchyard_circuit_state",
+        (("circuit", "db"), ("forced", "false"), ("service", "checkout")),
+    )
+    assert got[key] == 2
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/openmetrics-text",
+        "application/openmetrics-text; version=1.0.0",
+        # What Prometheus sends by default.
+        "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
+        "version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+    ],
+)
+def test_metrics_answer_openmetrics_when_asked(viewer_api, fleet: Fleet, accept):
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as openmetrics_families,
+    )
+
+    fleet.report(fleet.circuit("db"), "open", timezone.now())
+    response = viewer_api.get("/metrics", HTTP_ACCEPT=accept)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    text = response.content.decode()
+    assert text.endswith("# EOF\n")
+    got = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in openmetrics_families(text)
+        for sample in family.samples
+    }
+    key = (
+        "switchyard_circuit_state",
+        (("circuit", "db"), ("forced", "false"), ("service", "checkout")),
+    )
+    assert got[key] == 2
+
+
+def test_metrics_refusals_are_json_whatever_the_accept(client):
+    for accept in ("text/plain", "application/openmetrics-text", "image/png"):
+        response = client.get("/metrics", HTTP_ACCEPT=accept)
+        assert response.status_code in (401, 403), accept
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["field"] in ("authorization", "detail")

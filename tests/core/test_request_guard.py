@@ -43,9 +43,11 @@ def _run(
     headers: dict[str, str],
     chunks: list[bytes],
     inner: Inner | None = None,
+    taken_in_all: list[int] | None = None,
 ) -> tuple[int, dict[str, str], Any, int, Inner]:
     """One request through the guard: (status, headers, JSON body or text, body messages
-    the guard took from the client, the inner app)."""
+    taken from the client before the answer began, the inner app). ``taken_in_all``
+    gets the messages taken by the end (a refusal drains the rest of the body)."""
     inner = inner or Inner()
     scope = {
         "type": "http",
@@ -60,6 +62,7 @@ def _run(
         for i, chunk in enumerate(chunks or [b""])
     ]
     taken = 0
+    taken_at_answer: int | None = None
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -70,16 +73,24 @@ def _run(
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
+        nonlocal taken_at_answer
+        if message["type"] == "http.response.start":
+            taken_at_answer = taken
+        elif taken_at_answer is not None and len(sent) == 1:
+            assert taken == taken_at_answer, "the answer's body came after reading more"
         sent.append(message)
 
     asyncio.run(RequestGuard(inner)(scope, receive, send))
+    assert taken_at_answer is not None
+    if taken_in_all is not None:
+        taken_in_all.append(taken)
     start = sent[0]
     response_headers = {k.decode(): v.decode() for k, v in start["headers"]}
     body = b"".join(m.get("body", b"") for m in sent[1:])
     parsed = (
         json.loads(body) if response_headers.get("content-type") == "application/json" else body
     )
-    return start["status"], response_headers, parsed, taken, inner
+    return start["status"], response_headers, parsed, taken_at_answer, inner
 
 
 @pytest.fixture(autouse=True)
@@ -100,6 +111,38 @@ def test_a_declared_length_over_the_limit_is_refused_unread() -> None:
     # At the limit it passes.
     status, _, _, _, inner = _run("POST", "/login/", {"Content-Length": str(LIMIT)}, [b"x" * LIMIT])
     assert (status, inner.body) == (200, b"x" * LIMIT)
+
+
+def test_a_refused_body_is_drained_after_the_answer_within_the_bound() -> None:
+    """The answer goes out whole (a Content-Length) before a byte is read; then the rest of
+    the body is read and discarded so that the client can finish writing and read it."""
+    chunks = [b"x" * 1000] * 6
+    taken: list[int] = []
+    with override_settings(SWITCHYARD_BODY_DRAIN_BYTES=LIMIT * 4):
+        status, headers, body, before, _ = _run(
+            "POST", "/login/", {"Content-Length": "6000"}, chunks, taken_in_all=taken
+        )
+        assert (status, before, taken) == (413, 0, [6])
+        assert headers["content-length"] == str(len(json.dumps(body)))
+        # Declared past the bound: nothing is read, the connection is closed at once.
+        status, _, _, _, _ = _run(
+            "POST", "/login/", {"Content-Length": str(LIMIT * 4 + 1)}, chunks, taken_in_all=taken
+        )
+        assert (status, taken[-1]) == (413, 0)
+        # Streamed: read up to the bound, no further.
+        status, _, _, before, _ = _run(
+            "POST", "/login/", {}, [b"x" * 1000] * 40, taken_in_all=taken
+        )
+        assert (status, before) == (413, 5)
+        assert taken[-1] == 5 + 17  # 17 more passes the bound of 16,384 bytes
+        # A client waiting for 100 Continue has sent no body: none is read (reading would
+        # send the 100 Continue after the answer).
+        expect = {"Content-Length": "6000", "Expect": "100-continue"}
+        status, _, _, _, _ = _run("POST", "/login/", expect, chunks, taken_in_all=taken)
+        assert (status, taken[-1]) == (413, 0)
+    with override_settings(SWITCHYARD_BODY_DRAIN_BYTES=0):
+        _run("POST", "/login/", {"Content-Length": "6000"}, chunks, taken_in_all=taken)
+        assert taken[-1] == 0
 
 
 def test_a_content_length_that_is_not_a_number_is_400() -> None:
