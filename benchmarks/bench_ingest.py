@@ -177,6 +177,8 @@ class SimInstance:
     breakers: int
     config: dict[str, Any]
     started_at: str = "2026-11-28T04:00:00.000000Z"
+    # The agent's monotonic clock: seconds since its library started (an hour ago).
+    origin: float = field(default_factory=lambda: time.monotonic() - 3600.0)
     states: list[str] = field(default_factory=list)
     calls: list[int] = field(default_factory=list)
     next_tid: int = 1
@@ -222,6 +224,7 @@ class SimInstance:
         body = {
             "protocol": 1,
             "service": "bench",
+            "clock": time.monotonic() - self.origin,
             "instance": {
                 "id": self.instance_id,
                 "hostname": f"host-{self.index % 100}",
@@ -401,17 +404,18 @@ async def offered(
 
 _REF_SNAPSHOTS = """
 INSERT INTO circuits_snapshot (instance_id, circuit_id, state, config_version, calls,
-    successes, failures, slow_calls, rejected, trip_count, calls_delta, failures_delta,
-    slow_calls_delta, rejected_delta, failure_rate, failure_count, success_count,
-    last_failure, state_since, retry_after, updated_at)
-SELECT %s, c, s, v, ca, su, fa, 0, 0, tc, 0, 0, 0, 0, fr, 0, 0, NULL, ss, NULL, now()
+    successes, failures, slow_calls, rejected, trip_count, generation, clock, calls_delta,
+    failures_delta, slow_calls_delta, rejected_delta, delta_seconds, failure_rate,
+    state_since, retry_after, updated_at)
+SELECT %s, c, s, v, ca, su, fa, 0, 0, tc, 0, %s, 0, 0, 0, 0, NULL, fr, ss, NULL, now()
 FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::bigint[], %s::bigint[], %s::bigint[],
             %s::bigint[], %s::float8[], %s::timestamptz[]) AS t(c, s, v, ca, su, fa, tc, fr, ss)
 ON CONFLICT (instance_id, circuit_id) DO UPDATE SET state = EXCLUDED.state,
     config_version = EXCLUDED.config_version, calls = EXCLUDED.calls,
     successes = EXCLUDED.successes, failures = EXCLUDED.failures,
-    trip_count = EXCLUDED.trip_count, failure_rate = EXCLUDED.failure_rate,
-    state_since = EXCLUDED.state_since, updated_at = EXCLUDED.updated_at
+    trip_count = EXCLUDED.trip_count, clock = EXCLUDED.clock,
+    failure_rate = EXCLUDED.failure_rate, state_since = EXCLUDED.state_since,
+    updated_at = EXCLUDED.updated_at
 """
 
 _REF_TRANSITIONS = """
@@ -466,6 +470,7 @@ async def reference(
                     _REF_SNAPSHOTS,
                     [
                         pk,
+                        data["clock"],
                         [circuits[x["name"]] for x in b],
                         [x["state"] for x in b],
                         [x["config_version"] for x in b],

@@ -3,7 +3,8 @@
 Creates a scratch database, migrates it, registers every instance once, then runs
 interleaved rounds of steady-state syncs through three paths:
 
-* ingest   - ``parse_sync`` + ``ingest_sync`` (the set-based storage path alone)
+* store    - the sync's parse + ``Store.write`` (the set-based storage path alone, one
+             sync per transaction)
 * http     - the full endpoint through Django's test client (JSON, token, view)
 * naive    - a per-row ORM peer (update_or_create per snapshot, get_or_create per
              transition) doing the same writes, to show what set-based writes buy
@@ -67,6 +68,7 @@ def _body(instance: int, breakers: int, round_no: int, first_tid: int) -> dict[s
     ]
     return {
         "protocol": 1,
+        "clock": 5.0 * round_no + 1.0,  # the agent's clock: one sync interval per round
         "instance": {
             "id": f"inst-{instance}",
             "hostname": f"host-{instance}",
@@ -184,11 +186,20 @@ def _run(args: argparse.Namespace) -> None:
     from django.test import Client
 
     from controlplane.circuits.auth import create_agent_token
-    from controlplane.circuits.ingest import ingest_sync, parse_sync
+    import orjson
+    from django.utils import timezone
+
+    from controlplane.circuits.sync.parse import parse
+    from controlplane.circuits.sync.store import Item, get_store
     from controlplane.circuits.models import Service
 
     call_command("migrate", verbosity=0)
     service = Service.objects.create(name="bench")
+
+    def store_one(payload: dict[str, Any]) -> None:
+        item = Item(service.pk, service.name, parse(orjson.dumps(payload)), timezone.now())
+        get_store().write([item])
+        assert item.error is None, item.error
     _, token = create_agent_token(service)
     client = Client()
     layer = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
@@ -201,20 +212,20 @@ def _run(args: argparse.Namespace) -> None:
     # Registration: every instance's first sync (circuits are created by the first one).
     t0 = time.perf_counter()
     for i in range(args.instances):
-        ingest_sync(service, parse_sync(_body(i, args.breakers, 0, 1)))
+        store_one(_body(i, args.breakers, 0, 1))
     print(f"registration: {args.instances} first syncs in {time.perf_counter() - t0:.2f} s")
 
     next_tid = [1 + max(1, args.breakers // 4)] * args.instances
-    timings: dict[str, list[float]] = {"ingest": [], "http": [], "naive": []}
-    queries: dict[str, list[int]] = {"ingest": [], "http": [], "naive": []}
+    timings: dict[str, list[float]] = {"store": [], "http": [], "naive": []}
+    queries: dict[str, list[int]] = {"store": [], "http": [], "naive": []}
 
     def one(path: str, i: int, round_no: int) -> None:
         payload = _body(i, args.breakers, round_no, next_tid[i])
         next_tid[i] += len(payload["transitions"])
         reset_queries()
         start = time.perf_counter()
-        if path == "ingest":
-            ingest_sync(service, parse_sync(payload))
+        if path == "store":
+            store_one(payload)
         elif path == "http":
             response = client.post(
                 "/api/v1/agent/sync",
@@ -232,7 +243,7 @@ def _run(args: argparse.Namespace) -> None:
     round_no = 1
     for _ in range(args.rounds):
         # Interleave the paths so that machine noise hits all of them alike.
-        for path in ("ingest", "http", "naive"):
+        for path in ("store", "http", "naive"):
             for i in range(args.instances):
                 one(path, i, round_no)
             round_no += 1
@@ -249,8 +260,8 @@ def _run(args: argparse.Namespace) -> None:
             f"{1 / median:8.0f} {statistics.median(queries[path]):8.0f}"
         )
     print(
-        f"naive/ingest median ratio: {medians['naive'] / medians['ingest']:.1f}x; "
-        f"breaker snapshots stored per second (ingest): {args.breakers / medians['ingest']:.0f}"
+        f"naive/store median ratio: {medians['naive'] / medians['store']:.1f}x; "
+        f"breaker snapshots stored per second (store): {args.breakers / medians['store']:.0f}"
     )
 
 

@@ -446,7 +446,7 @@ class Store:
         instances: Mapping[tuple[int, str], tuple[int, int, int]],
         now: datetime,
     ) -> set[tuple[int, int]]:
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for item in items:
             if item.error is not None or not item.sync.transitions:
                 continue
@@ -485,11 +485,13 @@ class Store:
     ) -> tuple[dict[Key, Row], list[Change]]:
         """Write the rows due; returns them (for the cache) and the state changes."""
         latest: dict[Key, tuple[Item, Breaker, int]] = {}
+        named: set[Key] = set()  # snapshots a transition of their sync names
         for item in items:
             if item.error is not None:
                 continue
             pk, generation, _ = instances[(item.service_id, item.sync.instance.id)]
             ids = circuits[item.service_id]
+            named.update((pk, ids[t.breaker]) for t in item.sync.transitions)
             for b in item.sync.breakers:
                 key = (pk, ids[b.name])
                 old = latest.get(key)
@@ -505,7 +507,6 @@ class Store:
             clock = item.sync.clock
             base = bases.get(key)
             counters = b.counters()
-            named = any(t.breaker == b.name for t in item.sync.transitions)
             same_process = (
                 base is not None
                 and base.generation == generation
@@ -514,7 +515,7 @@ class Store:
             )
             if same_process and base is not None:
                 moved = base.state != b.state or base.config_version != b.config_version
-                if not moved and not named:
+                if not moved and key not in named:
                     if counters == base.counters and not base.growing:
                         continue  # nothing new, and its rate already says zero
                     if (
