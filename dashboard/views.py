@@ -44,10 +44,12 @@ from controlplane.circuits.operations import (
     release_circuit,
 )
 from controlplane.core.audit import MAX_REASON_LENGTH
+from controlplane.core.errors import error_response
 from controlplane.core.permissions import acting_user
 from dashboard import alerts as alert_reads
 from dashboard import charts
 from dashboard.forms import NULLABLE, OverrideForm, parse_config
+from dashboard.params import ParamError, parse_id, parse_ids
 from dashboard.tiles import SORTS, Filters, annotated, overview_page, tiles_by_id, tiles_for
 
 VIEW = "circuits.view_circuit"
@@ -59,7 +61,6 @@ ADD_SILENCE = "alerts.add_silence"
 END_SILENCE = "alerts.delete_silence"  # the API's DELETE ends a silence too
 # An instance not seen for this many live windows is gone rather than stale.
 GONE_AFTER_WINDOWS = 12
-MAX_IDS = 1000
 
 
 def viewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -73,7 +74,10 @@ def overview(request: HttpRequest) -> HttpResponse:
     """The fleet overview: tiles grouped by service; ``?format=json`` for the live resync."""
     if request.GET.get("format") == "json" and "ids" in request.GET:
         # The circuit page's resync: the tiles it shows, by id.
-        ids = [int(i) for i in request.GET["ids"].split(",")[:MAX_IDS] if i.strip().isdigit()]
+        try:
+            ids = parse_ids(request.GET["ids"], "ids")
+        except ParamError as exc:
+            return error_response(400, {exc.field: exc.reason})
         return JsonResponse({"tiles": tiles_by_id(ids)})
     filters = Filters.from_query(request.GET)
     page, tiles = overview_page(filters)
@@ -409,9 +413,9 @@ def silence_create(request: HttpRequest) -> HttpResponse:
     """Silence an alert's circuit, service or rule: form, confirmation, then the write."""
     source = request.POST if request.method == "POST" else request.GET
     try:
-        alert_id = int(source.get("alert", ""))
-    except ValueError:
-        return HttpResponseBadRequest("alert: must be an alert id")
+        alert_id = parse_id(source.get("alert", ""), "alert")
+    except ParamError as exc:
+        return HttpResponseBadRequest(str(exc))
     alert = get_object_or_404(Alert.objects.select_related("rule", "circuit__service"), pk=alert_id)
     if request.method == "GET":
         return _silence_form_page(

@@ -5,7 +5,7 @@ Scraping needs a personal API token (``Authorization: Bearer syu_...``) or a ses
 of a user who may view circuits, unless SWITCHYARD_METRICS_PUBLIC=1.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -179,13 +179,14 @@ class AnyAccept(BaseContentNegotiation):
     """Never a 406: the metrics' format follows ``Accept`` in the view (as Prometheus
     negotiates), and an error body is JSON whatever was asked."""
 
-    def select_parser(self, request: Request, parsers: list[BaseParser]) -> BaseParser | None:
-        return parsers[0] if parsers else None
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers), None)
 
     def select_renderer(
-        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
     ) -> tuple[BaseRenderer, str]:
-        return renderers[0], renderers[0].media_type
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
 
 
 class MetricsView(APIView):
