@@ -195,7 +195,7 @@ ON CONFLICT (service_id, instance_id) DO UPDATE SET
     dropped_transitions = x.dropped_transitions
         + LEAST(EXCLUDED.dropped_transitions, {MAX_COUNTER} - x.dropped_transitions),
     last_seen = GREATEST(x.last_seen, EXCLUDED.last_seen)
-RETURNING x.id, x.service_id, x.instance_id, x.generation, x.acked_through
+RETURNING id, service_id, instance_id, generation, acked_through
 """
 _TRANSITION_COLUMNS = [
     ("instance_id", "bigint"),
@@ -213,7 +213,7 @@ _TRANSITION_COLUMNS = [
     ("received_at", "timestamptz"),
 ]
 _TRANSITION_TAIL = (
-    "ON CONFLICT (instance_id, generation, seq) DO NOTHING RETURNING x.instance_id, x.seq"
+    "ON CONFLICT (instance_id, generation, seq) DO NOTHING RETURNING instance_id, seq"
 )
 _SNAPSHOT_COLUMNS = [
     ("instance_id", "bigint"),
@@ -237,7 +237,7 @@ _SNAPSHOT_TAIL = """
 ON CONFLICT (instance_id, circuit_id) DO UPDATE SET {updates}
 WHERE x.generation < EXCLUDED.generation OR (x.generation = EXCLUDED.generation AND (
     x.clock IS NULL OR EXCLUDED.clock IS NULL OR x.clock < EXCLUDED.clock))
-RETURNING x.instance_id, x.circuit_id
+RETURNING instance_id, circuit_id
 """.format(
     updates=", ".join(
         f"{name} = EXCLUDED.{name}"

@@ -1,0 +1,91 @@
+"""The sync's store on the embedded SQLite database (``make run``'s): run as a script in
+its own process (the suite's database is PostgreSQL), it prints what it stored as JSON.
+
+    python -m tests.circuits.sqlite_store_check /tmp/some/db.sqlite3
+"""
+
+import asyncio
+import json
+import os
+import sys
+
+
+def main(path: str) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "controlplane.settings"
+    os.environ["DEBUG"] = "1"
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("REDIS_URL", None)
+    import django
+    from django.conf import settings
+
+    django.setup()
+    settings.DATABASES["default"]["NAME"] = path
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    import orjson
+    from django.utils import timezone
+
+    from controlplane.circuits.models import Instance, Service, Snapshot, Transition
+    from controlplane.circuits.sync.parse import parse
+    from controlplane.circuits.sync.store import GroupCommit, Item, get_store
+
+    service = Service.objects.create(name="embedded")
+
+    def item(clock: float, calls: int, tid: int, started: str) -> Item:
+        body = {
+            "instance": {"id": "web-1", "started_at": started},
+            "clock": clock,
+            "breakers": [
+                {"name": "db", "state": "closed", "calls": calls},
+                {"name": "idle", "state": "open"},
+            ],
+            "transitions": [
+                {
+                    "id": tid,
+                    "breaker": "db",
+                    "from": "closed",
+                    "to": "open",
+                    "at": "2026-11-27T10:04:00Z",
+                    "reason": "failure_rate",
+                }
+            ],
+        }
+        return Item(service.pk, service.name, parse(orjson.dumps(body)), timezone.now())
+
+    first, restarted = "2026-11-27T10:00:00Z", "2026-11-27T11:00:00Z"
+    store = get_store()
+    acked = []
+    for batch in (
+        [item(5.0, 10, 1, first)],
+        [item(10.0, 60, 2, first), item(11.0, 70, 2, first)],  # one write, one instance
+    ):
+        store.write(batch)
+        acked.append([i.acked_through for i in batch])
+
+    async def through_group_commit() -> int:
+        late = item(2.0, 5, 1, restarted)
+        await GroupCommit(store).submit(late)
+        assert late.error is None, late.error
+        return late.acked_through
+
+    acked.append([asyncio.run(through_group_commit())])
+    instance = Instance.objects.get()
+    print(
+        json.dumps(
+            {
+                "acked": acked,
+                "instance": [instance.generation, instance.restarts, instance.acked_through],
+                "transitions": Transition.objects.count(),
+                "snapshots": sorted(
+                    Snapshot.objects.values_list(
+                        "circuit__name", "generation", "calls", "calls_delta", "delta_seconds"
+                    )
+                ),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
