@@ -729,8 +729,9 @@ class Agent:
         self._round_done_full = False
         with self._lock:
             self._soon = None  # whatever asked for a sync until now is in this one
-            if not self._round:
-                self._start_round()
+        if not self._round:
+            self._start_round()
+        with self._lock:
             # The server adds what each sync reports: send only the drops it has not had.
             dropped = min(self._dropped - self._dropped_reported, MAX_DROPPED_PER_SYNC)
         instance = wire.encode_instance(
@@ -808,23 +809,27 @@ class Agent:
         return bool(more_waiting and batch and acked is not None and acked >= batch[-1].id)
 
     def _start_round(self) -> None:
-        """Queue the breakers the next syncs report (called with ``_lock`` held)."""
+        """Queue the breakers the next syncs report (the registry is read unlocked: the
+        transition listener, on the call path, must not wait for it)."""
         refused = self._refused_breakers
         now = self._mono() if refused else 0.0
         names = [
             b.name for b in self._breakers() if not (refused and refused.get(b.name, now) > now)
         ]
-        self._round_full = True
+        full = True
         if not self._full_due and self._pending and len(names) > self._breaker_cap():
             # A transition between periodic reports: the breakers it names, in one sync.
-            wanted = {
-                p.event.breaker
-                for p in itertools.islice(self._pending, self._limits["transitions"])
-            }
+            with self._lock:
+                wanted = {
+                    p.event.breaker
+                    for p in itertools.islice(self._pending, self._limits["transitions"])
+                }
             named = [n for n in names if n in wanted]
             if len(named) <= self._breaker_cap():
-                names, self._round_full = named, False
-        self._round = deque(names)
+                names, full = named, False
+        with self._lock:
+            self._round = deque(names)
+            self._round_full = full
 
     def _breaker_cap(self) -> int:
         cap = self._limits["breakers"]
