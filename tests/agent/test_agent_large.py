@@ -96,6 +96,7 @@ def test_a_transition_between_reports_goes_at_once_with_the_breaker_it_names(pla
     registry = registry_of(30)
     plane.limits = {**SERVER_LIMITS, "breakers": 10}
     plane.max_breakers = 10
+    plane.poll_interval = 60  # no periodic round during the test
     with make_agent(plane, registry, interval=60.0, coalesce=0.0) as agent:
         assert plane.wait_for(lambda: agent.stats()["rounds"] >= 1, timeout=15.0)
         before = len(plane.syncs())
@@ -127,6 +128,21 @@ def test_a_413_halves_the_breakers_per_sync_instead_of_resending_the_refused_bod
     bodies = [r.body for r in plane.too_large]
     assert len(set(bodies)) == len(bodies)
     assert all(len(r.body) <= 6000 for r in accepted(plane))
+
+
+def test_a_413_naming_the_transitions_halves_them_and_each_arrives_once_in_order(plane):
+    registry = registry_of(3)
+    plane.max_transitions = 3  # a limit the answers do not tell
+    with make_agent(plane, registry, interval=60.0, coalesce=1.0) as agent:
+        assert plane.wait_for(lambda: agent.stats()["rounds"] >= 1, timeout=10.0)
+        breaker = registry.get("dep-00001")
+        for _ in range(5):
+            breaker.force_open("drill")
+            breaker.release()
+        assert plane.wait_for(lambda: agent.pending_transitions == 0, timeout=10.0)
+    assert [len(r.json["transitions"]) for r in plane.too_large] == [10, 5]
+    assert [i for (_, i) in plane.received] == list(range(1, 11))
+    assert all(len(r.json["transitions"]) <= 2 for r in accepted(plane))
 
 
 def test_a_breaker_alone_over_the_limit_is_left_out_and_the_rest_reported(plane, caplog):
