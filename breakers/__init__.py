@@ -6,6 +6,7 @@ feature_store = CircuitBreaker("feature_store", CircuitBreakerConfig(timeout=30)
 features = feature_store.call(fetch_features, fallback=default_features)
 """
 
+from . import clock  # the clock origin is taken when the library is imported
 from .breaker import CallEvent, CircuitBreaker, TransitionEvent
 from .config import WIRE_FIELDS, CircuitBreakerConfig, config_errors
 from .errors import BreakerError, CircuitOpenError
@@ -27,6 +28,7 @@ __all__ = [
     "TransitionReason",
     "__version__",
     "circuit_registry",
+    "clock",
     "config_errors",
     "default_registry",
 ]

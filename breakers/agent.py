@@ -35,9 +35,10 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from breakers import __version__, wire
+from breakers import clock as _clock
 from breakers.config import CircuitBreakerConfig
 from breakers.states import FORCED_STATES
 from breakers.wire import PROTOCOL_VERSION, SYNC_PATH, WATCH_PATH
@@ -48,7 +49,13 @@ logger = logging.getLogger("breakers.agent")
 
 # Limits. Each is a parameter of Agent where it makes sense to tune it.
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # a desired state larger than this is refused
-MAX_TRANSITIONS_PER_SYNC = 500  # a long backlog drains over several back-to-back syncs
+# Until the server says otherwise (``limits`` of its answer): at most this many breakers
+# and transitions per sync and a body of at most this many bytes. A process with more
+# breakers reports them over several back-to-back syncs (a round); a long transition
+# backlog drains the same way.
+MAX_TRANSITIONS_PER_SYNC = wire.DEFAULT_LIMITS["transitions"]
+MAX_BREAKERS_PER_SYNC = wire.DEFAULT_LIMITS["breakers"]
+MAX_BODY_BYTES = wire.DEFAULT_LIMITS["body_bytes"]
 MAX_DROPPED_PER_SYNC = 2**31 - 1  # the server's bound; a larger count spans several syncs
 # A breaker the control plane refused (a 400 naming it: an invalid name, the service's
 # circuit limit, a timestamp out of range) is left out of reports this long, then tried.
@@ -86,6 +93,21 @@ def _retry_after(value: str | None) -> float | None:
     if seconds != seconds or seconds < 0:  # NaN, negative
         return None
     return min(seconds, MAX_RETRY_AFTER)
+
+
+def _joined_size(items: list[bytes]) -> int:
+    """Bytes of ``items`` as the elements of one compact JSON array (its commas)."""
+    return sum(len(i) for i in items) + max(len(items) - 1, 0)
+
+
+def _fitting(items: list[bytes], budget: int) -> int:
+    """How many of ``items``, from the first, fit in ``budget`` bytes of a JSON array."""
+    used = -1
+    for count, item in enumerate(items):
+        used += len(item) + 1
+        if used > budget:
+            return count
+    return len(items)
 
 
 class _Refused(AgentError):
@@ -240,6 +262,13 @@ class Agent:
       None = in the next periodic sync; a number = within that many seconds.
     - ``exit_flush_timeout`` (1): the one flush at interpreter exit.
     - ``watch`` (True): hold the long poll for sub-second propagation.
+    - ``clock`` (:func:`breakers.clock.seconds`): the ``clock`` a sync reports, read
+      right before the breakers' counters.
+
+    More breakers than one sync may carry (the server's ``limits``) go out over
+    several back-to-back syncs, a round; pending transitions travel in the round's
+    last sync. A ``413`` halves the breakers per sync (down to one) and the same
+    breakers are sent again at once.
 
     Use :meth:`start` / :meth:`stop`, or ``with Agent(...):``.
     """
@@ -265,6 +294,7 @@ class Agent:
         report_delay_max: float | None = None,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = _clock.seconds,
     ) -> None:
         parsed = urllib.parse.urlsplit(url or "")
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -316,6 +346,7 @@ class Agent:
         self._fixed_instance_id = instance_id
         self._wall = wall_clock
         self._mono = monotonic
+        self._clock = clock
         self._rng = random.Random()
         self._init_runtime()
         self._running = False
@@ -346,6 +377,19 @@ class Agent:
         self._next_sync_at = self._mono()  # periodic schedule, or the end of a backoff
         self._soon: float | None = None  # a sync asked for by a transition or a change
         self._applying: int | None = None  # thread applying a desired state right now
+        # The breakers of the current round still to send, oldest first, and whether
+        # it reports every breaker (else only those its transitions name).
+        self._round: deque[str] = deque()
+        self._round_full = False
+        self._full_due = True  # set by the sync loop: the periodic report is due
+        self._round_done_full = False  # the last exchange completed a full round
+        self._limits: dict[str, int] = {
+            "breakers": MAX_BREAKERS_PER_SYNC,
+            "transitions": MAX_TRANSITIONS_PER_SYNC,
+            "body_bytes": MAX_BODY_BYTES,
+        }
+        self._chunk_cap: int | None = None  # breakers per sync after a 413, else None
+        self._transition_cap: int | None = None  # transitions per sync after a 413
         if not hasattr(self, "_desired"):
             # What the breakers run now: a forked child inherits it with the breakers.
             self._desired: dict[str, Any] | None = None
@@ -364,6 +408,8 @@ class Agent:
             "watch_failed": 0,
             "last_error": None,
             "last_sync_ok_at": None,
+            "rounds": 0,  # complete reports of every breaker
+            "too_large": 0,  # breakers or transitions skipped: alone over the body limit
         }
 
     # -- public API ------------------------------------------------------------------------
@@ -451,9 +497,22 @@ class Agent:
             return False
         try:
             http_ = _Http(self._parsed, self._headers())
+            deadline = self._mono() + budget
             try:
-                self._sync_exchange(http_, budget)
-                return True
+                # Pending transitions go in a round of the breakers they name, at once;
+                # without any, every breaker is reported.
+                self._full_due = not self._pending
+                while True:
+                    try:
+                        more = self._sync_exchange(http_, budget)
+                    except _Refused as exc:
+                        if not exc.progress:
+                            raise
+                        more = True
+                    left = deadline - self._mono()
+                    if not more or left <= 0:
+                        return True
+                    budget = min(budget, left)
             except AgentError as exc:
                 self._note_error("flush", exc)
                 return False
@@ -583,6 +642,8 @@ class Agent:
             if not self._sync_lock.acquire(timeout=self.request_timeout):
                 continue
             try:
+                with self._lock:
+                    self._full_due = self._mono() >= self._next_sync_at
                 more = self._sync_exchange(self._sync_http, self.request_timeout)
             except _Refused as exc:
                 # What the 400 named is dropped: the next sync goes at once. Otherwise
@@ -609,8 +670,11 @@ class Agent:
                 self._sync_lock.release()
             with self._lock:
                 self._sync_backoff.succeed()
-                delay = 0.0 if more else self._effective_interval()
-                self._next_sync_at = self._mono() + delay
+                now = self._mono()
+                if more:  # the round goes on, or more transitions wait: at once
+                    self._soon = now
+                elif self._round_done_full:
+                    self._next_sync_at = now + self._effective_interval()
         self._sync_http.close()
 
     def _watch_loop(self) -> None:
@@ -653,40 +717,85 @@ class Agent:
     # -- one sync exchange -----------------------------------------------------------------
 
     def _sync_exchange(self, http_: _Http, timeout: float) -> bool:
-        """Send one sync; apply the answer. Returns True when more transitions wait."""
+        """Send one sync of the current round; apply the answer. Returns True when
+        another sync should follow at once (the round goes on, more transitions wait).
+
+        A round reports every breaker (or, for a transition between periodic reports in
+        a process too large for one sync, only the breakers its transitions name) over
+        as many syncs as the server's limits need; the pending transitions go in its
+        last sync, once the server has accepted every earlier one, so that it knows the
+        circuits they name and ``acked_through`` covers only what that sync sent.
+        """
+        self._round_done_full = False
         with self._lock:
             self._soon = None  # whatever asked for a sync until now is in this one
-            batch = list(itertools.islice(self._pending, MAX_TRANSITIONS_PER_SYNC))
+        if not self._round:
+            self._start_round()
+        with self._lock:
             # The server adds what each sync reports: send only the drops it has not had.
             dropped = min(self._dropped - self._dropped_reported, MAX_DROPPED_PER_SYNC)
-            more_waiting = len(self._pending) > len(batch)
         instance = wire.encode_instance(
             self.instance_id, socket.gethostname(), os.getpid(), self._started_at, __version__
         )
         if not self._report_started_at:
             instance["started_at"] = None
-        breakers = self._snapshot()
+        cap = self._breaker_cap()
+        names = list(itertools.islice(self._round, cap))
+        clock = self._clock()  # right before the counters are read
+        breakers = self._snapshot(names)
+        items = [json.dumps(b, separators=(",", ":")).encode() for b in breakers]
+        envelope = len(
+            json.dumps(
+                wire.encode_sync_request(self.service, instance, [], [], dropped, clock=clock),
+                separators=(",", ":"),
+            )
+        )
+        budget = self._limits["body_bytes"] - envelope
+        last = len(self._round) <= cap
+        batch: list[_Pending] = []
+        transitions: list[wire.TransitionWire] = []
+        count = _fitting(items, budget)
+        if last:
+            batch, transitions, sizes = self._transition_batch(budget)
+            count = _fitting(items, budget - _joined_size(sizes))
+            if count < len(items):  # they do not fit beside the transitions: not yet
+                last, batch, transitions = False, [], []
+                count = _fitting(items, budget)
+        if count == 0 and items:
+            # One breaker alone is larger than a sync may be: it is left out of reports.
+            self._skip_too_large(breakers[0]["name"], len(items[0]) + envelope)
+            return True
+        sent = breakers[:count]
+        # Names of the round this sync settles: those sent and any gone or refused
+        # before the first one left for the next sync.
+        settled = len(names) if count == len(breakers) else names.index(breakers[count]["name"])
+        with self._lock:
+            more_waiting = len(self._pending) > len(batch)
         payload = wire.encode_sync_request(
-            self.service,
-            instance,
-            breakers,
-            (wire.encode_transition(p.id, p.event) for p in batch),
-            dropped,
+            self.service, instance, sent, transitions, dropped, clock=clock
         )
         body = json.dumps(payload, separators=(",", ":")).encode()
         status, data, retry_after = http_.request(
             "POST", f"{self._base_path}{SYNC_PATH}", body, timeout
         )
+        if status == 413:
+            raise self._too_large([b["name"] for b in sent], batch, len(body), data)
         if status == 400:
-            raise self._refused(data, batch, breakers)
+            raise self._refused(data, batch, sent)
         desired = self._decode(status, data, "sync", retry_after)
+        self._take_limits(desired)
         with self._lock:
             self._dropped_reported += dropped
+            for _ in range(min(settled, len(self._round))):
+                self._round.popleft()
+            round_over = last and not self._round
+            if round_over and self._round_full:
+                self._round_done_full = True
+                self._stats["rounds"] += 1
         acked = desired.get("acked_through")
-        if acked is not None:
-            sent_max = batch[-1].id if batch else 0
+        if acked is not None and batch:
             # Never forget what was not sent in this request, whatever the server says.
-            self._forget_through(min(acked, sent_max) if batch else 0)
+            self._forget_through(min(acked, batch[-1].id))
         self._apply_desired(desired)
         interval = desired.get("poll_interval")
         if isinstance(interval, int | float) and not isinstance(interval, bool) and interval > 0:
@@ -695,7 +804,122 @@ class Agent:
             self._stats["syncs_ok"] += 1
             self._stats["last_sync_ok_at"] = self._wall()
             self._stats["last_error"] = None
+        if not round_over:
+            return True
         return bool(more_waiting and batch and acked is not None and acked >= batch[-1].id)
+
+    def _start_round(self) -> None:
+        """Queue the breakers the next syncs report (the registry is read unlocked: the
+        transition listener, on the call path, must not wait for it)."""
+        refused = self._refused_breakers
+        now = self._mono() if refused else 0.0
+        names = [
+            b.name for b in self._breakers() if not (refused and refused.get(b.name, now) > now)
+        ]
+        full = True
+        if not self._full_due and self._pending and len(names) > self._breaker_cap():
+            # A transition between periodic reports: the breakers it names, in one sync.
+            with self._lock:
+                wanted = {
+                    p.event.breaker
+                    for p in itertools.islice(self._pending, self._limits["transitions"])
+                }
+            named = [n for n in names if n in wanted]
+            if len(named) <= self._breaker_cap():
+                names, full = named, False
+        with self._lock:
+            self._round = deque(names)
+            self._round_full = full
+
+    def _breaker_cap(self) -> int:
+        cap = self._limits["breakers"]
+        return cap if self._chunk_cap is None else min(cap, self._chunk_cap)
+
+    def _transition_batch(
+        self, budget: int
+    ) -> tuple[list[_Pending], list[wire.TransitionWire], list[bytes]]:
+        """The oldest pending transitions, in id order, that fit in half of ``budget``
+        bytes (at least one when it fits at all) and the server's count limit."""
+        cap = self._limits["transitions"]
+        if self._transition_cap is not None:
+            cap = min(cap, self._transition_cap)
+        with self._lock:
+            pending = list(itertools.islice(self._pending, cap))
+        batch: list[_Pending] = []
+        encoded: list[wire.TransitionWire] = []
+        sizes: list[bytes] = []
+        used = -1
+        for p in pending:
+            item = wire.encode_transition(p.id, p.event)
+            raw = json.dumps(item, separators=(",", ":")).encode()
+            used += len(raw) + 1
+            if used > (budget // 2 if batch else budget):
+                break
+            batch.append(p)
+            encoded.append(item)
+            sizes.append(raw)
+        return batch, encoded, sizes
+
+    def _skip_too_large(self, name: str, size: int) -> None:
+        with self._lock:
+            with contextlib.suppress(ValueError):
+                self._round.remove(name)
+            self._refused_breakers[name] = self._mono() + REFUSED_BREAKER_SECONDS
+            self._stats["too_large"] += 1
+        logger.error(
+            "switchyard agent: breaker %r alone makes a sync of %d bytes, over the "
+            "control plane's limit: left out of reports for %.0f s",
+            name,
+            size,
+            REFUSED_BREAKER_SECONDS,
+        )
+
+    def _too_large(
+        self, names: list[str], batch: list[_Pending], size: int, data: bytes
+    ) -> _Refused:
+        """A 413: send less per sync. Halves the breakers per sync, or the transitions
+        when the error names them (or no more breakers can go); one breaker or
+        transition that alone is refused is left out and counted."""
+        detail = data[:300].decode("utf-8", "replace").replace("\n", " ")
+        message = f"sync: HTTP 413 to a body of {size} bytes: {detail}"
+        try:
+            errors = json.loads(data).get("errors")
+        except (ValueError, AttributeError):
+            errors = None
+        transitions_named = isinstance(errors, dict) and "transitions" in errors
+        if not isinstance(errors, dict) or "body" in errors:
+            with self._lock:
+                # The bodies accepted are smaller than this one (a proxy may say so too).
+                self._limits["body_bytes"] = min(self._limits["body_bytes"], max(size - 1, 1))
+        if len(names) > 1 and not (transitions_named and len(batch) > 1):
+            self._chunk_cap = max(1, len(names) // 2)
+        elif len(batch) > 1:
+            self._transition_cap = max(1, len(batch) // 2)
+        elif names:
+            self._skip_too_large(names[0], size)
+        elif batch:
+            with self._lock:
+                before = len(self._pending)
+                self._pending = deque(p for p in self._pending if p.id != batch[0].id)
+                self._dropped += before - len(self._pending)
+                self._stats["too_large"] += 1
+            logger.error("switchyard agent: transition %d alone is too large: dropped", batch[0].id)
+        else:
+            return _Refused(message, progress=False)
+        return _Refused(message, progress=True)
+
+    def _take_limits(self, desired: wire.SyncAnswer) -> None:
+        limits = cast(dict[str, int], desired.get("limits") or {})  # decode_answer checked
+        if not limits:
+            return
+        with self._lock:
+            for name, value in limits.items():
+                if self._limits.get(name) != value:
+                    self._limits[name] = value
+                    if name == "breakers":
+                        self._chunk_cap = None
+                    elif name == "transitions":
+                        self._transition_cap = None
 
     def _refused(
         self, data: bytes, batch: list[_Pending], breakers: list[wire.BreakerWire]
@@ -794,13 +1018,17 @@ class Agent:
             if item is not None:
                 yield item
 
-    def _snapshot(self) -> list[wire.BreakerWire]:
+    def _snapshot(self, names: Iterable[str]) -> list[wire.BreakerWire]:
+        """The reports of the breakers ``names`` that still exist and are not refused."""
         out = []
         refused = self._refused_breakers
         now = self._mono() if refused else 0.0
-        for breaker in self._breakers():
-            if refused and refused.get(breaker.name, now) > now:
+        for name in names:
+            if refused and refused.get(name, now) > now:
                 continue  # refused by the control plane a while ago
+            breaker = self.registry.get(name)
+            if breaker is None:
+                continue
             self._code_configs.setdefault(breaker.name, breaker.config)
             out.append(
                 wire.encode_breaker(

@@ -28,6 +28,7 @@ from typing import Any, ParamSpec, TypeGuard, TypeVar, cast, overload
 from .config import CircuitBreakerConfig
 from .errors import CircuitOpenError
 from .states import REASONS, CircuitState
+from .timestamps import format_timestamp
 from .window import (
     FAILURE,
     SLOW,
@@ -39,7 +40,6 @@ from .window import (
     new_window,
     window_counts,
 )
-from .wire import format_timestamp
 
 # CircuitState and REASONS live in .states; they are importable from here as before.
 __all__ = ["REASONS", "CallEvent", "CircuitBreaker", "CircuitState", "TransitionEvent"]

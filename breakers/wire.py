@@ -5,26 +5,31 @@ The agent (:mod:`breakers.agent`) encodes with these functions and the control p
 the same names, version and timestamp format; ``docs/sync-protocol.md`` describes
 them. Standard library only.
 
-Timestamps: ISO-8601 in UTC with exactly six fractional digits (microseconds) and a
-trailing ``Z``, e.g. ``2026-11-28T03:47:04.123456Z``. Readers also accept every
-older form (milliseconds, no fraction, ``+00:00`` or another offset), so agents and
-servers of earlier releases keep working.
+Timestamps (:mod:`breakers.timestamps`, re-exported here): ISO-8601 in UTC with
+exactly six fractional digits (microseconds) and a trailing ``Z``, e.g.
+``2026-11-28T03:47:04.123456Z``. Readers also accept every older form (milliseconds,
+no fraction, ``+00:00`` or another offset), so agents and servers of earlier releases
+keep working.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast, overload
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
+
+from .timestamps import MAX_TIMESTAMP_LENGTH, format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
+    # Annotations only: breaker does not import this module, so there is no cycle.
     from .breaker import TransitionEvent
 
 __all__ = [
     "BREAKER_COUNTERS",
     "BREAKER_FIELDS",
+    "DEFAULT_LIMITS",
     "INSTANCE_FIELDS",
+    "LIMIT_FIELDS",
     "MAX_TIMESTAMP_LENGTH",
     "PROTOCOL_VERSION",
     "SYNC_ANSWER_FIELDS",
@@ -35,6 +40,7 @@ __all__ = [
     "BreakerWire",
     "DesiredBreakerWire",
     "InstanceWire",
+    "LimitsWire",
     "OverrideWire",
     "SyncAnswer",
     "SyncRequest",
@@ -53,58 +59,6 @@ __all__ = [
 PROTOCOL_VERSION = 1
 SYNC_PATH = "/api/v1/agent/sync"
 WATCH_PATH = "/api/v1/agent/watch"
-
-#: Longer strings are refused before parsing (a timestamp is 27 characters).
-MAX_TIMESTAMP_LENGTH = 64
-
-
-# ---------------------------------------------------------------- timestamps
-
-
-@overload
-def format_timestamp(moment: None) -> None: ...
-@overload
-def format_timestamp(moment: datetime | float) -> str: ...
-@overload
-def format_timestamp(moment: datetime | float | None) -> str | None: ...
-
-
-def format_timestamp(moment: datetime | float | None) -> str | None:
-    """A moment as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC, microseconds); None stays None.
-
-    ``moment`` is an aware datetime or wall-clock epoch seconds. A naive datetime is a
-    ValueError: its time zone would be a guess.
-    """
-    if moment is None:
-        return None
-    if isinstance(moment, datetime):
-        if moment.tzinfo is None:
-            raise ValueError(f"moment must be a timezone-aware datetime, got {moment!r}")
-        utc = moment.astimezone(UTC)
-    else:
-        utc = datetime.fromtimestamp(moment, UTC)
-    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def parse_timestamp(value: object, *, naive_is_utc: bool = False) -> datetime:
-    """An ISO-8601 date-time as an aware datetime in UTC.
-
-    Accepts every form writers of this protocol have used (``Z`` or an offset, no,
-    three or six fractional digits). Without a time zone it is a ValueError unless
-    ``naive_is_utc``. Strings longer than MAX_TIMESTAMP_LENGTH are refused unread.
-    """
-    if not isinstance(value, str) or len(value) > MAX_TIMESTAMP_LENGTH:
-        raise ValueError(f"timestamp must be an ISO-8601 date-time string, got {value!r}")
-    parsed = datetime.fromisoformat(value)  # Python 3.11+ reads "Z" too
-    if parsed.tzinfo is None:
-        if not naive_is_utc:
-            raise ValueError(f"timestamp must have a time zone, got {value!r}")
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # an offset that carries it past year 1 or 9999
-        raise ValueError(f"timestamp is out of range, got {value!r}") from None
-
 
 # ---------------------------------------------------------------- shapes
 
@@ -138,9 +92,6 @@ class BreakerWire(TypedDict):
     trip_count: NotRequired[int]
     state_since: NotRequired[str | None]
     retry_after: NotRequired[float | None]
-    failure_count: NotRequired[int]
-    success_count: NotRequired[int]
-    last_failure: NotRequired[str | None]
 
 
 # "from" is a keyword, hence the functional form.
@@ -163,10 +114,16 @@ TransitionWire.__doc__ = "One state change with its agent-assigned id (an item o
 
 
 class SyncRequest(TypedDict):
-    """The body of ``POST /api/v1/agent/sync``."""
+    """The body of ``POST /api/v1/agent/sync``.
+
+    ``clock``: seconds on the agent's monotonic clock since its clock origin
+    (:mod:`breakers.clock`), read right before the breakers' counters; the server
+    derives rates from two reports' counters over the difference of their clocks.
+    """
 
     protocol: int
     service: str
+    clock: float
     instance: InstanceWire
     breakers: list[BreakerWire]
     transitions: list[TransitionWire]
@@ -192,13 +149,22 @@ class DesiredBreakerWire(TypedDict):
     override: OverrideWire | None
 
 
+class LimitsWire(TypedDict, total=False):
+    """The server's limits per sync: breakers, transitions, body size in bytes."""
+
+    breakers: int
+    transitions: int
+    body_bytes: int
+
+
 class SyncAnswer(TypedDict):
-    """The answer to a sync (with ``acked_through``) and to a watch (without)."""
+    """The answer to a sync (with ``acked_through`` and ``limits``) and to a watch."""
 
     desired_version: int
     poll_interval: float
     breakers: dict[str, DesiredBreakerWire]
     acked_through: NotRequired[int]
+    limits: NotRequired[LimitsWire]
 
 
 INSTANCE_FIELDS: tuple[str, ...] = tuple(InstanceWire.__annotations__)
@@ -206,6 +172,10 @@ BREAKER_FIELDS: tuple[str, ...] = tuple(BreakerWire.__annotations__)
 TRANSITION_FIELDS: tuple[str, ...] = tuple(TransitionWire.__annotations__)
 SYNC_REQUEST_FIELDS: tuple[str, ...] = tuple(SyncRequest.__annotations__)
 SYNC_ANSWER_FIELDS: tuple[str, ...] = tuple(SyncAnswer.__annotations__)
+LIMIT_FIELDS: tuple[str, ...] = tuple(LimitsWire.__annotations__)
+
+#: What an agent assumes until a server has told it its limits.
+DEFAULT_LIMITS: LimitsWire = {"breakers": 500, "transitions": 500, "body_bytes": 1024 * 1024}
 
 #: Cumulative integer fields of a breaker report (0 when left out).
 BREAKER_COUNTERS: tuple[str, ...] = (
@@ -215,8 +185,6 @@ BREAKER_COUNTERS: tuple[str, ...] = (
     "slow_calls",
     "rejected",
     "trip_count",
-    "failure_count",
-    "success_count",
 )
 
 
@@ -279,11 +247,17 @@ def encode_sync_request(
     breakers: list[BreakerWire],
     transitions: Iterable[TransitionWire],
     dropped_transitions: int,
+    *,
+    clock: float,
 ) -> SyncRequest:
-    """The whole sync body, at the current protocol version."""
+    """The whole sync body, at the current protocol version.
+
+    ``clock`` is :func:`breakers.clock.seconds` read right before the breakers' counters.
+    """
     return {
         "protocol": PROTOCOL_VERSION,
         "service": service,
+        "clock": clock,
         "instance": instance,
         "breakers": breakers,
         "transitions": list(transitions),
@@ -299,7 +273,9 @@ def decode_answer(data: bytes) -> SyncAnswer:
 
     Checks what the agent relies on: an object with a non-negative integer
     ``desired_version``, ``breakers`` an object of objects and ``acked_through`` (if
-    present) an integer. Each entry is checked again when it is applied.
+    present) an integer. Each entry is checked again when it is applied. ``limits`` is
+    read leniently: a limit that is not a positive integer is left out (the agent keeps
+    its default for it), and ``limits`` itself when it is not an object.
     """
     try:
         decoded = json.loads(data)
@@ -316,7 +292,25 @@ def decode_answer(data: bytes) -> SyncAnswer:
     acked = decoded.get("acked_through")
     if acked is not None and (isinstance(acked, bool) or not isinstance(acked, int)):
         raise ValueError(f"acked_through must be an integer, got {acked!r}")
+    if "limits" in decoded:
+        limits = _lenient_limits(decoded["limits"])
+        if limits:
+            decoded["limits"] = limits
+        else:
+            del decoded["limits"]
     return cast(SyncAnswer, decoded)
+
+
+def _lenient_limits(value: object) -> LimitsWire:
+    """The well-formed limits of ``value`` (positive integers under known names)."""
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, int] = {}
+    for name in LIMIT_FIELDS:
+        limit = value.get(name)
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            out[name] = limit
+    return cast(LimitsWire, out)
 
 
 def override_until(override: Mapping[str, Any]) -> float | None:

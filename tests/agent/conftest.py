@@ -37,7 +37,15 @@ class Recorded:
 
 
 class LoopbackControlPlane:
-    """Keeps a desired state; acks every transition it receives unless told otherwise."""
+    """Keeps a desired state; acks every transition it receives unless told otherwise.
+
+    Like the real server it enforces per-sync limits when given them (``max_breakers``,
+    ``max_transitions``: 413 naming the list; ``max_body_bytes``: 413 naming the body)
+    and tells them in ``limits`` of its answers when ``limits`` is set. It remembers
+    which breakers each instance reported (``known``), every transition id in the order
+    it arrived (``received``, repeats included) and every transition that named a
+    breaker it had not been told of (``unknown_named``).
+    """
 
     def __init__(self, port: int = 0) -> None:
         self.requests: list[Recorded] = []
@@ -49,6 +57,14 @@ class LoopbackControlPlane:
         self.watch_hold = 0.5  # seconds before a 204
         self.ack_limit: int | None = None  # ack at most this id
         self.stored_transitions: dict[tuple[str, int], dict[str, Any]] = {}
+        self.limits: dict[str, Any] | None = None  # told in every sync answer when set
+        self.max_breakers: int | None = None
+        self.max_transitions: int | None = None
+        self.max_body_bytes: int | None = None
+        self.known: dict[str, dict[str, float]] = {}  # instance -> breaker -> when first
+        self.received: list[tuple[str, int]] = []
+        self.unknown_named: list[tuple[str, int, str]] = []
+        self.too_large: list[Recorded] = []  # the syncs answered 413
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -91,16 +107,41 @@ class LoopbackControlPlane:
             time.sleep(0.01)
         return predicate()
 
+    def _over_limit(self, req: Recorded) -> tuple[int, bytes] | None:
+        for field, limit, size in (
+            ("body", self.max_body_bytes, len(req.body)),
+            ("breakers", self.max_breakers, len(req.json["breakers"])),
+            ("transitions", self.max_transitions, len(req.json["transitions"])),
+        ):
+            if limit is not None and size > limit:
+                reason = f"at most {limit} per sync, got {size}"
+                body = {"detail": f"{field}: {reason}", "errors": {field: reason}}
+                return 413, json.dumps(body).encode()
+        return None
+
     def answer_sync(self, req: Recorded) -> tuple[int, bytes]:
+        refusal = self._over_limit(req)
+        if refusal is not None:
+            with self.lock:
+                self.too_large.append(req)
+            return refusal
         instance = req.json["instance"]["id"]
         with self.lock:
+            known = self.known.setdefault(instance, {})
+            for b in req.json["breakers"]:
+                known.setdefault(b["name"], req.at)
             for t in req.json["transitions"]:
+                self.received.append((instance, t["id"]))
+                if t["breaker"] not in known:
+                    self.unknown_named.append((instance, t["id"], t["breaker"]))
                 if self.ack_limit is None or t["id"] <= self.ack_limit:
                     self.stored_transitions.setdefault((instance, t["id"]), t)
             body = self.desired()
             body["acked_through"] = max(
                 (i for (inst, i) in self.stored_transitions if inst == instance), default=0
             )
+            if self.limits is not None:
+                body["limits"] = self.limits
         return 200, json.dumps(body).encode()
 
     def answer_watch(self, req: Recorded) -> tuple[int, bytes]:
