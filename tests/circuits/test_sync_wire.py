@@ -59,9 +59,11 @@ def test_the_agents_request_is_parsed_field_for_field() -> None:
         ],
         [wire.encode_transition(7, _event())],
         dropped_transitions=2,
+        clock=12.5,
     )
     assert set(request) == set(wire.SYNC_REQUEST_FIELDS)
     batch = parse_sync(request)
+    assert batch.clock == 12.5
 
     assert (batch.service, batch.dropped_transitions) == ("checkout", 2)
     assert set(wire.INSTANCE_FIELDS) == {"id", "hostname", "pid", "started_at", "library_version"}
