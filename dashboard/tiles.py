@@ -1,8 +1,10 @@
 """Tile data of the fleet overview, computed in a constant number of queries.
 
-The fleet state and its counts come from ``controlplane.circuits.fleet``; this module
-only adds the figures a tile shows (rates, time in state, next probe, sparkline) and
-the sort, filter and page of the overview.
+The fleet state, its counts and the circuit's rates come from
+``controlplane.circuits.fleet``; this module only adds the figures a tile shows (window
+failure rate, time in state, next probe, sparkline), formats them (``dashboard.formats``,
+so the page and its live updates show the same strings) and the sort, filter and page
+of the overview.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.paginator import Page, Paginator
 from django.db import connection, transaction
 from django.db.models import (
@@ -26,7 +27,6 @@ from django.db.models import (
     Min,
     Q,
     QuerySet,
-    Sum,
     Value,
     When,
     Window,
@@ -37,15 +37,16 @@ from django.utils import timezone
 
 from breakers.wire import format_timestamp
 from controlplane.circuits.choices import SEVERITY_ORDER, FleetState
-from controlplane.circuits.fleet import live_cutoff, summary, with_fleet_state
+from controlplane.circuits.fleet import live_snapshots, summary, with_fleet_state, with_rates
 from controlplane.circuits.models import Circuit, Transition
+from dashboard import formats
 
 # Sort keys of the overview, as they appear in the URL (?sort=...).
 SORTS: dict[str, str] = {
     "worst": "worst first",
     "name": "name",
-    "failure_rate": "failure rate",
-    "volume": "volume",
+    "failure_rate": "window failure rate",
+    "volume": "volume (calls/s)",
 }
 # Fleet states in the order "worst first" shows them (unknown last).
 STATE_RANK: dict[str, int] = {state: i for i, state in enumerate(SEVERITY_ORDER)} | {
@@ -102,19 +103,20 @@ def without_jit() -> Iterator[None]:
 
 
 def annotated(qs: QuerySet[Circuit], now: datetime) -> QuerySet[Circuit]:
-    """Circuits with fleet state (from fleet.py) and the live figures a tile shows."""
-    live = Q(snapshots__updated_at__gte=live_cutoff(now))
+    """Circuits with fleet state and rates (from fleet.py) and the live figures a tile shows."""
+    live = live_snapshots(now)
     live_open = live & Q(snapshots__state=FleetState.OPEN)
     since = {
         f"since_{state}": Min("snapshots__state_since", filter=live & Q(snapshots__state=state))
         for state in SEVERITY_ORDER
     }
     return (
-        with_fleet_state(qs, now)
+        with_rates(with_fleet_state(qs, now), now)
         .select_related("service")
         .annotate(
+            # The mean of the live breakers' own window failure rates (what the breakers
+            # trip on), not failures over calls since the last sync.
             failure_rate=Avg("snapshots__failure_rate", filter=live),
-            calls_delta=Sum("snapshots__calls_delta", filter=live),
             # Next probe ~ the latest open report + the shortest wait it announced (plain
             # aggregates: interval arithmetic differs between PostgreSQL and SQLite).
             probe_in=Min("snapshots__retry_after", filter=live_open),
@@ -146,7 +148,7 @@ def filtered(filters: Filters, now: datetime) -> QuerySet[Circuit]:
         "worst": ["rank", "service__name", "name"],
         "name": ["service__name", "name"],
         "failure_rate": [F("failure_rate").desc(nulls_last=True), "service__name", "name"],
-        "volume": [F("calls_delta").desc(nulls_last=True), "service__name", "name"],
+        "volume": [F("call_rate").desc(nulls_last=True), "service__name", "name"],
     }
     return qs.order_by(*orders[filters.sort])
 
@@ -201,7 +203,6 @@ def tile(circuit: Any, now: datetime, spark: list[float] | None = None) -> dict[
     probe_at = None
     if circuit.probe_in is not None and circuit.reported_at is not None and state == "open":
         probe_at = max(now, circuit.reported_at + timedelta(seconds=circuit.probe_in))
-    calls = circuit.calls_delta or 0
     rate = circuit.failure_rate
     points = list(spark or [])
     if rate is not None:
@@ -214,13 +215,25 @@ def tile(circuit: Any, now: datetime, spark: list[float] | None = None) -> dict[
         "name": circuit.name,
         "state": state,
         "label": FleetState(state).label,
-        "summary": summary(circuit).replace("_", " "),
+        "summary": formats.state_label(summary(circuit)),
         "failure_rate": rate,
-        "call_rate": calls / settings.SWITCHYARD_POLL_INTERVAL,
+        "call_rate": circuit.call_rate,
+        "rejected_rate": circuit.rejected_rate,
         "since": format_timestamp(since),
         "probe_at": format_timestamp(probe_at),
         "spark": spark_path(points),
         "forced": override is not None,
+        # What the tile shows, by its data-field: the page renders these strings and
+        # live.js places them as they are.
+        "text": {
+            "label": FleetState(state).label,
+            "summary": formats.state_label(summary(circuit)),
+            "failure_rate": formats.pct(rate),
+            "call_rate": formats.per_second(circuit.call_rate),
+            "rejected_rate": formats.per_second(circuit.rejected_rate),
+            "since": formats.since(since, now),
+            "probe": formats.until(probe_at, now),
+        },
     }
 
 

@@ -25,7 +25,7 @@ from controlplane.alerts.choices import OPEN_STATUSES, AlertAuditAction, Severit
 from controlplane.alerts.models import Alert, Silence
 from controlplane.alerts.operations import NotOpenError, acknowledge, audit_write, end_silence
 from controlplane.circuits.choices import FleetState
-from controlplane.circuits.fleet import live_cutoff, live_window, state_counts
+from controlplane.circuits.fleet import live_cutoff, live_window, rate, state_counts
 from controlplane.circuits.models import (
     AuditEvent,
     Circuit,
@@ -130,7 +130,9 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         "snapshots": [
             {
                 "s": s,
-                "live": s.updated_at >= cutoff,
+                "live": s.instance.last_seen >= cutoff,
+                "call_rate": rate(s.calls_delta, s.delta_seconds),
+                "rejected_rate": rate(s.rejected_delta, s.delta_seconds),
                 "drift": s.config_version != (current.version if current else 0),
             }
             for s in snapshots

@@ -46,7 +46,8 @@ STATE_VALUE = {
 
 FAILURE_RATES = """
 SELECT s.circuit_id, MAX(s.failure_rate) FROM circuits_snapshot s
-WHERE s.updated_at >= %(live)s AND s.failure_rate IS NOT NULL GROUP BY s.circuit_id
+JOIN circuits_instance i ON i.id = s.instance_id
+WHERE i.last_seen >= %(live)s AND s.failure_rate IS NOT NULL GROUP BY s.circuit_id
 """
 
 OPEN_SINCE = f"""

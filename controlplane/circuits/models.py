@@ -125,6 +125,9 @@ class Circuit(models.Model):
     # Set on the rows of CircuitQuerySet.with_fleet_state() only.
     fleet_state: str
     instances_live: int
+    # Set on the rows of CircuitQuerySet.with_rates() only (None: no known rate).
+    call_rate: float | None
+    rejected_rate: float | None
     override_state: str | None
     active_override_list: list["Override"]
 

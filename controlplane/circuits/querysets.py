@@ -12,14 +12,17 @@ from django.db.models import (
     CharField,
     Count,
     F,
+    FloatField,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
     Subquery,
+    Sum,
     Value,
     When,
 )
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from controlplane.circuits.choices import SEVERITY_ORDER, FleetState
@@ -28,13 +31,31 @@ STATE_COUNT_FIELDS: dict[str, str] = {state: f"n_{state}" for state in SEVERITY_
 
 
 def live_window() -> timedelta:
-    """How recently an instance must have reported a circuit to count as live."""
+    """How recently an instance must have synced for its snapshots to count as live."""
     return timedelta(seconds=settings.SWITCHYARD_POLL_INTERVAL * settings.SWITCHYARD_LIVE_INTERVALS)
 
 
 def live_cutoff(now: datetime | None = None) -> datetime:
-    """Reports older than this are not live."""
+    """Instances whose ``last_seen`` is older than this are not live (nor their snapshots)."""
     return (now or timezone.now()) - live_window()
+
+
+def live_snapshots(now: datetime | None = None, prefix: str = "snapshots__") -> Q:
+    """Snapshots of live instances: liveness is the instance's last sync, whatever the
+    row's own ``updated_at`` (a row is rewritten only when its breaker changes)."""
+    return Q(**{f"{prefix}instance__last_seen__gte": live_cutoff(now)})
+
+
+def per_second(delta: str, prefix: str = "snapshots__") -> Case:
+    """A snapshot's ``delta`` counter over the seconds it covers; NULL when unknown or 0."""
+    return Case(
+        When(
+            **{f"{prefix}delta_seconds__gt": 0},
+            then=Cast(f"{prefix}{delta}", FloatField()) / F(f"{prefix}delta_seconds"),
+        ),
+        default=None,
+        output_field=FloatField(),
+    )
 
 
 class OverrideQuerySet(QuerySet):
@@ -84,7 +105,7 @@ class CircuitQuerySet(QuerySet):
         """
         now = now or timezone.now()
         overrides: Any = cast(Any, self.model._meta.get_field("overrides").related_model).objects
-        live = Q(snapshots__updated_at__gte=live_cutoff(now))
+        live = live_snapshots(now)
         override_state = overrides.in_force(now).filter(circuit=OuterRef("pk")).values("state")[:1]
         counts = {
             field: Count("snapshots", filter=live & Q(snapshots__state=state))
@@ -115,4 +136,19 @@ class CircuitQuerySet(QuerySet):
                     to_attr="active_override_list",
                 )
             )
+        )
+
+    def with_rates(self, now: datetime | None = None) -> "CircuitQuerySet":
+        """Annotate ``call_rate`` and ``rejected_rate``: calls (rejected calls) per second
+        over the circuit's live snapshots, in SQL.
+
+        Each live row contributes its ``*_delta`` over its ``delta_seconds`` (the agent's
+        clock between the two syncs the counters were read in); a row whose
+        ``delta_seconds`` is unknown or 0 contributes nothing, and a circuit none of whose
+        live rows has a rate has none (NULL).
+        """
+        live = live_snapshots(now)
+        return self.annotate(
+            call_rate=Sum(per_second("calls_delta"), filter=live),
+            rejected_rate=Sum(per_second("rejected_delta"), filter=live),
         )

@@ -1,32 +1,18 @@
-"""Formatting filters shared by the dashboard templates (live.js formats the same way)."""
+"""Template filters of the dashboard: the formatters of ``dashboard/formats.py``
+(the one place figures are formatted) and small template helpers."""
 
 from typing import Any
 
 from django import template
 
+from dashboard import formats
+
 register = template.Library()
 
-
-@register.filter
-def pct(value: float | None) -> str:
-    """A failure rate in [0, 1] as "12.5%", or "-" when unknown."""
-    if value is None:
-        return "-"
-    return f"{value * 100:.1f}%"
-
-
-@register.filter
-def per_second(value: float | None) -> str:
-    """A call rate as "3.2/s"."""
-    if value is None:
-        return "-"
-    return f"{value:.1f}/s"
-
-
-@register.filter
-def state_label(value: str) -> str:
-    """closed, half open, open, forced open, forced closed (the text beside the colour)."""
-    return str(value).replace("_", " ")
+register.filter("pct", formats.pct)
+register.filter("per_second", formats.per_second)
+register.filter("seconds", formats.seconds)
+register.filter("state_label", formats.state_label)
 
 
 @register.filter

@@ -11,7 +11,8 @@ WEBHOOK_SECRET = "s3cret-s3cret-s3cret"
 
 
 class Fleet:
-    """Writes a fleet's rows: ``report`` a snapshot, ``move`` a transition."""
+    """Writes a fleet's rows: ``report`` a snapshot, ``move`` a transition, ``sync`` an
+    instance (liveness is the instance's ``last_seen``, not the snapshot's write)."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -29,6 +30,10 @@ class Fleet:
             inst.save(update_fields=["last_seen"])
         return inst
 
+    def sync(self, at: datetime, instance: str = "web-1") -> Instance:
+        """The instance synced at ``at`` (its snapshot rows left as they are)."""
+        return self.instance(instance, seen=at)
+
     def report(
         self,
         circuit: Circuit,
@@ -39,7 +44,7 @@ class Fleet:
         failure_rate: float | None = None,
         since: datetime | None = None,
     ) -> Snapshot:
-        inst = self.instance(instance, seen=at)
+        inst = self.sync(at, instance)
         snap, _ = Snapshot.objects.update_or_create(
             instance=inst,
             circuit=circuit,

@@ -136,3 +136,20 @@ def test_metrics_refusals_are_json_whatever_the_accept(client):
         assert response.status_code in (401, 403), accept
         assert response["Content-Type"] == "application/json"
         assert response.json()["field"] in ("authorization", "detail")
+def test_metrics_count_a_row_live_while_its_instance_syncs(viewer_api, fleet: Fleet):
+    now = timezone.now()
+    db, cache = fleet.circuit("db"), fleet.circuit("cache")
+    # web-1's db row was written 10 minutes ago, and web-1 synced just now.
+    fleet.report(db, "open", now - 600 * S, failure_rate=0.75)
+    fleet.sync(now)
+    # web-2's cache row was written just now, but web-2 has not synced since.
+    fleet.report(cache, "open", now, instance="web-2", failure_rate=0.5)
+    fleet.sync(now - 600 * S, instance="web-2")
+
+    got = samples(viewer_api.get("/metrics").content.decode())
+    rate = "switchyard_circuit_failure_rate"
+    assert got[(rate, (("circuit", "db"), ("service", "checkout")))] == 0.75
+    assert (rate, (("circuit", "cache"), ("service", "checkout"))) not in got
+    state = "switchyard_circuit_state"
+    assert got[(state, (("circuit", "db"), ("forced", "false"), ("service", "checkout")))] == 2
+    assert not any(k[0] == state and ("circuit", "cache") in k[1] for k in got)

@@ -224,6 +224,30 @@ def test_agent_silent_ignores_a_service_that_is_entirely_down(fleet, make_rule):
     assert statuses(rule) == []
 
 
+def test_rules_read_liveness_from_the_instances_last_sync_not_the_rows_write(fleet, make_rule):
+    open_long = make_rule("open_too_long", params={"duration": 300})
+    failing = make_rule("failure_rate", params={"threshold": 0.5, "for": 0})
+    silent = make_rule("agent_silent", params={"after": 60})
+    db, cache = fleet.circuit("db"), fleet.circuit("cache")
+    # web-1's rows were written at T0 and never since (idle), but web-1 keeps syncing.
+    fleet.move(db, "closed", "open", T0)
+    fleet.report(db, "open", T0, failure_rate=0.9)
+    fleet.sync(T0 + 600 * S)
+    # web-2 wrote its rows at T0 + 530 s (long after web-1's) and stopped syncing then:
+    # its cache row (open, failing) is not live 71 s later.
+    fleet.report(cache, "open", T0 + 530 * S, instance="web-2", failure_rate=0.9)
+    fleet.report(db, "closed", T0 + 530 * S, instance="web-2")
+    with time_machine.travel(T0 + 601 * S, tick=False):
+        evaluate()
+    assert set(Alert.objects.filter(rule=open_long).values_list("circuit__name", flat=True)) == {
+        "db"
+    }
+    assert set(Alert.objects.filter(rule=failing).values_list("circuit__name", flat=True)) == {"db"}
+    # web-2 went quiet on db while web-1, whose db row is 10 minutes old, is live.
+    alert = Alert.objects.get(rule=silent)
+    assert (alert.circuit, alert.value) == (db, 1)
+
+
 def test_rules_are_scoped_to_their_service_or_circuit(fleet, make_rule, other_service):
     other = Fleet(other_service)
     db, cache = fleet.circuit("db"), fleet.circuit("cache")

@@ -241,3 +241,71 @@ def test_the_alerts_page_resynchronises_after_a_dropped_socket(
     live = page.evaluate("window.switchyardLive")
     assert live["connects"] >= 2 and live["alertRefreshes"] >= 2, live
     shot(page, "14-alerts-resynchronised")
+
+
+def _tile_html(page: Any, key: str) -> str:
+    return str(page.locator(f'[data-circuit="{key}"]').evaluate("el => el.outerHTML"))
+
+
+def test_a_live_update_renders_the_tile_as_the_page_does(
+    server: ControlPlaneProcess, browser: Any, operator: User
+) -> None:
+    """The same data shows the same tile, whether first rendered by the page or placed
+    by live.js from a socket update (every string comes from the server's formatter)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from controlplane.circuits.events import send_to_fleet_group, snapshots_event
+    from controlplane.circuits.models import Instance, Snapshot
+
+    now = timezone.now()
+    service = Service.objects.create(name="checkout")
+    circuit = Circuit.objects.create(service=service, name="payments")
+    instance = Instance.objects.create(
+        service=service, instance_id="web-1", first_seen=now, last_seen=now
+    )
+    # Times far enough back that the rendered durations ("2h 0m") hold for the test.
+    snapshot = Snapshot.objects.create(
+        instance=instance,
+        circuit=circuit,
+        state="closed",
+        calls_delta=50,
+        delta_seconds=5.0,
+        failure_rate=0.1,
+        state_since=now - timedelta(hours=2),
+        updated_at=now - timedelta(hours=2),
+    )
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    login(page, server.url, "otto", "otto-pw-123!")
+    page.wait_for_selector('#live-status[data-live="on"]', timeout=10_000)
+    page.evaluate("window.__sameDocument = true")
+    first = _tile_html(page, "checkout/payments")
+    assert 'data-state="closed"' in first and ">10.0/s<" in first
+
+    Snapshot.objects.filter(pk=snapshot.pk).update(
+        state="open", calls_delta=120, rejected_delta=33, delta_seconds=4.0, failure_rate=0.625
+    )
+    Instance.objects.filter(pk=instance.pk).update(last_seen=timezone.now())
+    item = {
+        "circuit_id": circuit.pk,
+        "circuit": "payments",
+        "state": "open",
+        "previous_state": "closed",
+        "config_version": 0,
+    }
+    send_to_fleet_group(
+        snapshots_event(
+            service_id=service.pk, service="checkout", instance="web-1", snapshots=[item]
+        )  # type: ignore[list-item]
+    )
+    page.wait_for_selector('[data-circuit="checkout/payments"][data-state="open"]', timeout=10_000)
+    assert page.evaluate("window.__sameDocument") is True  # placed live, no reload
+    live = _tile_html(page, "checkout/payments")
+
+    Instance.objects.filter(pk=instance.pk).update(last_seen=timezone.now())
+    page.reload()
+    rendered = _tile_html(page, "checkout/payments")
+    assert live == rendered
+    for text in (">open<", ">open on 1 of 1<", ">62.5%<", ">30.0/s<", ">8.2/s<", ">2h 0m<"):
+        assert text in rendered, text

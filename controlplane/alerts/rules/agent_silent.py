@@ -1,8 +1,9 @@
 """agent_silent: instances that stopped syncing while their circuits kept reporting.
 
 A circuit matches when an instance that reported it was last seen between
-``lookback`` and ``after`` seconds ago, while another instance reported the same
-circuit within the live window (so the service is up and this agent went quiet).
+``lookback`` and ``after`` seconds ago, while another instance that reported the same
+circuit is live (synced within the live window: the service is up and this agent went
+quiet).
 """
 
 from datetime import datetime, timedelta
@@ -21,8 +22,8 @@ JOIN circuits_instance i ON i.id = s.instance_id
 JOIN circuits_circuit c ON c.id = s.circuit_id
 WHERE i.last_seen < %(silent)s AND i.last_seen >= %(lookback)s {scope}
   AND EXISTS (
-      SELECT 1 FROM circuits_snapshot s2
-      WHERE s2.circuit_id = s.circuit_id AND s2.updated_at >= %(live)s
+      SELECT 1 FROM circuits_snapshot s2 JOIN circuits_instance i2 ON i2.id = s2.instance_id
+      WHERE s2.circuit_id = s.circuit_id AND i2.last_seen >= %(live)s
   )
 GROUP BY s.circuit_id
 """

@@ -13,7 +13,8 @@ SQL = """
 INSERT INTO alert_match (rule_id, circuit_id, started_at, value, forced)
 SELECT %(rule)s, s.circuit_id, %(now)s, MAX(s.failure_rate), 0
 FROM circuits_snapshot s JOIN circuits_circuit c ON c.id = s.circuit_id
-WHERE s.updated_at >= %(live)s AND s.failure_rate > %(threshold)s {scope}
+JOIN circuits_instance i ON i.id = s.instance_id
+WHERE i.last_seen >= %(live)s AND s.failure_rate > %(threshold)s {scope}
 GROUP BY s.circuit_id
 """
 

@@ -31,7 +31,8 @@ SELECT s.circuit_id, COALESCE((
       ), %(epoch)s)
 ), s.state_since, s.updated_at) AS started_at
 FROM circuits_snapshot s JOIN circuits_circuit c ON c.id = s.circuit_id
-WHERE s.updated_at >= %(live)s AND s.state IN ('open', 'half_open') {scope}
+JOIN circuits_instance i ON i.id = s.instance_id
+WHERE i.last_seen >= %(live)s AND s.state IN ('open', 'half_open') {scope}
   AND NOT EXISTS (
       SELECT 1 FROM circuits_override o2
       WHERE o2.circuit_id = s.circuit_id AND o2.ended_at IS NULL

@@ -8,7 +8,7 @@ from rest_framework import serializers
 from breakers.config import wire_schema
 from controlplane.circuits.choices import CircuitState, FleetState, OverrideEnd, OverrideState
 from controlplane.circuits.desired import override_wire
-from controlplane.circuits.fleet import live_cutoff, state_counts, summary
+from controlplane.circuits.fleet import live_cutoff, rate, state_counts, summary
 from controlplane.circuits.models import (
     AuditEvent,
     Circuit,
@@ -93,6 +93,17 @@ class CircuitSerializer(serializers.ModelSerializer):
     summary = serializers.SerializerMethodField()
     instances = serializers.IntegerField(source="instances_live", read_only=True)
     counts = serializers.SerializerMethodField()
+    call_rate = serializers.FloatField(
+        read_only=True,
+        allow_null=True,
+        help_text="Calls per second, summed over the live instances' latest sync intervals "
+        "(null: no live instance with a known interval).",
+    )
+    rejected_rate = serializers.FloatField(
+        read_only=True,
+        allow_null=True,
+        help_text="Calls rejected per second, summed like call_rate.",
+    )
     override = serializers.SerializerMethodField()
     config_version = serializers.SerializerMethodField()
 
@@ -107,6 +118,8 @@ class CircuitSerializer(serializers.ModelSerializer):
             "summary",
             "instances",
             "counts",
+            "call_rate",
+            "rejected_rate",
             "override",
             "config_version",
             "created_at",
@@ -135,8 +148,11 @@ class InstanceStateSerializer(serializers.ModelSerializer):
     instance = serializers.CharField(source="instance.instance_id", read_only=True)
     instance_pk = serializers.IntegerField(source="instance_id", read_only=True)
     hostname = serializers.CharField(source="instance.hostname", read_only=True)
+    last_seen = serializers.DateTimeField(source="instance.last_seen", read_only=True)
     live = serializers.SerializerMethodField()
     config_drift = serializers.SerializerMethodField()
+    call_rate = serializers.SerializerMethodField()
+    rejected_rate = serializers.SerializerMethodField()
 
     class Meta:
         model = Snapshot
@@ -147,6 +163,7 @@ class InstanceStateSerializer(serializers.ModelSerializer):
             "state",
             "config_version",
             "config_drift",
+            "last_seen",
             "live",
             "calls",
             "successes",
@@ -154,6 +171,9 @@ class InstanceStateSerializer(serializers.ModelSerializer):
             "slow_calls",
             "rejected",
             "trip_count",
+            "call_rate",
+            "rejected_rate",
+            "delta_seconds",
             "failure_rate",
             "state_since",
             "retry_after",
@@ -162,7 +182,16 @@ class InstanceStateSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_live(self, obj: Snapshot) -> bool:
-        return obj.updated_at >= self.context["live_cutoff"]
+        """Live while its instance syncs (``updated_at`` only says when the row changed)."""
+        return obj.instance.last_seen >= self.context["live_cutoff"]
+
+    def get_call_rate(self, obj: Snapshot) -> float | None:
+        """Calls per second over the ``delta_seconds`` before the latest counters."""
+        return rate(obj.calls_delta, obj.delta_seconds)
+
+    def get_rejected_rate(self, obj: Snapshot) -> float | None:
+        """Rejected calls per second over the same ``delta_seconds``."""
+        return rate(obj.rejected_delta, obj.delta_seconds)
 
     def get_config_drift(self, obj: Snapshot) -> bool:
         """Whether the instance runs another version than the circuit's current one."""

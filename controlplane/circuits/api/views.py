@@ -65,7 +65,7 @@ class CircuitViewSet(ReadOnlyViewSet):
 
     def get_queryset(self) -> QuerySet[Circuit]:
         circuits = Circuit.objects.select_related("service", "current_config")
-        return circuits.with_fleet_state().order_by("service__name", "name")
+        return circuits.with_fleet_state().with_rates().order_by("service__name", "name")
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
         return s.CircuitDetailSerializer if self.action == "retrieve" else s.CircuitSerializer

@@ -1,7 +1,8 @@
 // Switchyard live updates: tiles change in place from /ws/dashboard/.
 // The server coalesces events into batches of fresh tiles; here every batch is merged
 // into one pending map and written to the DOM at most once per animation frame.
-// A dropped socket reconnects with backoff, then refetches this page's tiles as JSON.
+// A dropped socket reconnects with backoff, then refetches this page's tiles as JSON;
+// the page also refetches them every few seconds (times and liveness move on their own).
 // Alert messages update the navigation badge (firing count); the alerts page then
 // refetches its rows (rendered by the server with the page's filters and controls),
 // at most one request in flight, so a burst costs a bounded number of refreshes.
@@ -15,28 +16,15 @@
   var scheduled = false;
   var backoff = 500;
   var BACKOFF_MAX = 15000;
+  var REFRESH_MS = 10000;
   var status = document.getElementById("live-status");
   var page = document.body.getAttribute("data-live-page");
 
-  function pct(v) { return v === null || v === undefined ? "-" : (v * 100).toFixed(1) + "%"; }
-  function perSecond(v) { return v === null || v === undefined ? "-" : v.toFixed(1) + "/s"; }
-  function duration(ms) {
-    var s = Math.max(0, Math.round(ms / 1000));
-    if (s < 60) return s + "s";
-    if (s < 3600) return Math.floor(s / 60) + "m " + (s % 60) + "s";
-    if (s < 86400) return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
-    return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h";
-  }
+  // Every string a tile shows is formatted by the server (tile.text, by data-field):
+  // this file only places them, so a live update reads exactly like the first render.
   function setText(el, field, text) {
     var node = el.querySelector('[data-field="' + field + '"]');
     if (node && node.textContent !== text) node.textContent = text;
-  }
-
-  function tick(el, now) {
-    var since = el.getAttribute("data-since");
-    setText(el, "since", since ? duration(now - Date.parse(since)) : "-");
-    var probe = el.getAttribute("data-probe-at");
-    setText(el, "probe", probe ? duration(Date.parse(probe) - now) : "-");
   }
 
   function apply(el, t) {
@@ -44,13 +32,10 @@
     el.setAttribute("data-state", t.state);
     el.setAttribute("data-since", t.since || "");
     el.setAttribute("data-probe-at", t.probe_at || "");
-    setText(el, "label", t.label);
-    setText(el, "summary", t.summary);
-    setText(el, "failure_rate", pct(t.failure_rate));
-    setText(el, "call_rate", perSecond(t.call_rate));
+    var text = t.text || {};
+    Object.keys(text).forEach(function (field) { setText(el, field, text[field]); });
     var spark = el.querySelector('[data-field="spark"]');
     if (spark && t.spark !== undefined) spark.setAttribute("points", t.spark);
-    tick(el, Date.now());
     if (changed && page === "circuit") {
       var note = document.querySelector(".live-note");
       if (note) note.hidden = false;
@@ -172,11 +157,11 @@
     };
   }
 
-  function tickAll() {
-    var now = Date.now();
-    document.querySelectorAll(".tile[data-id]").forEach(function (el) { tick(el, now); });
-  }
-  tickAll();
-  setInterval(tickAll, 1000);
+  // Times in state, next probes and liveness move without any event (an agent that
+  // stops syncing sends none): the page's tiles are read again every REFRESH_MS while
+  // the socket is up and the page visible.
+  setInterval(function () {
+    if (stats.connected && document.visibilityState === "visible") resync();
+  }, REFRESH_MS);
   connect();
 })();
