@@ -44,10 +44,27 @@ class Answer(NamedTuple):
     """A handler's JSON answer, sent without building a Django response: its
     Content-Type and Content-Length, then the headers SecurityMiddleware would add (the
     same for every response of one request, so worked out once per settings and
-    secure or not). Reads like a response: ``status_code``, ``content``."""
+    secure or not), then ``headers``. An empty ``content`` (a 204) has no Content-Type.
+    Reads like a response: ``status_code``, ``content``."""
 
     status_code: int
     content: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def as_response(answer: HttpResponse | Answer) -> HttpResponse:
+    """``answer`` as a Django response (a view's answer outside the fast path)."""
+    if not isinstance(answer, Answer):
+        return answer
+    response = HttpResponse(answer.content, status=answer.status_code)
+    if answer.content:
+        response["Content-Type"] = "application/json"
+        response["Content-Length"] = str(len(answer.content))
+    else:
+        del response["Content-Type"]
+    for name, value in answer.headers:
+        response[name] = value
+    return response
 
 
 # A handler answers one request (None: the client went away, nobody to answer).
@@ -90,8 +107,13 @@ def _answer_headers(request: HttpRequest, answer: Answer) -> Headers:
         del template["Content-Type"]
         _middleware().process_response(request, template)
         extra = _security_headers[secure] = _header_list(template)
+    own = [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers
+    ]
+    if not answer.content:
+        return [*own, *extra]
     length = b"%d" % len(answer.content)
-    return [(b"content-type", b"application/json"), (b"content-length", length), *extra]
+    return [(b"content-type", b"application/json"), (b"content-length", length), *own, *extra]
 
 
 @functools.lru_cache(maxsize=4096)

@@ -28,9 +28,9 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse
 
 from controlplane.circuits import ratelimit
-from controlplane.circuits.fastpath import FastPath, Handler, View, has_body
+from controlplane.circuits.fastpath import Answer, FastPath, Handler, View, as_response, has_body
 from controlplane.circuits.watchhub import get_hub
-from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, error_body
+from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, ApiError
 
 # controlplane.circuits.auth (models) is imported where used: controlplane.asgi imports
 # this module right after Django is set up, before the app registry is used.
@@ -47,14 +47,6 @@ _executor = ThreadPoolExecutor(max_workers=_DB_THREADS, thread_name_prefix="swit
 def hold_seconds() -> float:
     """How long a watch is held before 204 (setting SWITCHYARD_WATCH_HOLD)."""
     return float(getattr(settings, "SWITCHYARD_WATCH_HOLD", DEFAULT_HOLD))
-
-
-Answer = tuple[int, bytes, dict[str, str]]  # status, body, extra headers
-
-
-def _error(status: int, field: str, reason: str, **headers: str) -> Answer:
-    body = json.dumps(error_body({field: reason})).encode()
-    return status, body, headers
 
 
 class TokenInfo(NamedTuple):
@@ -188,23 +180,22 @@ async def watch(
     from controlplane.circuits.auth import bearer_token
 
     if method != "GET":
-        return _error(405, NON_FIELD, f'Method "{method}" not allowed.', Allow="GET")
+        raise ApiError(405, {NON_FIELD: f'Method "{method}" not allowed.'}, Allow="GET")
     try:
         since = int(since_raw)
     except ValueError:
-        return _error(
-            400, "since", f"must be an integer between 0 and {MAX_SINCE}, got {since_raw!r}"
-        )
+        raise ApiError(
+            400, {"since": f"must be an integer between 0 and {MAX_SINCE}, got {since_raw!r}"}
+        ) from None
     if not 0 <= since <= MAX_SINCE:
-        return _error(400, "since", f"must be an integer between 0 and {MAX_SINCE}, got {since}")
+        raise ApiError(400, {"since": f"must be an integer between 0 and {MAX_SINCE}, got {since}"})
     if len(instance) > MAX_INSTANCE:
-        return _error(400, "instance", f"must be at most {MAX_INSTANCE} characters")
+        raise ApiError(400, {"instance": f"must be at most {MAX_INSTANCE} characters"})
     token = bearer_token(authorization)
     if token is None:
-        return _error(
+        raise ApiError(
             401,
-            CREDENTIALS_FIELD,
-            "send an agent token as 'Authorization: Bearer sya_...'",
+            {CREDENTIALS_FIELD: "send an agent token as 'Authorization: Bearer sya_...'"},
             **{"WWW-Authenticate": 'Bearer realm="agent"'},
         )
 
@@ -217,17 +208,14 @@ async def watch(
     if service_id is None or current is None:
         found = await lookup_token(token)
         if found is None:
-            return _error(
+            raise ApiError(
                 401,
-                CREDENTIALS_FIELD,
-                "invalid or revoked agent token",
+                {CREDENTIALS_FIELD: "invalid or revoked agent token"},
                 **{"WWW-Authenticate": 'Bearer realm="agent", error="invalid_token"'},
             )
         service_id, current = found.service_id, found.desired_version
         hub.learn(service_id, current, generation)
-    refused = _rate_limited(key, instance)
-    if refused is not None:
-        return refused
+    _check_rate(key, instance)
     # A version heard from the change feed is checked against the database (the build)
     # before it answers: only the built version decides.
     if current > since:
@@ -246,13 +234,13 @@ async def watch(
         try:
             payload = await asyncio.wait_for(asyncio.shield(waiter.future), hold_seconds())
         except TimeoutError:
-            return 204, b"", {}
+            return Answer(204, b"")
         return _desired(payload)
     finally:
         hub.unregister(waiter)
 
 
-def _rate_limited(key: str, instance: str) -> Answer | None:
+def _check_rate(key: str, instance: str) -> None:
     """A 429 when this instance's or this token's watch budget is spent. The instance's
     comes first, so that a spinning instance spends its own budget, not its fleet's."""
     wait = 0.0
@@ -262,27 +250,23 @@ def _rate_limited(key: str, instance: str) -> Answer | None:
     if not wait:
         wait = ratelimit.limiter("watch").take(key)
         what = "with this agent token"
-    if not wait:
-        return None
-    status, errors, headers = ratelimit.too_many(wait, what)
-    return status, json.dumps(error_body(errors)).encode(), headers
+    if wait:
+        status, errors, headers = ratelimit.too_many(wait, what)
+        raise ApiError(status, errors, **headers)
 
 
 def _desired(payload: bytes) -> Answer:
-    return 200, payload, {"Cache-Control": "no-store"}
+    return Answer(200, payload, (("Cache-Control", "no-store"),))
 
 
-def _response(answer: Answer) -> HttpResponse:
-    status, body, headers = answer
-    response = HttpResponse(body, status=status)
-    if body:
-        response["Content-Type"] = "application/json"
-        response["Content-Length"] = str(len(body))
-    else:
-        del response["Content-Type"]
-    for name, value in headers.items():
-        response[name] = value
-    return response
+async def answer_watch(
+    method: str, since_raw: str, authorization: str | None, instance: str = ""
+) -> HttpResponse | Answer:
+    """:func:`watch`, its refusals rendered in the error shape."""
+    try:
+        return await watch(method, since_raw, authorization, instance)
+    except ApiError as exc:
+        return exc.response()
 
 
 async def agent_watch(request: HttpRequest) -> HttpResponse:
@@ -291,8 +275,8 @@ async def agent_watch(request: HttpRequest) -> HttpResponse:
     Routed once, in ``controlplane/urls.py``; :class:`WatchFastPath` serves the same
     route ahead of the middleware stack when the project runs under ASGI.
     """
-    return _response(
-        await watch(
+    return as_response(
+        await answer_watch(
             request.method or "",
             request.GET.get("since", ""),
             request.headers.get("Authorization"),
@@ -310,12 +294,12 @@ class WatchFastPath(FastPath):
         return {agent_watch: _serve_watch}
 
 
-async def _serve_watch(request: ASGIRequest, receive: Any) -> HttpResponse | None:
+async def _serve_watch(request: ASGIRequest, receive: Any) -> HttpResponse | Answer | None:
     if has_body(request):
         # Never read (a held watch would otherwise take it in while it waits).
-        return _response(_error(413, "body", "the watch takes no request body"))
+        return ApiError(413, {"body": "the watch takes no request body"}).response()
     answer = await until_disconnect(
-        watch(
+        answer_watch(
             request.method or "",
             request.GET.get("since", ""),
             request.headers.get("Authorization"),
@@ -323,7 +307,7 @@ async def _serve_watch(request: ASGIRequest, receive: Any) -> HttpResponse | Non
         ),
         receive,
     )
-    return None if answer is None else _response(answer)
+    return answer
 
 
 async def until_disconnect(call: Any, receive: Any) -> Any:

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from controlplane.circuits import ratelimit
-from controlplane.circuits.fastpath import Answer, Handler, View
+from controlplane.circuits.fastpath import Answer, Handler, View, as_response
 from controlplane.circuits.sync import answer
 from controlplane.circuits.sync.parse import SyncError, parse
 from controlplane.circuits.sync.store import Item, get_group_commit, get_store
@@ -138,15 +138,6 @@ async def _handle(
     return Answer(200, answer.body(await runner.desired(service_id), item.acked_through))
 
 
-def _to_response(result: HttpResponse | Answer | None) -> HttpResponse:
-    if isinstance(result, Answer):
-        response = HttpResponse(result.content, content_type="application/json")
-        response["Content-Length"] = str(len(result.content))
-        return response
-    assert result is not None  # the view reads its body before anything can go away
-    return result
-
-
 @csrf_exempt
 async def agent_sync(request: HttpRequest) -> HttpResponse:
     """POST /api/v1/agent/sync: store an agent's sync, answer its service's desired state."""
@@ -160,7 +151,9 @@ async def agent_sync(request: HttpRequest) -> HttpResponse:
             raise TooLarge
         return body
 
-    return _to_response(await handle(request.method or "", request.headers, read_body, Runner()))
+    result = await handle(request.method or "", request.headers, read_body, Runner())
+    assert result is not None  # the view reads its body before anything can go away
+    return as_response(result)
 
 
 async def _serve(request: ASGIRequest, receive: Any) -> HttpResponse | Answer | None:
