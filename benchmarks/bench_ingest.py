@@ -428,6 +428,74 @@ ON CONFLICT DO NOTHING
 """
 
 
+async def reference_registration(
+    database_url: str, service_id: int, fleet: list[SimInstance], concurrency: int
+) -> tuple[Tally, float]:
+    """The first sync of each instance of ``fleet`` (its circuits already known), one
+    transaction each from ``concurrency`` connections: the instance row inserted, its
+    snapshots inserted."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT name, id FROM circuits_circuit WHERE service_id = %s", [service_id]
+            )
+        ).fetchall()
+    circuits = {name: cid for name, cid in rows}
+    tally, todo, rng = Tally(), deque(fleet), random.Random(4)
+    connections = [await psycopg.AsyncConnection.connect(database_url) for _ in range(concurrency)]
+
+    async def worker(conn: psycopg.AsyncConnection[Any]) -> None:
+        while todo:
+            inst = todo.popleft()
+            t0 = time.perf_counter()
+            data = orjson.loads(inst.body(rng, steady=False)[0])
+            info = data["instance"]
+            async with conn.transaction():
+                row = await (
+                    await conn.execute(
+                        "INSERT INTO circuits_instance (service_id, instance_id, hostname, pid, "
+                        "library_version, started_at, generation, restarts, acked_through, "
+                        "dropped_transitions, first_seen, last_seen) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, 0, 0, 0, 0, now(), now()) RETURNING id",
+                        [
+                            service_id,
+                            info["id"],
+                            info["hostname"],
+                            info["pid"],
+                            info["library_version"],
+                            info["started_at"],
+                        ],
+                    )
+                ).fetchone()
+                assert row is not None
+                b = data["breakers"]
+                await conn.execute(
+                    _REF_SNAPSHOTS,
+                    [
+                        row[0],
+                        data["clock"],
+                        [circuits[x["name"]] for x in b],
+                        [x["state"] for x in b],
+                        [x["config_version"] for x in b],
+                        [x["calls"] for x in b],
+                        [x["successes"] for x in b],
+                        [x["failures"] for x in b],
+                        [x["trip_count"] for x in b],
+                        [x["failure_rate"] for x in b],
+                        [x["state_since"] for x in b],
+                    ],
+                )
+            tally.record(time.perf_counter() - t0, 200, b"{}", 0)
+
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(worker(conn) for conn in connections))
+        return tally, time.perf_counter() - started
+    finally:
+        for conn in connections:
+            await conn.close()
+
+
 async def reference(
     database_url: str,
     service_id: int,
@@ -629,7 +697,23 @@ async def main_async(args: argparse.Namespace) -> None:
         server.start()
         pg.start()
         tally = await register(port, token, fleet, args.concurrency)
-        report("registration", tally, time.perf_counter() - started, server.stop(), pg.stop())
+        registered = report(
+            "registration", tally, time.perf_counter() - started, server.stop(), pg.stop()
+        )
+        if args.reference:
+            # New instances of the same service (its circuits known), as plain psycopg
+            # would insert them.
+            newcomers = [
+                SimInstance(args.instances + i, args.breakers, config)
+                for i in range(args.instances)
+            ]
+            pg.start()
+            tally, elapsed = await reference_registration(
+                database_url, service_id, newcomers, args.concurrency
+            )
+            ref_registered = report("psycopg registration", tally, elapsed, 0.0, pg.stop())
+            if ref_registered:
+                print(f"    ratio registration / reference: {registered / ref_registered:.2f}")
 
         rates: dict[str, float] = {}
         ref_concurrency = args.reference_concurrency or args.concurrency

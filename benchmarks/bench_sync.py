@@ -180,18 +180,17 @@ def _run(args: argparse.Namespace) -> None:
     import django
 
     django.setup()
+    import orjson
     from django.conf import settings
     from django.core.management import call_command
     from django.db import connection, reset_queries
     from django.test import Client
-
-    from controlplane.circuits.auth import create_agent_token
-    import orjson
     from django.utils import timezone
 
+    from controlplane.circuits.auth import create_agent_token
+    from controlplane.circuits.models import Service
     from controlplane.circuits.sync.parse import parse
     from controlplane.circuits.sync.store import Item, get_store
-    from controlplane.circuits.models import Service
 
     call_command("migrate", verbosity=0)
     service = Service.objects.create(name="bench")
@@ -200,6 +199,7 @@ def _run(args: argparse.Namespace) -> None:
         item = Item(service.pk, service.name, parse(orjson.dumps(payload)), timezone.now())
         get_store().write([item])
         assert item.error is None, item.error
+
     _, token = create_agent_token(service)
     client = Client()
     layer = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]

@@ -136,6 +136,8 @@ def test_metrics_refusals_are_json_whatever_the_accept(client):
         assert response.status_code in (401, 403), accept
         assert response["Content-Type"] == "application/json"
         assert response.json()["field"] in ("authorization", "detail")
+
+
 def test_metrics_count_a_row_live_while_its_instance_syncs(viewer_api, fleet: Fleet):
     now = timezone.now()
     db, cache = fleet.circuit("db"), fleet.circuit("cache")
