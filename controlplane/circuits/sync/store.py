@@ -54,7 +54,7 @@ from controlplane.circuits.models import (
 )
 from controlplane.circuits.sync.parse import SyncError
 from controlplane.circuits.sync.wire import COUNTERS, MAX_COUNTER, Breaker, Sync
-from controlplane.core.errors import ApiError, unavailable
+from controlplane.core.errors import ApiError, database_unavailable, unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 MAX_SYNCS_PER_WRITE = 500
 #: A write that meets a deadlock with another process's is tried this many times.
 WRITE_ATTEMPTS = 3
+#: Pooled connections tried after a failed write before the next write goes ahead.
+CONNECTION_PROBES = 5
 #: Bounds of the per-process caches (emptied when full; they refill from the database).
 CIRCUITS_MAX = 100_000
 ROWS_MAX = 2_000_000
@@ -704,13 +706,21 @@ class GroupCommit:
     def write(self, items: list[Item]) -> None:
         """Write ``items`` (retrying a deadlock) and wake their syncs, whatever happens."""
         try:
+            reconnected = False
             for attempt in range(WRITE_ATTEMPTS):
                 try:
                     self.store.write(items)
                     self.writes += 1
                     break
                 except DatabaseError as exc:
-                    if not _is_deadlock(exc) or attempt + 1 == WRITE_ATTEMPTS:
+                    if attempt + 1 == WRITE_ATTEMPTS:
+                        raise
+                    if database_unavailable(exc) and not reconnected:
+                        # The connection this thread held may have died with the
+                        # network or the server since the last write: once, a live one.
+                        reconnected = True
+                        _usable_connection()
+                    elif not _is_deadlock(exc):
                         raise
                     for item in items:
                         item.error = None
@@ -727,6 +737,18 @@ class GroupCommit:
                 if item.done is not None and item.loop is not None:
                     with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
                         item.loop.call_soon_threadsafe(_settle, item.done)
+
+
+def _usable_connection() -> None:
+    """Take a connection that answers: after a failure, the pool's idle connections may
+    be ones the database (or the network) dropped meanwhile; each is tried once and
+    discarded, so the first write after an outage does not fail on a dead one. A
+    database that is still away fails the connect itself, within the pool's timeout."""
+    for _ in range(CONNECTION_PROBES):
+        connection.close()
+        connection.ensure_connection()
+        if connection.is_usable():
+            return
 
 
 def _settle(future: asyncio.Future[None]) -> None:
