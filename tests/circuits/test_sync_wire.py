@@ -9,7 +9,7 @@ from breakers import CircuitBreaker, CircuitBreakerConfig, TransitionEvent, wire
 from breakers import agent as agent_module
 from breakers.states import REASONS, CircuitState, TransitionReason
 from controlplane.circuits import choices
-from controlplane.circuits.sync.parse import SyncError
+from controlplane.circuits.sync.parse import SyncError, config_of
 from tests.circuits.sync_helpers import parse_sync
 
 WIRE_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -75,7 +75,7 @@ def test_the_agents_request_is_parsed_field_for_field() -> None:
     assert (batch.instance.started_at, batch.instance.library_version) == (AT, "0.1.0")
 
     search, payments = batch.breakers
-    assert (search.name, search.state, search.config) == (
+    assert (search.name, search.state, config_of(search)) == (
         "search",
         "closed",
         breaker.config.to_dict(),
@@ -83,7 +83,9 @@ def test_the_agents_request_is_parsed_field_for_field() -> None:
     # Every declared breaker field reaches the report, under the same name.
     for name in wire.BREAKER_FIELDS:
         value = getattr(payments, name)
-        if name == "state_since":
+        if name == "config":
+            assert config_of(payments) == FULL_BREAKER[name]  # type: ignore[literal-required]
+        elif name == "state_since":
             assert value == wire.parse_timestamp(FULL_BREAKER[name])  # type: ignore[literal-required]
         else:
             assert value == FULL_BREAKER[name], name  # type: ignore[literal-required]

@@ -17,7 +17,7 @@ from django.utils import timezone
 from breakers.config import config_errors
 from breakers.wire import format_timestamp
 from controlplane.circuits.choices import NAME_MAX_LENGTH, NAME_RE, CircuitState, TransitionReason
-from controlplane.circuits.sync.wire import PROTOCOL_VERSION, Sync, decoder
+from controlplane.circuits.sync.wire import FIELDS, PROTOCOL_VERSION, Breaker, Sync, decoder
 from controlplane.core.errors import ApiError
 from controlplane.core.jsonlimits import depth_error
 
@@ -56,10 +56,10 @@ class _Errors:
 # Names repeat from sync to sync: checked once each (bounded; cleared when full).
 NAMES_MAX = 8192
 _good_names: set[str] = set()
-# Configs repeat too: the verdict of config_errors by content (types included, so that
-# 1, 1.0 and True are told apart). Bounded.
-CONFIG_VERDICTS_MAX = 4096
-_config_verdicts: dict[tuple[tuple[Any, ...], tuple[type, ...]], dict[str, str]] = {}
+# Configs repeat too: by their JSON text, the object and the verdict of config_errors
+# on it. Bounded.
+CONFIGS_MAX = 4096
+_configs: dict[bytes, tuple[Any, dict[str, str]]] = {}
 
 
 def _name_ok(value: str) -> bool:
@@ -87,20 +87,28 @@ def _check_text(errors: _Errors, path: str, value: str | None) -> None:
         errors.add(path, f"must not contain control characters, got {value!r}")
 
 
-def config_verdict(config: dict[str, Any]) -> dict[str, str]:
-    """``config_errors(config)``, remembered by content; configs with unhashable values
-    are not remembered."""
-    try:
-        key = (tuple(config.items()), tuple(map(type, config.values())))
-        verdict = _config_verdicts.get(key)
-    except TypeError:
-        return config_errors(config)
-    if verdict is None:
-        verdict = config_errors(config)
-        if len(_config_verdicts) >= CONFIG_VERDICTS_MAX:
-            _config_verdicts.clear()
-        _config_verdicts[key] = verdict
-    return verdict
+def _config(raw: msgspec.Raw) -> tuple[Any, dict[str, str]]:
+    """A breaker's config (JSON text) decoded, with its problems {field: reason}."""
+    text = bytes(raw)
+    known = _configs.get(text)
+    if known is None:
+        value = msgspec.json.decode(text) if text else None
+        if value is None:
+            verdict: dict[str, str] = {}
+        elif not isinstance(value, dict):
+            verdict = {"": f"must be an object or null, got {type(value).__name__}"}
+        else:
+            verdict = config_errors(value)
+        if len(_configs) >= CONFIGS_MAX:
+            _configs.clear()
+        _configs[text] = known = (value, verdict)
+    return known
+
+
+def config_of(breaker: Breaker) -> dict[str, Any] | None:
+    """The config object a breaker reported (None when left out or null)."""
+    value = _config(breaker.config)[0]
+    return value if isinstance(value, dict) else None
 
 
 def timestamp_bounds(now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -125,16 +133,45 @@ def _check_moment(
 
 
 def _decode(body: bytes) -> Sync:
+    """The body as a Sync. A body the strict structs take is shallow by their shape; any
+    other is measured for nesting first, then read again without the fields this server
+    does not know."""
+    try:
+        return decoder.decode(body)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+        pass
     nested = depth_error(body)
     if nested is not None:
         raise SyncError(400, {"body": nested})
     try:
-        return decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        _check_limits(msgspec.json.decode(body))  # too many items is a 413 before a 400
-        raise SyncError(400, dict([_field_reason(str(exc))])) from None
+        data = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise SyncError(400, {"body": f"malformed JSON: {exc}"[:300]}) from None
+    _check_limits(data)  # too many items is a 413 before a 400
+    try:
+        return decoder.decode(msgspec.json.encode(_known_fields(data)))
+    except msgspec.ValidationError as exc:
+        raise SyncError(400, dict([_field_reason(str(exc))])) from None
+
+
+def _known_fields(data: Any) -> Any:
+    """The decoded body without the fields no struct of the sync knows."""
+    if not isinstance(data, dict):
+        return data
+    known = _without(data, "Sync")
+    instance = known.get("instance")
+    if isinstance(instance, dict):
+        known["instance"] = _without(instance, "Instance")
+    for name, kind in (("breakers", "Breaker"), ("transitions", "Transition")):
+        items = known.get(name)
+        if isinstance(items, list):
+            known[name] = [_without(i, kind) if isinstance(i, dict) else i for i in items]
+    return known
+
+
+def _without(data: dict[str, Any], kind: str) -> dict[str, Any]:
+    fields = FIELDS[kind]
+    return {key: value for key, value in data.items() if key in fields}
 
 
 def _field_reason(message: str) -> tuple[str, str]:
@@ -218,9 +255,9 @@ def parse(body: bytes, *, now: datetime | None = None) -> Sync:
             errors.add(
                 f"breakers[{index}].state", f"must be one of {_STATE_LIST}, got {breaker.state!r}"
             )
-        if breaker.config is not None:
-            for key, reason in config_verdict(breaker.config).items():
-                errors.add(f"breakers[{index}].config.{key}", reason)
+        if breaker.config:
+            for key, reason in _config(breaker.config)[1].items():
+                errors.add(f"breakers[{index}].config{'.' if key else ''}{key}", reason)
         since = breaker.state_since
         if since is not None and not bounds[0] <= since <= bounds[1]:
             _check_moment(errors, f"breakers[{index}].state_since", since, bounds)

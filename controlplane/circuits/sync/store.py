@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ from controlplane.circuits.models import (
     Snapshot,
     Transition,
 )
-from controlplane.circuits.sync.parse import SyncError
+from controlplane.circuits.sync.parse import SyncError, config_of
 from controlplane.circuits.sync.wire import COUNTERS, MAX_COUNTER, Breaker, Sync
 from controlplane.core.errors import ApiError, database_unavailable, unavailable
 
@@ -62,6 +63,8 @@ logger = logging.getLogger(__name__)
 MAX_SYNCS_PER_WRITE = 500
 #: A write that meets a deadlock with another process's is tried this many times.
 WRITE_ATTEMPTS = 3
+#: Seconds a thread runs before the interpreter hands the GIL over (the default: 0.005).
+SWITCH_INTERVAL = 0.0005
 #: Pooled connections tried after a failed write before the next write goes ahead.
 CONNECTION_PROBES = 5
 #: Bounds of the per-process caches (emptied when full; they refill from the database).
@@ -383,7 +386,7 @@ class Store:
                     circuit=circuit,
                     version=1,
                     config=CircuitBreakerConfig.from_dict(
-                        new[circuit.name][0].config or {}
+                        config_of(new[circuit.name][0]) or {}
                     ).to_dict(),
                     source=ConfigSource.AGENT,
                     reason=f"registered by instance {new[circuit.name][1]}",
@@ -693,6 +696,11 @@ class GroupCommit:
         await asyncio.shield(item.done)
 
     def _run(self) -> None:
+        # The event loop's thread holds the GIL while it serves requests; the default
+        # 5 ms switch interval would make this thread wait that long after each of its
+        # round trips to the database. A short interval hands it over promptly.
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         while True:
             self._wake.wait()
             with self._lock:

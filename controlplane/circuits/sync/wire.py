@@ -1,12 +1,15 @@
 """The sync request as msgspec structs: the wire type and the parsed value in one.
 
 msgspec checks types, ranges and lengths while decoding (in C); :mod:`.parse` checks
-the rest (names, states, timestamps' range, configs, duplicates, list limits). Fields
-this server does not know are ignored, so a newer agent can talk to an older server.
+the rest (names, states, timestamps' range, configs, duplicates, list limits). The
+structs refuse fields they do not know, so that a body they take has the sync's own
+shallow shape; :mod:`.parse` drops unknown fields first when there are any, so a newer
+agent can talk to an older server. A breaker's config stays raw JSON text: agents send
+the same one with every sync, and it is checked once per distinct text.
 """
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
@@ -32,7 +35,7 @@ Moment = Annotated[datetime, msgspec.Meta(tz=True)]
 Clock = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_CLOCK)]
 
 
-class Instance(msgspec.Struct, frozen=True):
+class Instance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The reporting process."""
 
     id: str
@@ -44,13 +47,13 @@ class Instance(msgspec.Struct, frozen=True):
     )
 
 
-class Breaker(msgspec.Struct, frozen=True):
+class Breaker(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One breaker's state and cumulative counters in the reporting process."""
 
     name: str
     state: str
     config_version: Small = 0
-    config: dict[str, Any] | None = None
+    config: msgspec.Raw = msgspec.Raw()  # JSON text; empty when left out
     calls: Counter = 0
     successes: Counter = 0
     failures: Counter = 0
@@ -77,7 +80,7 @@ class Breaker(msgspec.Struct, frozen=True):
 COUNTERS = ("calls", "successes", "failures", "slow_calls", "rejected", "trip_count")
 
 
-class Transition(msgspec.Struct, frozen=True):
+class Transition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One state change with its agent-assigned id (ids grow by one per process)."""
 
     id: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNTER)]
@@ -92,7 +95,7 @@ class Transition(msgspec.Struct, frozen=True):
     config_version: Small | None = None
 
 
-class Sync(msgspec.Struct, frozen=True):
+class Sync(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A sync request: the process, its breakers, their transitions since the last
     acknowledged one, and the agent's clock when it read the counters."""
 
@@ -106,3 +109,10 @@ class Sync(msgspec.Struct, frozen=True):
 
 
 decoder = msgspec.json.Decoder(Sync)
+
+#: Each struct's wire names, for dropping what a newer agent sends that this server
+#: does not know.
+FIELDS: dict[str, frozenset[str]] = {
+    cls.__name__: frozenset(cls.__struct_encode_fields__)
+    for cls in (Instance, Breaker, Transition, Sync)
+}
