@@ -2,9 +2,11 @@
 per-sync limits (so an agent can split a large process over several syncs)."""
 
 from datetime import datetime
+from typing import Any
 
 import orjson
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.utils import timezone
 
 from breakers.wire import parse_timestamp
@@ -23,10 +25,23 @@ def limits() -> dict[str, int]:
     }
 
 
+# The encoded limits, read once per settings (emptied when a setting changes).
+_limits: list[bytes] = []
+
+
+def _settings_changed(**kwargs: Any) -> None:
+    _limits.clear()
+
+
+setting_changed.connect(_settings_changed)
+
+
 def body(desired: bytes, acked_through: int) -> bytes:
     """The answer: the desired state's JSON object with ``acked_through`` and
     ``limits`` put in before its closing brace."""
-    tail = b',"acked_through":%d,"limits":%s}' % (acked_through, orjson.dumps(limits()))
+    if not _limits:
+        _limits.append(orjson.dumps(limits()))
+    tail = b',"acked_through":%d,"limits":%s}' % (acked_through, _limits[0])
     return b"".join((memoryview(desired)[:-1], tail))
 
 

@@ -64,7 +64,7 @@ class EventLoopRunner(Runner):
         return found
 
     async def store(self, item: Item) -> None:
-        await get_group_commit().submit(item)
+        await get_group_commit().accept(item)
 
     async def desired(self, service_id: int) -> bytes:
         return await answer.desired_cached(service_id)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import sys
 import threading
 from collections.abc import Iterable, Mapping
@@ -69,6 +70,7 @@ SWITCH_INTERVAL = 0.0005
 CONNECTION_PROBES = 5
 #: Bounds of the per-process caches (emptied when full; they refill from the database).
 CIRCUITS_MAX = 100_000
+INSTANCES_MAX = 100_000
 ROWS_MAX = 2_000_000
 
 Key = tuple[int, int]  # instance pk, circuit id
@@ -251,6 +253,7 @@ RETURNING instance_id, circuit_id
     )
 )
 _DELTAS = (0, 2, 3, 4)  # calls, failures, slow_calls, rejected in COUNTERS
+_KEY = operator.itemgetter(0, 1)
 
 
 def _table(model: Any) -> str:
@@ -266,6 +269,8 @@ class Store:
     def __init__(self) -> None:
         self.circuits: dict[int, dict[str, int]] = {}
         self.rows: dict[Key, Row] = {}
+        # (service id, instance id) -> (started_at, acked_through) as last stored.
+        self.instances: dict[tuple[int, str], tuple[datetime | None, int]] = {}
         self._lock = threading.Lock()
 
     def forget(self) -> None:
@@ -273,6 +278,24 @@ class Store:
         with self._lock:
             self.circuits.clear()
             self.rows.clear()
+            self.instances.clear()
+
+    def settled(self, item: Item) -> int | None:
+        """The ``acked_through`` to answer ``item`` with before it is written, or None
+        if its answer must wait for its write: it carries transitions or a dropped
+        count, or names a process (or a start of it) or a breaker this process has not
+        stored yet. What may go ahead carries states and cumulative counters alone,
+        which the agent's next sync carries again if this write fails."""
+        sync = item.sync
+        if sync.transitions or sync.dropped_transitions:
+            return None
+        known = self.instances.get((item.service_id, sync.instance.id))
+        if known is None or known[0] != sync.instance.started_at:
+            return None
+        circuits = self.circuits.get(item.service_id)
+        if circuits is None or any(b.name not in circuits for b in sync.breakers):
+            return None
+        return known[1]
 
     def write(self, items: list[Item]) -> Written:
         """Store ``items`` in one transaction (the caller's, or one of its own) and set
@@ -295,7 +318,14 @@ class Store:
             result.transitions_new = len(new)
             result.snapshots = len(rows)
             result.events = _events(accepted, circuits, instances, new, changed)
-            transaction.on_commit(lambda: self._committed(circuits, rows), robust=True)
+            seen = {
+                (item.service_id, item.sync.instance.id): (
+                    item.sync.instance.started_at,
+                    item.acked_through,
+                )
+                for item in accepted
+            }
+            transaction.on_commit(lambda: self._committed(circuits, rows, seen), robust=True)
             events.publish(*result.events)
         return result
 
@@ -507,28 +537,35 @@ class Store:
         rows: list[tuple[Any, ...]] = []
         written: dict[Key, Row] = {}
         changed: list[Change] = []
-        for key in sorted(latest):
-            item, b, generation = latest[key]
+        for key, (item, b, generation) in latest.items():
             clock = item.sync.clock
             base = bases.get(key)
-            counters = b.counters()
-            same_process = (
+            if (
                 base is not None
                 and base.generation == generation
-                and all(new >= old for new, old in zip(counters, base.counters, strict=True))
+                and base.state == b.state
+                and base.config_version == b.config_version
+                and key not in named
+            ):
+                # Counters alone may have moved: written once their cadence is due, or
+                # once more at zero growth after they stop.
+                if (
+                    clock is not None
+                    and base.clock is not None
+                    and 0.0 <= clock - base.clock < counter_seconds
+                ):
+                    continue
+                counters = b.counters()
+                if counters == base.counters and not base.growing:
+                    continue
+            else:
+                counters = b.counters()
+            if (
+                base is not None
+                and base.generation == generation
+                and min(map(operator.sub, counters, base.counters)) >= 0
                 and (clock is None or base.clock is None or clock >= base.clock)
-            )
-            if same_process and base is not None:
-                moved = base.state != b.state or base.config_version != b.config_version
-                if not moved and key not in named:
-                    if counters == base.counters and not base.growing:
-                        continue  # nothing new, and its rate already says zero
-                    if (
-                        clock is not None
-                        and base.clock is not None
-                        and clock - base.clock < counter_seconds
-                    ):
-                        continue  # counters only: their cadence is not due yet
+            ):
                 deltas = [counters[i] - base.counters[i] for i in _DELTAS]
                 seconds = (
                     clock - base.clock if clock is not None and base.clock is not None else None
@@ -560,6 +597,7 @@ class Store:
             previous = base.state if base is not None else None
             if base is None or base.state != b.state or base.config_version != b.config_version:
                 changed.append((item, b, key, previous))
+        rows.sort(key=_KEY)  # one lock order for every process
         stored = _upsert(_table(Snapshot), _SNAPSHOT_COLUMNS, _SNAPSHOT_TAIL, rows)
         kept = {(pk, cid) for pk, cid in stored}
         written = {key: row for key, row in written.items() if key in kept}
@@ -598,8 +636,16 @@ class Store:
                     )
         return bases
 
-    def _committed(self, circuits: dict[int, dict[str, int]], rows: dict[Key, Row]) -> None:
+    def _committed(
+        self,
+        circuits: dict[int, dict[str, int]],
+        rows: dict[Key, Row],
+        instances: dict[tuple[int, str], tuple[datetime | None, int]],
+    ) -> None:
         with self._lock:
+            if len(self.instances) + len(instances) > INSTANCES_MAX:
+                self.instances.clear()
+            self.instances.update(instances)
             if len(self.circuits) + len(circuits) > CIRCUITS_MAX:
                 self.circuits.clear()
             self.circuits.update(circuits)
@@ -681,10 +727,25 @@ class GroupCommit:
         self._thread: threading.Thread | None = None
         self.writes = 0  # transactions that stored something (tests, benchmarks)
 
+    async def accept(self, item: Item) -> None:
+        """Return once ``item`` may be answered: at once if the store says it is
+        settled (it is written with the next batch), else once it is stored (or
+        refused: its ``error`` says why)."""
+        acked = self.store.settled(item)
+        if acked is None:
+            await self.submit(item)
+            return
+        item.acked_through = acked
+        self._enqueue(item)
+
     async def submit(self, item: Item) -> None:
         """Return once ``item`` is stored (or refused: its ``error`` says why)."""
         loop = asyncio.get_running_loop()
         item.loop, item.done = loop, loop.create_future()
+        self._enqueue(item)
+        await asyncio.shield(item.done)
+
+    def _enqueue(self, item: Item) -> None:
         with self._lock:
             self._queue.append(item)
             if self._thread is None or not self._thread.is_alive():
@@ -693,7 +754,6 @@ class GroupCommit:
                 )
                 self._thread.start()
         self._wake.set()
-        await asyncio.shield(item.done)
 
     def _run(self) -> None:
         # The event loop's thread holds the GIL while it serves requests; the default
