@@ -4,6 +4,7 @@ clock, restarts, group commit and its failures, set-based writes."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -242,3 +243,62 @@ async def test_a_write_failing_for_any_reason_answers_503_and_loses_nothing(
     again = await send()  # and a replay stores nothing twice
     assert again.acked_through == 1
     assert await sync_to_async(Transition.objects.count)() == 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_only_a_sync_with_nothing_to_lose_is_answered_before_its_write(
+    sync_body: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = await sync_to_async(Service.objects.create)(name="early")
+    store = Store()
+    group = GroupCommit(store)
+    transition = {
+        "id": 1,
+        "breaker": "db",
+        "from": "closed",
+        "to": "open",
+        "at": "2026-11-27T10:04:00Z",
+        "reason": "failure_rate",
+    }
+
+    def item(**body: Any) -> Item:
+        return Item(service.pk, service.name, parse_sync(sync_body(**body)), timezone.now())
+
+    first = item(clock=1.0, breakers=[{"name": "db"}], transitions=[transition])
+    await asyncio.wait_for(group.submit(first), timeout=10)
+    assert first.acked_through == 1
+    # Writes are held up from now on.
+    release = threading.Event()
+    real = store.write
+
+    def held(items: list[Item]) -> Any:
+        release.wait(10)
+        return real(items)
+
+    monkeypatch.setattr(store, "write", held)
+    counters = item(clock=6.0, breakers=[{"name": "db", "calls": 50}])
+    await asyncio.wait_for(group.accept(counters), timeout=2)  # answered: not written yet
+    assert counters.acked_through == 1
+    # What could be lost, or is new to the store, waits for its write.
+    restarted = {"started_at": "2026-11-27T12:00:00Z"}
+    unsettled = [
+        item(
+            clock=7.0, breakers=[{"name": "db", "calls": 50}], transitions=[{**transition, "id": 2}]
+        ),
+        item(clock=7.0, breakers=[{"name": "db"}], dropped_transitions=1),
+        item(clock=7.0, breakers=[{"name": "db"}, {"name": "new"}]),
+        item(clock=7.0, instance={"id": "web-2"}, breakers=[{"name": "db"}]),
+        item(clock=7.0, instance=restarted, breakers=[{"name": "db"}]),
+    ]
+    assert [store.settled(u) for u in unsettled] == [None] * 5
+    task = asyncio.ensure_future(group.accept(unsettled[0]))
+    done, _ = await asyncio.wait([task], timeout=0.5)
+    assert not done
+    release.set()
+    await asyncio.wait_for(task, timeout=10)
+    assert unsettled[0].error is None and unsettled[0].acked_through == 2
+    row = await sync_to_async(Snapshot.objects.get)()
+    # Written in the held write or with the next one: the counters and their growth
+    # over the agent's clock either way.
+    assert (row.calls, row.clock) == (50, 7.0)
+    assert (row.calls_delta, row.delta_seconds) in {(50, 6.0), (0, 1.0)}
