@@ -20,9 +20,11 @@ set-based statements (the same count for 1 or 500 syncs):
 
 :class:`GroupCommit` feeds it under ASGI: syncs queue, and one thread writes whatever
 queued as soon as the previous write committed (at once when idle), so a lone sync
-costs one transaction and batches grow with load. Every sync is answered after the
-transaction that stored it commits (``acked_through`` means durable); a write that fails
-for any reason answers each of its syncs with a retryable 503.
+costs one transaction and batches grow with load. A sync with anything to lose
+(transitions, a dropped count, a process or breaker new to this process) is answered
+after the transaction that stored it commits (``acked_through`` means durable); one with
+states and cumulative counters alone is answered at once (:meth:`Store.settled`). A write
+that fails for any reason answers each sync waiting for it with a retryable 503.
 """
 
 from __future__ import annotations
