@@ -429,8 +429,12 @@ ON CONFLICT DO NOTHING
 
 
 async def reference_registration(
-    database_url: str, service_id: int, fleet: list[SimInstance], concurrency: int
-) -> tuple[Tally, float]:
+    database_url: str,
+    service_id: int,
+    fleet: list[SimInstance],
+    concurrency: int,
+    meters: list[CpuMeter],
+) -> tuple[Tally, float, list[float]]:
     """The first sync of each instance of ``fleet`` (its circuits already known), one
     transaction each from ``concurrency`` connections: the instance row inserted, its
     snapshots inserted."""
@@ -487,10 +491,13 @@ async def reference_registration(
                 )
             tally.record(time.perf_counter() - t0, 200, b"{}", 0)
 
+    for meter in meters:
+        meter.start()
     started = time.perf_counter()
     try:
         await asyncio.gather(*(worker(conn) for conn in connections))
-        return tally, time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        return tally, elapsed, [meter.stop() for meter in meters]
     finally:
         for conn in connections:
             await conn.close()
@@ -707,11 +714,11 @@ async def main_async(args: argparse.Namespace) -> None:
                 SimInstance(args.instances + i, args.breakers, config)
                 for i in range(args.instances)
             ]
-            pg.start()
-            tally, elapsed = await reference_registration(
-                database_url, service_id, newcomers, args.concurrency
+            me = CpuMeter(lambda: [os.getpid()])
+            tally, elapsed, (me_cpu, pg_cpu) = await reference_registration(
+                database_url, service_id, newcomers, args.concurrency, [me, pg]
             )
-            ref_registered = report("psycopg registration", tally, elapsed, 0.0, pg.stop())
+            ref_registered = report("psycopg registration", tally, elapsed, me_cpu, pg_cpu)
             if ref_registered:
                 print(f"    ratio registration / reference: {registered / ref_registered:.2f}")
 
