@@ -340,7 +340,8 @@ class Store:
         missing: dict[int, set[str]] = {}
         for item in items:
             cached = self.circuits.get(item.service_id, {})
-            known.setdefault(item.service_id, dict(cached))
+            if item.service_id not in known:
+                known[item.service_id] = dict(cached)
             names = {b.name for b in item.sync.breakers}
             names.update(t.breaker for t in item.sync.transitions)
             unknown = names - cached.keys()
