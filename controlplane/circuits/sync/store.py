@@ -135,7 +135,7 @@ def _upsert(
 
     PostgreSQL: one statement, each column an array sent in binary (``unnest``).
     SQLite: a statement per row (in-process, no round trip), ``GREATEST``/``LEAST``
-    spelled ``MAX``/``MIN``.
+    spelled ``MAX``/``MIN``, times in the form Django stores.
     """
     if not rows:
         return []
@@ -149,10 +149,11 @@ def _upsert(
     tail = tail.replace("GREATEST(", "MAX(").replace("LEAST(", "MIN(")
     marks = ", ".join(["%s"] * len(columns))
     sql = f"INSERT INTO {table} AS x ({names}) VALUES ({marks}) {tail}"
+    adapt = connection.ops.adapt_datetimefield_value
     out: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
         for row in rows:
-            cursor.execute(sql, row)
+            cursor.execute(sql, [adapt(v) if isinstance(v, datetime) else v for v in row])
             if cursor.description:
                 out.extend(cursor.fetchall())
     return out
