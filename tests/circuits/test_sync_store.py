@@ -271,9 +271,9 @@ async def test_only_a_sync_with_nothing_to_lose_is_answered_before_its_write(
     release = threading.Event()
     real = store.write
 
-    def held(items: list[Item]) -> Any:
+    def held(items: list[Item], **kwargs: Any) -> Any:
         release.wait(10)
-        return real(items)
+        return real(items, **kwargs)
 
     monkeypatch.setattr(store, "write", held)
     counters = item(clock=6.0, breakers=[{"name": "db", "calls": 50}])

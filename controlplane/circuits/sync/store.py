@@ -300,10 +300,11 @@ class Store:
             return None
         return known[1]
 
-    def write(self, items: list[Item]) -> Written:
+    def write(self, items: list[Item], *, publish: bool = True) -> Written:
         """Store ``items`` in one transaction (the caller's, or one of its own) and set
         each one's ``acked_through``, or its ``error`` (a refused sync: nothing of it is
-        written). Events go out once the transaction commits."""
+        written). Events go out once the transaction commits, or (``publish=False``)
+        are left in the result for the caller to deliver."""
         now = timezone.now()
         result = Written(syncs=len(items))
         with transaction.atomic():
@@ -329,7 +330,8 @@ class Store:
                 for item in accepted
             }
             transaction.on_commit(lambda: self._committed(circuits, rows, seen), robust=True)
-            events.publish(*result.events)
+            if publish:
+                events.publish(*result.events)
         return result
 
     # 1. circuits
@@ -777,11 +779,12 @@ class GroupCommit:
 
     def write(self, items: list[Item]) -> None:
         """Write ``items`` (retrying a deadlock) and wake their syncs, whatever happens."""
+        written: list[events.FleetEvent] = []
         try:
             reconnected = False
             for attempt in range(WRITE_ATTEMPTS):
                 try:
-                    self.store.write(items)
+                    written = self.store.write(items, publish=False).events
                     self.writes += 1
                     break
                 except DatabaseError as exc:
@@ -809,6 +812,9 @@ class GroupCommit:
                 if item.done is not None and item.loop is not None:
                     with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
                         item.loop.call_soon_threadsafe(_settle, item.done)
+        # The syncs are answered first; the dashboards and watchers hear of it next.
+        if written:
+            events.deliver(*written)
 
 
 def _usable_connection() -> None:
