@@ -700,6 +700,7 @@ async def main_async(args: argparse.Namespace) -> None:
             flush=True,
         )
 
+        ref_concurrency = args.reference_concurrency or args.concurrency
         started = time.perf_counter()
         server.start()
         pg.start()
@@ -716,14 +717,13 @@ async def main_async(args: argparse.Namespace) -> None:
             ]
             me = CpuMeter(lambda: [os.getpid()])
             tally, elapsed, (me_cpu, pg_cpu) = await reference_registration(
-                database_url, service_id, newcomers, args.concurrency, [me, pg]
+                database_url, service_id, newcomers, ref_concurrency, [me, pg]
             )
             ref_registered = report("psycopg registration", tally, elapsed, me_cpu, pg_cpu)
             if ref_registered:
                 print(f"    ratio registration / reference: {registered / ref_registered:.2f}")
 
         rates: dict[str, float] = {}
-        ref_concurrency = args.reference_concurrency or args.concurrency
         for round_no in range(args.rounds):
             if args.mode in ("saturation", "both"):
                 # Warm up: every instance syncs a few times, through every worker.
