@@ -4,6 +4,7 @@ the server's limits, and a transition is stored once."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -74,3 +75,48 @@ def test_5000_breakers_are_on_the_server_within_three_intervals(
     # Every row carries the clock its counters were read at, in this process's terms.
     clocks = list(Snapshot.objects.filter(circuit__service=service).values_list("clock", flat=True))
     assert all(c is not None and 0.0 <= c <= now for c in clocks)
+
+
+@pytest.fixture
+def small_limits_control_plane(transactional_db: None) -> Iterator[ControlPlaneProcess]:
+    """A control plane that takes at most 50 breakers per sync."""
+    server = ControlPlaneProcess(
+        server_env(SWITCHYARD_SYNC_MAX_BREAKERS="50", SWITCHYARD_POLL_INTERVAL="2")
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_agent_reads_the_servers_413_and_sends_smaller_syncs(
+    small_limits_control_plane: ControlPlaneProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The agent starts out assuming 500 breakers per sync: its first sync of 200 is
+    # refused with a 413 naming `breakers`, which it reads and halves until it fits.
+    service = Service.objects.create(name="bulk")
+    token = create_agent_token(service)[1]
+    registry = CircuitBreakerRegistry()
+    for i in range(200):
+        registry.get_or_create(f"dep-{i:03d}")
+    agent = Agent(
+        small_limits_control_plane.url,
+        token,
+        "bulk",
+        registry=registry,
+        interval=2.0,
+        request_timeout=10.0,
+        backoff_initial=0.1,
+        backoff_max=0.5,
+        watch=False,
+    )
+    with caplog.at_level(logging.INFO, logger="breakers.agent"), agent:
+        assert wait_for(lambda: snapshots(service) == 200, timeout=10.0, interval=0.1), (
+            snapshots(service),
+            agent.stats(),
+            small_limits_control_plane.output(),
+        )
+    assert agent.stats()["too_large"] == 0  # nothing left out: every chunk fitted
+    refusals = [r.getMessage() for r in caplog.records if "HTTP 413" in r.getMessage()]
+    assert refusals and "at most 50 items per sync, got 200" in refusals[0], refusals
