@@ -1,5 +1,5 @@
 """Two control plane processes (two hosts behind a balancer) take the syncs of one
-instance, over HTTP, through the buffered intake: nothing lost, nothing stored twice."""
+instance, over HTTP, through the sync's group commit: nothing lost, nothing stored twice."""
 
 from __future__ import annotations
 
