@@ -40,7 +40,8 @@ class Runner:
     """How each step of :func:`handle` runs: the Django view's way (the request's thread
     and transaction) unless a subclass says otherwise."""
 
-    async def service_of(self, raw_token: str) -> tuple[int, str] | None:
+    async def service_of(self, raw_token: str, key: str) -> tuple[int, str] | None:
+        """(service id, name) of the agent token (``key``: its hash), None if refused."""
         from controlplane.circuits.auth import authenticate_agent
 
         token = await sync_to_async(authenticate_agent)(raw_token)
@@ -56,8 +57,8 @@ class Runner:
 class EventLoopRunner(Runner):
     """The fast path's way: cached tokens, group commit, the hub's desired state."""
 
-    async def service_of(self, raw_token: str) -> tuple[int, str] | None:
-        found = cached_token(token_key(raw_token), float(settings.SWITCHYARD_SYNC_TOKEN_SECONDS))
+    async def service_of(self, raw_token: str, key: str) -> tuple[int, str] | None:
+        found = cached_token(key, float(settings.SWITCHYARD_SYNC_TOKEN_SECONDS))
         if found is None:
             info = await lookup_token(raw_token)
             found = None if info is None else (info.service_id, info.service)
@@ -72,21 +73,21 @@ class EventLoopRunner(Runner):
 
 async def handle(
     method: str,
-    headers: Mapping[str, str],
+    meta: Mapping[str, Any],
     read_body: Callable[[int], Awaitable[bytes | None]],
     runner: Runner,
 ) -> HttpResponse | Answer | None:
     """The sync: every refusal an :class:`ApiError` in the one error shape; None when the
     client went away before its body arrived."""
     try:
-        return await _handle(method, headers, read_body, runner)
+        return await _handle(method, meta, read_body, runner)
     except ApiError as exc:
         return exc.response()
 
 
 async def _handle(
     method: str,
-    headers: Mapping[str, str],
+    meta: Mapping[str, Any],
     read_body: Callable[[int], Awaitable[bytes | None]],
     runner: Runner,
 ) -> Answer | None:
@@ -94,14 +95,15 @@ async def _handle(
 
     if method != "POST":
         raise ApiError(405, {NON_FIELD: f'Method "{method}" not allowed.'}, Allow="POST")
-    raw_token = bearer_token(headers.get("Authorization"))
+    raw_token = bearer_token(meta.get("HTTP_AUTHORIZATION"))
     if raw_token is None:
         raise ApiError(
             401,
             {CREDENTIALS_FIELD: "send an agent token as 'Authorization: Bearer sya_...'"},
             **{"WWW-Authenticate": 'Bearer realm="agent"'},
         )
-    found = await runner.service_of(raw_token)
+    key = token_key(raw_token)
+    found = await runner.service_of(raw_token, key)
     if found is None:
         raise ApiError(
             401,
@@ -109,13 +111,13 @@ async def _handle(
             **{"WWW-Authenticate": 'Bearer realm="agent", error="invalid_token"'},
         )
     service_id, service = found
-    wait = ratelimit.limiter("sync").take(token_key(raw_token))
+    wait = ratelimit.limiter("sync").take(key)
     if wait:
         status, errors, extra = ratelimit.too_many(wait, "with this agent token")
         raise ApiError(status, errors, **extra)
     limit = settings.SWITCHYARD_SYNC_MAX_BODY_BYTES
     try:
-        declared = int(headers.get("Content-Length") or 0)
+        declared = int(meta.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise ApiError(400, {"body": "Content-Length is not an integer"}) from None
     if declared > limit:
@@ -151,7 +153,7 @@ async def agent_sync(request: HttpRequest) -> HttpResponse:
             raise TooLarge
         return body
 
-    result = await handle(request.method or "", request.headers, read_body, Runner())
+    result = await handle(request.method or "", request.META, read_body, Runner())
     assert result is not None  # the view reads its body before anything can go away
     return as_response(result)
 
@@ -172,7 +174,7 @@ async def _serve(request: ASGIRequest, receive: Any) -> HttpResponse | Answer | 
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    return await handle(request.method or "", request.headers, read_body, EventLoopRunner())
+    return await handle(request.method or "", request.META, read_body, EventLoopRunner())
 
 
 class AgentFastPath(WatchFastPath):
