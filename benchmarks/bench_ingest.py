@@ -428,6 +428,17 @@ ON CONFLICT DO NOTHING
 """
 
 
+async def circuit_ids(database_url: str, service_id: int) -> dict[str, int]:
+    """The service's circuits by name, as a peer would have them cached."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT name, id FROM circuits_circuit WHERE service_id = %s", [service_id]
+            )
+        ).fetchall()
+    return {name: cid for name, cid in rows}
+
+
 async def reference_registration(
     database_url: str,
     service_id: int,
@@ -438,13 +449,7 @@ async def reference_registration(
     """The first sync of each instance of ``fleet`` (its circuits already known), one
     transaction each from ``concurrency`` connections: the instance row inserted, its
     snapshots inserted."""
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT name, id FROM circuits_circuit WHERE service_id = %s", [service_id]
-            )
-        ).fetchall()
-    circuits = {name: cid for name, cid in rows}
+    circuits = await circuit_ids(database_url, service_id)
     tally, todo, rng = Tally(), deque(fleet), random.Random(4)
     connections = [await psycopg.AsyncConnection.connect(database_url) for _ in range(concurrency)]
 
@@ -513,13 +518,7 @@ async def reference(
 ) -> tuple[Tally, float, list[float]]:
     """One transaction per sync from ``concurrency`` psycopg connections; ``meters``
     run while the connections are open (their backends are what is measured)."""
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT name, id FROM circuits_circuit WHERE service_id = %s", [service_id]
-            )
-        ).fetchall()
-    circuits = {name: cid for name, cid in rows}
+    circuits = await circuit_ids(database_url, service_id)
     tally, todo, rng = Tally(), deque(fleet), random.Random(3)
 
     connections = [await psycopg.AsyncConnection.connect(database_url) for _ in range(concurrency)]

@@ -25,3 +25,16 @@ def store_sync(service: Service, sync: Sync) -> dict[str, Any]:
     if item.error is not None:
         raise item.error
     return dict(orjson.loads(answer.body(answer.desired_now(service.pk), item.acked_through)))
+
+
+def transition(tid: int, breaker: str = "db", **fields: Any) -> dict[str, Any]:
+    """A transition of a sync body: ``breaker`` tripped (closed -> open) as ``tid``."""
+    return {
+        "id": tid,
+        "breaker": breaker,
+        "from": "closed",
+        "to": "open",
+        "at": "2026-11-27T10:04:00Z",
+        "reason": "failure_rate",
+        **fields,
+    }

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from controlplane.circuits.models import Circuit, Instance, Service, Snapshot, Transition
 from controlplane.circuits.sync.store import GroupCommit, Item, Store
-from tests.circuits.sync_helpers import parse_sync
+from tests.circuits.sync_helpers import parse_sync, transition
 
 pytestmark = pytest.mark.django_db
 
@@ -176,16 +176,7 @@ def test_one_write_of_fifty_syncs_costs_the_queries_of_one(
                 instance={"id": f"web-{i}"},
                 clock=10.0 * seq,
                 breakers=[{"name": f"b{j}", "calls": seq * 100} for j in range(20)],
-                transitions=[
-                    {
-                        "id": seq,
-                        "breaker": "b0",
-                        "from": "closed",
-                        "to": "open",
-                        "at": "2026-11-27T10:04:00Z",
-                        "reason": "failure_rate",
-                    }
-                ],
+                transitions=[transition(seq, "b0")],
             )
             for i in range(50)
         ]
@@ -219,15 +210,7 @@ async def test_a_write_failing_for_any_reason_answers_503_and_loses_nothing(
         return real(*args)
 
     monkeypatch.setattr(store, "_transitions", transitions)
-    transition = {
-        "id": 1,
-        "breaker": "db",
-        "from": "closed",
-        "to": "open",
-        "at": "2026-11-27T10:04:00Z",
-        "reason": "failure_rate",
-    }
-    body = sync_body(breakers=[{"name": "db", "state": "open"}], transitions=[transition])
+    body = sync_body(breakers=[{"name": "db", "state": "open"}], transitions=[transition(1)])
 
     async def send() -> Item:
         item = Item(service.pk, service.name, parse_sync(body), timezone.now())
@@ -252,19 +235,11 @@ async def test_only_a_sync_with_nothing_to_lose_is_answered_before_its_write(
     service = await sync_to_async(Service.objects.create)(name="early")
     store = Store()
     group = GroupCommit(store)
-    transition = {
-        "id": 1,
-        "breaker": "db",
-        "from": "closed",
-        "to": "open",
-        "at": "2026-11-27T10:04:00Z",
-        "reason": "failure_rate",
-    }
 
     def item(**body: Any) -> Item:
         return Item(service.pk, service.name, parse_sync(sync_body(**body)), timezone.now())
 
-    first = item(clock=1.0, breakers=[{"name": "db"}], transitions=[transition])
+    first = item(clock=1.0, breakers=[{"name": "db"}], transitions=[transition(1)])
     await asyncio.wait_for(group.submit(first), timeout=10)
     assert first.acked_through == 1
     # Writes are held up from now on.
@@ -282,9 +257,7 @@ async def test_only_a_sync_with_nothing_to_lose_is_answered_before_its_write(
     # What could be lost, or is new to the store, waits for its write.
     restarted = {"started_at": "2026-11-27T12:00:00Z"}
     unsettled = [
-        item(
-            clock=7.0, breakers=[{"name": "db", "calls": 50}], transitions=[{**transition, "id": 2}]
-        ),
+        item(clock=7.0, breakers=[{"name": "db", "calls": 50}], transitions=[transition(2)]),
         item(clock=7.0, breakers=[{"name": "db"}], dropped_transitions=1),
         item(clock=7.0, breakers=[{"name": "db"}, {"name": "new"}]),
         item(clock=7.0, instance={"id": "web-2"}, breakers=[{"name": "db"}]),

@@ -7,10 +7,12 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.signals import setting_changed
+from django.db import connections
 from django.utils import timezone
 
 from breakers.wire import parse_timestamp
 from controlplane.circuits.desired import build_desired_state, open_overrides
+from controlplane.circuits.models import Service
 from controlplane.circuits.operations import expire_overrides
 from controlplane.circuits.watch import desired_payload, in_db_thread
 from controlplane.circuits.watchhub import get_hub
@@ -91,10 +93,6 @@ async def desired_cached(service_id: int) -> bytes:
 
 
 def _read_version(service_id: int) -> int:
-    from django.db import connections
-
-    from controlplane.circuits.models import Service
-
     try:
         return int(
             Service.objects.filter(pk=service_id).values_list("desired_version", flat=True).get()
@@ -104,8 +102,6 @@ def _read_version(service_id: int) -> int:
 
 
 def _desired_and_close(service_id: int) -> bytes:
-    from django.db import connections
-
     try:
         return desired_now(service_id)
     finally:

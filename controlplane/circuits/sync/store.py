@@ -465,7 +465,8 @@ class Store:
                 ]
             else:
                 if info.started_at is not None and info.started_at != row[5]:
-                    # Two starts of one process in one write: the later one waits.
+                    # Two starts of one process in one write: the later one is refused
+                    # (a retryable 503) and its agent sends it again.
                     item.error = unavailable(
                         "another start of this process is being stored; send it again"
                     )
