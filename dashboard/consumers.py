@@ -1,8 +1,8 @@
 """The dashboard's socket: authenticate, join "fleet" (and "alerts" for users who may
 see alerts), forward coalesced tile and alert updates.
 
-Each typed fleet event (controlplane/circuits/events.py) only marks circuits as
-changed; at most every COALESCE_SECONDS the consumer reads the marked circuits' tiles
+The "fleet" group sends batches of typed events (controlplane/circuits/events.py);
+each event only marks circuits as changed; at most every COALESCE_SECONDS the consumer reads the marked circuits' tiles
 once (through dashboard.tiles, i.e. fleet.py's fleet state) and sends one message. A
 burst of thousands of events thus costs one query and one message per interval.
 Alert events (controlplane/alerts/events.py) are coalesced the same way: the alerts
@@ -67,18 +67,17 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
         browser are not parsed, so a hostile one (JSON nested past the parser's
         recursion limit, say) cannot break the connection."""
 
-    # One handler per event type; each only marks circuits as changed.
-    async def fleet_transitions(self, event: dict[str, Any]) -> None:
-        self._mark(event["type"], (t["circuit_id"] for t in event["transitions"]))
-
-    async def fleet_snapshots(self, event: dict[str, Any]) -> None:
-        self._mark(event["type"], (s["circuit_id"] for s in event["snapshots"]))
-
-    async def fleet_override(self, event: dict[str, Any]) -> None:
-        self._mark(event["type"], [event["circuit_id"]])
-
-    async def fleet_config(self, event: dict[str, Any]) -> None:
-        self._mark(event["type"], [event["circuit_id"]])
+    async def fleet_batch(self, message: dict[str, Any]) -> None:
+        """The "fleet" group's one message: typed events, each only marking its
+        circuits as changed."""
+        for event in message["events"]:
+            kind = event["type"]
+            if kind == "fleet.transitions":
+                self._mark(kind, (t["circuit_id"] for t in event["transitions"]))
+            elif kind == "fleet.snapshots":
+                self._mark(kind, (s["circuit_id"] for s in event["snapshots"]))
+            elif kind in ("fleet.override", "fleet.config"):
+                self._mark(kind, [event["circuit_id"]])
 
     async def alerts_changed(self, event: dict[str, Any]) -> None:
         self.pending_alerts.update(a["id"] for a in event["alerts"])

@@ -3,9 +3,11 @@
 Every change worth telling anyone about is built here and handed to :func:`publish`,
 which delivers it once the transaction commits to its sinks:
 
-* the channel layer group "fleet" (every event): consumers (the dashboard, alerts) get
-  one message type per event kind; Channels routes ``type`` "fleet.transitions" to a
-  handler ``fleet_transitions``;
+* the channel layer group "fleet" (every event): what one call delivers goes as one
+  message, ``{"type": "fleet.batch", "events": [...]}`` (Channels routes it to a
+  handler ``fleet_batch``), each event typed by its kind ("fleet.transitions",
+  "fleet.snapshots", "fleet.override", "fleet.config"): a write of 500 syncs is one
+  message to Redis, not one per instance whose breakers changed;
 * the watch hub's change feed (:func:`controlplane.circuits.watchhub.announce`) for the
   events that move a service's desired version (override, config), which wakes the
   agents' long polls in every web process.
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FLEET_GROUP = "fleet"
+#: The one message type of the "fleet" group: a list of typed events.
+BATCH = "fleet.batch"
 
 
 class TransitionItem(TypedDict):
@@ -200,9 +204,9 @@ def desired_versions(batch: Iterable[FleetEvent]) -> dict[int, int]:
     return versions
 
 
-async def _send_all(layer: Any, batch: list[FleetEvent]) -> None:
-    for event in batch:
-        await layer.group_send(FLEET_GROUP, dict(event))
+def batch_message(batch: Iterable[FleetEvent]) -> dict[str, Any]:
+    """The one "fleet" group message carrying ``batch``."""
+    return {"type": BATCH, "events": [dict(event) for event in batch]}
 
 
 def send_to_fleet_group(*batch: FleetEvent) -> None:
@@ -213,7 +217,7 @@ def send_to_fleet_group(*batch: FleetEvent) -> None:
         return
     what = ", ".join(sorted({e["type"] for e in batch}))
     try:
-        live.send_to_group(layer, what, _send_all, layer, list(batch))
+        live.send_to_group(layer, what, layer.group_send, FLEET_GROUP, batch_message(batch))
     except Exception:  # a broken layer must not break a committed write
         logger.exception("could not publish %s", what)
 

@@ -40,8 +40,8 @@ def _mentions(message: dict[str, Any], name: str) -> bool:
 
 @pytest.fixture
 def fleet_channel(name: str, settings: Any) -> Any:
-    """A channel subscribed to the fleet group; yields a function draining the messages
-    about the test's own breaker."""
+    """A channel subscribed to the fleet group; yields a function draining the events
+    about the test's own breaker (unpacked from the group's "fleet.batch" messages)."""
     # The configured layer (Redis when REDIS_URL is set) under a prefix of its own, so
     # that concurrent test runs sharing the Redis database cannot fill this channel.
     layers = copy.deepcopy(settings.CHANNEL_LAYERS)
@@ -59,7 +59,9 @@ def fleet_channel(name: str, settings: Any) -> Any:
             try:
                 messages.append(await asyncio.wait_for(layer.receive(channel), timeout=0.3))
             except TimeoutError:
-                return [m for m in messages if _mentions(m, name)]
+                assert {m["type"] for m in messages} <= {"fleet.batch"}
+                unpacked = [e for m in messages for e in m["events"]]
+                return [e for e in unpacked if _mentions(e, name)]
 
     yield async_to_sync(_drain)
     async_to_sync(layer.group_discard)(FLEET_GROUP, channel)
