@@ -2,8 +2,9 @@
 see alerts), forward coalesced tile and alert updates.
 
 The "fleet" group sends batches of typed events (controlplane/circuits/events.py);
-each event only marks circuits as changed; at most every COALESCE_SECONDS the consumer reads the marked circuits' tiles
-once (through dashboard.tiles, i.e. fleet.py's fleet state) and sends one message. A
+each event only marks circuits as changed; at most every COALESCE_SECONDS the
+consumer reads the marked circuits' tiles once (through dashboard.tiles, i.e.
+fleet.py's fleet state) and sends one message. A
 burst of thousands of events thus costs one query and one message per interval.
 Alert events (controlplane/alerts/events.py) are coalesced the same way: the alerts
 marked in an interval are read once and sent as one "alerts" message with the count of
