@@ -504,9 +504,11 @@ SWITCHYARD_SYNC_MAX_CLOCK_SKEW = envint(
 SWITCHYARD_SYNC_TOKEN_SECONDS = envint("SWITCHYARD_SYNC_TOKEN_SECONDS", 5, minimum=0, maximum=300)
 # A breaker's counters that changed without its state are stored at most once per this
 # many seconds of the agent's clock (rates then cover at least this long); states,
-# configs and transitions at once. 0: on every sync.
+# configs and transitions at once. 0: on every sync. The default 8 stores them on every
+# other sync of an agent syncing every 5 s (jitter included), and halves the snapshot
+# rows written.
 SWITCHYARD_SYNC_COUNTER_SECONDS = envint(
-    "SWITCHYARD_SYNC_COUNTER_SECONDS", 4, minimum=0, maximum=60
+    "SWITCHYARD_SYNC_COUNTER_SECONDS", 8, minimum=0, maximum=60
 )
 # Largest request body on every other route of the ASGI app (controlplane/requestguard.py):
 # a declared Content-Length above it is refused (413) before anything is read, a
