@@ -92,6 +92,10 @@ class Instance(models.Model):
     restarts = models.PositiveIntegerField(default=0)
     acked_through = models.BigIntegerField(default=0)
     dropped_transitions = models.PositiveBigIntegerField(default=0)
+    # The highest telemetry report (docs/traffic.md) stored of this generation, and the
+    # reports the agent discarded unsent.
+    telemetry_through = models.BigIntegerField(default=0)
+    dropped_reports = models.PositiveBigIntegerField(default=0)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
 
@@ -259,6 +263,61 @@ class Transition(models.Model):
         return (
             f"{self.circuit}: {self.from_state} -> {self.to_state} at {self.at:%Y-%m-%dT%H:%M:%SZ}"
         )
+
+
+class Traffic(models.Model):
+    """One circuit's traffic in one bucket, added up over every instance that reported it
+    (docs/traffic.md): the growth of the counters inside the bucket and the latency
+    histogram of the calls that ran (sparse, ``{"<bucket index>": count}``, the indexes of
+    :mod:`breakers.latency`). On PostgreSQL each resolution is a table partitioned by
+    range of ``bucket`` (migration 0005), created and dropped whole by the maintenance
+    task; the foreign key to the circuit (ON DELETE CASCADE) is the database's."""
+
+    pk = models.CompositePrimaryKey("circuit_id", "bucket")
+    circuit = models.ForeignKey(
+        Circuit, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    bucket = models.DateTimeField()
+    calls = models.BigIntegerField(default=0)
+    successes = models.BigIntegerField(default=0)
+    failures = models.BigIntegerField(default=0)
+    slow_calls = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    fallbacks = models.BigIntegerField(default=0)
+    latency = models.JSONField(default=dict)
+
+    #: Seconds one bucket covers.
+    step = 0
+
+    class Meta:
+        abstract = True
+
+
+class Traffic10s(Traffic):
+    """Every 10 seconds, as reported (kept SWITCHYARD_TRAFFIC_RAW_DAYS)."""
+
+    step = 10
+
+    class Meta:
+        db_table = "circuits_traffic10s"
+
+
+class Traffic1m(Traffic):
+    """Every minute, rolled up from the 10-second rows (kept SWITCHYARD_TRAFFIC_MINUTE_DAYS)."""
+
+    step = 60
+
+    class Meta:
+        db_table = "circuits_traffic1m"
+
+
+class Traffic1h(Traffic):
+    """Every hour, rolled up from the minute rows (kept SWITCHYARD_TRAFFIC_HOUR_DAYS)."""
+
+    step = 3600
+
+    class Meta:
+        db_table = "circuits_traffic1h"
 
 
 class Override(models.Model):
