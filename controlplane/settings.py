@@ -483,6 +483,9 @@ SWITCHYARD_SYNC_MAX_BREAKERS = envint(
 SWITCHYARD_SYNC_MAX_TRANSITIONS = envint(
     "SWITCHYARD_SYNC_MAX_TRANSITIONS", 5000, minimum=1, maximum=1_000_000
 )
+# Telemetry reports (docs/traffic.md) one sync may carry; each report names at most
+# SWITCHYARD_SYNC_MAX_BREAKERS breakers.
+SWITCHYARD_SYNC_MAX_REPORTS = envint("SWITCHYARD_SYNC_MAX_REPORTS", 64, minimum=1, maximum=10_000)
 # Hostile input (docs/api.md "Limits"). Arrays and objects nested deeper than this in any
 # JSON body (agent sync, operator API) are a 400 before the body is parsed.
 SWITCHYARD_JSON_MAX_DEPTH = envint("SWITCHYARD_JSON_MAX_DEPTH", 32, minimum=8, maximum=512)

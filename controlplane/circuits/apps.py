@@ -4,7 +4,8 @@ from django.apps import AppConfig
 
 
 class CircuitsConfig(AppConfig):
-    """Registers the audit model and actions; re-creates the roles after migrate and flush."""
+    """Registers the audit model and actions and the traffic tables' SQLite functions;
+    re-creates the roles after migrate and flush."""
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "controlplane.circuits"
@@ -14,6 +15,7 @@ class CircuitsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from controlplane.circuits import traffic_sql  # noqa: F401  (connects its receiver)
         from controlplane.circuits.choices import AuditAction
         from controlplane.circuits.models import AuditEvent
         from controlplane.circuits.roles import ensure_roles

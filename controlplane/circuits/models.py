@@ -92,9 +92,11 @@ class Instance(models.Model):
     restarts = models.PositiveIntegerField(default=0)
     acked_through = models.BigIntegerField(default=0)
     dropped_transitions = models.PositiveBigIntegerField(default=0)
-    # The highest telemetry report (docs/traffic.md) stored of this generation, and the
-    # reports the agent discarded unsent.
+    # Telemetry reports (docs/traffic.md) stored of this generation: every seq up to
+    # ``telemetry_through``, and bit k of ``telemetry_seen`` for seq through + 1 + k; and
+    # the reports the agent discarded unsent.
     telemetry_through = models.BigIntegerField(default=0)
+    telemetry_seen = models.BigIntegerField(default=0)
     dropped_reports = models.PositiveBigIntegerField(default=0)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()

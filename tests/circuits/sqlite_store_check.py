@@ -26,14 +26,23 @@ def main(path: str) -> None:
     import orjson
     from django.utils import timezone
 
-    from controlplane.circuits.models import Instance, Service, Snapshot, Transition
+    from controlplane.circuits.models import Instance, Service, Snapshot, Traffic10s, Transition
     from controlplane.circuits.sync.parse import parse
     from controlplane.circuits.sync.store import GroupCommit, Item, get_store
 
     service = Service.objects.create(name="embedded")
 
     def item(clock: float, calls: int, tid: int, started: str) -> Item:
+        # Report ``tid`` of the process: ``calls`` calls in one bucket, with latencies.
+        telemetry = [
+            {
+                "seq": tid,
+                "bucket": 1_764_928_800,
+                "breakers": [{"name": "db", "calls": calls, "latency": [[tid, calls]]}],
+            }
+        ]
         body = {
+            "telemetry": telemetry,
             "instance": {"id": "web-1", "started_at": started},
             "clock": clock,
             "breakers": [
@@ -77,6 +86,7 @@ def main(path: str) -> None:
                 "acked": acked,
                 "instance": [instance.generation, instance.restarts, instance.acked_through],
                 "transitions": Transition.objects.count(),
+                "traffic": list(Traffic10s.objects.values_list("calls", "latency")),
                 "snapshots": sorted(
                     Snapshot.objects.values_list(
                         "circuit__name", "generation", "calls", "calls_delta", "delta_seconds"

@@ -24,7 +24,8 @@ def store_sync(service: Service, sync: Sync) -> dict[str, Any]:
     get_store().write([item])
     if item.error is not None:
         raise item.error
-    return dict(orjson.loads(answer.body(answer.desired_now(service.pk), item.acked_through)))
+    desired = answer.desired_now(service.pk)
+    return dict(orjson.loads(answer.body(desired, item.acked_through, item.telemetry_through)))
 
 
 def transition(tid: int, breaker: str = "db", **fields: Any) -> dict[str, Any]:

@@ -251,9 +251,11 @@ async def test_only_a_sync_with_nothing_to_lose_is_answered_before_its_write(
         return real(items, **kwargs)
 
     monkeypatch.setattr(store, "write", held)
-    counters = item(clock=6.0, breakers=[{"name": "db", "calls": 50}])
+    report = {"seq": 1, "bucket": 1_764_928_800, "breakers": [{"name": "db", "calls": 50}]}
+    counters = item(clock=6.0, breakers=[{"name": "db", "calls": 50}], telemetry=[report])
     await asyncio.wait_for(group.accept(counters), timeout=2)  # answered: not written yet
-    assert counters.acked_through == 1
+    # Its report is not covered yet: the agent sends it again until an answer covers it.
+    assert (counters.acked_through, counters.telemetry_through) == (1, 0)
     # What could be lost, or is new to the store, waits for its write.
     restarted = {"started_at": "2026-11-27T12:00:00Z"}
     unsettled = [
@@ -262,8 +264,14 @@ async def test_only_a_sync_with_nothing_to_lose_is_answered_before_its_write(
         item(clock=7.0, breakers=[{"name": "db"}, {"name": "new"}]),
         item(clock=7.0, instance={"id": "web-2"}, breakers=[{"name": "db"}]),
         item(clock=7.0, instance=restarted, breakers=[{"name": "db"}]),
+        item(clock=7.0, breakers=[{"name": "db"}], dropped_reports=1),
+        item(
+            clock=7.0,
+            breakers=[{"name": "db"}, {"name": "other"}],
+            telemetry=[{**report, "breakers": [{"name": "other", "calls": 1}]}],
+        ),
     ]
-    assert [store.settled(u) for u in unsettled] == [None] * 5
+    assert [store.settled(u) for u in unsettled] == [False] * 7
     task = asyncio.ensure_future(group.accept(unsettled[0]))
     done, _ = await asyncio.wait([task], timeout=0.5)
     assert not done

@@ -84,6 +84,11 @@ class Migration(migrations.Migration):
             name="telemetry_through",
             field=models.BigIntegerField(default=0),
         ),
+        migrations.AddField(
+            model_name="instance",
+            name="telemetry_seen",
+            field=models.BigIntegerField(default=0),
+        ),
         migrations.SeparateDatabaseAndState(
             state_operations=[
                 migrations.CreateModel(

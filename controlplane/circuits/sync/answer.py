@@ -1,5 +1,6 @@
-"""What a sync is answered: the service's desired state, ``acked_through`` and the
-per-sync limits (so an agent can split a large process over several syncs)."""
+"""What a sync is answered: the service's desired state, ``acked_through``,
+``telemetry_through`` and the per-sync limits (so an agent can split a large process
+over several syncs)."""
 
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ def limits() -> dict[str, int]:
     return {
         "breakers": settings.SWITCHYARD_SYNC_MAX_BREAKERS,
         "transitions": settings.SWITCHYARD_SYNC_MAX_TRANSITIONS,
+        "reports": settings.SWITCHYARD_SYNC_MAX_REPORTS,
         "body_bytes": settings.SWITCHYARD_SYNC_MAX_BODY_BYTES,
     }
 
@@ -38,12 +40,16 @@ def _settings_changed(**kwargs: Any) -> None:
 setting_changed.connect(_settings_changed)
 
 
-def body(desired: bytes, acked_through: int) -> bytes:
-    """The answer: the desired state's JSON object with ``acked_through`` and
-    ``limits`` put in before its closing brace."""
+def body(desired: bytes, acked_through: int, telemetry_through: int = 0) -> bytes:
+    """The answer: the desired state's JSON object with ``acked_through``,
+    ``telemetry_through`` and ``limits`` put in before its closing brace."""
     if not _limits:
         _limits.append(orjson.dumps(limits()))
-    tail = b',"acked_through":%d,"limits":%s}' % (acked_through, _limits[0])
+    tail = b',"acked_through":%d,"telemetry_through":%d,"limits":%s}' % (
+        acked_through,
+        telemetry_through,
+        _limits[0],
+    )
     return b"".join((memoryview(desired)[:-1], tail))
 
 

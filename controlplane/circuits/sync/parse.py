@@ -17,11 +17,20 @@ from django.utils import timezone
 from breakers.config import config_errors
 from breakers.wire import format_timestamp
 from controlplane.circuits.choices import NAME_MAX_LENGTH, NAME_RE, CircuitState, TransitionReason
-from controlplane.circuits.sync.wire import FIELDS, PROTOCOL_VERSION, Breaker, Sync, decoder
+from controlplane.circuits.sync.wire import (
+    FIELDS,
+    MAX_LATENCY_INDEX,
+    PROTOCOL_VERSION,
+    REPORT_SECONDS,
+    Breaker,
+    Sync,
+    decoder,
+)
 from controlplane.core.errors import ApiError
 from controlplane.core.jsonlimits import depth_error
 
 MAX_ERRORS_REPORTED = 50
+BUCKET_COUNT = MAX_LATENCY_INDEX + 1
 # Control characters (NUL among them: PostgreSQL refuses it in text) and lone surrogates
 # (not encodable as UTF-8) are refused in every free-text field of a sync.
 UNPRINTABLE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -166,6 +175,17 @@ def _known_fields(data: Any) -> Any:
         items = known.get(name)
         if isinstance(items, list):
             known[name] = [_without(i, kind) if isinstance(i, dict) else i for i in items]
+    reports = known.get("telemetry")
+    if isinstance(reports, list):
+        known["telemetry"] = [_report_fields(r) if isinstance(r, dict) else r for r in reports]
+    return known
+
+
+def _report_fields(report: dict[str, Any]) -> dict[str, Any]:
+    known = _without(report, "Report")
+    growths = known.get("breakers")
+    if isinstance(growths, list):
+        known["breakers"] = [_without(g, "Growth") if isinstance(g, dict) else g for g in growths]
     return known
 
 
@@ -219,11 +239,30 @@ def _check_limits(data: Any) -> None:
     limits = (
         ("breakers", settings.SWITCHYARD_SYNC_MAX_BREAKERS),
         ("transitions", settings.SWITCHYARD_SYNC_MAX_TRANSITIONS),
+        ("telemetry", settings.SWITCHYARD_SYNC_MAX_REPORTS),
     )
     for field_name, limit in limits:
         items = data.get(field_name)
         if isinstance(items, list) and len(items) > limit:
             raise SyncError(413, {field_name: f"at most {limit} items per sync, got {len(items)}"})
+    reports = data.get("telemetry")
+    if isinstance(reports, list):
+        limit = settings.SWITCHYARD_SYNC_MAX_BREAKERS
+        for index, report in enumerate(reports):
+            growths = (
+                report.get("breakers")
+                if isinstance(report, dict)
+                else getattr(report, "breakers", None)
+            )
+            if isinstance(growths, list) and len(growths) > limit:
+                raise SyncError(
+                    413,
+                    {
+                        f"telemetry[{index}].breakers": (
+                            f"at most {limit} items per report, got {len(growths)}"
+                        )
+                    },
+                )
 
 
 def parse(body: bytes, *, now: datetime | None = None) -> Sync:
@@ -231,7 +270,9 @@ def parse(body: bytes, *, now: datetime | None = None) -> Sync:
     naming the bad fields otherwise (a value of the wrong type or range: the first one;
     names, states, reasons, timestamps' range and configs: every one)."""
     sync = _decode(body)
-    _check_limits({"breakers": sync.breakers, "transitions": sync.transitions})
+    _check_limits(
+        {"breakers": sync.breakers, "transitions": sync.transitions, "telemetry": sync.telemetry}
+    )
     errors = _Errors()
     if sync.protocol != PROTOCOL_VERSION:
         errors.add("protocol", f"must be {PROTOCOL_VERSION}, got {sync.protocol!r}")
@@ -273,5 +314,44 @@ def parse(body: bytes, *, now: datetime | None = None) -> Sync:
                 f"{path}.reason", f"must be one of {_REASON_LIST}, got {transition.reason!r}"
             )
         _check_moment(errors, f"{path}.at", transition.at, bounds)
+    _check_reports(errors, sync, bounds)
     errors.raise_if_any()
     return sync
+
+
+def _check_reports(errors: _Errors, sync: Sync, bounds: tuple[datetime, datetime]) -> None:
+    """Telemetry reports: buckets on the 10-second grid within the timestamps' bounds,
+    one report per seq, each breaker once per report, latency indexes of the library's
+    buckets."""
+    seqs: set[int] = set()
+    earliest, latest = bounds[0].timestamp(), bounds[1].timestamp()
+    for index, report in enumerate(sync.telemetry):
+        path = f"telemetry[{index}]"
+        if report.seq in seqs:
+            errors.add(f"{path}.seq", f"duplicate report {report.seq}")
+        seqs.add(report.seq)
+        if report.bucket % REPORT_SECONDS:
+            errors.add(
+                f"{path}.bucket", f"must be a multiple of {REPORT_SECONDS}, got {report.bucket}"
+            )
+        elif not earliest <= report.bucket <= latest:
+            errors.add(
+                f"{path}.bucket",
+                f"must be between {int(earliest)} and now plus "
+                f"{settings.SWITCHYARD_SYNC_MAX_CLOCK_SKEW} s ({int(latest)}), "
+                f"got {report.bucket}",
+            )
+        names: set[str] = set()
+        for position, growth in enumerate(report.breakers):
+            where = f"{path}.breakers[{position}]"
+            if not _name_ok(growth.name):
+                _check_name(errors, f"{where}.name", growth.name)
+            elif growth.name in names:
+                errors.add(f"{where}.name", f"duplicate breaker {growth.name!r}")
+            names.add(growth.name)
+            for pair, (bucket, _count) in enumerate(growth.latency):
+                if bucket >= BUCKET_COUNT:
+                    errors.add(
+                        f"{where}.latency[{pair}]",
+                        f"bucket index must be below {BUCKET_COUNT}, got {bucket}",
+                    )

@@ -137,7 +137,8 @@ async def _handle(
     await runner.store(item)
     if item.error is not None:
         raise item.error
-    return Answer(200, answer.body(await runner.desired(service_id), item.acked_through))
+    desired = await runner.desired(service_id)
+    return Answer(200, answer.body(desired, item.acked_through, item.telemetry_through))
 
 
 @csrf_exempt

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import operator
 import sys
@@ -43,6 +44,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from breakers.config import CircuitBreakerConfig
 from breakers.wire import format_timestamp
@@ -54,10 +56,20 @@ from controlplane.circuits.models import (
     Instance,
     Service,
     Snapshot,
+    Traffic10s,
     Transition,
 )
 from controlplane.circuits.sync.parse import SyncError, config_of
-from controlplane.circuits.sync.wire import COUNTERS, MAX_COUNTER, Breaker, Sync
+from controlplane.circuits.sync.reports import Traffic, Watermark, add_up
+from controlplane.circuits.sync.reports import rows as reports_rows
+from controlplane.circuits.sync.wire import (
+    COUNTERS,
+    MAX_COUNTER,
+    TRAFFIC_COUNTERS,
+    Breaker,
+    Report,
+    Sync,
+)
 from controlplane.core.errors import ApiError, database_unavailable, unavailable
 
 logger = logging.getLogger(__name__)
@@ -87,6 +99,7 @@ class Item:
     sync: Sync
     received: datetime
     acked_through: int = 0
+    telemetry_through: int = 0
     error: ApiError | None = None
     done: asyncio.Future[None] | None = None
     loop: asyncio.AbstractEventLoop | None = None
@@ -118,6 +131,7 @@ class Written:
     instances: int = 0
     transitions_new: int = 0
     snapshots: int = 0
+    traffic: int = 0  # traffic rows added to (circuit x bucket)
     events: list[events.FleetEvent] = field(default_factory=list)
 
 
@@ -190,8 +204,13 @@ _INSTANCE_COLUMNS = [
     ("restarts", "integer"),
     ("acked_through", "bigint"),
     ("dropped_transitions", "bigint"),
+    ("dropped_reports", "bigint"),
     ("first_seen", "timestamptz"),
     ("last_seen", "timestamptz"),
+    # The telemetry watermark: worked out under the rows' locks when the write has
+    # reports (Store._watermarks), else kept (or started over by a restart).
+    ("telemetry_through", "bigint"),
+    ("telemetry_seen", "bigint"),
 ]
 _INSTANCE_TAIL = f"""
 ON CONFLICT (service_id, instance_id) DO UPDATE SET
@@ -204,9 +223,31 @@ ON CONFLICT (service_id, instance_id) DO UPDATE SET
         ELSE GREATEST(x.acked_through, EXCLUDED.acked_through) END,
     dropped_transitions = x.dropped_transitions
         + LEAST(EXCLUDED.dropped_transitions, {MAX_COUNTER} - x.dropped_transitions),
-    last_seen = GREATEST(x.last_seen, EXCLUDED.last_seen)
-RETURNING id, service_id, instance_id, generation, acked_through
+    dropped_reports = x.dropped_reports
+        + LEAST(EXCLUDED.dropped_reports, {MAX_COUNTER} - x.dropped_reports),
+    last_seen = GREATEST(x.last_seen, EXCLUDED.last_seen),
+    {{telemetry}}
+RETURNING id, service_id, instance_id, generation, acked_through, telemetry_through
 """
+_INSTANCE_PLAIN_TAIL = _INSTANCE_TAIL.replace(
+    "{telemetry}",
+    f"telemetry_through = CASE WHEN {_RESTART} THEN 0 ELSE x.telemetry_through END, "
+    f"telemetry_seen = CASE WHEN {_RESTART} THEN 0 ELSE x.telemetry_seen END",
+)
+_INSTANCE_TELEMETRY_TAIL = _INSTANCE_TAIL.replace(
+    "{telemetry}",
+    "telemetry_through = EXCLUDED.telemetry_through, telemetry_seen = EXCLUDED.telemetry_seen",
+)
+_TRAFFIC_COLUMNS = [
+    ("circuit_id", "bigint"),
+    ("bucket", "timestamptz"),
+    *((name, "bigint") for name in TRAFFIC_COUNTERS),
+    ("latency", "jsonb"),
+]
+_TRAFFIC_TAIL = "ON CONFLICT (circuit_id, bucket) DO UPDATE SET {sums}, {latency}".format(
+    sums=", ".join(f"{name} = x.{name} + EXCLUDED.{name}" for name in TRAFFIC_COUNTERS),
+    latency="latency = switchyard_latency_add(x.latency, EXCLUDED.latency)",
+)
 _TRANSITION_COLUMNS = [
     ("instance_id", "bigint"),
     ("circuit_id", "bigint"),
@@ -255,6 +296,21 @@ RETURNING instance_id, circuit_id
         if name not in ("instance_id", "circuit_id")
     )
 )
+_WATERMARKS = """
+SELECT service_id, instance_id, started_at, telemetry_through, telemetry_seen
+FROM {table}
+WHERE (service_id, instance_id) IN (SELECT * FROM unnest(%b::bigint[], %b::text[]))
+ORDER BY service_id, instance_id
+FOR UPDATE
+""".format(table='"circuits_instance"')
+_UNSIGNED = (1 << 64) - 1
+
+
+def _signed(bits: int) -> int:
+    """``bits`` (at most 63 of them) as the signed 64-bit value the column holds."""
+    return bits - (1 << 64) if bits >= 1 << 63 else bits
+
+
 _DELTAS = (0, 2, 3, 4)  # calls, failures, slow_calls, rejected in COUNTERS
 _KEY = operator.itemgetter(0, 1)
 
@@ -272,8 +328,9 @@ class Store:
     def __init__(self) -> None:
         self.circuits: dict[int, dict[str, int]] = {}
         self.rows: dict[Key, Row] = {}
-        # (service id, instance id) -> (started_at, acked_through) as last stored.
-        self.instances: dict[tuple[int, str], tuple[datetime | None, int]] = {}
+        # (service id, instance id) -> (started_at, acked_through, telemetry_through)
+        # as last stored.
+        self.instances: dict[tuple[int, str], tuple[datetime | None, int, int]] = {}
         self._lock = threading.Lock()
 
     def forget(self) -> None:
@@ -283,22 +340,27 @@ class Store:
             self.rows.clear()
             self.instances.clear()
 
-    def settled(self, item: Item) -> int | None:
-        """The ``acked_through`` to answer ``item`` with before it is written, or None
-        if its answer must wait for its write: it carries transitions or a dropped
-        count, or names a process (or a start of it) or a breaker this process has not
-        stored yet. What may go ahead carries states and cumulative counters alone,
-        which the agent's next sync carries again if this write fails."""
+    def settled(self, item: Item) -> bool:
+        """Whether ``item`` may be answered before it is written (its ``acked_through``
+        and ``telemetry_through`` then set to what was stored before), or must wait for
+        its write: it carries transitions or a dropped count, or names a process (or a
+        start of it) or a breaker this process has not stored yet. What may go ahead
+        carries states, cumulative counters and telemetry reports, which the agent sends
+        again until an answer covers them (a report is stored once however often it
+        comes: :mod:`.reports`)."""
         sync = item.sync
-        if sync.transitions or sync.dropped_transitions:
-            return None
+        if sync.transitions or sync.dropped_transitions or sync.dropped_reports:
+            return False
         known = self.instances.get((item.service_id, sync.instance.id))
         if known is None or known[0] != sync.instance.started_at:
-            return None
+            return False
         circuits = self.circuits.get(item.service_id)
         if circuits is None or any(b.name not in circuits for b in sync.breakers):
-            return None
-        return known[1]
+            return False
+        if any(g.name not in circuits for r in sync.telemetry for g in r.breakers):
+            return False
+        item.acked_through, item.telemetry_through = known[1], known[2]
+        return True
 
     def write(self, items: list[Item], *, publish: bool = True) -> Written:
         """Store ``items`` in one transaction (the caller's, or one of its own) and set
@@ -310,14 +372,15 @@ class Store:
         with transaction.atomic():
             circuits = self._circuits(items)
             accepted = [item for item in items if item.error is None]
-            instances = self._instances(accepted)
+            instances, reports = self._instances(accepted)
             for item in accepted:
                 found = instances.get((item.service_id, item.sync.instance.id))
                 if found is not None:
-                    item.acked_through = found[2]
+                    item.acked_through, item.telemetry_through = found[2], found[3]
             accepted = [item for item in accepted if item.error is None]
             new = self._transitions(accepted, circuits, instances, now)
             rows, changed = self._snapshots(accepted, circuits, instances, now)
+            result.traffic = self._traffic(reports, circuits)
             result.instances = len(instances)
             result.transitions_new = len(new)
             result.snapshots = len(rows)
@@ -326,6 +389,7 @@ class Store:
                 (item.service_id, item.sync.instance.id): (
                     item.sync.instance.started_at,
                     item.acked_through,
+                    item.telemetry_through,
                 )
                 for item in accepted
             }
@@ -347,6 +411,7 @@ class Store:
                 known[item.service_id] = dict(cached)
             names = {b.name for b in item.sync.breakers}
             names.update(t.breaker for t in item.sync.transitions)
+            names.update(g.name for r in item.sync.telemetry for g in r.breakers)
             unknown = names - cached.keys()
             if unknown:
                 missing.setdefault(item.service_id, set()).update(unknown)
@@ -359,17 +424,25 @@ class Store:
         for item in items:
             ids = known[item.service_id]
             reported = {b.name for b in item.sync.breakers}
-            for index, t in enumerate(item.sync.transitions):
-                if t.breaker not in ids and t.breaker not in reported:
-                    item.error = SyncError(
-                        400,
-                        {
-                            f"transitions[{index}].breaker": (
-                                f"unknown breaker {t.breaker!r}: report it in breakers first"
-                            )
-                        },
-                    )
-                    break
+            strays = {
+                f"transitions[{index}].breaker": t.breaker
+                for index, t in enumerate(item.sync.transitions)
+                if t.breaker not in ids and t.breaker not in reported
+            }
+            strays.update(
+                (f"telemetry[{index}].breakers[{position}].name", g.name)
+                for index, r in enumerate(item.sync.telemetry)
+                for position, g in enumerate(r.breakers)
+                if g.name not in ids and g.name not in reported
+            )
+            if strays:
+                item.error = SyncError(
+                    400,
+                    {
+                        path: f"unknown breaker {name!r}: report it in breakers first"
+                        for path, name in list(strays.items())[:50]
+                    },
+                )
         for service_id in sorted(missing):
             found = known[service_id]
             if missing[service_id] - found.keys():
@@ -437,11 +510,17 @@ class Store:
 
     # 2. instances
 
-    def _instances(self, items: list[Item]) -> dict[tuple[int, str], tuple[int, int, int]]:
-        """(service id, instance id) -> (pk, generation, acked_through), after the upsert
-        of every reporting process. Several syncs of one process in one write merge:
-        the latest values, the highest id, the dropped counts added up."""
+    def _instances(
+        self, items: list[Item]
+    ) -> tuple[dict[tuple[int, str], tuple[int, int, int, int]], list[tuple[Item, Report]]]:
+        """(service id, instance id) -> (pk, generation, acked_through,
+        telemetry_through), after the upsert of every reporting process, and the
+        telemetry reports stored for the first time. Several syncs of one process in
+        one write merge: the latest values, the highest id, the dropped counts added up."""
         merged: dict[tuple[int, str], list[Any]] = {}
+        telemetry = any(item.sync.telemetry for item in items)
+        marks = self._watermarks(items) if telemetry else {}
+        reports: list[tuple[Item, Report]] = []
         for item in items:
             info = item.sync.instance
             key = (item.service_id, info.id)
@@ -460,6 +539,7 @@ class Store:
                     0,
                     acked,
                     dropped,
+                    item.sync.dropped_reports,
                     item.received,
                     item.received,
                 ]
@@ -474,10 +554,73 @@ class Store:
                 row[2:5] = [info.hostname or "", info.pid, info.library_version or ""]
                 row[8] = max(row[8], acked)
                 row[9] = min(MAX_COUNTER, row[9] + dropped)
-                row[11] = max(row[11], item.received)
+                row[10] = min(MAX_COUNTER, row[10] + item.sync.dropped_reports)
+                row[12] = max(row[12], item.received)
+            if telemetry:
+                mark = marks.setdefault(key, Watermark())
+                reports.extend((item, r) for r in item.sync.telemetry if mark.take(r.seq))
+        for key, row in merged.items():
+            mark = marks.get(key) or Watermark()
+            row.extend((mark.through, _signed(mark.seen)))
+        tail = _INSTANCE_TELEMETRY_TAIL if telemetry else _INSTANCE_PLAIN_TAIL
         rows = [tuple(merged[key]) for key in sorted(merged)]  # one lock order everywhere
-        stored = _upsert(_table(Instance), _INSTANCE_COLUMNS, _INSTANCE_TAIL, rows)
-        return {(sid, iid): (pk, gen, acked) for pk, sid, iid, gen, acked in stored}
+        stored = _upsert(_table(Instance), _INSTANCE_COLUMNS, tail, rows)
+        found = {(sid, iid): (pk, gen, acked, tel) for pk, sid, iid, gen, acked, tel in stored}
+        return found, [(item, r) for item, r in reports if item.error is None]
+
+    def _watermarks(self, items: list[Item]) -> dict[tuple[int, str], Watermark]:
+        """The telemetry watermark of each process ``items`` name, read under its row's
+        lock (held to the end of the write) so that concurrent writes of one process
+        wait for each other; a process not stored yet, or started anew by one of
+        ``items``, starts from nothing."""
+        keys = sorted({(item.service_id, item.sync.instance.id) for item in items})
+        if _postgresql():
+            with _binding_cursor() as cursor:
+                cursor.execute(_WATERMARKS, [[k[0] for k in keys], [k[1] for k in keys]])
+                found = cursor.fetchall()
+        else:
+            found = []
+            for service_id in sorted({k[0] for k in keys}):
+                found.extend(
+                    Instance.objects.filter(
+                        service_id=service_id,
+                        instance_id__in=[k[1] for k in keys if k[0] == service_id],
+                    ).values_list(
+                        "service_id",
+                        "instance_id",
+                        "started_at",
+                        "telemetry_through",
+                        "telemetry_seen",
+                    )
+                )
+        started = {
+            (item.service_id, item.sync.instance.id): item.sync.instance.started_at
+            for item in items
+        }
+        marks: dict[tuple[int, str], Watermark] = {}
+        for service_id, instance_id, started_at, through, seen in found:
+            key = (service_id, instance_id)
+            new = started.get(key)
+            if new is not None and started_at is not None and new != started_at:
+                continue  # a new start: its seqs start over
+            marks[key] = Watermark(through, seen & _UNSIGNED)
+        return marks
+
+    # 5. traffic
+
+    def _traffic(
+        self, reports: list[tuple[Item, Report]], circuits: Mapping[int, Mapping[str, int]]
+    ) -> int:
+        """Add the new reports to the traffic rows of their circuits and buckets."""
+        if not reports:
+            return 0
+        traffic: Traffic = {}
+        for item, report in reports:
+            add_up(traffic, report, circuits[item.service_id])
+        wrap: Any = Jsonb if _postgresql() else json.dumps
+        rows = [(*row[:-1], wrap(row[-1])) for row in reports_rows(traffic)]
+        _upsert(_table(Traffic10s), _TRAFFIC_COLUMNS, _TRAFFIC_TAIL, rows)
+        return len(rows)
 
     # 3. transitions
 
@@ -485,14 +628,14 @@ class Store:
         self,
         items: list[Item],
         circuits: Mapping[int, Mapping[str, int]],
-        instances: Mapping[tuple[int, str], tuple[int, int, int]],
+        instances: Mapping[tuple[int, str], tuple[int, int, int, int]],
         now: datetime,
     ) -> set[tuple[int, int]]:
         rows: list[tuple[Any, ...]] = []
         for item in items:
             if item.error is not None or not item.sync.transitions:
                 continue
-            pk, generation, _ = instances[(item.service_id, item.sync.instance.id)]
+            pk, generation = instances[(item.service_id, item.sync.instance.id)][:2]
             ids = circuits[item.service_id]
             rows.extend(
                 (
@@ -522,7 +665,7 @@ class Store:
         self,
         items: list[Item],
         circuits: Mapping[int, Mapping[str, int]],
-        instances: Mapping[tuple[int, str], tuple[int, int, int]],
+        instances: Mapping[tuple[int, str], tuple[int, int, int, int]],
         now: datetime,
     ) -> tuple[dict[Key, Row], list[Change]]:
         """Write the rows due; returns them (for the cache) and the state changes."""
@@ -531,7 +674,7 @@ class Store:
         for item in items:
             if item.error is not None:
                 continue
-            pk, generation, _ = instances[(item.service_id, item.sync.instance.id)]
+            pk, generation = instances[(item.service_id, item.sync.instance.id)][:2]
             ids = circuits[item.service_id]
             named.update((pk, ids[t.breaker]) for t in item.sync.transitions)
             for b in item.sync.breakers:
@@ -647,7 +790,7 @@ class Store:
         self,
         circuits: dict[int, dict[str, int]],
         rows: dict[Key, Row],
-        instances: dict[tuple[int, str], tuple[datetime | None, int]],
+        instances: dict[tuple[int, str], tuple[datetime | None, int, int]],
     ) -> None:
         with self._lock:
             if len(self.instances) + len(instances) > INSTANCES_MAX:
@@ -671,7 +814,7 @@ def _later(a: Item, b: Item) -> bool:
 def _events(
     items: Iterable[Item],
     circuits: Mapping[int, Mapping[str, int]],
-    instances: Mapping[tuple[int, str], tuple[int, int, int]],
+    instances: Mapping[tuple[int, str], tuple[int, int, int, int]],
     new: set[tuple[int, int]],
     changed: list[Change],
 ) -> list[events.FleetEvent]:
@@ -738,11 +881,9 @@ class GroupCommit:
         """Return once ``item`` may be answered: at once if the store says it is
         settled (it is written with the next batch), else once it is stored (or
         refused: its ``error`` says why)."""
-        acked = self.store.settled(item)
-        if acked is None:
+        if not self.store.settled(item):
             await self.submit(item)
             return
-        item.acked_through = acked
         self._enqueue(item)
 
     async def submit(self, item: Item) -> None:

@@ -95,9 +95,48 @@ class Transition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     config_version: Small | None = None
 
 
+#: Latency bucket indexes the wire takes (the library's buckets are fewer:
+#: :data:`breakers.latency.BUCKET_COUNT`, checked by :mod:`.parse`).
+MAX_LATENCY_INDEX = 1023
+#: A report's bucket: Unix seconds up to the year 9999.
+MAX_BUCKET = 253_402_300_799
+#: Seconds one telemetry report's bucket covers (docs/traffic.md).
+REPORT_SECONDS = 10
+
+LatencyPair = tuple[Annotated[int, msgspec.Meta(ge=0, le=MAX_LATENCY_INDEX)], Counter]
+
+
+class Growth(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How much one breaker's counters grew inside a report's bucket, and the latency
+    histogram's changed buckets as [index, count] pairs."""
+
+    name: str
+    calls: Counter = 0
+    successes: Counter = 0
+    failures: Counter = 0
+    slow_calls: Counter = 0
+    rejected: Counter = 0
+    fallbacks: Counter = 0
+    latency: Annotated[list[LatencyPair], msgspec.Meta(max_length=MAX_LATENCY_INDEX + 1)] = []
+
+
+#: A report's counters, in the order of the traffic tables' columns.
+TRAFFIC_COUNTERS = ("calls", "successes", "failures", "slow_calls", "rejected", "fallbacks")
+
+
+class Report(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One telemetry report: what the process's breakers did inside one 10-second
+    bucket (``bucket``: its start, Unix seconds), numbered by ``seq`` per process start."""
+
+    seq: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNTER)]
+    bucket: Annotated[int, msgspec.Meta(ge=0, le=MAX_BUCKET)]
+    breakers: list[Growth] = []
+
+
 class Sync(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A sync request: the process, its breakers, their transitions since the last
-    acknowledged one, and the agent's clock when it read the counters."""
+    acknowledged one, the agent's clock when it read the counters, and the telemetry
+    reports not yet acknowledged (docs/traffic.md)."""
 
     instance: Instance
     protocol: int = PROTOCOL_VERSION
@@ -106,6 +145,8 @@ class Sync(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     breakers: list[Breaker] = []
     transitions: list[Transition] = []
     dropped_transitions: Annotated[int, msgspec.Meta(ge=0, le=MAX_DROPPED_PER_SYNC)] = 0
+    telemetry: list[Report] = []
+    dropped_reports: Annotated[int, msgspec.Meta(ge=0, le=MAX_DROPPED_PER_SYNC)] = 0
 
 
 decoder = msgspec.json.Decoder(Sync)
@@ -114,5 +155,5 @@ decoder = msgspec.json.Decoder(Sync)
 #: does not know.
 FIELDS: dict[str, frozenset[str]] = {
     cls.__name__: frozenset(cls.__struct_encode_fields__)
-    for cls in (Instance, Breaker, Transition, Sync)
+    for cls in (Instance, Breaker, Transition, Growth, Report, Sync)
 }
