@@ -213,6 +213,9 @@ def drop_before(
         try:
             with transaction.atomic(using=using), connection.cursor() as cursor:
                 _set_lock_timeout(cursor)
+                # Checks deferred by earlier writes of the caller's transaction, if any,
+                # would keep the table from being dropped.
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
                 cursor.execute(
                     f"ALTER TABLE {quote(parent)} DETACH PARTITION {quote(partition.name)}"
                 )
