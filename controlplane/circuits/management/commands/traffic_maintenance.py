@@ -19,14 +19,16 @@ class Command(BaseCommand):
         if done is None:
             raise CommandError("another traffic maintenance run is under way; try again")
         for table, names in done.created.items():
-            self.stdout.write(f"{table}: {len(names)} partitions created {' '.join(names)}")
+            self.stdout.write(f"{table}: {len(names)} partitions created", ending="")
+            self.stdout.write(f" ({', '.join(names)})" if names else "")
         for rolled in done.rolled:
             self.stdout.write(
                 f"roll-up {rolled.resolution}: through {rolled.through:%Y-%m-%d %H:%M}Z,"
                 f" {rolled.rows} rows written in {rolled.windows} windows"
             )
         for table, names in done.dropped.items():
+            listed = f" ({', '.join(names)})" if names else ""
             self.stdout.write(
-                f"{table}: {len(names)} partitions dropped {' '.join(names)},"
+                f"{table}: {len(names)} partitions dropped{listed},"
                 f" {done.deleted[table]} rows deleted"
             )
