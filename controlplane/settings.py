@@ -355,6 +355,25 @@ SWITCHYARD_ALERT_MAX_ATTEMPTS = envint("SWITCHYARD_ALERT_MAX_ATTEMPTS", 8, minim
 SWITCHYARD_ALERT_RETRY_BACKOFF = envint(
     "SWITCHYARD_ALERT_RETRY_BACKOFF", 10, minimum=1, maximum=3600
 )
+# Traffic (docs/traffic.md, "Retention and roll-ups"): days each resolution is kept (at
+# least; a partition goes once it is wholly older), and days of partitions made ahead.
+SWITCHYARD_TRAFFIC_RAW_DAYS = envint("SWITCHYARD_TRAFFIC_RAW_DAYS", 7, minimum=1, maximum=90)
+SWITCHYARD_TRAFFIC_MINUTE_DAYS = envint(
+    "SWITCHYARD_TRAFFIC_MINUTE_DAYS", 30, minimum=1, maximum=730
+)
+SWITCHYARD_TRAFFIC_HOUR_DAYS = envint("SWITCHYARD_TRAFFIC_HOUR_DAYS", 400, minimum=1, maximum=3660)
+if (
+    not SWITCHYARD_TRAFFIC_RAW_DAYS
+    <= SWITCHYARD_TRAFFIC_MINUTE_DAYS
+    <= SWITCHYARD_TRAFFIC_HOUR_DAYS
+):
+    raise ImproperlyConfigured(
+        "SWITCHYARD_TRAFFIC_RAW_DAYS <= SWITCHYARD_TRAFFIC_MINUTE_DAYS <= "
+        "SWITCHYARD_TRAFFIC_HOUR_DAYS must hold, got "
+        f"{SWITCHYARD_TRAFFIC_RAW_DAYS}, {SWITCHYARD_TRAFFIC_MINUTE_DAYS}, "
+        f"{SWITCHYARD_TRAFFIC_HOUR_DAYS}"
+    )
+SWITCHYARD_TRAFFIC_AHEAD_DAYS = envint("SWITCHYARD_TRAFFIC_AHEAD_DAYS", 7, minimum=1, maximum=90)
 # The one place periodic work is scheduled; each run expires before the next is due,
 # so a backlog after an outage does not replay stale cycles.
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
@@ -362,6 +381,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "controlplane.circuits.tasks.expire_overrides_task",
         "schedule": 5.0,
         "options": {"expires": 4.0},
+    },
+    # Traffic partitions ahead, roll-ups, retention (controlplane/circuits/maintenance.py).
+    "circuits-traffic-maintenance": {
+        "task": "circuits.traffic_maintenance",
+        "schedule": 60.0,
+        "options": {"expires": 50.0},
     },
     "alerts-evaluate": {
         "task": "controlplane.alerts.tasks.evaluate_alerts_task",

@@ -322,6 +322,19 @@ class Traffic1h(Traffic):
         db_table = "circuits_traffic1h"
 
 
+class TrafficRollup(models.Model):
+    """How far one roll-up has gone: every bucket of ``resolution`` (``1m`` from the
+    10-second rows, ``1h`` from the minute rows) that starts before ``through`` has been
+    computed (controlplane/circuits/rollup.py). The last few are computed again on every
+    run, so a report that arrives late is still counted."""
+
+    resolution = models.CharField(max_length=8, primary_key=True)
+    through = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.resolution} through {self.through:%Y-%m-%d %H:%M}"
+
+
 class Override(models.Model):
     """An operator forcing a circuit open or closed on every instance, until released or expired."""
 

@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from controlplane.circuits.maintenance import traffic_maintenance
 from controlplane.circuits.operations import expire_overrides
 
 
@@ -9,3 +10,10 @@ from controlplane.circuits.operations import expire_overrides
 def expire_overrides_task() -> int:
     """End overrides past their expiry and wake their services' agents."""
     return expire_overrides()
+
+
+@shared_task(name="circuits.traffic_maintenance", ignore_result=True)
+def traffic_maintenance_task() -> dict[str, int] | None:
+    """Traffic partitions ahead, roll-ups and retention; None when a run is under way."""
+    done = traffic_maintenance()
+    return None if done is None else done.counts()

@@ -1,49 +1,59 @@
-"""The SQL function the traffic tables need, on SQLite.
+"""The traffic tables' SQL functions on SQLite.
 
 PostgreSQL has ``switchyard_latency_add(jsonb, jsonb)`` and the aggregate
-``switchyard_latency_sum(jsonb)`` from migration 0005. SQLite (the embedded mode of
-``make run``) gets the same names as Python functions on every new connection, so the
-same statements run on both.
+``switchyard_latency_sum(jsonb)`` from migration 0005. On SQLite (``make run``) the same
+names are registered on every new connection, taking and giving the JSON text of sparse
+latency histograms (``{"<bucket index>": count}``), so the same statements run on both.
 """
-
-from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.db.backends.signals import connection_created
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+Histogram = dict[str, int]
 
 
-def latency_add(a: str | None, b: str | None) -> str:
-    """Two sparse histograms (JSON objects ``{"<bucket index>": count}``) added bucket by
-    bucket."""
-    total: dict[str, int] = dict(json.loads(a)) if a else {}
-    for key, count in (json.loads(b) if b else {}).items():
-        total[key] = total.get(key, 0) + int(count)
-    return json.dumps(total, separators=(",", ":"))
+def merge(total: Histogram, text: str | bytes | None) -> Histogram:
+    """Add the histogram ``text`` (JSON) into ``total`` bucket by bucket; ``total``."""
+    if text:
+        for index, count in json.loads(text).items():
+            total[index] = total.get(index, 0) + int(count)
+    return total
+
+
+def dumps(histogram: Histogram) -> str:
+    """JSON text of a histogram, its buckets in numeric order."""
+    ordered = dict(sorted(histogram.items(), key=lambda item: int(item[0])))
+    return json.dumps(ordered, separators=(",", ":"))
+
+
+def latency_add(a: str | bytes | None, b: str | bytes | None) -> str:
+    """``switchyard_latency_add(a, b)``: the two histograms added."""
+    return dumps(merge(merge({}, a), b))
 
 
 class LatencySum:
-    """The aggregate ``switchyard_latency_sum(latency)``."""
+    """``switchyard_latency_sum(latency)``: every histogram of the group added."""
 
     def __init__(self) -> None:
-        self.total: dict[str, int] = {}
+        self.total: Histogram = {}
 
-    def step(self, value: str | None) -> None:
-        for key, count in (json.loads(value) if value else {}).items():
-            self.total[key] = self.total.get(key, 0) + int(count)
+    def step(self, value: str | bytes | None) -> None:
+        merge(self.total, value)
 
     def finalize(self) -> str:
-        return json.dumps(self.total, separators=(",", ":"))
+        return dumps(self.total)
 
 
-def register_sqlite_functions(sender: Any, connection: Any, **kwargs: Any) -> None:
-    """``connection_created`` receiver: the functions on each new SQLite connection."""
-    if connection.vendor != "sqlite":
-        return
+def register_sqlite_functions(connection: BaseDatabaseWrapper) -> None:
+    """Register the functions on a SQLite connection (a Django connection wrapper)."""
     raw = connection.connection
     raw.create_function("switchyard_latency_add", 2, latency_add, deterministic=True)
     raw.create_aggregate("switchyard_latency_sum", 1, LatencySum)
 
 
-connection_created.connect(register_sqlite_functions, dispatch_uid="switchyard-traffic-sql")
+def on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """``connection_created`` receiver: registers the functions on SQLite connections."""
+    if connection.vendor == "sqlite":
+        register_sqlite_functions(connection)
