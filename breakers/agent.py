@@ -23,6 +23,7 @@ import http.client
 import itertools
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -60,8 +61,16 @@ MAX_DROPPED_PER_SYNC = 2**31 - 1  # the server's bound; a larger count spans sev
 # A breaker the control plane refused (a 400 naming it: an invalid name, the service's
 # circuit limit, a timestamp out of range) is left out of reports this long, then tried.
 REFUSED_BREAKER_SECONDS = 600.0
+# Telemetry (docs/traffic.md): reports are cut at every sync and at every multiple of
+# TELEMETRY_BUCKET_SECONDS of the wall clock; at most MAX_WAITING_REPORTS wait for the
+# server's acknowledgement (the oldest are dropped beyond, and counted), and one report
+# is at most MAX_REPORT_BYTES (a quarter of a sync's body when that is less): a process
+# whose breakers grew more than that in one bucket sends several reports for it.
+TELEMETRY_BUCKET_SECONDS = wire.TELEMETRY_BUCKET_SECONDS
+MAX_WAITING_REPORTS = 64
+MAX_REPORT_BYTES = 64 * 1024
 # The items of a sync a 400 names: "transitions[3].at", "breakers[0].name".
-_REFUSED_ITEM = re.compile(r"^(transitions|breakers)\[(\d+)\]")
+_REFUSED_ITEM = re.compile(r"^(transitions|breakers|telemetry)\[(\d+)\]")
 _FORCED = frozenset(FORCED_STATES)  # str enums: "forced_open" in _FORCED
 
 
@@ -125,6 +134,33 @@ class _Pending:
 
     id: int
     event: Any  # breakers.TransitionEvent
+
+
+@dataclass(frozen=True, slots=True)
+class _Report:
+    """A telemetry report waiting for the server's acknowledgement (and its JSON)."""
+
+    seq: int
+    report: wire.TelemetryReportWire
+    raw: bytes
+
+
+def _growth(name: str, before: Mapping[str, Any] | None, now: Mapping[str, Any]) -> Any:
+    """The growth of one breaker's ``traffic()`` between two cuts, or None if none.
+
+    A breaker whose counters went down is a new one under the same name: its counters
+    are growth from zero.
+    """
+    if before is not None and any(now[c] < before[c] for c in wire.TELEMETRY_COUNTERS):
+        before = None
+    old: Mapping[int, int] = before["latency"] if before is not None else {}
+    counters = {
+        c: now[c] - (before[c] if before is not None else 0) for c in wire.TELEMETRY_COUNTERS
+    }
+    latency = [[i, n - old.get(i, 0)] for i, n in now["latency"].items() if n > old.get(i, 0)]
+    if not latency and not any(counters.values()):
+        return None
+    return {"name": name, **counters, "latency": latency}
 
 
 def _state_str(state: Any) -> str:
@@ -292,6 +328,7 @@ class Agent:
         exit_flush_timeout: float = 1.0,
         min_interval: float = 1.0,
         report_delay_max: float | None = None,
+        max_reports: int = MAX_WAITING_REPORTS,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = _clock.seconds,
@@ -317,6 +354,7 @@ class Agent:
         self.watch_timeout = _check_float("watch_timeout", watch_timeout, 0.0, 600.0, low_open=True)
         self.coalesce = _check_float("coalesce", coalesce, 0.0, 10.0)
         self.buffer_size = _check_int("buffer_size", buffer_size, 1, 10_000_000)
+        self.max_reports = _check_int("max_reports", max_reports, 1, 100_000)
         self.backoff_initial = _check_float(
             "backoff_initial", backoff_initial, 0.0, 3600.0, low_open=True
         )
@@ -388,6 +426,14 @@ class Agent:
             "transitions": MAX_TRANSITIONS_PER_SYNC,
             "body_bytes": MAX_BODY_BYTES,
         }
+        # Telemetry: reports waiting for telemetry_through, the last cut's counters.
+        self._cut_lock = threading.Lock()
+        self._reports: deque[_Report] = deque()
+        self._report_seq = 0
+        self._reports_dropped = 0
+        self._reports_dropped_reported = 0  # of _reports_dropped, what a sync carried
+        self._baseline: dict[str, Any] | None = None  # name -> traffic() at the last cut
+        self._cut_at = self._wall()
         self._chunk_cap: int | None = None  # breakers per sync after a 413, else None
         self._transition_cap: int | None = None  # transitions per sync after a 413
         if not hasattr(self, "_desired"):
@@ -437,6 +483,16 @@ class Agent:
         return self._dropped
 
     @property
+    def pending_reports(self) -> int:
+        """Telemetry reports waiting for the server's acknowledgement."""
+        return len(self._reports)
+
+    @property
+    def dropped_reports(self) -> int:
+        """Telemetry reports dropped because too many waited (cumulative, this process)."""
+        return self._reports_dropped
+
+    @property
     def pending_transitions(self) -> int:
         """Transitions waiting for the server's acknowledgement."""
         return len(self._pending)
@@ -448,6 +504,9 @@ class Agent:
             out.update(
                 pending_transitions=len(self._pending),
                 dropped_transitions=self._dropped,
+                pending_reports=len(self._reports),
+                dropped_reports=self._reports_dropped,
+                report_seq=self._report_seq,
                 desired_version=self._desired_version,
                 instance_id=self.instance_id,
             )
@@ -459,6 +518,10 @@ class Agent:
             return self
         self._running = True
         self._stop_event = threading.Event()
+        # Telemetry counts from here: calls made while no agent ran are not reported.
+        with self._cut_lock:
+            self._baseline = None
+        self._cut()
         self.registry.add_transition_listener(self._on_transition)
         self._start_threads()
         return self
@@ -624,13 +687,14 @@ class Agent:
     def _sync_loop(self) -> None:
         stop = self._stop_event
         while not stop.is_set():
+            self._cut_if_due()
             with self._lock:
                 due = self._next_sync_at
                 # While backing off, transitions wait for the next attempt.
                 if self._soon is not None and not self._sync_backoff.failures:
                     due = min(due, self._soon)
                 wait = due - self._mono()
-            wait = min(wait, self._until_next_expiry())
+            wait = min(wait, self._until_next_expiry(), self._until_next_cut())
             if wait > 0:
                 self._wake.wait(wait)
                 self._wake.clear()
@@ -714,6 +778,91 @@ class Agent:
                 stop.wait(self._watch_backoff.fail())
         http_.close()
 
+    # -- telemetry -------------------------------------------------------------------------
+
+    def _next_boundary(self) -> float:
+        """The first multiple of TELEMETRY_BUCKET_SECONDS after the last cut."""
+        return (math.floor(self._cut_at / TELEMETRY_BUCKET_SECONDS) + 1) * TELEMETRY_BUCKET_SECONDS
+
+    def _until_next_cut(self) -> float:
+        return max(0.0, self._next_boundary() - self._wall())
+
+    def _cut_if_due(self) -> None:
+        if self._wall() >= self._next_boundary():
+            self._cut()
+
+    def _report_budget(self) -> int:
+        return max(1, min(MAX_REPORT_BYTES, self._limits["body_bytes"] // 4))
+
+    def _cut(self) -> None:
+        """End the current report: what every breaker's counters grew since the last
+        cut becomes reports of the bucket the last cut fell in (none when nothing grew).
+        The first cut only takes the counters to start from."""
+        with self._cut_lock:
+            now = self._wall()
+            current = {}
+            for breaker in self._breakers():
+                traffic = getattr(breaker, "traffic", None)
+                if traffic is not None:
+                    current[breaker.name] = traffic()
+            previous, started = self._baseline, self._cut_at
+            self._baseline, self._cut_at = current, now
+            if previous is None:
+                return
+            bucket = math.floor(started / TELEMETRY_BUCKET_SECONDS) * TELEMETRY_BUCKET_SECONDS
+            grown = []
+            for name, traffic in current.items():
+                entry = _growth(name, previous.get(name), traffic)
+                if entry is not None:
+                    grown.append((entry, len(json.dumps(entry, separators=(",", ":")))))
+            if not grown:
+                return
+            budget = self._report_budget() - 64  # the report's own seq, bucket, brackets
+            chunks: list[list[Any]] = [[]]
+            used = 0
+            for entry, size in grown:
+                if chunks[-1] and used + size + 1 > budget:
+                    chunks.append([])
+                    used = 0
+                chunks[-1].append(entry)
+                used += size + 1
+            with self._lock:
+                for chunk in chunks:
+                    self._report_seq += 1
+                    report: wire.TelemetryReportWire = {
+                        "seq": self._report_seq,
+                        "bucket": bucket,
+                        "breakers": chunk,
+                    }
+                    raw = json.dumps(report, separators=(",", ":")).encode()
+                    if len(self._reports) >= self.max_reports:
+                        self._reports.popleft()
+                        self._reports_dropped += 1
+                    self._reports.append(_Report(self._report_seq, report, raw))
+
+    def _report_batch(self, budget: int) -> list[_Report]:
+        """The oldest waiting reports that fit in a quarter of ``budget`` bytes (the oldest
+        alone when it fits in half). A report alone over half is dropped and counted."""
+        with self._lock:
+            while self._reports and len(self._reports[0].raw) > budget // 2:
+                self._reports.popleft()
+                self._reports_dropped += 1
+                self._stats["too_large"] += 1
+            waiting = list(self._reports)
+        batch: list[_Report] = []
+        used = -1
+        for report in waiting:
+            used += len(report.raw) + 1
+            if used > (budget // 4 if batch else budget // 2):
+                break
+            batch.append(report)
+        return batch
+
+    def _forget_reports(self, through: int) -> None:
+        with self._lock:
+            while self._reports and self._reports[0].seq <= through:
+                self._reports.popleft()
+
     # -- one sync exchange -----------------------------------------------------------------
 
     def _sync_exchange(self, http_: _Http, timeout: float) -> bool:
@@ -731,9 +880,13 @@ class Agent:
             self._soon = None  # whatever asked for a sync until now is in this one
         if not self._round:
             self._start_round()
+        self._cut()
         with self._lock:
             # The server adds what each sync reports: send only the drops it has not had.
             dropped = min(self._dropped - self._dropped_reported, MAX_DROPPED_PER_SYNC)
+            dropped_reports = min(
+                self._reports_dropped - self._reports_dropped_reported, MAX_DROPPED_PER_SYNC
+            )
         instance = wire.encode_instance(
             self.instance_id, socket.gethostname(), os.getpid(), self._started_at, __version__
         )
@@ -746,11 +899,21 @@ class Agent:
         items = [json.dumps(b, separators=(",", ":")).encode() for b in breakers]
         envelope = len(
             json.dumps(
-                wire.encode_sync_request(self.service, instance, [], [], dropped, clock=clock),
+                wire.encode_sync_request(
+                    self.service,
+                    instance,
+                    [],
+                    [],
+                    dropped,
+                    clock=clock,
+                    dropped_reports=dropped_reports,
+                ),
                 separators=(",", ":"),
             )
         )
         budget = self._limits["body_bytes"] - envelope
+        reports = self._report_batch(budget)
+        budget -= _joined_size([r.raw for r in reports])
         last = len(self._round) <= cap
         batch: list[_Pending] = []
         transitions: list[wire.TransitionWire] = []
@@ -772,7 +935,14 @@ class Agent:
         with self._lock:
             more_waiting = len(self._pending) > len(batch)
         payload = wire.encode_sync_request(
-            self.service, instance, sent, transitions, dropped, clock=clock
+            self.service,
+            instance,
+            sent,
+            transitions,
+            dropped,
+            clock=clock,
+            telemetry=[r.report for r in reports],
+            dropped_reports=dropped_reports,
         )
         body = json.dumps(payload, separators=(",", ":")).encode()
         status, data, retry_after = http_.request(
@@ -781,11 +951,12 @@ class Agent:
         if status == 413:
             raise self._too_large([b["name"] for b in sent], batch, len(body), data)
         if status == 400:
-            raise self._refused(data, batch, sent)
+            raise self._refused(data, batch, sent, reports)
         desired = self._decode(status, data, "sync", retry_after)
         self._take_limits(desired)
         with self._lock:
             self._dropped_reported += dropped
+            self._reports_dropped_reported += dropped_reports
             for _ in range(min(settled, len(self._round))):
                 self._round.popleft()
             round_over = last and not self._round
@@ -796,6 +967,12 @@ class Agent:
         if acked is not None and batch:
             # Never forget what was not sent in this request, whatever the server says.
             self._forget_through(min(acked, batch[-1].id))
+        if reports:
+            # Stored through telemetry_through; a server that does not answer it does
+            # not store telemetry: what it was sent is forgotten.
+            through = desired.get("telemetry_through")
+            highest = reports[-1].seq
+            self._forget_reports(highest if through is None else min(through, highest))
         self._apply_desired(desired)
         interval = desired.get("poll_interval")
         if isinstance(interval, int | float) and not isinstance(interval, bool) and interval > 0:
@@ -922,7 +1099,11 @@ class Agent:
                         self._transition_cap = None
 
     def _refused(
-        self, data: bytes, batch: list[_Pending], breakers: list[wire.BreakerWire]
+        self,
+        data: bytes,
+        batch: list[_Pending],
+        breakers: list[wire.BreakerWire],
+        reports: list[_Report] | None = None,
     ) -> _Refused:
         """Leave out what a 400 names, so that one bad item cannot hold the rest back
         for ever: a named transition is dropped (counted in ``dropped_transitions`` and
@@ -936,6 +1117,8 @@ class Agent:
             return _Refused(f"sync: HTTP 400: {detail}", progress=False)
         bad_ids: set[int] = set()
         bad_names: set[str] = set()
+        bad_seqs: set[int] = set()
+        reports = reports or []
         started_at = "instance.started_at" in errors and self._report_started_at
         if started_at:
             # This host's clock is far off: the process start is left out (restarts
@@ -951,6 +1134,8 @@ class Agent:
                 bad_ids.add(batch[index].id)
             elif found.group(1) == "breakers" and index < len(breakers):
                 bad_names.add(breakers[index]["name"])
+            elif found.group(1) == "telemetry" and index < len(reports):
+                bad_seqs.add(reports[index].seq)
         with self._lock:
             before = len(self._pending)
             if bad_ids:
@@ -960,6 +1145,17 @@ class Agent:
             retry_at = self._mono() + REFUSED_BREAKER_SECONDS
             for name in bad_names:
                 self._refused_breakers[name] = retry_at
+            if bad_seqs:
+                waiting = len(self._reports)
+                self._reports = deque(r for r in self._reports if r.seq not in bad_seqs)
+                self._reports_dropped += waiting - len(self._reports)
+        if bad_seqs:
+            logger.error(
+                "switchyard agent: the control plane refused telemetry report(s) %s "
+                "(dropped and counted): %s",
+                ", ".join(str(q) for q in sorted(bad_seqs)),
+                detail,
+            )
         if dropped or bad_names:
             logger.error(
                 "switchyard agent: the control plane refused %d transition(s) (dropped and "
@@ -970,7 +1166,7 @@ class Agent:
                 REFUSED_BREAKER_SECONDS,
                 detail,
             )
-        progress = bool(dropped or bad_names or started_at)
+        progress = bool(dropped or bad_names or started_at or bad_seqs)
         return _Refused(f"sync: HTTP 400: {detail}", progress=progress)
 
     def _forget_through(self, acked: int) -> None:
@@ -1147,6 +1343,7 @@ class Agent:
         self._sync_thread = None
         self._watch_thread = None
         if was_running:
+            self._cut()  # the child reports what its breakers do from here
             self._start_threads()
 
     def _exit_flush(self) -> None:

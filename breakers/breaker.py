@@ -1,12 +1,14 @@
 """The circuit breaker state machine and its sync/async call paths.
 
 Hot path design: a closed breaker with no slow-call detection and no call listeners
-runs the protected call with no lock and no clock read. The state is a plain
-attribute (``_fast`` is true only in CLOSED/FORCED_CLOSED when nothing else needs
-timing); a success appends to a bounded deque and bumps an ``itertools.count`` (both
-atomic under the GIL). Everything that needs consistency - failure accounting,
-threshold evaluation, transitions, half-open admission - takes the lock, which is
-never held while the protected function runs.
+runs the protected call with no lock and one pair of clock reads (its duration for the
+latency histogram). The state is a plain attribute (``_fast`` is true only in
+CLOSED/FORCED_CLOSED when nothing else needs timing); a success appends to a bounded
+deque and bumps the ``itertools.count`` of its latency bucket (both atomic under the
+GIL; a bucket's counter is created under the lock the first time it is used).
+Everything that needs consistency - failure accounting, threshold evaluation,
+transitions, half-open admission - takes the lock, which is never held while the
+protected function runs.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from types import CoroutineType, GeneratorType
-from typing import Any, ParamSpec, TypeGuard, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypedDict, TypeGuard, TypeVar, cast, overload
 
 from .config import CircuitBreakerConfig
 from .errors import CircuitOpenError
+from .latency import INDEX_OFFSET, INDEX_SCALE, LATENCY_MAX, LATENCY_MIN, bucket_index
 from .states import REASONS, CircuitState
 from .timestamps import format_timestamp
 from .window import (
@@ -42,7 +45,14 @@ from .window import (
 )
 
 # CircuitState and REASONS live in .states; they are importable from here as before.
-__all__ = ["REASONS", "CallEvent", "CircuitBreaker", "CircuitState", "TransitionEvent"]
+__all__ = [
+    "REASONS",
+    "CallEvent",
+    "CircuitBreaker",
+    "CircuitState",
+    "Traffic",
+    "TransitionEvent",
+]
 
 logger = logging.getLogger("breakers")
 
@@ -55,6 +65,25 @@ _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
 _FORCED_OPEN = CircuitState.FORCED_OPEN
 _FORCED_CLOSED = CircuitState.FORCED_CLOSED
+_log = math.log
+#: A breaker's latency buckets: bucket index -> count (``itertools.count``).
+_Histogram = dict[int, "itertools.count[int]"]
+
+
+class Traffic(TypedDict):
+    """Cumulative counters of a breaker since its creation (``CircuitBreaker.traffic``).
+
+    ``latency``: the sparse histogram of the durations of the calls that ran, bucket
+    index (:mod:`breakers.latency`) -> count.
+    """
+
+    calls: int
+    successes: int
+    failures: int
+    slow_calls: int
+    rejected: int
+    fallbacks: int
+    latency: dict[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +185,10 @@ class CircuitBreaker:
         "_consec_trips",
         "_dirty",
         "_emit_lock",
+        "_errors",
         "_failure_types",
         "_failures",
+        "_fallbacks",
         "_fast",
         "_forced_reason",
         "_gen",
@@ -167,6 +198,7 @@ class CircuitBreaker:
         "_last_failure",
         "_lock",
         "_min_calls",
+        "_ok",
         "_open_until",
         "_others",
         "_outcomes",
@@ -178,7 +210,6 @@ class CircuitBreaker:
         "_slow_calls",
         "_state",
         "_state_since",
-        "_successes",
         "_t_listeners",
         "_trip_count",
         "config_version",
@@ -209,8 +240,12 @@ class CircuitBreaker:
         self._t_listeners: tuple[Callable[[TransitionEvent], object], ...] = ()
         self._c_listeners: tuple[Callable[[CallEvent], object], ...] = ()
         # Cumulative counters since creation; next() on itertools.count is atomic.
-        self._successes = itertools.count()
+        # Successes are counted in their latency buckets (_ok), the calls that raised
+        # (failures and ignored exceptions) in theirs (_errors).
+        self._ok: _Histogram = {}
+        self._errors: _Histogram = {}
         self._failures = itertools.count()
+        self._fallbacks = itertools.count()
         self._others = itertools.count()  # ignored exceptions and BaseExceptions
         self._slow_calls = itertools.count()
         self._rejected = itertools.count()
@@ -477,11 +512,27 @@ class CircuitBreaker:
         if event:
             self._deliver()
 
+    def _new_bucket(self, histogram: _Histogram, index: int) -> None:
+        """Count one call in a latency bucket not used before (the caller's next() on
+        it raised KeyError): created once, under the lock, whoever races for it."""
+        with self._lock:
+            counter = histogram.get(index)
+            if counter is None:
+                counter = histogram[index] = itertools.count()
+        next(counter)
+
+    def _measure(self, histogram: _Histogram, duration: float) -> None:
+        index = bucket_index(duration)
+        try:
+            next(histogram[index])
+        except KeyError:
+            self._new_bucket(histogram, index)
+
     def _on_success(
-        self, ticket: _Ticket, duration: float | None, exc: BaseException | None = None
+        self, ticket: _Ticket, duration: float, exc: BaseException | None = None
     ) -> None:
-        slow = duration is not None and self._slow is not None and duration >= self._slow
-        next(self._successes)
+        slow = self._slow is not None and duration >= self._slow
+        self._measure(self._ok, duration)
         if slow:
             next(self._slow_calls)
         if isinstance(ticket, _Probe):
@@ -495,12 +546,13 @@ class CircuitBreaker:
         if self._c_listeners:
             self._notify_call("success", duration, slow, exc)
 
-    def _on_error(self, exc: BaseException, ticket: _Ticket, duration: float | None) -> bool:
+    def _on_error(self, exc: BaseException, ticket: _Ticket, duration: float) -> bool:
         """Account for an exception; True when it is a failure (fallback applies)."""
         if not isinstance(exc, Exception) or isinstance(exc, self._ignore_types):
             # Cancellation, KeyboardInterrupt and ignored exceptions say nothing about
             # the dependency: count them apart and free the probe slot.
             next(self._others)
+            self._measure(self._errors, duration)
             if isinstance(ticket, _Probe):
                 self._probe_done(ticket, None)
             if self._c_listeners:
@@ -522,7 +574,8 @@ class CircuitBreaker:
             # The dependency answered; the exception is part of its normal behaviour.
             self._on_success(ticket, duration, exc)
             return False
-        slow = duration is not None and self._slow is not None and duration >= self._slow
+        self._measure(self._errors, duration)
+        slow = self._slow is not None and duration >= self._slow
         outcome = SLOW_FAILURE if slow else FAILURE
         if isinstance(ticket, _Probe):
             self._probe_done(ticket, outcome)
@@ -637,15 +690,29 @@ class CircuitBreaker:
         """
         if self._fast:
             window = self._outcomes
+            clock = self._clock
+            start = clock()
             try:
                 # Unpacking an empty kwargs dict costs more than testing it.
                 result = func(*args, **kwargs) if kwargs else func(*args)
             except BaseException as exc:
-                if self._on_error(exc, window, None) and fallback is not None:
-                    return fallback(*args, **kwargs)
+                if self._on_error(exc, window, clock() - start) and fallback is not None:
+                    result = fallback(*args, **kwargs)
+                    next(self._fallbacks)
+                    return result
                 raise
+            duration = clock() - start
             window.append(0)  # SUCCESS, as a constant
-            next(self._successes)
+            # bucket_index(duration), inlined for the bounded buckets.
+            index = (
+                int(_log(duration) * INDEX_SCALE + INDEX_OFFSET)
+                if LATENCY_MIN <= duration < LATENCY_MAX
+                else bucket_index(duration)
+            )
+            try:
+                next(self._ok[index])
+            except KeyError:
+                self._new_bucket(self._ok, index)
             if self._dirty:
                 self._settle(window)
             return result
@@ -656,7 +723,9 @@ class CircuitBreaker:
             if self._c_listeners:
                 self._notify_call("rejected", None, False, None)
             if fallback is not None:
-                return fallback(*args, **kwargs) if kwargs else fallback(*args)
+                result = fallback(*args, **kwargs) if kwargs else fallback(*args)
+                next(self._fallbacks)
+                return result
             raise CircuitOpenError(self.name, state, self._retry_after())
         ticket = self._acquire()
         if ticket is None:
@@ -664,19 +733,21 @@ class CircuitBreaker:
                 next(self._rejected)
                 if self._c_listeners:
                     self._notify_call("rejected", None, False, None)
-                return fallback(*args, **kwargs)
+                result = fallback(*args, **kwargs)
+                next(self._fallbacks)
+                return result
             raise self._rejection()
         clock = self._clock
-        timed = self._slow is not None or bool(self._c_listeners)
-        start = clock() if timed else 0.0
+        start = clock()
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            duration = clock() - start if timed else None
-            if self._on_error(exc, ticket, duration) and fallback is not None:
-                return fallback(*args, **kwargs)
+            if self._on_error(exc, ticket, clock() - start) and fallback is not None:
+                result = fallback(*args, **kwargs)
+                next(self._fallbacks)
+                return result
             raise
-        self._on_success(ticket, clock() - start if timed else None)
+        self._on_success(ticket, clock() - start)
         return result
 
     async def call_async(
@@ -694,17 +765,27 @@ class CircuitBreaker:
         """
         if self._fast:
             window = self._outcomes
+            clock = self._clock
+            start = clock()
             try:
                 result: Any = func(*args, **kwargs) if kwargs else func(*args)
                 if type(result) is CoroutineType or _is_awaitable(result):
                     result = await result
             except BaseException as exc:
-                if self._on_error(exc, window, None) and fallback is not None:
-                    value: Any = fallback(*args, **kwargs)
-                    return cast(R, await value if _is_awaitable(value) else value)
+                if self._on_error(exc, window, clock() - start) and fallback is not None:
+                    return await self._fallback_async(fallback, args, kwargs)
                 raise
+            duration = clock() - start
             window.append(0)  # SUCCESS, as a constant
-            next(self._successes)
+            index = (
+                int(_log(duration) * INDEX_SCALE + INDEX_OFFSET)
+                if LATENCY_MIN <= duration < LATENCY_MAX
+                else bucket_index(duration)
+            )
+            try:
+                next(self._ok[index])
+            except KeyError:
+                self._new_bucket(self._ok, index)
             if self._dirty:
                 self._settle(window)
             return cast(R, result)
@@ -714,8 +795,7 @@ class CircuitBreaker:
             if self._c_listeners:
                 self._notify_call("rejected", None, False, None)
             if fallback is not None:
-                value = fallback(*args, **kwargs)
-                return cast(R, await value if _is_awaitable(value) else value)
+                return await self._fallback_async(fallback, args, kwargs)
             raise CircuitOpenError(self.name, state, self._retry_after())
         ticket = self._acquire()
         if ticket is None:
@@ -723,24 +803,33 @@ class CircuitBreaker:
                 next(self._rejected)
                 if self._c_listeners:
                     self._notify_call("rejected", None, False, None)
-                value = fallback(*args, **kwargs)
-                return cast(R, await value if _is_awaitable(value) else value)
+                return await self._fallback_async(fallback, args, kwargs)
             raise self._rejection()
         clock = self._clock
-        timed = self._slow is not None or bool(self._c_listeners)
-        start = clock() if timed else 0.0
+        start = clock()
         try:
             result = func(*args, **kwargs)
             if _is_awaitable(result):
                 result = await result
         except BaseException as exc:
-            duration = clock() - start if timed else None
-            if self._on_error(exc, ticket, duration) and fallback is not None:
-                value = fallback(*args, **kwargs)
-                return cast(R, await value if _is_awaitable(value) else value)
+            if self._on_error(exc, ticket, clock() - start) and fallback is not None:
+                return await self._fallback_async(fallback, args, kwargs)
             raise
-        self._on_success(ticket, clock() - start if timed else None)
+        self._on_success(ticket, clock() - start)
         return cast(R, result)
+
+    async def _fallback_async(
+        self,
+        fallback: Callable[..., Awaitable[R] | R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> R:
+        """The fallback's answer (awaited when it is awaitable), counted once it came."""
+        value: Any = fallback(*args, **kwargs)
+        if _is_awaitable(value):
+            value = await value
+        next(self._fallbacks)
+        return cast(R, value)
 
     @overload
     def __call__(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
@@ -759,13 +848,24 @@ class CircuitBreaker:
                 # The closed fast path of call_async(), inlined: one coroutine less.
                 if breaker._fast:
                     window = breaker._outcomes
+                    clock = breaker._clock
+                    start = clock()
                     try:
                         result = await (target(*args, **kwargs) if kwargs else target(*args))
                     except BaseException as exc:
-                        breaker._on_error(exc, window, None)
+                        breaker._on_error(exc, window, clock() - start)
                         raise
+                    duration = clock() - start
                     window.append(0)  # SUCCESS, as a constant
-                    next(breaker._successes)
+                    index = (
+                        int(_log(duration) * INDEX_SCALE + INDEX_OFFSET)
+                        if LATENCY_MIN <= duration < LATENCY_MAX
+                        else bucket_index(duration)
+                    )
+                    try:
+                        next(breaker._ok[index])
+                    except KeyError:
+                        breaker._new_bucket(breaker._ok, index)
                     if breaker._dirty:
                         breaker._settle(window)
                     return result
@@ -780,13 +880,24 @@ class CircuitBreaker:
             # The closed fast path of call(), inlined to save a call per invocation.
             if breaker._fast:
                 window = breaker._outcomes
+                clock = breaker._clock
+                start = clock()
                 try:
                     result = target(*args, **kwargs) if kwargs else target(*args)
                 except BaseException as exc:
-                    breaker._on_error(exc, window, None)
+                    breaker._on_error(exc, window, clock() - start)
                     raise
+                duration = clock() - start
                 window.append(0)  # SUCCESS, as a constant
-                next(breaker._successes)
+                index = (
+                    int(_log(duration) * INDEX_SCALE + INDEX_OFFSET)
+                    if LATENCY_MIN <= duration < LATENCY_MAX
+                    else bucket_index(duration)
+                )
+                try:
+                    next(breaker._ok[index])
+                except KeyError:
+                    breaker._new_bucket(breaker._ok, index)
                 if breaker._dirty:
                     breaker._settle(window)
                 return result
@@ -834,11 +945,35 @@ class CircuitBreaker:
 
     # -- reporting ------------------------------------------------------------------
 
+    def traffic(self) -> Traffic:
+        """The cumulative counters and latency histogram (cheap: no lock taken).
+
+        Each figure only grows; read while calls run, the figures of one read may be a
+        few calls apart (a call is counted in its counters and its bucket in turn).
+        """
+        # dict.copy() is one C call: a consistent set of buckets while others are added.
+        ok = [(i, count_value(c)) for i, c in self._ok.copy().items()]
+        errors = [(i, count_value(c)) for i, c in self._errors.copy().items()]
+        latency = dict(ok)
+        for i, n in errors:
+            latency[i] = latency.get(i, 0) + n
+        successes = sum(n for _, n in ok)
+        failures = count_value(self._failures)
+        return {
+            "calls": successes + failures + count_value(self._others),
+            "successes": successes,
+            "failures": failures,
+            "slow_calls": count_value(self._slow_calls),
+            "rejected": count_value(self._rejected),
+            "fallbacks": count_value(self._fallbacks),
+            "latency": {i: n for i, n in sorted(latency.items()) if n},
+        }
+
     def get_state(self) -> dict[str, Any]:
         """A JSON-ready snapshot: the seed's keys plus cumulative counters and timing."""
         with self._lock:
             calls, failures, _ = window_counts(self._outcomes)
-            successes = count_value(self._successes)
+            successes = sum(count_value(c) for c in self._ok.copy().values())
             failed = count_value(self._failures)
             return {
                 "name": self.name,
@@ -851,6 +986,7 @@ class CircuitBreaker:
                 "failures": failed,
                 "slow_calls": count_value(self._slow_calls),
                 "rejected": count_value(self._rejected),
+                "fallbacks": count_value(self._fallbacks),
                 "failure_rate": failures / calls if calls else 0.0,
                 "trip_count": self._trip_count,
                 "state_since": format_timestamp(self._state_since),

@@ -35,6 +35,8 @@ __all__ = [
     "SYNC_ANSWER_FIELDS",
     "SYNC_PATH",
     "SYNC_REQUEST_FIELDS",
+    "TELEMETRY_BUCKET_SECONDS",
+    "TELEMETRY_COUNTERS",
     "TRANSITION_FIELDS",
     "WATCH_PATH",
     "BreakerWire",
@@ -44,6 +46,8 @@ __all__ = [
     "OverrideWire",
     "SyncAnswer",
     "SyncRequest",
+    "TelemetryBreakerWire",
+    "TelemetryReportWire",
     "TransitionWire",
     "decode_answer",
     "encode_breaker",
@@ -113,6 +117,32 @@ TransitionWire = TypedDict(
 TransitionWire.__doc__ = "One state change with its agent-assigned id (an item of ``transitions``)."
 
 
+class TelemetryBreakerWire(TypedDict):
+    """The growth of one breaker's counters inside a report (docs/traffic.md).
+
+    ``latency``: the histogram's changed buckets as ``[index, count]`` pairs
+    (:mod:`breakers.latency`).
+    """
+
+    name: str
+    calls: int
+    successes: int
+    failures: int
+    slow_calls: int
+    rejected: int
+    fallbacks: int
+    latency: list[list[int]]
+
+
+class TelemetryReportWire(TypedDict):
+    """One telemetry report: what grew inside one 10-second bucket (``bucket``: its
+    start in Unix seconds); ``seq`` 1, 2, 3, ... per process start."""
+
+    seq: int
+    bucket: int
+    breakers: list[TelemetryBreakerWire]
+
+
 class SyncRequest(TypedDict):
     """The body of ``POST /api/v1/agent/sync``.
 
@@ -130,6 +160,10 @@ class SyncRequest(TypedDict):
     # Transitions dropped (full buffer) since the last successful sync; the server adds
     # them up, so a count is reported once.
     dropped_transitions: int
+    # Reports not yet acknowledged, oldest first, and the reports dropped (too many
+    # waiting) since the last successful sync.
+    telemetry: NotRequired[list[TelemetryReportWire]]
+    dropped_reports: NotRequired[int]
 
 
 class OverrideWire(TypedDict):
@@ -164,6 +198,7 @@ class SyncAnswer(TypedDict):
     poll_interval: float
     breakers: dict[str, DesiredBreakerWire]
     acked_through: NotRequired[int]
+    telemetry_through: NotRequired[int]
     limits: NotRequired[LimitsWire]
 
 
@@ -173,6 +208,19 @@ TRANSITION_FIELDS: tuple[str, ...] = tuple(TransitionWire.__annotations__)
 SYNC_REQUEST_FIELDS: tuple[str, ...] = tuple(SyncRequest.__annotations__)
 SYNC_ANSWER_FIELDS: tuple[str, ...] = tuple(SyncAnswer.__annotations__)
 LIMIT_FIELDS: tuple[str, ...] = tuple(LimitsWire.__annotations__)
+
+#: The span of a telemetry report: reports are cut at every multiple of it (wall clock).
+TELEMETRY_BUCKET_SECONDS = 10
+
+#: The counters of a telemetry report's breaker entry, in the order they are sent.
+TELEMETRY_COUNTERS: tuple[str, ...] = (
+    "calls",
+    "successes",
+    "failures",
+    "slow_calls",
+    "rejected",
+    "fallbacks",
+)
 
 #: What an agent assumes until a server has told it its limits.
 DEFAULT_LIMITS: LimitsWire = {"breakers": 500, "transitions": 500, "body_bytes": 1024 * 1024}
@@ -249,6 +297,8 @@ def encode_sync_request(
     dropped_transitions: int,
     *,
     clock: float,
+    telemetry: Iterable[TelemetryReportWire] = (),
+    dropped_reports: int = 0,
 ) -> SyncRequest:
     """The whole sync body, at the current protocol version.
 
@@ -262,6 +312,8 @@ def encode_sync_request(
         "breakers": breakers,
         "transitions": list(transitions),
         "dropped_transitions": dropped_transitions,
+        "telemetry": list(telemetry),
+        "dropped_reports": dropped_reports,
     }
 
 
@@ -276,6 +328,8 @@ def decode_answer(data: bytes) -> SyncAnswer:
     present) an integer. Each entry is checked again when it is applied. ``limits`` is
     read leniently: a limit that is not a positive integer is left out (the agent keeps
     its default for it), and ``limits`` itself when it is not an object.
+    ``telemetry_through`` is read leniently too: left out unless a non-negative integer
+    (the agent then treats the answer as one from a server without telemetry).
     """
     try:
         decoded = json.loads(data)
@@ -292,6 +346,11 @@ def decode_answer(data: bytes) -> SyncAnswer:
     acked = decoded.get("acked_through")
     if acked is not None and (isinstance(acked, bool) or not isinstance(acked, int)):
         raise ValueError(f"acked_through must be an integer, got {acked!r}")
+    through = decoded.get("telemetry_through")
+    if "telemetry_through" in decoded and (
+        isinstance(through, bool) or not isinstance(through, int) or through < 0
+    ):
+        del decoded["telemetry_through"]
     if "limits" in decoded:
         limits = _lenient_limits(decoded["limits"])
         if limits:

@@ -65,6 +65,13 @@ class LoopbackControlPlane:
         self.received: list[tuple[str, int]] = []
         self.unknown_named: list[tuple[str, int, str]] = []
         self.too_large: list[Recorded] = []  # the syncs answered 413
+        # Telemetry reports stored once per (instance, seq), as the server does; a seq
+        # above telemetry_ack_limit is not stored. answer_telemetry False: an older
+        # server (no telemetry_through in its answers).
+        self.reports: dict[tuple[str, int], dict[str, Any]] = {}
+        self.telemetry_ack_limit: int | None = None
+        self.answer_telemetry = True
+        self.dropped_reports = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -136,10 +143,18 @@ class LoopbackControlPlane:
                     self.unknown_named.append((instance, t["id"], t["breaker"]))
                 if self.ack_limit is None or t["id"] <= self.ack_limit:
                     self.stored_transitions.setdefault((instance, t["id"]), t)
+            for report in req.json.get("telemetry", []):
+                if self.telemetry_ack_limit is None or report["seq"] <= self.telemetry_ack_limit:
+                    self.reports.setdefault((instance, report["seq"]), report)
+            self.dropped_reports += req.json.get("dropped_reports", 0)
             body = self.desired()
             body["acked_through"] = max(
                 (i for (inst, i) in self.stored_transitions if inst == instance), default=0
             )
+            if self.answer_telemetry:
+                body["telemetry_through"] = max(
+                    (q for (inst, q) in self.reports if inst == instance), default=0
+                )
             if self.limits is not None:
                 body["limits"] = self.limits
         return 200, json.dumps(body).encode()

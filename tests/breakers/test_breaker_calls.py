@@ -380,6 +380,7 @@ def test_get_state_has_the_seed_keys_and_the_counters(make_breaker, clock):
         "failures": 0,
         "slow_calls": 0,
         "rejected": 0,
+        "fallbacks": 0,
         "failure_rate": 0.0,
         "trip_count": 0,
         "state_since": state["state_since"],

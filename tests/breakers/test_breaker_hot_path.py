@@ -44,19 +44,43 @@ def instrumented(**fields: object) -> tuple[CircuitBreaker, CountingClock, Count
 
 
 @pytest.mark.parametrize("path", ["call", "decorator"])
-def test_closed_successes_take_no_lock_and_read_no_clock(path):
+def test_closed_successes_take_no_lock_and_read_the_clock_twice(path):
     breaker, clock, lock = instrumented()
     run = breaker(ok) if path == "decorator" else (lambda: breaker.call(ok))
-    for _ in range(20):  # fill the window past minimum_calls
+    for _ in range(20):  # fill the window past minimum_calls, use the latency bucket
         run()
     lock.acquired = clock.reads = 0
     for _ in range(1000):
         run()
-    assert (lock.acquired, clock.reads) == (0, 0)
+    assert (lock.acquired, clock.reads) == (0, 2000)
     assert breaker.get_state()["successes"] == 1020
 
 
-async def test_async_closed_successes_take_no_lock_and_read_no_clock():
+@pytest.mark.parametrize("path", ["call", "decorator"])
+def test_a_latency_bucket_used_for_the_first_time_takes_the_lock_once(path):
+    breaker, clock, lock = instrumented()
+
+    def step() -> str:
+        clock.advance(0.25)  # every call lasts 0.25 s
+        return "ok"
+
+    run = breaker(step) if path == "decorator" else (lambda: breaker.call(step))
+    for _ in range(20):
+        run()
+    lock.acquired = 0
+
+    def longer() -> str:
+        clock.advance(2.0)
+        return "ok"
+
+    run_longer = breaker(longer) if path == "decorator" else (lambda: breaker.call(longer))
+    for _ in range(10):
+        run_longer()
+    assert lock.acquired == 1
+    assert sum(breaker.traffic()["latency"].values()) == 30
+
+
+async def test_async_closed_successes_take_no_lock_and_read_the_clock_twice():
     breaker, clock, lock = instrumented()
 
     async def work() -> int:
@@ -69,7 +93,7 @@ async def test_async_closed_successes_take_no_lock_and_read_no_clock():
     for _ in range(500):
         await breaker.call_async(work)
         await decorated()
-    assert (lock.acquired, clock.reads) == (0, 0)
+    assert (lock.acquired, clock.reads) == (0, 2000)
 
 
 def test_only_the_first_success_after_a_failure_takes_the_lock():
@@ -95,7 +119,7 @@ def test_slow_call_detection_reads_the_clock_twice_per_call():
     assert lock.acquired == 0
 
 
-def test_call_listeners_turn_on_timing_and_off_again():
+def test_call_listeners_read_no_more_clock_than_the_latency_does():
     breaker, clock, _lock = instrumented()
     events: list[object] = []
     breaker.add_call_listener(events.append)
@@ -105,7 +129,7 @@ def test_call_listeners_turn_on_timing_and_off_again():
     breaker.remove_call_listener(events.append)
     clock.reads = 0
     breaker.call(ok)
-    assert clock.reads == 0
+    assert clock.reads == 2 and len(events) == 1
 
 
 def test_a_rejection_reads_the_clock_once_and_takes_no_lock():

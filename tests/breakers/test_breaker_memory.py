@@ -9,9 +9,10 @@ import tracemalloc
 from collections.abc import Callable
 
 import pytest
-from breaker_helpers import ok, trip
+from breaker_helpers import FakeClock, ok, trip
 
 from breakers import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
+from breakers.latency import BUCKET_COUNT, bucket_bounds
 
 CALLS = 100_000
 # A few KB of slack for interpreter caches; a leak of even 1 byte per call would be 100 KB.
@@ -108,3 +109,53 @@ def test_admitted_calls_keep_a_bounded_window(window_type, clock):
 
     assert growth(run) < SLACK
     assert breaker.get_state()["successes"] == CALLS + 1000
+
+
+def every_bucket_duration(k: int) -> float:
+    """A duration in bucket k % BUCKET_COUNT."""
+    return bucket_bounds(k % BUCKET_COUNT)[0]
+
+
+def call_lasting(breaker: CircuitBreaker, clock: FakeClock, seconds: float) -> None:
+    """One call that lasts exactly ``seconds`` by ``clock``."""
+    clock.now = 0.0
+
+    def lasting() -> None:
+        clock.advance(seconds)
+
+    breaker.call(lasting)
+
+
+def test_the_latency_histogram_holds_at_most_one_counter_per_bucket(clock):
+    breaker = CircuitBreaker("histogram", CircuitBreakerConfig(), clock=clock)
+
+    def run(n: int) -> None:
+        for k in range(n):
+            call_lasting(breaker, clock, every_bucket_duration(k))
+
+    assert growth(run) < SLACK
+    assert len(breaker.traffic()["latency"]) == BUCKET_COUNT
+
+
+# A breaker's whole footprint: its window (10 outcomes), locks, counters and a
+# histogram with every one of its 142 buckets in use (a few dozen is usual).
+BYTES_PER_BREAKER = 20 * 1024
+
+
+def test_memory_per_breaker_with_every_latency_bucket_in_use(clock):
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot().filter_traces(OURS)
+        breakers = [CircuitBreaker(f"b{i}", clock=clock) for i in range(100)]
+        for breaker in breakers:
+            for k in range(BUCKET_COUNT):
+                call_lasting(breaker, clock, every_bucket_duration(k))
+        gc.collect()
+        after = tracemalloc.take_snapshot().filter_traces(OURS)
+    finally:
+        tracemalloc.stop()
+    per_breaker = sum(s.size_diff for s in after.compare_to(before, "filename")) / 100
+    assert all(len(b.traffic()["latency"]) == BUCKET_COUNT for b in breakers)
+    print(f"{per_breaker:.0f} bytes per breaker with {BUCKET_COUNT} latency buckets in use")
+    assert per_breaker < BYTES_PER_BREAKER
