@@ -36,6 +36,7 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.pending: set[int] = set()
         self.pending_alerts: set[int] = set()
+        self.pending_traffic: set[int] = set()
         self.groups_joined: list[str] = []
         self.counts: dict[str, int] = {}
         self.flusher: asyncio.Task[None] | None = None
@@ -79,6 +80,9 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
                 self._mark(kind, (s["circuit_id"] for s in event["snapshots"]))
             elif kind in ("fleet.override", "fleet.config"):
                 self._mark(kind, [event["circuit_id"]])
+            elif kind == "fleet.traffic":
+                self.pending_traffic.update(event["circuits"])
+                self._count(kind)
 
     async def alerts_changed(self, event: dict[str, Any]) -> None:
         self.pending_alerts.update(a["id"] for a in event["alerts"])
@@ -96,7 +100,12 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
     async def _flush_later(self) -> None:
         await asyncio.sleep(COALESCE_SECONDS)
         ids, alert_ids, counts = sorted(self.pending), sorted(self.pending_alerts), self.counts
+        traffic = sorted(self.pending_traffic)
         self.pending, self.pending_alerts, self.counts, self.flusher = set(), set(), {}, None
+        self.pending_traffic = set()
+        if traffic:
+            # The circuits whose series have new points: a page showing one fetches them.
+            await self.send_json({"type": "traffic", "circuits": traffic})
         if ids:
             tiles = await database_sync_to_async(tiles_by_id)(ids)
             fleet_counts = {k: n for k, n in counts.items() if k.startswith("fleet.")}

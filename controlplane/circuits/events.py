@@ -104,7 +104,15 @@ class ConfigEvent(TypedDict):
     desired_version: int
 
 
-FleetEvent = TransitionsEvent | SnapshotsEvent | OverrideEvent | ConfigEvent
+class TrafficEvent(TypedDict):
+    """Traffic rows of these circuits grew (docs/traffic.md): their series have new
+    points."""
+
+    type: Literal["fleet.traffic"]
+    circuits: list[int]
+
+
+FleetEvent = TransitionsEvent | SnapshotsEvent | OverrideEvent | ConfigEvent | TrafficEvent
 DesiredStateEvent = OverrideEvent | ConfigEvent  # the kinds that move a desired version
 
 
@@ -131,6 +139,11 @@ def transition_item(
         "at": at,
         "reason": reason,
     }
+
+
+def traffic_event(circuit_ids: list[int]) -> TrafficEvent:
+    """The traffic of ``circuit_ids`` grew."""
+    return {"type": "fleet.traffic", "circuits": circuit_ids}
 
 
 def transitions_event(

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from breakers.config import wire_schema
+from controlplane.circuits import series
 from controlplane.circuits.choices import CircuitState, FleetState, OverrideEnd, OverrideState
 from controlplane.circuits.desired import override_wire
 from controlplane.circuits.fleet import live_cutoff, rate, state_counts, summary
@@ -373,3 +374,67 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "after",
         ]
         read_only_fields = fields
+
+
+def _from(fields: Any) -> Any:
+    """``start`` spelled ``from`` on the wire (a keyword in Python)."""
+    field = fields.pop("start")
+    fields["from"] = field
+    return fields
+
+
+class SeriesQuerySerializer(serializers.Serializer):
+    """The series API's query (docs/traffic.md)."""
+
+    metric = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(series.METRICS)),
+        min_length=1,
+        max_length=len(series.METRICS),
+        default=["calls"],
+    )
+    start = serializers.DateTimeField(required=False, help_text="default: to minus 1 hour")
+    to = serializers.DateTimeField(required=False, help_text="default: now")
+    step = serializers.IntegerField(
+        required=False,
+        min_value=series.MIN_STEP,
+        max_value=series.MAX_STEP,
+        help_text=f"seconds, a multiple of {series.MIN_STEP}; default: the smallest step "
+        f"giving at most {series.MAX_POINTS} points",
+    )
+
+    def get_fields(self) -> Any:
+        return _from(super().get_fields())
+
+
+class BandSerializer(serializers.Serializer):
+    """A period while at least one instance was not closed (Unix seconds)."""
+
+    start = serializers.IntegerField()
+    to = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=CircuitState.choices)
+
+    def get_fields(self) -> Any:
+        return _from(super().get_fields())
+
+
+class SeriesSerializer(serializers.Serializer):
+    """Figures per step: ``times`` (the steps' starts, Unix seconds) and one list of
+    values per metric (null: nothing reported in that step)."""
+
+    circuit = serializers.IntegerField(required=False)
+    service = serializers.IntegerField(required=False)
+    start = serializers.DateTimeField()
+    to = serializers.DateTimeField()
+    step = serializers.IntegerField()
+    times = serializers.ListField(child=serializers.IntegerField())
+    series = serializers.DictField(
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True))
+    )
+    units = serializers.DictField(child=serializers.CharField())
+    partial_from = serializers.IntegerField(
+        allow_null=True, help_text="steps from this one on may still grow"
+    )
+    bands = BandSerializer(many=True)
+
+    def get_fields(self) -> Any:
+        return _from(super().get_fields())

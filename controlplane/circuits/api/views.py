@@ -12,6 +12,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from controlplane.circuits import series
 from controlplane.circuits.api import filtersets
 from controlplane.circuits.api import serializers as s
 from controlplane.circuits.choices import CircuitState
@@ -40,6 +41,7 @@ class ServiceViewSet(ReadOnlyViewSet):
     action_permissions = {
         "list": ("circuits.view_service", None),
         "retrieve": ("circuits.view_service", None),
+        "series": ("circuits.view_circuit", None),
     }
 
     def get_queryset(self) -> QuerySet[Service]:
@@ -49,6 +51,38 @@ class ServiceViewSet(ReadOnlyViewSet):
                 "instances", filter=Q(instances__last_seen__gte=live_cutoff()), distinct=True
             ),
         ).order_by("name")
+
+    @extend_schema(
+        parameters=[s.SeriesQuerySerializer],
+        responses={200: s.SeriesSerializer, 400: core_schema.error("a bad parameter")},
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def series(self, request: Request, pk: str | None = None) -> Response:
+        """Traffic of all this service's circuits together, per step (docs/traffic.md)."""
+        service = get_object_or_404(Service, pk=self.kwargs["pk"])
+        self.check_object_permissions(request, service)
+        ids = list(Circuit.objects.filter(service=service).values_list("pk", flat=True))
+        return Response({"service": service.pk, **_series(request, ids, None)})
+
+
+def _series(request: Request, circuit_ids: list[int], circuit_id: int | None) -> dict[str, Any]:
+    """The series answer for ``circuit_ids`` (bands of ``circuit_id`` when given)."""
+    query = s.SeriesQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    data = query.validated_data
+    try:
+        w = series.window(data.get("from"), data.get("to"), data.get("step"))
+    except series.RangeError as exc:
+        raise ValidationError({exc.field: [exc.reason]}) from None
+    answer = series.read(circuit_ids, data["metric"], w)
+    return {
+        "from": w.start,
+        "to": w.end,
+        "step": w.step,
+        **answer,
+        "bands": series.bands(circuit_id, w) if circuit_id is not None else [],
+    }
 
 
 class CircuitViewSet(ReadOnlyViewSet):
@@ -61,6 +95,7 @@ class CircuitViewSet(ReadOnlyViewSet):
         "transitions": ("circuits.view_transition", None),
         "config": ("circuits.view_configversion", "circuits.edit_circuit_config"),
         "override": ("circuits.view_override", "circuits.override_circuit"),
+        "series": ("circuits.view_circuit", None),
     }
 
     def get_queryset(self) -> QuerySet[Circuit]:
@@ -110,6 +145,18 @@ class CircuitViewSet(ReadOnlyViewSet):
         if not filterset.is_valid():
             raise ValidationError(filterset.errors)
         return self._page(filterset.qs.order_by("-at", "-id"), s.TransitionSerializer)
+
+    @extend_schema(
+        parameters=[s.SeriesQuerySerializer],
+        responses={200: s.SeriesSerializer, 400: core_schema.error("a bad parameter")},
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def series(self, request: Request, pk: str | None = None) -> Response:
+        """This circuit's traffic per step, with the periods it was not closed
+        (docs/traffic.md)."""
+        circuit = self._circuit()
+        return Response({"circuit": circuit.pk, **_series(request, [circuit.pk], circuit.pk)})
 
     @extend_schema(methods=["GET"], responses=s.ConfigVersionSerializer(many=True), filters=False)
     @extend_schema(

@@ -15,11 +15,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from breakers.config import config_errors
+from breakers.latency import BUCKET_COUNT
 from breakers.wire import format_timestamp
 from controlplane.circuits.choices import NAME_MAX_LENGTH, NAME_RE, CircuitState, TransitionReason
 from controlplane.circuits.sync.wire import (
     FIELDS,
-    MAX_LATENCY_INDEX,
     PROTOCOL_VERSION,
     REPORT_SECONDS,
     Breaker,
@@ -30,7 +30,6 @@ from controlplane.core.errors import ApiError
 from controlplane.core.jsonlimits import depth_error
 
 MAX_ERRORS_REPORTED = 50
-BUCKET_COUNT = MAX_LATENCY_INDEX + 1
 # Control characters (NUL among them: PostgreSQL refuses it in text) and lone surrogates
 # (not encodable as UTF-8) are refused in every free-text field of a sync.
 UNPRINTABLE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")

@@ -380,11 +380,14 @@ class Store:
             accepted = [item for item in accepted if item.error is None]
             new = self._transitions(accepted, circuits, instances, now)
             rows, changed = self._snapshots(accepted, circuits, instances, now)
-            result.traffic = self._traffic(reports, circuits)
+            grown = self._traffic(reports, circuits)
+            result.traffic = len(grown)
             result.instances = len(instances)
             result.transitions_new = len(new)
             result.snapshots = len(rows)
             result.events = _events(accepted, circuits, instances, new, changed)
+            if grown:
+                result.events.append(events.traffic_event(sorted({c for c, _ in grown})))
             seen = {
                 (item.service_id, item.sync.instance.id): (
                     item.sync.instance.started_at,
@@ -610,17 +613,18 @@ class Store:
 
     def _traffic(
         self, reports: list[tuple[Item, Report]], circuits: Mapping[int, Mapping[str, int]]
-    ) -> int:
-        """Add the new reports to the traffic rows of their circuits and buckets."""
+    ) -> list[tuple[int, datetime]]:
+        """Add the new reports to the traffic rows of their circuits and buckets; the
+        (circuit id, bucket) of each row added to."""
         if not reports:
-            return 0
+            return []
         traffic: Traffic = {}
         for item, report in reports:
             add_up(traffic, report, circuits[item.service_id])
         wrap: Any = Jsonb if _postgresql() else json.dumps
         rows = [(*row[:-1], wrap(row[-1])) for row in reports_rows(traffic)]
         _upsert(_table(Traffic10s), _TRAFFIC_COLUMNS, _TRAFFIC_TAIL, rows)
-        return len(rows)
+        return [(row[0], row[1]) for row in rows]
 
     # 3. transitions
 
