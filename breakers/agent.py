@@ -539,7 +539,8 @@ class Agent:
         if self._sync_thread is not None:
             self._sync_thread.join(max(0.0, deadline - self._mono()))
         remaining = deadline - self._mono()
-        if remaining > 0 and (self._pending or self._stats["syncs_ok"] == 0):
+        self._cut()  # the calls since the last cut go out with the final flush
+        if remaining > 0 and (self._pending or self._reports or self._stats["syncs_ok"] == 0):
             self.flush(timeout=remaining)
         if self._watch_thread is not None:
             self._watch_http.close_from_other_thread()
