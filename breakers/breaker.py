@@ -3,9 +3,10 @@
 Hot path design: a closed breaker with no slow-call detection and no call listeners
 runs the protected call with no lock and one pair of clock reads (its duration for the
 latency histogram). The state is a plain attribute (``_fast`` is true only in
-CLOSED/FORCED_CLOSED when nothing else needs timing); a success appends to a bounded
-deque and bumps the ``itertools.count`` of its latency bucket (both atomic under the
-GIL; a bucket's counter is created under the lock the first time it is used).
+CLOSED/FORCED_CLOSED when neither slow-call detection nor a call listener needs the
+general path); a success appends to a bounded deque and bumps the ``itertools.count``
+of its latency bucket (both atomic under the GIL; a bucket's counter is created under
+the lock the first time it is used).
 Everything that needs consistency - failure accounting, threshold evaluation,
 transitions, half-open admission - takes the lock, which is never held while the
 protected function runs.
