@@ -539,7 +539,8 @@ class Agent:
         if self._sync_thread is not None:
             self._sync_thread.join(max(0.0, deadline - self._mono()))
         remaining = deadline - self._mono()
-        if remaining > 0 and (self._pending or self._stats["syncs_ok"] == 0):
+        self._cut()  # the calls since the last cut go out with the final flush
+        if remaining > 0 and (self._pending or self._reports or self._stats["syncs_ok"] == 0):
             self.flush(timeout=remaining)
         if self._watch_thread is not None:
             self._watch_http.close_from_other_thread()
@@ -858,10 +859,14 @@ class Agent:
             batch.append(report)
         return batch
 
-    def _forget_reports(self, through: int) -> None:
+    def _forget_reports(self, through: int) -> int:
+        """Forget the waiting reports up to ``through``; how many were forgotten."""
+        forgotten = 0
         with self._lock:
             while self._reports and self._reports[0].seq <= through:
                 self._reports.popleft()
+                forgotten += 1
+        return forgotten
 
     # -- one sync exchange -----------------------------------------------------------------
 
@@ -967,12 +972,15 @@ class Agent:
         if acked is not None and batch:
             # Never forget what was not sent in this request, whatever the server says.
             self._forget_through(min(acked, batch[-1].id))
+        reports_left = False
         if reports:
             # Stored through telemetry_through; a server that does not answer it does
             # not store telemetry: what it was sent is forgotten.
             through = desired.get("telemetry_through")
             highest = reports[-1].seq
-            self._forget_reports(highest if through is None else min(through, highest))
+            forgotten = self._forget_reports(highest if through is None else min(through, highest))
+            # A backlog (after an outage) drains in back-to-back syncs while they store it.
+            reports_left = forgotten == len(reports) and bool(self._reports)
         self._apply_desired(desired)
         interval = desired.get("poll_interval")
         if isinstance(interval, int | float) and not isinstance(interval, bool) and interval > 0:
@@ -981,7 +989,7 @@ class Agent:
             self._stats["syncs_ok"] += 1
             self._stats["last_sync_ok_at"] = self._wall()
             self._stats["last_error"] = None
-        if not round_over:
+        if not round_over or reports_left:
             return True
         return bool(more_waiting and batch and acked is not None and acked >= batch[-1].id)
 

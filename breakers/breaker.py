@@ -3,9 +3,10 @@
 Hot path design: a closed breaker with no slow-call detection and no call listeners
 runs the protected call with no lock and one pair of clock reads (its duration for the
 latency histogram). The state is a plain attribute (``_fast`` is true only in
-CLOSED/FORCED_CLOSED when nothing else needs timing); a success appends to a bounded
-deque and bumps the ``itertools.count`` of its latency bucket (both atomic under the
-GIL; a bucket's counter is created under the lock the first time it is used).
+CLOSED/FORCED_CLOSED when neither slow-call detection nor a call listener needs the
+general path); a success appends to a bounded deque and bumps the ``itertools.count``
+of its latency bucket (both atomic under the GIL; a bucket's counter is created under
+the lock the first time it is used).
 Everything that needs consistency - failure accounting, threshold evaluation,
 transitions, half-open admission - takes the lock, which is never held while the
 protected function runs.
@@ -66,8 +67,9 @@ _HALF_OPEN = CircuitState.HALF_OPEN
 _FORCED_OPEN = CircuitState.FORCED_OPEN
 _FORCED_CLOSED = CircuitState.FORCED_CLOSED
 _log = math.log
-#: A breaker's latency buckets: bucket index -> count (``itertools.count``).
-_Histogram = dict[int, "itertools.count[int]"]
+#: A breaker's latency buckets: bucket index -> count (``itertools.count``). The keys
+#: are ints; the fast paths look them up with floats of equal value (equal hashes).
+_Histogram = dict[float, "itertools.count[int]"]
 
 
 class Traffic(TypedDict):
@@ -512,9 +514,10 @@ class CircuitBreaker:
         if event:
             self._deliver()
 
-    def _new_bucket(self, histogram: _Histogram, index: int) -> None:
+    def _new_bucket(self, histogram: _Histogram, index: float) -> None:
         """Count one call in a latency bucket not used before (the caller's next() on
         it raised KeyError): created once, under the lock, whoever races for it."""
+        index = int(index)
         with self._lock:
             counter = histogram.get(index)
             if counter is None:
@@ -703,12 +706,13 @@ class CircuitBreaker:
                 raise
             duration = clock() - start
             window.append(0)  # SUCCESS, as a constant
-            # bucket_index(duration), inlined for the bounded buckets.
-            index = (
-                int(_log(duration) * INDEX_SCALE + INDEX_OFFSET)
-                if LATENCY_MIN <= duration < LATENCY_MAX
-                else bucket_index(duration)
-            )
+            if duration < LATENCY_MIN:
+                index: float = 0
+            elif duration < LATENCY_MAX:
+                # bucket_index(), inlined; a float key finds the int key of equal value.
+                index = (_log(duration) * INDEX_SCALE + INDEX_OFFSET) // 1
+            else:
+                index = bucket_index(duration)
             try:
                 next(self._ok[index])
             except KeyError:
@@ -777,11 +781,13 @@ class CircuitBreaker:
                 raise
             duration = clock() - start
             window.append(0)  # SUCCESS, as a constant
-            index = (
-                int(_log(duration) * INDEX_SCALE + INDEX_OFFSET)
-                if LATENCY_MIN <= duration < LATENCY_MAX
-                else bucket_index(duration)
-            )
+            if duration < LATENCY_MIN:
+                index: float = 0
+            elif duration < LATENCY_MAX:
+                # bucket_index(), inlined; a float key finds the int key of equal value.
+                index = (_log(duration) * INDEX_SCALE + INDEX_OFFSET) // 1
+            else:
+                index = bucket_index(duration)
             try:
                 next(self._ok[index])
             except KeyError:
@@ -857,11 +863,13 @@ class CircuitBreaker:
                         raise
                     duration = clock() - start
                     window.append(0)  # SUCCESS, as a constant
-                    index = (
-                        int(_log(duration) * INDEX_SCALE + INDEX_OFFSET)
-                        if LATENCY_MIN <= duration < LATENCY_MAX
-                        else bucket_index(duration)
-                    )
+                    if duration < LATENCY_MIN:
+                        index: float = 0
+                    elif duration < LATENCY_MAX:
+                        # bucket_index(), inlined; a float key finds the int key of equal value.
+                        index = (_log(duration) * INDEX_SCALE + INDEX_OFFSET) // 1
+                    else:
+                        index = bucket_index(duration)
                     try:
                         next(breaker._ok[index])
                     except KeyError:
@@ -889,11 +897,13 @@ class CircuitBreaker:
                     raise
                 duration = clock() - start
                 window.append(0)  # SUCCESS, as a constant
-                index = (
-                    int(_log(duration) * INDEX_SCALE + INDEX_OFFSET)
-                    if LATENCY_MIN <= duration < LATENCY_MAX
-                    else bucket_index(duration)
-                )
+                if duration < LATENCY_MIN:
+                    index: float = 0
+                elif duration < LATENCY_MAX:
+                    # bucket_index(), inlined; a float key finds the int key of equal value.
+                    index = (_log(duration) * INDEX_SCALE + INDEX_OFFSET) // 1
+                else:
+                    index = bucket_index(duration)
                 try:
                     next(breaker._ok[index])
                 except KeyError:
@@ -952,8 +962,8 @@ class CircuitBreaker:
         few calls apart (a call is counted in its counters and its bucket in turn).
         """
         # dict.copy() is one C call: a consistent set of buckets while others are added.
-        ok = [(i, count_value(c)) for i, c in self._ok.copy().items()]
-        errors = [(i, count_value(c)) for i, c in self._errors.copy().items()]
+        ok = [(int(i), count_value(c)) for i, c in self._ok.copy().items()]
+        errors = [(int(i), count_value(c)) for i, c in self._errors.copy().items()]
         latency = dict(ok)
         for i, n in errors:
             latency[i] = latency.get(i, 0) + n

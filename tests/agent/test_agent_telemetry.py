@@ -281,3 +281,39 @@ def test_seq_goes_on_across_stop_and_start_and_starts_at_1_in_a_new_process(plan
 def test_max_reports_is_validated(plane, registry):
     with pytest.raises(ValueError, match=r"^max_reports must be an integer"):
         Agent(plane.url, TOKEN, "checkout", registry=registry, max_reports=0)
+
+
+def test_stop_sends_the_calls_since_the_last_cut(plane, registry):
+    wall = WallClock(9_000_000.0)
+    breaker = registry.get_or_create("db")
+    agent = make_agent(plane, registry, watch=False, wall_clock=wall)
+    with agent:
+        assert plane.wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
+        syncs = len(plane.syncs())
+        for _ in range(3):
+            breaker.call(lambda: 1)
+    assert len(plane.syncs()) == syncs + 1  # the final flush
+    assert [(r["seq"], r["breakers"][0]["calls"]) for r in stored(plane)] == [(1, 3)]
+    assert agent.pending_reports == 0
+
+
+def test_a_backlog_drains_in_back_to_back_syncs(plane, registry):
+    wall = WallClock(10_000_000.0)
+    breakers = [registry.get_or_create(f"breaker-{i:03}") for i in range(40)]
+    plane.limits = {"body_bytes": 16 * 1024}
+    with make_agent(plane, registry, watch=False, wall_clock=wall) as agent:
+        assert plane.wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
+        plane.sync_behaviour = lambda req: (503, b'{"detail": "down"}')
+        for _ in range(6):
+            for b in breakers:
+                b.call(lambda: 1)
+            assert not agent.flush()
+        assert agent.pending_reports >= 6
+        plane.sync_behaviour = None
+        start = len(plane.syncs())
+        assert agent.flush()
+        assert agent.pending_reports == 0
+        syncs = plane.syncs()[start:]
+    assert len(syncs) > 1  # a quarter of 16 KiB per sync: several syncs
+    assert all(len(req.body) <= 16 * 1024 for req in syncs)
+    assert sum(b["calls"] for r in stored(plane) for b in r["breakers"]) == 6 * 40

@@ -11,6 +11,8 @@ from collections import Counter
 
 import pytest
 from breaker_helpers import Boom, FakeClock, fail, ok, trip
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from breakers import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 from breakers.latency import bucket_index
@@ -277,3 +279,31 @@ def test_a_slow_probe_is_measured_like_any_call():
     breaker.call(slow)
     assert breaker.traffic()["latency"] == {0: 1, bucket_index(0.75): 1}
     assert breaker.traffic()["slow_calls"] == 1
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seconds=st.floats(min_value=0.0, max_value=1e4, allow_nan=False))
+def test_each_path_counts_a_call_in_the_bucket_of_its_duration(seconds):
+    clock = FakeClock(0.0)
+
+    def lasting() -> str:
+        clock.advance(seconds)
+        return "ok"
+
+    async def alasting() -> str:
+        clock.advance(seconds)
+        return "ok"
+
+    breaker = CircuitBreaker("any", CircuitBreakerConfig(**NEVER_TRIPS), clock=clock)
+    decorated, adecorated = breaker(lasting), breaker(alasting)
+    for run in (lambda: breaker.call(lasting), decorated):
+        clock.now = 0.0
+        run()
+
+    async def both() -> None:
+        for run in (lambda: breaker.call_async(alasting), adecorated):
+            clock.now = 0.0
+            await run()
+
+    asyncio.run(both())
+    assert breaker.traffic()["latency"] == {bucket_index(seconds): 4}
