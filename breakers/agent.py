@@ -67,7 +67,10 @@ REFUSED_BREAKER_SECONDS = 600.0
 # is at most MAX_REPORT_BYTES (a quarter of a sync's body when that is less): a process
 # whose breakers grew more than that in one bucket sends several reports for it.
 TELEMETRY_BUCKET_SECONDS = wire.TELEMETRY_BUCKET_SECONDS
-MAX_WAITING_REPORTS = 64
+MAX_WAITING_REPORTS = 60
+# More waiting reports than the server remembers past its watermark (63) could have
+# one stored twice or never: the bound of ``max_reports``.
+MAX_REPORTS_BOUND = 62
 MAX_REPORT_BYTES = 64 * 1024
 # The items of a sync a 400 names: "transitions[3].at", "breakers[0].name".
 _REFUSED_ITEM = re.compile(r"^(transitions|breakers|telemetry)\[(\d+)\]")
@@ -354,7 +357,7 @@ class Agent:
         self.watch_timeout = _check_float("watch_timeout", watch_timeout, 0.0, 600.0, low_open=True)
         self.coalesce = _check_float("coalesce", coalesce, 0.0, 10.0)
         self.buffer_size = _check_int("buffer_size", buffer_size, 1, 10_000_000)
-        self.max_reports = _check_int("max_reports", max_reports, 1, 100_000)
+        self.max_reports = _check_int("max_reports", max_reports, 1, MAX_REPORTS_BOUND)
         self.backoff_initial = _check_float(
             "backoff_initial", backoff_initial, 0.0, 3600.0, low_open=True
         )
