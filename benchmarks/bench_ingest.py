@@ -14,13 +14,15 @@ What it does, all on this machine:
 3. Registration phase: every simulated instance sends its first sync (all breakers, each
    with the config object the real agent sends).
 4. Steady phase, the payload mix of a fleet: counters grow on every sync; 70% of syncs
-   carry no transition, 25% one, 5% five (each flips the breaker's reported state).
+   carry no transition, 25% one, 5% five (each flips the breaker's reported state);
+   each carries one telemetry report (docs/traffic.md) with every breaker's growth and
+   eight latency buckets (``--no-telemetry``: none).
    ``saturation``: ``--concurrency`` keep-alive connections send back to back.
    ``offered``: every instance syncs every ``--interval`` seconds on its own connection,
    at a fixed phase; latency counts from the scheduled moment (no coordinated omission).
 5. The reference, in the same run: plain psycopg, one transaction per sync, writing the
-   same rows (instance lock, snapshot upsert, transition insert, instance update) from
-   ``--concurrency`` connections.
+   same rows (instance lock, snapshot upsert, transition insert, traffic upsert,
+   instance update) from ``--concurrency`` connections.
 
 Prints syncs/s, p50/p95/p99 latency, errors (non-200 answers, or an ``acked_through``
 below the transitions sent), and CPU per sync: the server's processes and the
@@ -50,6 +52,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psycopg
+from psycopg.types.json import Jsonb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -183,6 +186,10 @@ class SimInstance:
     calls: list[int] = field(default_factory=list)
     next_tid: int = 1
     syncs: int = 0
+    # Telemetry reports (docs/traffic.md): one per steady sync, as an agent whose last
+    # report was acknowledged sends.
+    telemetry: bool = True
+    report_seq: int = 0
 
     def __post_init__(self) -> None:
         self.states = ["closed"] * self.breakers
@@ -218,9 +225,32 @@ class SimInstance:
                     }
                 )
                 self.next_tid += 1
+            grown = [rng.randrange(1, 50) for _ in range(self.breakers)]
             for b in range(self.breakers):
-                self.calls[b] += rng.randrange(1, 50)
+                self.calls[b] += grown[b]
         self.syncs += 1
+        reports: list[dict[str, Any]] = []
+        if steady and self.telemetry:
+            self.report_seq += 1
+            reports.append(
+                {
+                    "seq": self.report_seq,
+                    "bucket": int(time.time()) // 10 * 10,
+                    "breakers": [
+                        {
+                            "name": f"dep_{b}",
+                            "calls": grown[b],
+                            "successes": grown[b] - grown[b] // 10,
+                            "failures": grown[b] // 10,
+                            # Latencies around 5-50 ms: eight buckets of the library's.
+                            "latency": [
+                                [60 + k, grown[b] // 8 + (k < grown[b] % 8)] for k in range(8)
+                            ],
+                        }
+                        for b in range(self.breakers)
+                    ],
+                }
+            )
         body = {
             "protocol": 1,
             "service": "bench",
@@ -253,6 +283,8 @@ class SimInstance:
             "transitions": transitions,
             "dropped_transitions": 0,
         }
+        if reports:
+            body["telemetry"] = reports
         return orjson.dumps(body), (transitions[-1]["id"] if transitions else 0)
 
 
@@ -418,6 +450,19 @@ ON CONFLICT (instance_id, circuit_id) DO UPDATE SET state = EXCLUDED.state,
     updated_at = EXCLUDED.updated_at
 """
 
+# A report's traffic added to its circuits' rows (the same statement as the server's).
+_REF_TRAFFIC = """
+INSERT INTO circuits_traffic10s AS x (circuit_id, bucket, calls, successes, failures,
+    slow_calls, rejected, fallbacks, latency)
+SELECT c, to_timestamp(%s), ca, su, fa, 0, 0, 0, l
+FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::jsonb[])
+    AS t(c, ca, su, fa, l)
+ORDER BY c
+ON CONFLICT (circuit_id, bucket) DO UPDATE SET calls = x.calls + EXCLUDED.calls,
+    successes = x.successes + EXCLUDED.successes, failures = x.failures + EXCLUDED.failures,
+    latency = switchyard_latency_add(x.latency, EXCLUDED.latency)
+"""
+
 _REF_TRANSITIONS = """
 INSERT INTO circuits_transition (instance_id, circuit_id, generation, seq, from_state,
     to_state, at, reason, failure_rate, calls, failures, config_version, received_at)
@@ -464,8 +509,10 @@ async def reference_registration(
                     await conn.execute(
                         "INSERT INTO circuits_instance (service_id, instance_id, hostname, pid, "
                         "library_version, started_at, generation, restarts, acked_through, "
-                        "dropped_transitions, first_seen, last_seen) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, 0, 0, 0, 0, now(), now()) RETURNING id",
+                        "dropped_transitions, dropped_reports, telemetry_through, "
+                        "telemetry_seen, first_seen, last_seen) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, 0, 0, 0, 0, 0, 0, 0, now(), now()) "
+                        "RETURNING id",
                         [
                             service_id,
                             info["id"],
@@ -575,10 +622,26 @@ async def reference(
                             [x["config_version"] for x in t],
                         ],
                     )
+                through = 0
+                for report in data.get("telemetry", ()):
+                    g = report["breakers"]
+                    await conn.execute(
+                        _REF_TRAFFIC,
+                        [
+                            report["bucket"],
+                            [circuits[x["name"]] for x in g],
+                            [x["calls"] for x in g],
+                            [x["successes"] for x in g],
+                            [x["failures"] for x in g],
+                            [Jsonb({str(i): n for i, n in x["latency"]}) for x in g],
+                        ],
+                    )
+                    through = max(through, report["seq"])
                 await conn.execute(
                     "UPDATE circuits_instance SET last_seen = now(), "
-                    "acked_through = GREATEST(acked_through, %s) WHERE id = %s",
-                    [sent_max, pk],
+                    "acked_through = GREATEST(acked_through, %s), "
+                    "telemetry_through = GREATEST(telemetry_through, %s) WHERE id = %s",
+                    [sent_max, through, pk],
                 )
             tally.record(time.perf_counter() - t0, 200, b"{}", 0)
             todo.append(inst)
@@ -688,7 +751,10 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         service_id, _, token = prepare(database_url, server_root)
         config = default_config()
-        fleet = [SimInstance(i, args.breakers, config) for i in range(args.instances)]
+        fleet = [
+            SimInstance(i, args.breakers, config, telemetry=args.telemetry)
+            for i in range(args.instances)
+        ]
         port = free_port()
         proc = start_server(server_root, database_url, redis_url, args.workers, port)
         server = CpuMeter(lambda: process_tree(proc.pid))
@@ -786,6 +852,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before saturation")
     parser.add_argument("--no-reference", dest="reference", action="store_false")
+    parser.add_argument(
+        "--no-telemetry",
+        dest="telemetry",
+        action="store_false",
+        help="steady syncs without telemetry reports (both sides)",
+    )
     parser.add_argument(
         "--reference-concurrency",
         type=int,
