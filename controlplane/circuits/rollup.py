@@ -129,7 +129,10 @@ def _run(
         window_end = min(at + level.chunk, end)
         with transaction.atomic(using=using):
             with connections[using].cursor() as cursor:
-                cursor.execute(sql, [_param(at, using), _param(window_end, using)])
+                bounds = [_param(at, using), _param(window_end, using)]
+                if connections[using].vendor == "postgresql":
+                    bounds = bounds * 2  # the counters' and the histograms' subqueries
+                cursor.execute(sql, bounds)
                 rows += max(cursor.rowcount, 0)
             if through is None or window_end > through:
                 through = window_end
@@ -152,6 +155,7 @@ def _statement(level: Level, vendor: str) -> str:
     target = quote(level.target._meta.db_table)
     columns = ", ".join(("circuit_id", "bucket", *COUNTERS, "latency"))
     sums = ", ".join(f"sum({c})" for c in COUNTERS)
+    named_sums = ", ".join(f"sum({c}) AS {c}" for c in COUNTERS)
     if vendor == "postgresql":
         bucket = f"date_trunc('{level.unit}', bucket, 'UTC')"
         where = "bucket >= %s AND bucket < %s"
@@ -161,11 +165,27 @@ def _statement(level: Level, vendor: str) -> str:
         where = "datetime(bucket) >= %s AND datetime(bucket) < %s"
     updates = ", ".join(f"{c} = excluded.{c}" for c in (*COUNTERS, "latency"))
     changed = " OR ".join(f"{target}.{c} <> excluded.{c}" for c in (*COUNTERS, "latency"))
+    conflict = f" ON CONFLICT (circuit_id, bucket) DO UPDATE SET {updates} WHERE {changed}"
+    if vendor == "postgresql":
+        # The histograms expanded to (key, count) rows and summed by one hash aggregate
+        # (built-in functions only): several times faster than folding jsonb values
+        # with switchyard_latency_sum row by row. The window's bounds come twice.
+        return (
+            f"INSERT INTO {target} ({columns})"
+            f" SELECT c.circuit_id, c.b, {', '.join(f'c.{n}' for n in COUNTERS)},"
+            " COALESCE(h.latency, '{}')"
+            f" FROM (SELECT circuit_id, {bucket} AS b, {named_sums} FROM {source}"
+            f" WHERE {where} GROUP BY 1, 2) AS c"
+            " LEFT JOIN (SELECT circuit_id, b, jsonb_object_agg(k, n) AS latency"
+            f" FROM (SELECT circuit_id, {bucket} AS b, e.key AS k, sum(e.value::bigint) AS n"
+            f" FROM {source}, jsonb_each_text(latency) AS e WHERE {where} GROUP BY 1, 2, 3)"
+            " AS x GROUP BY 1, 2) AS h ON h.circuit_id = c.circuit_id AND h.b = c.b"
+            f"{conflict}"
+        )
     return (
         f"INSERT INTO {target} ({columns})"
         f" SELECT circuit_id, {bucket}, {sums}, switchyard_latency_sum(latency)"
-        f" FROM {source} WHERE {where} GROUP BY 1, 2"
-        f" ON CONFLICT (circuit_id, bucket) DO UPDATE SET {updates} WHERE {changed}"
+        f" FROM {source} WHERE {where} GROUP BY 1, 2{conflict}"
     )
 
 
