@@ -18,10 +18,13 @@ MAX_SPEED = 100.0
 
 @dataclass(frozen=True, slots=True)
 class Dependency:
-    """A downstream call of a service; ``phases`` are (seconds, failure rate) pairs."""
+    """A downstream call of a service; ``phases`` are (seconds, failure rate) pairs,
+    ``latency`` the median seconds a call takes (a failed one takes twice as long, as a
+    struggling dependency does)."""
 
     name: str
     phases: tuple[tuple[float, float], ...]
+    latency: float = 0.01
 
     @property
     def period(self) -> float:
@@ -44,16 +47,16 @@ class Dependency:
 # 45 s; search's index fails hard at two minutes; recommendations flap all along.
 SERVICES: dict[str, tuple[Dependency, ...]] = {
     "checkout": (
-        Dependency("payments", ((20, 0.02), (60, 0.95), (100, 0.02))),
-        Dependency("inventory", ((90, 0.01), (25, 0.6), (65, 0.01))),
+        Dependency("payments", ((20, 0.02), (60, 0.95), (100, 0.02)), latency=0.03),
+        Dependency("inventory", ((90, 0.01), (25, 0.6), (65, 0.01)), latency=0.008),
     ),
     "payments": (
-        Dependency("card_network", ((45, 0.02), (40, 0.8), (95, 0.02))),
-        Dependency("fraud_check", ((180, 0.03),)),
+        Dependency("card_network", ((45, 0.02), (40, 0.8), (95, 0.02)), latency=0.02),
+        Dependency("fraud_check", ((180, 0.03),), latency=0.01),
     ),
     "search": (
-        Dependency("index", ((120, 0.01), (30, 1.0), (30, 0.01))),
-        Dependency("recommendations", ((60, 0.1), (40, 0.45), (80, 0.1))),
+        Dependency("index", ((120, 0.01), (30, 1.0), (30, 0.01)), latency=0.004),
+        Dependency("recommendations", ((60, 0.1), (40, 0.45), (80, 0.1)), latency=0.015),
     ),
 }
 

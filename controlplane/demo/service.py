@@ -41,7 +41,11 @@ class FlakyDependency:
 
     def __call__(self) -> str:
         rate = self.spec.failure_rate(time.monotonic() - self.started, self.speed)
-        if self.rng.random() < rate:
+        failed = self.rng.random() < rate
+        # A lognormal latency around the dependency's median (about 0.6x to 1.6x of it
+        # for two calls in three), twice as long for a failure.
+        time.sleep(self.spec.latency * (2.0 if failed else 1.0) * self.rng.lognormvariate(0, 0.5))
+        if failed:
             raise DependencyDown(f"{self.spec.name} failed")
         return "ok"
 
@@ -88,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo {args.service}: calling {', '.join(s.name for s in SERVICES[args.service])}",
           flush=True)  # fmt: skip
     tick = 1.0 / CALLS_PER_SECOND
+    due = time.monotonic()
     try:
-        while not stop.wait(tick):
+        # On a fixed schedule, so the calls' own latency does not slow the rate.
+        while not stop.wait(max(0.0, due - time.monotonic())):
+            due = max(due + tick, time.monotonic() - tick)
             for breaker, dependency in calls:
                 breaker.call(dependency, fallback)
     finally:
