@@ -285,6 +285,8 @@ SWITCHYARD_EVENTS_PAUSE_SECONDS = envint(
     "SWITCHYARD_EVENTS_PAUSE_SECONDS", 5, minimum=1, maximum=3600
 )
 if REDIS_URL:
+    from channels_redis.core import RedisChannelLayer
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -293,7 +295,11 @@ if REDIS_URL:
                     {
                         "address": REDIS_URL,
                         "socket_connect_timeout": _REDIS_TIMEOUT,
-                        "socket_timeout": _REDIS_TIMEOUT,
+                        # A socket's receive waits in BRPOP up to channels_redis's
+                        # brpop_timeout (5 s) for a message: reads may take that long
+                        # and then the usual timeout, or every idle socket would drop.
+                        # Publishing is bounded apart (controlplane/core/live.py).
+                        "socket_timeout": RedisChannelLayer.brpop_timeout + _REDIS_TIMEOUT,
                     }
                 ],
                 "prefix": SWITCHYARD_REDIS_PREFIX,
