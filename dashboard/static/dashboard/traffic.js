@@ -47,6 +47,18 @@
     var ms = v * 1000;
     return (ms >= 10 || ms === 0 ? ms.toFixed(0) : ms.toFixed(1)) + " ms";
   }
+  // Times are UTC: "14:05" within a day, "12-01 14:00" across days.
+  function clock(ts) { return new Date(ts * 1000).toISOString().slice(11, 19); }
+  function stamp(ts) { return new Date(ts * 1000).toISOString().slice(0, 19).replace("T", " "); }
+  function timeTicks(u, splits, axis, space, incr) {
+    var days = view && view.range.seconds > 86400;
+    return splits.map(function (ts) {
+      var s = new Date(ts * 1000).toISOString();
+      var hm = incr < 60 ? s.slice(11, 19) : s.slice(11, 16);
+      if (incr >= 86400) return s.slice(5, 10);
+      return days ? s.slice(5, 10) + " " + hm : hm;
+    });
+  }
   function ticks(fmt) {
     return function (u, values) { return values.map(function (v) { return fmt(v); }); };
   }
@@ -146,10 +158,11 @@
           },
         },
         axes: [
-          { label: last ? "time (UTC)" : null, labelSize: last ? 20 : 0, size: 34 },
+          { label: last ? "time (UTC)" : null, labelSize: last ? 20 : 0, size: 30, values: timeTicks,
+            space: function () { return view && view.range.seconds > 86400 ? 110 : 60; } },
           { label: c.unit, values: ticks(c.fmt), size: 70 },
         ],
-        series: [{ label: "time (UTC)" }].concat(c.series.map(function (s) {
+        series: [{ label: "UTC", value: function (u, v) { return v == null ? "-" : stamp(v); } }].concat(c.series.map(function (s) {
           return {
             label: s.label,
             stroke: s.stroke,
@@ -181,7 +194,6 @@
     for (var i = view.times.length - 1; i >= 0; i--) if (view.series.calls[i] != null) return i;
     return -1;
   }
-  function clock(ts) { return new Date(ts * 1000).toISOString().slice(11, 19); }
 
   function render() {
     var calls = view.series.calls;
@@ -198,9 +210,9 @@
       calls: view.series.calls[at], failure: view.series.failure_rate[at], p99: view.series.p99[at],
     };
     summary.textContent = latest
-      ? "Latest (" + clock(view.times[at]) + " UTC, " + view.range.step + " s step): " +
-        fmtRate(latest.calls) + " calls, " + fmtPct(latest.failure) + " failed, p99 " +
-        fmtSeconds(latest.p99) + "."
+      ? "Latest step (" + clock(view.times[at]) + " UTC, " + view.range.step + " s): " +
+        fmtRate(latest.calls).replace("/s", " calls/s") + ", " + fmtPct(latest.failure) +
+        " failed, p99 " + fmtSeconds(latest.p99) + "."
       : "No traffic in the last " + view.range.label + ".";
     plots.forEach(function (p) {
       var points = nonNull(view.series[p.chart.series[0].metric]);
