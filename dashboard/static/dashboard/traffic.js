@@ -23,7 +23,7 @@
   var chartsBox = root.querySelector(".traffic-charts");
   var stats = (window.switchyardTraffic = {
     fetches: 0, appends: 0, failures: 0, liveMessages: 0, timerFetches: 0,
-    range: null, steps: 0, points: {},
+    range: null, steps: 0, lastTime: null, bands: 0, points: {},
   });
 
   var css = window.getComputedStyle(document.documentElement);
@@ -205,6 +205,8 @@
     if (label) label.textContent = view.range.label;
     stats.range = view.range.key;
     stats.steps = view.times.length;
+    stats.lastTime = view.times.length ? view.times[view.times.length - 1] : null;
+    stats.bands = view.bands.length;
     var at = latestIndex();
     var latest = at < 0 ? null : {
       calls: view.series.calls[at], failure: view.series.failure_rate[at], p99: view.series.p99[at],
