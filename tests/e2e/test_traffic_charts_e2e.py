@@ -97,7 +97,10 @@ def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
 
     def sync(reports: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         body = sync_body(
-            breakers=[{"name": "payments", "calls": 1000, "rejected": 40}],
+            breakers=[
+                {"name": "payments", "calls": 1000, "rejected": 40},
+                {"name": "inventory"},  # reports no traffic
+            ],
             telemetry=reports,
             dropped_reports=0,
             **extra,
@@ -146,6 +149,11 @@ def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
     stats = page.evaluate("window.switchyardTraffic")
     assert stats["bands"] >= 1, stats
     assert page.locator(".traffic-chart canvas").count() == 4
+    # One cursor across the four charts: hovering one moves the others' legends.
+    page.hover('[data-chart="calls"] .u-over')
+    hovered = page.inner_text('[data-chart="rejected"] .u-legend .u-series:first-child .u-value')
+    assert hovered.startswith(datetime.now(UTC).strftime("%Y-")), hovered
+    page.mouse.move(0, 0)
     shot(page, "traffic-01-15min")
 
     # 7 d: hour steps, switched in place, kept in the URL.
@@ -192,3 +200,12 @@ def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
     first_from = datetime.fromisoformat(appended[0]["from"][0].replace("Z", "+00:00"))
     assert first_from.timestamp() >= last_shown, (appended[0], last_shown)
     shot(page, "traffic-03-15min-live")
+
+    # A circuit without traffic says so instead of drawing empty charts.
+    inventory = Circuit.objects.get(name="inventory")
+    page.goto(f"{server.url}/circuits/{inventory.pk}/")
+    page.wait_for_selector(".traffic-empty:not([hidden])", timeout=10_000)
+    assert page.is_hidden(".traffic-charts")
+    assert page.inner_text(".traffic-summary") == "No traffic in the last 1 h."
+    assert page.get_attribute('button[data-range="1h"]', "aria-pressed") == "true"
+    shot(page, "traffic-04-no-traffic")

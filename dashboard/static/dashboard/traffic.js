@@ -231,7 +231,7 @@
     });
   }
 
-  function iso(ts) { return new Date(ts * 1000).toISOString().replace(".000Z", "Z"); }
+  function iso(ts) { return new Date(Math.floor(ts) * 1000).toISOString().replace(".000Z", "Z"); }
   function seconds(value) { return Date.parse(value) / 1000; }
 
   function request(range, from, to) {
