@@ -177,8 +177,10 @@ def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
     lowest = hours[start] / min(3600, time.time() - start)
     highest = hours[start] / min(3600, clicked - start)
     summary = page.inner_text(".traffic-summary")
-    shown_rate = float(re.search(r"([0-9.]+) calls/s", summary).group(1))  # type: ignore[union-attr]
-    assert round(lowest, 2) - 0.01 <= shown_rate <= round(highest, 2) + 0.01, summary
+    figure = re.search(r"([0-9]+\.([0-9]+)) calls/s", summary)
+    assert figure, summary
+    rounding = 0.5 * 10 ** -len(figure.group(2))  # the figure is rounded to its decimals
+    assert lowest - rounding <= float(figure.group(1)) <= highest + rounding, summary
     assert "(" + datetime.fromtimestamp(start, UTC).strftime("%H:%M:%S") in summary, summary
     shot(page, "traffic-02-7d")
 
