@@ -202,13 +202,15 @@ def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
     page.wait_for_selector('[data-chart="calls"][data-points="7"]', timeout=30_000)
     assert page.evaluate("window.__sameDocument") is True
     assert f"{LIVE_CALLS / 10:.1f} calls/s" in page.inner_text(".traffic-summary")
+    # The socket's "traffic" message named this circuit.
+    page.wait_for_function(f"window.switchyardTraffic.liveMessages > {shown['liveMessages']}")
     after = page.evaluate("window.switchyardTraffic")
     assert after["appends"] > shown["appends"], after
-    # Only the new steps were asked for: from the last step shown on.
+    # Only the new steps were asked for: from the last ones shown on (30 s back).
     appended = [parse_qs(urlparse(u).query) for u in series_requests[before:]]
     assert appended and all(q["step"] == ["10"] for q in appended)
     first_from = datetime.fromisoformat(appended[0]["from"][0].replace("Z", "+00:00"))
-    assert first_from.timestamp() >= last_shown, (appended[0], last_shown)
+    assert first_from.timestamp() >= last_shown - 30, (appended[0], last_shown)
     shot(page, "traffic-03-15min-live")
 
     # A circuit without traffic says so instead of drawing empty charts.

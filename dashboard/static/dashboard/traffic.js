@@ -5,7 +5,8 @@
 // The range (?range=15m|1h|6h|24h|7d) lives in the URL. New points arrive without a
 // reload: a "traffic" message of the dashboard's socket (shared with live.js through
 // the "switchyard:message" event) naming this circuit fetches the steps from the last
-// one shown and appends them; while the socket is closed, the same happens every 10 s.
+// ones shown on (30 s back, for late reports) and merges them; while the socket is
+// closed, the same happens every 10 s.
 (function () {
   "use strict";
   var root = document.querySelector("[data-traffic]");
@@ -14,6 +15,7 @@
 
   var METRICS = ["calls", "failure_rate", "p50", "p90", "p99", "rejected"];
   var CLOSED_SOCKET_REFRESH_MS = 10000;
+  var LATE_SECONDS = 30;
   var HEIGHT = 150;
   var circuitId = Number(root.getAttribute("data-circuit-id"));
   var seriesUrl = root.getAttribute("data-series-url");
@@ -290,7 +292,11 @@
     var range = view.range;
     var now = Date.now() / 1000;
     var last = view.times.length ? view.times[view.times.length - 1] : null;
-    var from = last !== null ? last : Math.floor((now - range.seconds) / range.step) * range.step;
+    // A report reaches the server up to seconds after its bucket ended (at the agent's
+    // next sync), and each instance's separately: the last steps shown are read again.
+    var from = last !== null
+      ? last - Math.ceil(LATE_SECONDS / range.step) * range.step
+      : Math.floor((now - range.seconds) / range.step) * range.step;
     stats.fetches++;
     if (last !== null) stats.appends++;
     request(range, from, now)
