@@ -61,21 +61,31 @@
       return days ? s.slice(5, 10) + " " + hm : hm;
     });
   }
-  function ticks(fmt) {
-    return function (u, values) { return values.map(function (v) { return fmt(v); }); };
+  // Axis ticks carry as many decimals as their spacing needs ("0.005/s", "0.010/s").
+  function decimals(incr) { return Math.max(0, Math.min(6, -Math.floor(Math.log10(incr) + 1e-9))); }
+  function ticks(unit, scale) {
+    return function (u, values, axis, space, incr) {
+      var d = decimals(incr * scale);
+      return values.map(function (v) { return (v * scale).toFixed(d) + unit; });
+    };
+  }
+  function latencyTicks(u, values, axis, space, incr) {
+    var top = values.length ? values[values.length - 1] : 0;
+    var unit = top >= 1 ? ticks(" s", 1) : ticks(" ms", 1000);
+    return unit(u, values, axis, space, incr);
   }
 
   var CHARTS = [
     {
-      key: "calls", name: "Calls per second", unit: "calls/s", fmt: fmtRate,
+      key: "calls", name: "Calls per second", unit: "calls/s", fmt: fmtRate, ticks: ticks("/s", 1),
       series: [{ metric: "calls", label: "calls/s", stroke: cssVar("--forced_closed", "#1565c0") }],
     },
     {
-      key: "failure_rate", name: "Failure rate", unit: "% failed", fmt: fmtPct,
+      key: "failure_rate", name: "Failure rate", unit: "% failed", fmt: fmtPct, ticks: ticks("%", 1),
       series: [{ metric: "failure_rate", label: "failure %", stroke: cssVar("--open", "#c62828") }],
     },
     {
-      key: "latency", name: "Latency", unit: "latency", fmt: fmtSeconds,
+      key: "latency", name: "Latency", unit: "latency", fmt: fmtSeconds, ticks: latencyTicks,
       series: [
         { metric: "p50", label: "p50", stroke: cssVar("--closed", "#1a7f37") },
         { metric: "p90", label: "p90", stroke: cssVar("--half_open", "#b7791f") },
@@ -83,7 +93,7 @@
       ],
     },
     {
-      key: "rejected", name: "Rejected calls per second", unit: "rejected/s", fmt: fmtRate,
+      key: "rejected", name: "Rejected calls per second", unit: "rejected/s", fmt: fmtRate, ticks: ticks("/s", 1),
       series: [{ metric: "rejected", label: "rejected/s", stroke: cssVar("--forced_open", "#6a1b9a") }],
     },
   ];
@@ -162,7 +172,7 @@
         axes: [
           { label: last ? "time (UTC)" : null, labelSize: last ? 20 : 0, size: 30, values: timeTicks,
             space: function () { return view && view.range.seconds > 86400 ? 110 : 60; } },
-          { label: c.unit, values: ticks(c.fmt), size: 70 },
+          { label: c.unit, values: c.ticks, size: 74 },
         ],
         series: [{ label: "UTC", value: function (u, v) { return v == null ? "-" : stamp(v); } }].concat(c.series.map(function (s) {
           return {
