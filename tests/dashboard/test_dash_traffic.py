@@ -42,7 +42,7 @@ def test_traffic_section_carries_the_circuit_and_the_series_url(
             traffic,
         ), key
     assert 'aria-live="polite"' in traffic  # the text summary
-    assert "No traffic in the last" in traffic  # the empty state, hidden until known
+    assert "Nothing to draw" in traffic  # the empty state, hidden until known
 
 
 def test_range_buttons_are_real_buttons_one_pressed_and_follow_the_query(
