@@ -221,3 +221,39 @@ def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
     assert page.inner_text(".traffic-summary") == "No traffic in the last 1 h."
     assert page.get_attribute('button[data-range="1h"]', "aria-pressed") == "true"
     shot(page, "traffic-04-no-traffic")
+
+
+def test_while_the_socket_is_closed_the_charts_catch_up_every_10_s(
+    server: ControlPlaneProcess, browser: Any, viewer: User, sync_body: Any
+) -> None:
+    service = Service.objects.create(name="checkout")
+    token = create_agent_token(service)[1]
+    seq = iter(range(1, 100))
+
+    def sync(bucket: int) -> None:
+        body = sync_body(
+            breakers=[{"name": "payments"}],
+            telemetry=[report(next(seq), bucket, CALLS)],
+            dropped_reports=0,
+        )
+        status, answer = server.request("POST", "/api/v1/agent/sync", body, token=token)
+        assert status == 200, answer
+
+    now = int(time.time()) // 10 * 10
+    sync(now - 40)
+    circuit = Circuit.objects.get(name="payments")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    login(page, server.url, "vera", "vera-pw-123!")
+    # The dashboard's socket is refused from here on: the page stays "reconnecting".
+    page.route_web_socket("**/ws/dashboard/", lambda ws: ws.close())
+    page.goto(f"{server.url}/circuits/{circuit.pk}/?range=15m")
+    page.wait_for_selector('[data-chart="calls"][data-points="1"]', timeout=10_000)
+    assert page.get_attribute("#live-status", "data-live") == "off"
+    page.evaluate("window.__sameDocument = true")
+
+    sync(now - 30)
+    page.wait_for_selector('[data-chart="calls"][data-points="2"]', timeout=25_000)
+    stats = page.evaluate("window.switchyardTraffic")
+    assert stats["timerFetches"] >= 1 and stats["liveMessages"] == 0, stats
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.evaluate("window.switchyardLive.connects") == 0
