@@ -77,3 +77,27 @@ def failure_rate_chart(
         "start": start,
         "end": now,
     }
+
+
+# The traffic charts' ranges: key (the ``?range=`` value), button label, seconds shown
+# and the step asked of the series API (at most 360 points in every range).
+TRAFFIC_RANGES: tuple[tuple[str, str, int, int], ...] = (
+    ("15m", "15 min", 15 * 60, 10),
+    ("1h", "1 h", 3600, 10),
+    ("6h", "6 h", 6 * 3600, 60),
+    ("24h", "24 h", 24 * 3600, 300),
+    ("7d", "7 d", 7 * 86400, 3600),
+)
+DEFAULT_TRAFFIC_RANGE = "1h"
+
+
+def traffic_range(value: str | None) -> dict[str, Any]:
+    """The range of ``?range=`` (an unknown value falls back to the default) and the
+    buttons, the chosen one pressed."""
+    keys = [key for key, *_ in TRAFFIC_RANGES]
+    chosen = value if value in keys else DEFAULT_TRAFFIC_RANGE
+    ranges = [
+        {"key": key, "label": label, "seconds": seconds, "step": step, "pressed": key == chosen}
+        for key, label, seconds, step in TRAFFIC_RANGES
+    ]
+    return {"range": next(r for r in ranges if r["pressed"]), "ranges": ranges}

@@ -137,6 +137,10 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
             }
             for s in snapshots
         ],
+        "traffic": {
+            **charts.traffic_range(request.GET.get("range")),
+            "series_url": reverse("circuit-detail", args=[circuit.pk]) + "series/",
+        },
         "timeline": charts.timeline(transitions, snapshots, now),
         "rate_chart": charts.failure_rate_chart(transitions, now),
         "transitions": transitions[:50],

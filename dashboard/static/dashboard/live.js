@@ -6,6 +6,9 @@
 // Alert messages update the navigation badge (firing count); the alerts page then
 // refetches its rows (rendered by the server with the page's filters and controls),
 // at most one request in flight, so a burst costs a bounded number of refreshes.
+// Other scripts of the page share this one socket: every message is also dispatched on
+// the document as a "switchyard:message" event (detail: the parsed message), and every
+// (re)connect as "switchyard:open".
 (function () {
   "use strict";
   var stats = (window.switchyardLive = {
@@ -141,6 +144,7 @@
       // (also on the first open: events between the render and the socket count too).
       resync();
       if (document.getElementById("alerts-badge")) refreshAlerts();
+      document.dispatchEvent(new CustomEvent("switchyard:open"));
     };
     socket.onmessage = function (msg) {
       stats.messages++;
@@ -148,6 +152,7 @@
       try { data = JSON.parse(msg.data); } catch (e) { return; }
       if (data.type === "tiles") enqueue(data.tiles);
       else if (data.type === "alerts") onAlerts(data);
+      document.dispatchEvent(new CustomEvent("switchyard:message", { detail: data }));
     };
     socket.onclose = function () {
       setStatus(false);

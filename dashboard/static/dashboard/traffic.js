@@ -1,0 +1,381 @@
+// Switchyard traffic charts of one circuit (the circuit page): calls/s, failure %,
+// latency p50/p90/p99 and rejected/s from GET /api/v1/circuits/{id}/series/, drawn with
+// uPlot on one time axis (UTC) with one synchronised cursor; the periods the circuit was
+// open, half open or forced (the answer's "bands") are shaded behind every chart.
+// The range (?range=15m|1h|6h|24h|7d) lives in the URL. New points arrive without a
+// reload: a "traffic" message of the dashboard's socket (shared with live.js through
+// the "switchyard:message" event) naming this circuit fetches the steps from the last
+// ones shown on (30 s back, for late reports) and merges them; while the socket is
+// closed, the same happens every 10 s.
+(function () {
+  "use strict";
+  var root = document.querySelector("[data-traffic]");
+  if (!root || typeof window.uPlot === "undefined") return;
+  var uPlot = window.uPlot;
+
+  var METRICS = ["calls", "failure_rate", "p50", "p90", "p99", "rejected"];
+  var CLOSED_SOCKET_REFRESH_MS = 10000;
+  var LATE_SECONDS = 30;
+  var HEIGHT = 150;
+  var circuitId = Number(root.getAttribute("data-circuit-id"));
+  var seriesUrl = root.getAttribute("data-series-url");
+  var buttons = Array.prototype.slice.call(root.querySelectorAll("button[data-range]"));
+  var summary = root.querySelector(".traffic-summary");
+  var empty = root.querySelector(".traffic-empty");
+  var chartsBox = root.querySelector(".traffic-charts");
+  var stats = (window.switchyardTraffic = {
+    fetches: 0, appends: 0, failures: 0, liveMessages: 0, timerFetches: 0,
+    range: null, steps: 0, lastTime: null, bands: 0, points: {},
+  });
+
+  var css = window.getComputedStyle(document.documentElement);
+  function cssVar(name, fallback) {
+    var v = css.getPropertyValue(name).trim();
+    return v || fallback;
+  }
+  var BAND_FILL = {
+    open: cssVar("--band-open", "rgba(198, 40, 40, 0.14)"),
+    half_open: cssVar("--band-half_open", "rgba(183, 121, 31, 0.16)"),
+    forced_open: cssVar("--band-forced_open", "rgba(106, 27, 154, 0.14)"),
+    forced_closed: cssVar("--band-forced_closed", "rgba(21, 101, 192, 0.12)"),
+  };
+
+  // Figures read like the server's (dashboard/formats.py): "3.2/s", "12.5%".
+  function fmtRate(v) { return v == null ? "-" : v.toFixed(v !== 0 && Math.abs(v) < 0.1 ? 2 : 1) + "/s"; }
+  function fmtPct(v) { return v == null ? "-" : v.toFixed(1) + "%"; }
+  function fmtSeconds(v) {
+    if (v == null) return "-";
+    if (v >= 1) return (v >= 10 ? v.toFixed(1) : v.toFixed(2)) + " s";
+    var ms = v * 1000;
+    return (ms >= 10 || ms === 0 ? ms.toFixed(0) : ms.toFixed(1)) + " ms";
+  }
+  // Times are UTC: "14:05" within a day, "12-01 14:00" across days.
+  function clock(ts) { return new Date(ts * 1000).toISOString().slice(11, 19); }
+  function stamp(ts) { return new Date(ts * 1000).toISOString().slice(0, 19).replace("T", " "); }
+  function timeTicks(u, splits, axis, space, incr) {
+    var days = view && view.range.seconds > 86400;
+    return splits.map(function (ts) {
+      var s = new Date(ts * 1000).toISOString();
+      var hm = incr < 60 ? s.slice(11, 19) : s.slice(11, 16);
+      if (incr >= 86400) return s.slice(5, 10);
+      return days ? s.slice(5, 10) + " " + hm : hm;
+    });
+  }
+  // Axis ticks carry as many decimals as their spacing needs ("0.005/s", "0.010/s").
+  function decimals(incr) { return Math.max(0, Math.min(6, -Math.floor(Math.log10(incr) + 1e-9))); }
+  function ticks(unit, scale) {
+    return function (u, values, axis, space, incr) {
+      var d = decimals(incr * scale);
+      return values.map(function (v) { return (v * scale).toFixed(d) + unit; });
+    };
+  }
+  function latencyTicks(u, values, axis, space, incr) {
+    var top = values.length ? values[values.length - 1] : 0;
+    var unit = top >= 1 ? ticks(" s", 1) : ticks(" ms", 1000);
+    return unit(u, values, axis, space, incr);
+  }
+
+  var CHARTS = [
+    {
+      key: "calls", name: "Calls per second", unit: "calls/s", fmt: fmtRate, ticks: ticks("/s", 1),
+      series: [{ metric: "calls", label: "calls/s", stroke: cssVar("--forced_closed", "#1565c0") }],
+    },
+    {
+      key: "failure_rate", name: "Failure rate", unit: "% failed", fmt: fmtPct, ticks: ticks("%", 1),
+      series: [{ metric: "failure_rate", label: "failure %", stroke: cssVar("--open", "#c62828") }],
+    },
+    {
+      key: "latency", name: "Latency", unit: "latency", fmt: fmtSeconds, ticks: latencyTicks,
+      series: [
+        { metric: "p50", label: "p50", stroke: cssVar("--closed", "#1a7f37") },
+        { metric: "p90", label: "p90", stroke: cssVar("--half_open", "#b7791f") },
+        { metric: "p99", label: "p99", stroke: cssVar("--open", "#c62828") },
+      ],
+    },
+    {
+      key: "rejected", name: "Rejected calls per second", unit: "rejected/s", fmt: fmtRate, ticks: ticks("/s", 1),
+      series: [{ metric: "rejected", label: "rejected/s", stroke: cssVar("--forced_open", "#6a1b9a") }],
+    },
+  ];
+
+  // What is shown: the steps of the range (times and one array per metric), the bands,
+  // and the x extent [from, to] shared by every chart.
+  var view = null;
+  function rangeOf(key) {
+    for (var i = 0; i < buttons.length; i++) {
+      var b = buttons[i];
+      if (b.getAttribute("data-range") === key) {
+        return {
+          key: key,
+          label: b.textContent.trim(),
+          seconds: Number(b.getAttribute("data-seconds")),
+          step: Number(b.getAttribute("data-step")),
+        };
+      }
+    }
+    return null;
+  }
+  function emptyView(range) {
+    var series = {};
+    METRICS.forEach(function (m) { series[m] = []; });
+    var now = Date.now() / 1000;
+    return { range: range, times: [], series: series, bands: [], from: now - range.seconds, to: now };
+  }
+
+  function bandsPlugin() {
+    return {
+      hooks: {
+        drawClear: function (u) {
+          if (!view || !view.bands.length) return;
+          var ctx = u.ctx;
+          var min = u.scales.x.min, max = u.scales.x.max;
+          ctx.save();
+          view.bands.forEach(function (b) {
+            var from = Math.max(b.from, min), to = Math.min(b.to, max);
+            if (to <= from) return;
+            var x0 = u.valToPos(from, "x", true), x1 = u.valToPos(to, "x", true);
+            ctx.fillStyle = BAND_FILL[b.state] || BAND_FILL.open;
+            ctx.fillRect(x0, u.bbox.top, Math.max(x1 - x0, 1), u.bbox.height);
+          });
+          ctx.restore();
+        },
+      },
+    };
+  }
+
+  function width() {
+    return Math.max(280, Math.min(chartsBox.clientWidth || root.clientWidth || 800, 1100) - 4);
+  }
+
+  var plots = [];
+  function build() {
+    var sync = uPlot.sync("traffic-" + circuitId);
+    CHARTS.forEach(function (c, i) {
+      var figure = root.querySelector('[data-chart="' + c.key + '"]');
+      var target = figure.querySelector(".plot");
+      var last = i === CHARTS.length - 1;
+      var opts = {
+        width: width(),
+        height: HEIGHT + (last ? 30 : 0),
+        tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
+        cursor: { sync: { key: sync.key, setSeries: false }, drag: { x: false, y: false } },
+        legend: { live: true },
+        scales: {
+          x: { time: true, range: function () { return [view.from, view.to]; } },
+          y: {
+            range: function (u, lo, hi) {
+              var top = hi == null || !isFinite(hi) || hi <= 0 ? 1 : hi * 1.1;
+              return [0, top];
+            },
+          },
+        },
+        axes: [
+          { label: last ? "time (UTC)" : null, labelSize: last ? 20 : 0, size: 30, values: timeTicks,
+            space: function () { return view && view.range.seconds > 86400 ? 110 : 60; } },
+          { label: c.unit, values: c.ticks, size: 74 },
+        ],
+        series: [{ label: "UTC", value: function (u, v) { return v == null ? "-" : stamp(v); } }].concat(c.series.map(function (s) {
+          return {
+            label: s.label,
+            stroke: s.stroke,
+            width: 1.5,
+            spanGaps: false,
+            points: { show: true, size: 4 },
+            value: function (u, v) { return c.fmt(v); },
+          };
+        })),
+        plugins: [bandsPlugin()],
+      };
+      var plot = new uPlot(opts, data(c), target);
+      sync.sub(plot);
+      plots.push({ chart: c, plot: plot, figure: figure, target: target });
+    });
+  }
+
+  function data(c) {
+    var times = view ? view.times : [];
+    return [times].concat(c.series.map(function (s) { return view ? view.series[s.metric] : []; }));
+  }
+
+  function nonNull(values) {
+    var n = 0;
+    for (var i = 0; i < values.length; i++) if (values[i] != null) n++;
+    return n;
+  }
+  function latestIndex() {
+    for (var i = view.times.length - 1; i >= 0; i--) if (view.series.calls[i] != null) return i;
+    return -1;
+  }
+
+  function render() {
+    var calls = view.series.calls;
+    var traffic = false;
+    for (var i = 0; i < calls.length; i++) if (calls[i]) { traffic = true; break; }
+    empty.hidden = traffic;
+    chartsBox.hidden = !traffic;
+    var label = root.querySelector('[data-field="range-label"]');
+    if (label) label.textContent = view.range.label;
+    stats.range = view.range.key;
+    stats.steps = view.times.length;
+    stats.lastTime = view.times.length ? view.times[view.times.length - 1] : null;
+    stats.bands = view.bands.length;
+    var at = latestIndex();
+    var latest = at < 0 ? null : {
+      calls: view.series.calls[at], failure: view.series.failure_rate[at], p99: view.series.p99[at],
+    };
+    summary.textContent = latest
+      ? "Latest step (" + clock(view.times[at]) + " UTC, " + view.range.step + " s): " +
+        fmtRate(latest.calls).replace("/s", " calls/s") + ", " + fmtPct(latest.failure) +
+        " failed, p99 " + fmtSeconds(latest.p99) + "."
+      : "No traffic in the last " + view.range.label + ".";
+    plots.forEach(function (p) {
+      var points = nonNull(view.series[p.chart.series[0].metric]);
+      stats.points[p.chart.key] = points;
+      p.figure.setAttribute("data-points", String(points));
+      p.figure.setAttribute("data-steps", String(view.times.length));
+      var value = latest ? p.chart.series.map(function (s) {
+        return s.label + " " + p.chart.fmt(view.series[s.metric][at]);
+      }).join(", ") : "no traffic";
+      p.target.setAttribute("aria-label", p.chart.name + " over the last " + view.range.label +
+        ", " + view.range.step + " s steps; latest: " + value + ".");
+      if (traffic && p.plot.width !== width()) p.plot.setSize({ width: width(), height: p.plot.height });
+      p.plot.setData(data(p.chart));
+    });
+  }
+
+  function iso(ts) { return new Date(Math.floor(ts) * 1000).toISOString().replace(".000Z", "Z"); }
+  function seconds(value) { return Date.parse(value) / 1000; }
+
+  function request(range, from, to) {
+    var url = new URL(seriesUrl, window.location.origin);
+    METRICS.forEach(function (m) { url.searchParams.append("metric", m); });
+    url.searchParams.set("from", iso(from));
+    url.searchParams.set("to", iso(to));
+    url.searchParams.set("step", String(range.step));
+    return fetch(url.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error("series " + r.status); return r.json(); });
+  }
+
+  // Steps of an answer replace the ones shown at the same time and append the later
+  // ones; steps older than the range drop off the left.
+  function merge(body) {
+    var index = new Map();
+    view.times.forEach(function (t, i) { index.set(t, i); });
+    (body.times || []).forEach(function (t, j) {
+      var i = index.get(t);
+      if (i === undefined) {
+        view.times.push(t);
+        i = view.times.length - 1;
+        index.set(t, i);
+      }
+      METRICS.forEach(function (m) {
+        var values = (body.series || {})[m];
+        view.series[m][i] = values && values[j] !== undefined ? values[j] : null;
+      });
+    });
+    var to = seconds(body.to);
+    var from = seconds(body.from);
+    view.to = Math.max(view.to, to);
+    view.from = view.to - view.range.seconds;
+    var drop = 0;
+    while (drop < view.times.length && view.times[drop] + view.range.step <= view.from) drop++;
+    if (drop) {
+      view.times.splice(0, drop);
+      METRICS.forEach(function (m) { view.series[m].splice(0, drop); });
+    }
+    // The answer's bands cover its own span: earlier bands are cut at its start.
+    var kept = [];
+    view.bands.forEach(function (b) {
+      if (b.from < from && b.to > view.from) kept.push({ from: b.from, to: Math.min(b.to, from), state: b.state });
+    });
+    view.bands = kept.concat((body.bands || []).map(function (b) { return { from: b.from, to: b.to, state: b.state }; }));
+  }
+
+  var generation = 0;
+  var inFlight = false;
+  var again = false;
+  // One request at a time; asked again meanwhile, one more follows it.
+  function load() {
+    if (inFlight) { again = true; return; }
+    inFlight = true;
+    var gen = generation;
+    var range = view.range;
+    var now = Date.now() / 1000;
+    var last = view.times.length ? view.times[view.times.length - 1] : null;
+    // A report reaches the server up to seconds after its bucket ended (at the agent's
+    // next sync), and each instance's separately: the last steps shown are read again.
+    var from = last !== null
+      ? last - Math.ceil(LATE_SECONDS / range.step) * range.step
+      : Math.floor((now - range.seconds) / range.step) * range.step;
+    stats.fetches++;
+    if (last !== null) stats.appends++;
+    request(range, from, now)
+      .then(function (body) {
+        if (gen !== generation) return;
+        merge(body);
+        render();
+      })
+      .catch(function () {
+        stats.failures++;
+        if (gen === generation && !view.times.length) summary.textContent = "Traffic could not be loaded; retrying.";
+      })
+      .then(function () {
+        inFlight = false;
+        if (again || gen !== generation) { again = false; load(); }
+      });
+  }
+
+  function choose(key, push) {
+    var range = rangeOf(key) || rangeOf(root.getAttribute("data-range"));
+    buttons.forEach(function (b) {
+      b.setAttribute("aria-pressed", b.getAttribute("data-range") === range.key ? "true" : "false");
+    });
+    root.setAttribute("data-range", range.key);
+    if (push) {
+      var url = new URL(window.location.href);
+      url.searchParams.set("range", range.key);
+      window.history.pushState({ range: range.key }, "", url.toString());
+    }
+    generation++;
+    view = emptyView(range);
+    summary.textContent = "Loading the last " + range.label + " of traffic…";
+    load();
+  }
+
+  buttons.forEach(function (b) {
+    b.addEventListener("click", function (event) {
+      event.preventDefault();
+      if (b.getAttribute("data-range") !== view.range.key) choose(b.getAttribute("data-range"), true);
+    });
+  });
+  window.addEventListener("popstate", function () {
+    var key = new URL(window.location.href).searchParams.get("range");
+    choose(rangeOf(key) ? key : root.getAttribute("data-range"), false);
+  });
+
+  document.addEventListener("switchyard:message", function (event) {
+    var message = event.detail;
+    if (!message || message.type !== "traffic") return;
+    stats.liveMessages++;
+    var ids = (message.circuits || []).map(Number);
+    if (ids.indexOf(circuitId) >= 0) load();
+  });
+  // Steps recorded while the socket was down are read on its return.
+  document.addEventListener("switchyard:open", function () { if (view) load(); });
+  setInterval(function () {
+    var live = window.switchyardLive;
+    if (!live || !live.connected) { stats.timerFetches++; load(); }
+  }, CLOSED_SOCKET_REFRESH_MS);
+
+  var resizing = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizing);
+    resizing = setTimeout(function () {
+      plots.forEach(function (p) { p.plot.setSize({ width: width(), height: p.plot.height }); });
+    }, 100);
+  });
+
+  view = emptyView(rangeOf(root.getAttribute("data-range")));
+  build();
+  choose(view.range.key, false);
+})();
