@@ -8,7 +8,9 @@ fleet.py's fleet state) and sends one message. A
 burst of thousands of events thus costs one query and one message per interval.
 Alert events (controlplane/alerts/events.py) are coalesced the same way: the alerts
 marked in an interval are read once and sent as one "alerts" message with the count of
-firing alerts (the navigation badge).
+firing alerts (the navigation badge). A socket opened with ``?traffic=<ids>`` (a page
+with traffic charts) is also told, coalesced the same way, when the traffic of those
+circuits grew ("traffic").
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from dashboard.alerts import alert_rows_by_id
 from dashboard.tiles import tiles_by_id
 
 COALESCE_SECONDS = 0.1
+#: Circuits one socket may ask for traffic messages of (``?traffic=1,2``).
+MAX_TRAFFIC_CIRCUITS = 20
 # Close code for a refused socket (4000-4999 are the application's own).
 REFUSED = 4403
 
@@ -37,6 +41,7 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
         self.pending: set[int] = set()
         self.pending_alerts: set[int] = set()
         self.pending_traffic: set[int] = set()
+        self.traffic_of = _traffic_circuits(self.scope.get("query_string", b""))
         self.groups_joined: list[str] = []
         self.counts: dict[str, int] = {}
         self.flusher: asyncio.Task[None] | None = None
@@ -81,8 +86,10 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
             elif kind in ("fleet.override", "fleet.config"):
                 self._mark(kind, [event["circuit_id"]])
             elif kind == "fleet.traffic":
-                self.pending_traffic.update(event["circuits"])
-                self._count(kind)
+                wanted = self.traffic_of.intersection(event["circuits"])
+                if wanted:
+                    self.pending_traffic.update(wanted)
+                    self._count(kind)
 
     async def alerts_changed(self, event: dict[str, Any]) -> None:
         self.pending_alerts.update(a["id"] for a in event["alerts"])
@@ -114,3 +121,14 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
             body = await database_sync_to_async(alert_rows_by_id)(alert_ids)
             n = counts.get("alerts.changed", 0)
             await self.send_json({"type": "alerts", **body, "events": {"alerts.changed": n}})
+
+
+def _traffic_circuits(query_string: bytes) -> frozenset[int]:
+    """The circuits whose "traffic" messages a socket asked for (``?traffic=1,2``; a
+    page with charts): at most MAX_TRAFFIC_CIRCUITS, anything that is not an id left
+    out. Sockets that asked for none get none."""
+    from urllib.parse import parse_qs
+
+    values = parse_qs(query_string.decode("latin-1")).get("traffic", [])
+    ids = [p for v in values for p in v.split(",") if p.isascii() and p.isdigit()]
+    return frozenset(int(p) for p in ids[:MAX_TRAFFIC_CIRCUITS])

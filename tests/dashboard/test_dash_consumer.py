@@ -40,11 +40,13 @@ def cookie_of(user: User | None) -> bytes:
     return f"sessionid={client.cookies['sessionid'].value}".encode()
 
 
-async def socket(app: Any, user: User | None, origin: bytes = b"http://testserver") -> Any:
+async def socket(
+    app: Any, user: User | None, origin: bytes = b"http://testserver", query: str = ""
+) -> Any:
     headers = [(b"origin", origin), (b"host", b"testserver")]
     if user is not None:
         headers.append((b"cookie", await sync_to_async(cookie_of)(user)))
-    return WebsocketCommunicator(app, "/ws/dashboard/", headers=headers)
+    return WebsocketCommunicator(app, f"/ws/dashboard/{query}", headers=headers)
 
 
 async def refused(communicator: WebsocketCommunicator) -> bool:
@@ -265,3 +267,21 @@ async def test_a_burst_of_alert_events_is_coalesced(
         assert len(ids) == len(set(ids)) <= len(items) and message["firing"] == len(items)
     assert await communicator.receive_nothing(timeout=consumers.COALESCE_SECONDS * 3)
     await communicator.disconnect()
+
+
+async def test_traffic_messages_go_to_the_sockets_that_asked_for_that_circuit(
+    app: Any, viewer: User, fleet: dict[str, Circuit]
+) -> None:
+    payments, db = fleet["payments"], fleet["db"]
+    charts = await socket(app, viewer, query=f"?traffic={payments.pk}")
+    overview = await socket(app, viewer)
+    hostile = await socket(app, viewer, query="?traffic=%C2%B2,abc," + ",".join(["9"] * 50))
+    for communicator in (charts, overview, hostile):
+        assert (await communicator.connect(timeout=5))[0]
+    await sync_to_async(events.send_to_fleet_group)(events.traffic_event([db.pk]))
+    await sync_to_async(events.send_to_fleet_group)(events.traffic_event([payments.pk, db.pk]))
+    message = json.loads(await charts.receive_from(timeout=5))
+    assert message == {"type": "traffic", "circuits": [payments.pk]}
+    for communicator in (charts, overview, hostile):
+        assert await communicator.receive_nothing(timeout=consumers.COALESCE_SECONDS * 3)
+        await communicator.disconnect()

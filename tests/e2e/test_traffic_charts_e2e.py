@@ -245,7 +245,7 @@ def test_while_the_socket_is_closed_the_charts_catch_up_every_10_s(
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     login(page, server.url, "vera", "vera-pw-123!")
     # The dashboard's socket is refused from here on: the page stays "reconnecting".
-    page.route_web_socket("**/ws/dashboard/", lambda ws: ws.close())
+    page.route_web_socket("**/ws/dashboard/**", lambda ws: ws.close())
     page.goto(f"{server.url}/circuits/{circuit.pk}/?range=15m")
     page.wait_for_selector('[data-chart="calls"][data-points="1"]', timeout=10_000)
     assert page.get_attribute("#live-status", "data-live") == "off"

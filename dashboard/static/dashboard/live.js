@@ -135,7 +135,10 @@
 
   function connect() {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(scheme + window.location.host + "/ws/dashboard/");
+    // A page with traffic charts asks for its circuit's "traffic" messages.
+    var traffic = document.querySelector("[data-traffic][data-circuit-id]");
+    var query = traffic ? "?traffic=" + encodeURIComponent(traffic.getAttribute("data-circuit-id")) : "";
+    var socket = new WebSocket(scheme + window.location.host + "/ws/dashboard/" + query);
     socket.onopen = function () {
       stats.connects++;
       backoff = 500;
