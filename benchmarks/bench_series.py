@@ -43,13 +43,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # Eight latency buckets around 5-50 ms (the library's indexes 60-67), as JSON.
-LATENCY = "jsonb_build_object('60', 3 + g % 5, '61', 9, '62', 20 + g % 7, '63', 31, " \
-    "'64', 25, '65', 12, '66', 4 + g % 3, '67', 1)"
+LATENCY = "jsonb_build_object('60', 3 + g %% 5, '61', 9, '62', 20 + g %% 7, '63', 31, " \
+    "'64', 25, '65', 12, '66', 4 + g %% 3, '67', 1)"
 
 ROWS = """
 INSERT INTO {table} (circuit_id, bucket, calls, successes, failures, slow_calls, rejected,
     fallbacks, latency)
-SELECT c.id, b, 100 + g % 50, 95 + g % 50, 5, 1, g % 3, g % 3, {latency}
+SELECT c.id, b, 100 + g %% 50, 95 + g %% 50, 5, 1, g %% 3, g %% 3, {latency}
 FROM (SELECT id FROM circuits_circuit ORDER BY id LIMIT %(circuits)s) AS c,
      generate_series(%(start)s::timestamptz, %(end)s::timestamptz - %(step)s::interval,
                      %(step)s::interval) AS b,
