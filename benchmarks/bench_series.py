@@ -43,8 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # Eight latency buckets around 5-50 ms (the library's indexes 60-67), as JSON.
-LATENCY = "jsonb_build_object('60', 3 + g %% 5, '61', 9, '62', 20 + g %% 7, '63', 31, " \
+LATENCY = (
+    "jsonb_build_object('60', 3 + g %% 5, '61', 9, '62', 20 + g %% 7, '63', 31, "
     "'64', 25, '65', 12, '66', 4 + g %% 3, '67', 1)"
+)
 
 ROWS = """
 INSERT INTO {table} (circuit_id, bucket, calls, successes, failures, slow_calls, rejected,
@@ -76,9 +78,11 @@ def load(database_url: str, args: argparse.Namespace, now: datetime) -> dict[str
     minute = now.replace(second=0, microsecond=0)
     week = hour - timedelta(days=7)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO circuits_service (name, description, created_at, "
-                     "desired_version) SELECT 'svc-' || n, '', now(), 0 "
-                     "FROM generate_series(1, %s) AS n", [max(1, args.circuits // 100)])  # fmt: skip
+        conn.execute(
+            "INSERT INTO circuits_service (name, description, created_at, desired_version) "
+            "SELECT 'svc-' || n, '', now(), 0 FROM generate_series(1, %s) AS n",
+            [max(1, args.circuits // 100)],
+        )
         conn.execute(
             "INSERT INTO circuits_circuit (service_id, name, created_at) "
             "SELECT s.id, 'dep-' || n, now() FROM circuits_service AS s, "
@@ -107,7 +111,7 @@ def load(database_url: str, args: argparse.Namespace, now: datetime) -> dict[str
         # As a maintenance task running every minute leaves them.
         conn.execute(
             "INSERT INTO circuits_trafficrollup (resolution, through) VALUES ('1m', %s), "
-            "('1h', %s)",
+            "('1h', %s) ON CONFLICT (resolution) DO UPDATE SET through = EXCLUDED.through",
             [minute - timedelta(minutes=1), hour],
         )
     return counts
@@ -168,12 +172,14 @@ def measure(database_url: str, args: argparse.Namespace) -> None:
     def since(delta: timedelta) -> str:
         return (now - delta).isoformat().replace("+00:00", "Z")
 
+    one = f"/api/v1/circuits/{circuit.pk}/series/?{metrics}"
+    many = f"/api/v1/services/{service.pk}/series/?{metrics}"
     queries = (
-        ("circuit, 7 days", f"/api/v1/circuits/{circuit.pk}/series/?{metrics}&from={since(timedelta(days=7))}"),
-        ("circuit, 24 hours", f"/api/v1/circuits/{circuit.pk}/series/?{metrics}&from={since(timedelta(days=1))}"),
-        ("circuit, 1 hour", f"/api/v1/circuits/{circuit.pk}/series/?{metrics}"),
-        ("service of 100 circuits, 24 hours", f"/api/v1/services/{service.pk}/series/?{metrics}&from={since(timedelta(days=1))}"),
-    )  # fmt: skip
+        ("circuit, 7 days", f"{one}&from={since(timedelta(days=7))}"),
+        ("circuit, 24 hours", f"{one}&from={since(timedelta(days=1))}"),
+        ("circuit, 1 hour", one),
+        ("service of 100 circuits, 24 hours", f"{many}&from={since(timedelta(days=1))}"),
+    )
     for label, path in queries:
         times = []
         for _ in range(args.runs):

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 
 from controlplane.circuits.auth import create_agent_token, create_api_token
 from controlplane.circuits.models import Service
-from tests.conftest import _persona
 from tests.e2e.conftest import ROOT, ControlPlaneProcess, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -33,11 +33,11 @@ def exact(values: list[float], q: float) -> float:
 
 
 def test_the_series_gives_the_figures_of_the_calls_made(
-    control_plane: ControlPlaneProcess, tmp_path: Path
+    control_plane: ControlPlaneProcess, tmp_path: Path, viewer: User
 ) -> None:
     service = Service.objects.create(name="shop")
     token = create_agent_token(service)[1]
-    api_token = create_api_token(_persona("traffic-viewer", "viewer"))[1]
+    api_token = create_api_token(viewer)[1]
     started = datetime.now(tz=UTC)
     apps = [
         subprocess.Popen(
