@@ -73,6 +73,13 @@ def drop(server_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def kept(server_url: str, name: str) -> bool:
+    admin = urlunsplit(urlsplit(server_url)._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+    return found is not None
+
+
 def load(database_url: str, args: argparse.Namespace, now: datetime) -> dict[str, int]:
     hour = now.replace(minute=0, second=0, microsecond=0)
     minute = now.replace(second=0, microsecond=0)
@@ -123,11 +130,20 @@ def main() -> None:
     parser.add_argument("--minute-circuits", type=int, default=1_000)
     parser.add_argument("--raw-circuits", type=int, default=200)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--keep",
+        metavar="NAME",
+        help="keep the loaded database as NAME (and reuse it if it exists)",
+    )
     args = parser.parse_args()
     for name in ("circuits", "minute_circuits", "raw_circuits", "runs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     server_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    if args.keep and kept(server_url, args.keep):
+        print(f"# reusing the loaded database {args.keep}", flush=True)
+        measure(urlunsplit(urlsplit(server_url)._replace(path=f"/{args.keep}")), args)
+        return
     database_url, name = scratch(server_url)
     try:
         env = {**os.environ, "DATABASE_URL": database_url, "DEBUG": "1"}
@@ -142,9 +158,17 @@ def main() -> None:
         now = datetime.now(tz=UTC)
         print(f"# {args.circuits:,} circuits; loading 7 days of traffic", flush=True)
         load(database_url, args, now)
+        if args.keep:
+            with psycopg.connect(
+                urlunsplit(urlsplit(server_url)._replace(path="/postgres")), autocommit=True
+            ) as conn:
+                conn.execute(f'ALTER DATABASE "{name}" RENAME TO "{args.keep}"')
+            name = args.keep
+            database_url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
         measure(database_url, args)
     finally:
-        drop(server_url, name)
+        if not args.keep:
+            drop(server_url, name)
 
 
 def measure(database_url: str, args: argparse.Namespace) -> None:
@@ -159,8 +183,9 @@ def measure(database_url: str, args: argparse.Namespace) -> None:
 
     from controlplane.circuits.models import Circuit, Service
 
-    user = User.objects.create_user("bench-viewer", password="bench-viewer-pw-1!")
-    user.groups.add(Group.objects.get(name="viewer"))
+    user, created = User.objects.get_or_create(username="bench-viewer")
+    if created:
+        user.groups.add(Group.objects.get(name="viewer"))
     client = Client()
     client.force_login(user)
     circuit = Circuit.objects.order_by("pk").first()

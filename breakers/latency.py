@@ -14,7 +14,7 @@ library only.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 __all__ = [
     "BUCKET_COUNT",
@@ -135,19 +135,28 @@ def percentile(counts: Mapping[int, int], q: float) -> float | None:
     durations counted (when that lies between LATENCY_MIN and LATENCY_MAX). None for
     an empty histogram; ValueError naming ``q`` or ``counts`` for bad input.
     """
-    if isinstance(q, bool) or not isinstance(q, int | float) or not 0.0 <= q <= 1.0:
-        raise ValueError(f"q must be a number between 0 and 1, got {q!r}")
+    return percentiles(counts, (q,))[0]
+
+
+def percentiles(counts: Mapping[int, int], qs: Sequence[float]) -> list[float | None]:
+    """:func:`percentile` of each of ``qs``, from one pass over the histogram."""
+    for q in qs:
+        if isinstance(q, bool) or not isinstance(q, int | float) or not 0.0 <= q <= 1.0:
+            raise ValueError(f"q must be a number between 0 and 1, got {q!r}")
     items = sorted(_checked(counts, "counts"))
     total = sum(n for _, n in items)
     if total == 0:
-        return None
-    rank = max(1, math.ceil(q * total))
-    seen = 0
-    for i, n in items:
-        seen += n
-        if seen >= rank:
-            return _VALUES[i]
-    raise AssertionError("unreachable")
+        return [None] * len(qs)
+    out: list[float | None] = []
+    for q in qs:
+        rank = max(1, math.ceil(q * total))
+        seen = 0
+        for i, n in items:
+            seen += n
+            if seen >= rank:
+                out.append(_VALUES[i])
+                break
+    return out
 
 
 def merge(a: Mapping[int, int], b: Mapping[int, int]) -> dict[int, int]:

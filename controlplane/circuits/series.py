@@ -2,8 +2,8 @@
 
 A step's figures are read from the coarsest traffic table whose buckets divide it: hours
 where the hourly roll-up has got to, minutes where the minute roll-up has, 10-second rows
-for the rest. Counters and the latency histograms are added up per step in the database
-(the histograms key by key), then:
+for the rest. Counters are added up per step in the database, the latency histograms
+here (bucket by bucket: faster than expanding them in SQL), then:
 
 * ``calls`` and ``rejected``: per second over the step (over the part of it that has
   passed, for the step holding ``now``);
@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from breakers.latency import percentile
+from breakers.latency import percentiles
 from controlplane.circuits.choices import CircuitState
 from controlplane.circuits.models import (
     Instance,
@@ -48,8 +49,9 @@ METRICS: dict[str, str] = {
     "rejected": "1/s",
 }
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
-#: The steps a default picks from (seconds); any multiple of 10 may be asked for.
-STEPS = (10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400)
+#: The steps a default picks from (seconds); any multiple of 10 may be asked for. From
+#: 10 minutes it goes to an hour: a longer step is read from the hourly roll-up.
+STEPS = (10, 30, 60, 120, 300, 600, 3600, 7200, 21600, 43200, 86400)
 MIN_STEP, MAX_STEP = 10, 86400
 #: Points one answer holds at most.
 MAX_POINTS = 1000
@@ -151,10 +153,6 @@ _EPOCH = {
     "postgresql": "floor(extract(epoch from bucket) / %s) * %s",
     "sqlite": "(CAST(strftime('%%s', bucket) AS integer) / %s) * %s",
 }
-_EACH = {
-    "postgresql": "jsonb_each_text(latency)",
-    "sqlite": "json_each(latency)",
-}
 
 
 def _params(moment: datetime) -> Any:
@@ -184,18 +182,18 @@ def _counters(
 
 def _latency(
     table: str, circuit_ids: Sequence[int], start: datetime, end: datetime, step: int
-) -> Iterable[tuple[int, int, int]]:
+) -> Iterable[tuple[int, str]]:
+    """(step, histogram as JSON text) of every row: added up here, which is several
+    times faster than expanding the histograms in SQL (``jsonb_each``)."""
     epoch = _EPOCH[connection.vendor]
     sql = (
-        f"SELECT {epoch} AS t, h.key, sum(CAST(h.value AS bigint)) "
-        f"FROM {table}, {_EACH[connection.vendor]} AS h "
-        f"WHERE circuit_id IN ({_ids(circuit_ids)}) AND bucket >= %s AND bucket < %s "
-        "GROUP BY 1, 2"
+        f"SELECT {epoch} AS t, CAST(latency AS text) FROM {table} "
+        f"WHERE circuit_id IN ({_ids(circuit_ids)}) AND bucket >= %s AND bucket < %s"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [step, step, *circuit_ids, _params(start), _params(end)])
-        for t, key, count in cursor.fetchall():
-            yield int(t), int(key), int(count)
+        for t, text in cursor.fetchall():
+            yield int(t), text
 
 
 def read(
@@ -204,7 +202,7 @@ def read(
     """``{"times", "series", "units", "partial_from"}`` of ``metrics`` over the window."""
     now = now or timezone.now()
     totals: dict[int, list[int]] = {}
-    histograms: dict[int, dict[int, int]] = {}
+    histograms: dict[int, dict[str, int]] = {}
     wants_latency = any(m in QUANTILES for m in metrics)
     if circuit_ids:
         for model, start, end in sources(w):
@@ -215,15 +213,27 @@ def read(
                 row[1] += failures
                 row[2] += rejected
             if wants_latency:
-                for t, index, count in _latency(table, circuit_ids, start, end, w.step):
+                for t, text in _latency(table, circuit_ids, start, end, w.step):
                     h = histograms.setdefault(t, {})
-                    h[index] = h.get(index, 0) + count
+                    for key, count in orjson.loads(text).items():
+                        h[key] = h.get(key, 0) + count
     times = w.times
     now_s = now.timestamp()
     series: dict[str, list[float | None]] = {m: [] for m in metrics}
+    quantiles = [m for m in metrics if m in QUANTILES]
     for t in times:
         found = totals.get(t)
         seconds = max(1.0, min(float(w.step), now_s - t))
+        merged = histograms.get(t, {})
+        latencies = dict(
+            zip(
+                quantiles,
+                percentiles(
+                    {int(k): n for k, n in merged.items()}, [QUANTILES[m] for m in quantiles]
+                ),
+                strict=True,
+            )
+        )
         for metric in metrics:
             value: float | None
             if found is None:
@@ -235,7 +245,7 @@ def read(
             elif metric == "failure_rate":
                 value = 100.0 * found[1] / found[0] if found[0] else None
             else:
-                value = percentile(histograms.get(t, {}), QUANTILES[metric])
+                value = latencies[metric]
             series[metric].append(None if value is None else round(value, 6))
     partial = next((t for t in times if t + w.step > now_s), None)
     return {

@@ -21,6 +21,7 @@ from breakers.latency import (
     bucket_value,
     merge,
     percentile,
+    percentiles,
 )
 
 LAST = BUCKET_COUNT - 1
@@ -134,3 +135,14 @@ def test_a_bad_index_is_named(i):
         bucket_bounds(i)
     with pytest.raises(ValueError, match=r"^i must be a bucket index"):
         bucket_value(i)
+
+
+@given(st.lists(st.floats(min_value=1e-4, max_value=59.0), min_size=1, max_size=300))
+def test_percentiles_in_one_pass_are_each_percentile(samples: list[float]) -> None:
+    counts: dict[int, int] = {}
+    for s in samples:
+        counts[bucket_index(s)] = counts.get(bucket_index(s), 0) + 1
+    qs = [0.0, 0.5, 0.9, 0.99, 1.0]
+    assert percentiles(counts, qs) == [percentile(counts, q) for q in qs]
+    with pytest.raises(ValueError, match="q must be"):
+        percentiles(counts, [0.5, 2.0])
