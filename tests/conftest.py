@@ -2,7 +2,9 @@
 agent tokens (one for the service under test, one for another service), and a builder
 of sync bodies in the wire format of the agent protocol."""
 
+import copy
 import json
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,6 +36,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             committing = True
         if committing:
             names.append("django_db_serialized_rollback")
+
+
+# Redis keys, channel layer groups and pub/sub channels are shared by every run on one
+# Redis server (pub/sub even across databases): this run's, in this process and in the
+# servers it starts (tests/e2e/conftest.py's server_env), live under a prefix of its own.
+# (From the pid: this module may be imported twice, as a conftest and by the tests.)
+RUN_REDIS_PREFIX = f"test-{os.getpid()}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_prefix_of_this_run() -> Iterator[None]:
+    """This process's channel layer, cache and change feed under the run's prefix, so
+    that what it publishes reaches the servers it starts (and nobody else's)."""
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    if "CONFIG" in layers["default"]:
+        layers["default"]["CONFIG"]["prefix"] = RUN_REDIS_PREFIX
+    caches = copy.deepcopy(settings.CACHES)
+    if "KEY_PREFIX" in caches["default"]:
+        caches["default"]["KEY_PREFIX"] = RUN_REDIS_PREFIX
+    with override_settings(
+        SWITCHYARD_REDIS_PREFIX=RUN_REDIS_PREFIX, CHANNEL_LAYERS=layers, CACHES=caches
+    ):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

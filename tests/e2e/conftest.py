@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import RUN_REDIS_PREFIX
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -154,10 +156,10 @@ class ControlPlaneProcess:
             return response.status, data.decode(errors="replace")
 
 
-# Redis pub/sub is server-wide, not per database: the servers of this test run get a
-# change feed of their own, so another run's changes (same service ids) wake nothing here.
-# (From the pid: this module is imported twice, as a conftest and by the tests.)
-REDIS_PREFIX = f"e2e-{os.getpid()}"
+# Redis pub/sub is server-wide, not per database: the servers of this test run share the
+# run's prefix with this process (tests/conftest.py), so what a test publishes reaches
+# their sockets and another run's changes (same service ids) wake nothing here.
+REDIS_PREFIX = RUN_REDIS_PREFIX
 
 
 def server_env(**extra: str) -> dict[str, str]:
