@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -25,6 +26,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from controlplane.alerts.events import ALERTS_GROUP
 from controlplane.circuits.events import FLEET_GROUP
 from dashboard.alerts import alert_rows_by_id
+from dashboard.params import ParamError, parse_ids
 from dashboard.tiles import tiles_by_id
 
 COALESCE_SECONDS = 0.1
@@ -125,10 +127,13 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
 
 def _traffic_circuits(query_string: bytes) -> frozenset[int]:
     """The circuits whose "traffic" messages a socket asked for (``?traffic=1,2``; a
-    page with charts): at most MAX_TRAFFIC_CIRCUITS, anything that is not an id left
-    out. Sockets that asked for none get none."""
-    from urllib.parse import parse_qs
-
-    values = parse_qs(query_string.decode("latin-1")).get("traffic", [])
-    ids = [p for v in values for p in v.split(",") if p.isascii() and p.isdigit()]
-    return frozenset(int(p) for p in ids[:MAX_TRAFFIC_CIRCUITS])
+    page with charts), parsed as every id list of the dashboard is
+    (:func:`dashboard.params.parse_ids`, at most MAX_TRAFFIC_CIRCUITS). A socket cannot
+    be answered a 400: one that asked for none, or not in ids, gets none."""
+    values = parse_qs(query_string.decode("latin-1")).get("traffic")
+    if not values:
+        return frozenset()
+    try:
+        return frozenset(parse_ids(values[-1], "traffic", MAX_TRAFFIC_CIRCUITS))
+    except ParamError:
+        return frozenset()

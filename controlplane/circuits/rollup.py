@@ -24,6 +24,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from controlplane.circuits.models import Traffic, Traffic1h, Traffic1m, Traffic10s, TrafficRollup
+from controlplane.circuits.sync.wire import TRAFFIC_COUNTERS as COUNTERS
 from controlplane.core.partitions import quote
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,6 @@ LATE = timedelta(minutes=15)
 #: A run catching up stops starting new windows after this many seconds.
 MAX_SECONDS = 40.0
 
-COUNTERS = ("calls", "successes", "failures", "slow_calls", "rejected", "fallbacks")
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 

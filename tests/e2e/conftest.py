@@ -204,6 +204,22 @@ def own_control_plane(
         server.stop()
 
 
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Headless Debian Chromium through Playwright (tests/dashboard/browser.py)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.dashboard.browser import launch
+
+    # Playwright's sync API keeps an event loop in this thread; the test's ORM calls
+    # are plain sync code (Django documents this switch for Playwright).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        chromium = launch(p)
+        yield chromium
+        chromium.close()
+
+
 def change_feed_listeners() -> int:
     """How many web processes (of this run's servers) listen to the change feed."""
     import redis

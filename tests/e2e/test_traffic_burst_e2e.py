@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,8 @@ from breakers import CircuitBreakerConfig, CircuitBreakerRegistry
 from breakers.agent import Agent
 from controlplane.circuits.auth import create_agent_token
 from controlplane.circuits.models import Circuit, Service
-from tests.dashboard.browser import CHROMIUM, launch, login, screenshot_dir
-from tests.e2e.conftest import ControlPlaneProcess, server_env, wait_for
+from tests.dashboard.browser import CHROMIUM, login, screenshot_dir
+from tests.e2e.conftest import ControlPlaneProcess, wait_for
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -40,25 +39,8 @@ def fail() -> None:
     raise Down
 
 
-@pytest.fixture
-def server(transactional_db: None) -> Iterator[ControlPlaneProcess]:
-    plane = ControlPlaneProcess(server_env())
-    plane.start()
-    yield plane
-    plane.stop()
-
-
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with playwright_api.sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
-
-
 def test_a_burst_of_failures_shows_within_10_s(
-    server: ControlPlaneProcess, browser: Any, viewer: User
+    own_control_plane: ControlPlaneProcess, browser: Any, viewer: User
 ) -> None:
     service = Service.objects.create(name="shop")
     token = create_agent_token(service)[1]
@@ -69,15 +51,15 @@ def test_a_burst_of_failures_shows_within_10_s(
         "payments",
         CircuitBreakerConfig(failure_threshold=1000, sliding_window_size=1000, minimum_calls=1000),
     )
-    agent = Agent(server.url, token, "shop", registry=registry)  # interval 5 s
+    agent = Agent(own_control_plane.url, token, "shop", registry=registry)  # interval 5 s
     with agent:
         for _ in range(20):
             payments.call(lambda: "ok")
         assert wait_for(lambda: Circuit.objects.filter(name="payments").exists(), timeout=10)
         circuit = Circuit.objects.get(name="payments")
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        login(page, server.url, viewer.username, f"{viewer.username}-pw-123!")
-        page.goto(f"{server.url}/circuits/{circuit.pk}/?range=15m")
+        login(page, own_control_plane.url, viewer.username, f"{viewer.username}-pw-123!")
+        page.goto(f"{own_control_plane.url}/circuits/{circuit.pk}/?range=15m")
         summary = page.locator('[data-field="traffic-summary"]')
         page.wait_for_function(
             "() => document.querySelector('[data-live]')?.getAttribute('data-live') === 'on'",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,9 @@ from django.contrib.auth.models import User
 
 from controlplane.circuits.auth import create_agent_token
 from controlplane.circuits.models import Circuit, Service
-from tests.dashboard.browser import CHROMIUM, launch, login, screenshot_dir
+from tests.dashboard.browser import CHROMIUM, login, screenshot_dir
 from tests.dashboard.conftest import transition
-from tests.e2e.conftest import ControlPlaneProcess, server_env
+from tests.e2e.conftest import ControlPlaneProcess
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -33,25 +32,6 @@ pytestmark = [
 CALLS = 50  # per 10 s report: 5.0 calls/s
 FAILURES = 5  # 10.0% of the calls
 LIVE_CALLS = 100  # the report that arrives while the page is open: 10.0 calls/s
-
-
-@pytest.fixture
-def server(transactional_db: None) -> Iterator[ControlPlaneProcess]:
-    plane = ControlPlaneProcess(server_env())
-    plane.start()
-    yield plane
-    plane.stop()
-
-
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    # Playwright's sync API keeps an event loop in this thread; the test's ORM calls
-    # are plain sync code (Django documents this switch for Playwright).
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with playwright_api.sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
 
 
 def report(seq: int, bucket: int, calls: int, rejected: int = 0) -> dict[str, Any]:
@@ -91,7 +71,7 @@ def chart_points(page: Any) -> dict[str, int]:
 
 
 def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
-    server: ControlPlaneProcess, browser: Any, viewer: User, sync_body: Any
+    own_control_plane: ControlPlaneProcess, browser: Any, viewer: User, sync_body: Any
 ) -> None:
     service = Service.objects.create(name="checkout")
     token = create_agent_token(service)[1]
@@ -106,7 +86,7 @@ def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
             dropped_reports=0,
             **extra,
         )
-        status, answer = server.request("POST", "/api/v1/agent/sync", body, token=token)
+        status, answer = own_control_plane.request("POST", "/api/v1/agent/sync", body, token=token)
         assert status == 200, answer
         return dict(answer)
 
@@ -131,10 +111,10 @@ def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     series_requests: list[str] = []
     page.on("request", lambda r: series_requests.append(r.url) if "/series/" in r.url else None)
-    login(page, server.url, "vera", "vera-pw-123!")
+    login(page, own_control_plane.url, "vera", "vera-pw-123!")
 
     # A pasted link opens the range it names.
-    page.goto(f"{server.url}/circuits/{circuit.pk}/?range=15m")
+    page.goto(f"{own_control_plane.url}/circuits/{circuit.pk}/?range=15m")
     page.wait_for_selector('#live-status[data-live="on"]', timeout=10_000)
     page.wait_for_selector('[data-chart="calls"][data-points="6"]', timeout=10_000)
     assert chart_points(page) == {"calls": 6, "failure_rate": 6, "latency": 6, "rejected": 6}
@@ -215,7 +195,7 @@ def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
 
     # A circuit without traffic says so instead of drawing empty charts.
     inventory = Circuit.objects.get(name="inventory")
-    page.goto(f"{server.url}/circuits/{inventory.pk}/")
+    page.goto(f"{own_control_plane.url}/circuits/{inventory.pk}/")
     page.wait_for_selector(".traffic-empty:not([hidden])", timeout=10_000)
     assert page.is_hidden(".traffic-charts")
     assert page.inner_text(".traffic-summary") == "No traffic in the last 1 h."
@@ -224,7 +204,7 @@ def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
 
 
 def test_while_the_socket_is_closed_the_charts_catch_up_every_10_s(
-    server: ControlPlaneProcess, browser: Any, viewer: User, sync_body: Any
+    own_control_plane: ControlPlaneProcess, browser: Any, viewer: User, sync_body: Any
 ) -> None:
     service = Service.objects.create(name="checkout")
     token = create_agent_token(service)[1]
@@ -236,17 +216,17 @@ def test_while_the_socket_is_closed_the_charts_catch_up_every_10_s(
             telemetry=[report(next(seq), bucket, CALLS)],
             dropped_reports=0,
         )
-        status, answer = server.request("POST", "/api/v1/agent/sync", body, token=token)
+        status, answer = own_control_plane.request("POST", "/api/v1/agent/sync", body, token=token)
         assert status == 200, answer
 
     now = int(time.time()) // 10 * 10
     sync(now - 40)
     circuit = Circuit.objects.get(name="payments")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    login(page, server.url, "vera", "vera-pw-123!")
+    login(page, own_control_plane.url, "vera", "vera-pw-123!")
     # The dashboard's socket is refused from here on: the page stays "reconnecting".
     page.route_web_socket("**/ws/dashboard/**", lambda ws: ws.close())
-    page.goto(f"{server.url}/circuits/{circuit.pk}/?range=15m")
+    page.goto(f"{own_control_plane.url}/circuits/{circuit.pk}/?range=15m")
     page.wait_for_selector('[data-chart="calls"][data-points="1"]', timeout=10_000)
     assert page.get_attribute("#live-status", "data-live") == "off"
     page.evaluate("window.__sameDocument = true")

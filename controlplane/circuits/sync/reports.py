@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from controlplane.circuits.sync.wire import TRAFFIC_COUNTERS, Report
+from controlplane.circuits.sync.wire import Report
 
 #: Seqs past ``through`` a watermark remembers (the bits of a signed 64-bit column).
 WINDOW = 63
@@ -84,4 +84,4 @@ def rows(traffic: Traffic) -> Iterable[tuple[Any, ...]]:
         yield (circuit_id, bucket, *values)
 
 
-__all__ = ["TRAFFIC_COUNTERS", "WINDOW", "Traffic", "Watermark", "add_up", "rows"]
+__all__ = ["WINDOW", "Traffic", "Watermark", "add_up", "rows"]
