@@ -18,7 +18,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from controlplane.circuits.auth import create_agent_token, create_api_token
-from controlplane.circuits.models import Service
+from controlplane.circuits.models import Instance, Service
 from tests.e2e.conftest import ROOT, ControlPlaneProcess, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -70,12 +70,15 @@ def test_the_series_gives_the_figures_of_the_calls_made(
     )
     assert status == 200, circuits
     (circuit,) = circuits["results"]
-    # One step holding the whole run, ended: from the 10-second boundary before it began
-    # to the first one after it ended.
-    start = int(started.timestamp()) // 10 * 10
-    end = int(datetime.now(tz=UTC).timestamp()) // 10 * 10 + 10
-    step = end - start
-    assert wait_for(lambda: datetime.now(tz=UTC).timestamp() >= end, timeout=11)
+    # One step holding the whole run, ended: the smallest step (a multiple of 10) whose
+    # slot on the grid of that step holds the run from its start to its end.
+    began, ended = int(started.timestamp()), datetime.now(tz=UTC).timestamp()
+    step = 10
+    while began // step * step + step < ended:
+        step += 10
+    start = began // step * step
+    end = start + step
+    assert wait_for(lambda: datetime.now(tz=UTC).timestamp() >= end, timeout=step + 1)
 
     def iso(t: int) -> str:
         return datetime.fromtimestamp(t, tz=UTC).isoformat().replace("+00:00", "Z")
@@ -94,7 +97,12 @@ def test_the_series_gives_the_figures_of_the_calls_made(
         return float(answer()["series"]["calls"][0] or 0.0) * step
 
     # The last reports are written with the group commit's next batch.
-    assert wait_for(lambda: round(calls()) == len(durations), timeout=10), calls()
+    stored = Instance.objects.values_list("instance_id", "telemetry_through", "generation")
+    assert wait_for(lambda: round(calls()) == len(durations), timeout=10), (
+        calls(),
+        [(t["pending"], t["dropped"]) for t in truth],
+        list(stored),
+    )
     data = answer()
     assert (data["times"], data["partial_from"]) == ([start], None)
     series = data["series"]

@@ -46,7 +46,9 @@ def main(url: str, token: str, seed: int, calls: int, out: str) -> None:
             except Failed:
                 failures += 1
     finally:
-        agent.stop()
+        # Up to 10 s (the default is 2 s) for the last reports to reach the control plane:
+        # what this process measured is the truth the test compares with.
+        agent.stop(timeout=10.0)
     stats = agent.stats()
     with open(out, "w") as f:
         json.dump(
