@@ -10,7 +10,7 @@ of the overview.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -210,7 +210,19 @@ def spark_path(points: list[float], width: int = 80, height: int = 20) -> str:
     )
 
 
-def tile(circuit: Any, now: datetime, spark: list[float] | None = None) -> dict[str, Any]:
+def _circuit_url() -> Callable[[int], str]:
+    """The circuit page's URL for an id: reversed once per page rather than per tile
+    (500 reverses cost about a tenth of the overview's render)."""
+    head, tail = reverse("dashboard:circuit", args=[0]).rsplit("/0/", 1)
+    return lambda pk: f"{head}/{pk}/{tail}"
+
+
+def tile(
+    circuit: Any,
+    now: datetime,
+    spark: list[float] | None = None,
+    url: Callable[[int], str] | None = None,
+) -> dict[str, Any]:
     """Everything one tile shows, as plain JSON-able values (pages and the socket).
 
     ``circuit`` is a Circuit row from :func:`annotated` (fleet state, rates, probe time).
@@ -227,18 +239,20 @@ def tile(circuit: Any, now: datetime, spark: list[float] | None = None) -> dict[
     if circuit.probe_in is not None and circuit.reported_at is not None and state == "open":
         probe_at = max(now, circuit.reported_at + timedelta(seconds=circuit.probe_in))
     rate = circuit.failure_rate
+    label = FleetState(state).label
+    state_summary = formats.state_label(summary(circuit))
     points = list(spark or [])
     if rate is not None:
         points.append(rate)
     return {
         "id": circuit.pk,
-        "url": reverse("dashboard:circuit", args=[circuit.pk]),
+        "url": (url or _circuit_url())(circuit.pk),
         "key": f"{circuit.service.name}/{circuit.name}",
         "service": circuit.service.name,
         "name": circuit.name,
         "state": state,
-        "label": FleetState(state).label,
-        "summary": formats.state_label(summary(circuit)),
+        "label": label,
+        "summary": state_summary,
         "failure_rate": rate,
         "call_rate": circuit.call_rate,
         "rejected_rate": circuit.rejected_rate,
@@ -249,8 +263,8 @@ def tile(circuit: Any, now: datetime, spark: list[float] | None = None) -> dict[
         # What the tile shows, by its data-field: the page renders these strings and
         # live.js places them as they are.
         "text": {
-            "label": FleetState(state).label,
-            "summary": formats.state_label(summary(circuit)),
+            "label": label,
+            "summary": state_summary,
             "failure_rate": formats.pct(rate),
             "call_rate": formats.per_second(circuit.call_rate),
             "rejected_rate": formats.per_second(circuit.rejected_rate),
@@ -263,7 +277,8 @@ def tile(circuit: Any, now: datetime, spark: list[float] | None = None) -> dict[
 def tiles_for(circuits: list[Circuit], now: datetime) -> list[dict[str, Any]]:
     """Tiles of annotated circuits, with sparklines (one more query)."""
     spark = sparklines([c.pk for c in circuits], now)
-    return [tile(c, now, spark.get(c.pk)) for c in circuits]
+    url = _circuit_url()
+    return [tile(c, now, spark.get(c.pk), url) for c in circuits]
 
 
 def overview_page(filters: Filters, now: datetime | None = None) -> tuple[Page, list[dict]]:

@@ -12,12 +12,12 @@ from django.db.models import (
     CharField,
     Count,
     F,
+    FilteredRelation,
     FloatField,
-    OuterRef,
+    Max,
     Prefetch,
     Q,
     QuerySet,
-    Subquery,
     Sum,
     Value,
     When,
@@ -106,7 +106,15 @@ class CircuitQuerySet(QuerySet):
         now = now or timezone.now()
         overrides: Any = cast(Any, self.model._meta.get_field("overrides").related_model).objects
         live = live_snapshots(now)
-        override_state = overrides.in_force(now).filter(circuit=OuterRef("pk")).values("state")[:1]
+        # The override in force, joined (at most one row per circuit: the open override
+        # is unique per circuit) and read with one aggregate. A correlated subquery here
+        # was evaluated again for every reference to fleet_state (the overview's sort
+        # repeats it), 60,000 index scans for 10,000 circuits.
+        in_force = FilteredRelation(
+            "overrides",
+            condition=Q(overrides__ended_at__isnull=True)
+            & (Q(overrides__expires_at__isnull=True) | Q(overrides__expires_at__gt=now)),
+        )
         counts = {
             field: Count("snapshots", filter=live & Q(snapshots__state=state))
             for state, field in STATE_COUNT_FIELDS.items()
@@ -116,8 +124,9 @@ class CircuitQuerySet(QuerySet):
             for state, field in STATE_COUNT_FIELDS.items()
         ]
         return (
-            self.annotate(
-                override_state=Subquery(override_state, output_field=CharField()),
+            self.annotate(in_force_override=in_force)
+            .annotate(
+                override_state=Max("in_force_override__state"),
                 instances_live=Count("snapshots", filter=live),
                 **counts,
             )
