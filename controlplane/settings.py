@@ -261,6 +261,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The dashboard's address as people reach it (scheme, host, optional port and path):
+# links in alert notifications start with it. Empty: the links are paths only.
+SWITCHYARD_PUBLIC_URL = envstr("SWITCHYARD_PUBLIC_URL", "").rstrip("/")
+if SWITCHYARD_PUBLIC_URL and not re.fullmatch(
+    r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~!$&'()*+,;=:@%/\-]*)?", SWITCHYARD_PUBLIC_URL
+):
+    raise ImproperlyConfigured(
+        "SWITCHYARD_PUBLIC_URL must be http(s)://host[:port][/path] without query or "
+        f"fragment, got {SWITCHYARD_PUBLIC_URL!r}"
+    )
+
 # Redis: channel layer, cache and Celery broker; without it, in-process equivalents.
 REDIS_URL = envstr("REDIS_URL", "")
 # Namespace of every Redis key and channel of this deployment (the watch change feed,

@@ -138,7 +138,7 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
             for s in snapshots
         ],
         "traffic": {
-            **charts.traffic_range(request.GET.get("range")),
+            **charts.traffic_view(request.GET, now),
             "series_url": reverse("circuit-detail", args=[circuit.pk]) + "series/",
         },
         "timeline": charts.timeline(transitions, snapshots, now),

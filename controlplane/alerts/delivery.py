@@ -63,6 +63,7 @@ def payload(notification: Notification) -> dict[str, Any]:
             "value": alert.value,
             "labels": alert.labels,
             "acknowledged": alert.acknowledged_at is not None,
+            "url": alert.window_url(),
         },
     }
 

@@ -1,12 +1,15 @@
 """Data model of alerting: rules, alerts (one open per rule x circuit), silences,
 channels, notifications and every delivery attempt."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 
 from controlplane.alerts.choices import (
     OPEN_STATUSES,
@@ -19,6 +22,14 @@ from controlplane.alerts.choices import (
     Severity,
 )
 from controlplane.circuits.models import Circuit, Service
+
+#: An alert's window starts this long before the alert and ends this long after it.
+WINDOW_MARGIN = timedelta(minutes=15)
+
+
+def _second(moment: datetime) -> str:
+    """A whole-second UTC time as a URL carries it: 2026-11-27T11:45:00Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Channel(models.Model):
@@ -162,6 +173,31 @@ class Alert(models.Model):
     def labels(self) -> dict[str, Any]:
         """Labels shown with the alert and sent in notifications."""
         return {"forced": True} if self.forced else {}
+
+    @property
+    def window(self) -> tuple[datetime, datetime | None]:
+        """The time to look at for this alert: from WINDOW_MARGIN before it started to
+        WINDOW_MARGIN after it resolved (None while it is open: up to now), whole seconds."""
+        start = (self.started_at - WINDOW_MARGIN).replace(microsecond=0)
+        if self.resolved_at is None:
+            return start, None
+        end = self.resolved_at + WINDOW_MARGIN
+        return start, end.replace(microsecond=0) + timedelta(seconds=bool(end.microsecond))
+
+    @property
+    def window_query(self) -> str:
+        """``from=...&to=...`` of :attr:`window`, as the circuit page reads them."""
+        start, end = self.window
+        params = {"from": _second(start)}
+        if end is not None:
+            params["to"] = _second(end)
+        return urlencode(params, safe=":")
+
+    def window_url(self) -> str:
+        """The circuit page at this alert's window, absolute when
+        SWITCHYARD_PUBLIC_URL is set (what notifications link to)."""
+        path = reverse("dashboard:circuit", args=[self.circuit_id])
+        return f"{settings.SWITCHYARD_PUBLIC_URL}{path}?{self.window_query}#traffic"
 
 
 class Silence(models.Model):

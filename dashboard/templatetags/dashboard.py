@@ -1,9 +1,13 @@
 """Template filters of the dashboard: the formatters of ``dashboard/formats.py``
 (the one place figures are formatted) and small template helpers."""
 
+from datetime import datetime
 from typing import Any
 
 from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from dashboard import formats
 
@@ -13,6 +17,32 @@ register.filter("pct", formats.pct)
 register.filter("per_second", formats.per_second)
 register.filter("seconds", formats.seconds)
 register.filter("state_label", formats.state_label)
+register.filter("duration", formats.duration)
+
+
+@register.filter
+def when(moment: datetime | None, empty: str = "-") -> SafeString | str:
+    """A moment as "3 min ago", exact on hover: ``<time datetime title data-when>``
+    (``times.js`` moves the words on and puts the title in the viewer's time zone)."""
+    if moment is None:
+        return empty
+    return format_html(
+        '<time datetime="{}" title="{}" data-when>{}</time>',
+        formats.iso(moment),
+        formats.exact(moment),
+        formats.relative((timezone.now() - moment).total_seconds()),
+    )
+
+
+@register.filter
+def at(moment: datetime | None, empty: str = "-") -> SafeString | str:
+    """A moment as its exact time, in the viewer's time zone once ``times.js`` ran
+    (UTC before): ``<time datetime data-at>``."""
+    if moment is None:
+        return empty
+    return format_html(
+        '<time datetime="{}" data-at>{}</time>', formats.iso(moment), formats.exact(moment)
+    )
 
 
 @register.filter

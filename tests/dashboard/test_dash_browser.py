@@ -265,7 +265,7 @@ def test_a_live_update_renders_the_tile_as_the_page_does(
     instance = Instance.objects.create(
         service=service, instance_id="web-1", first_seen=now, last_seen=now
     )
-    # Times far enough back that the rendered durations ("2h 0m") hold for the test.
+    # Times far enough back that the rendered durations ("2 h 0 min") hold for the test.
     snapshot = Snapshot.objects.create(
         instance=instance,
         circuit=circuit,
@@ -307,5 +307,5 @@ def test_a_live_update_renders_the_tile_as_the_page_does(
     page.reload()
     rendered = _tile_html(page, "checkout/payments")
     assert live == rendered
-    for text in (">open<", ">open on 1 of 1<", ">62.5%<", ">30.0/s<", ">8.2/s<", ">2h 0m<"):
+    for text in (">open<", ">open on 1 of 1<", ">62.5%<", ">30.0/s<", ">8.2/s<", ">2 h 0 min<"):
         assert text in rendered, text

@@ -77,6 +77,7 @@ def test_circuit_page_has_no_inline_script_or_style(as_viewer: Client, fleet: An
     assert re.search(r' on[a-z]+="', html) is None  # no inline handlers either
     srcs = [re.search(r'src="([^"]+)"', attrs).group(1) for attrs, _ in scripts]  # type: ignore[union-attr]
     assert srcs == [
+        "/static/dashboard/times.js",
         "/static/dashboard/live.js",
         f"/static/{VENDOR}/uPlot.iife.min.js",
         "/static/dashboard/traffic.js",

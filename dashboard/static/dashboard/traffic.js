@@ -1,8 +1,9 @@
 // Switchyard traffic charts of one circuit (the circuit page): calls/s, failure %,
 // latency p50/p90/p99 and rejected/s from GET /api/v1/circuits/{id}/series/, drawn with
-// uPlot on one time axis (UTC) with one synchronised cursor; the periods the circuit was
-// open, half open or forced (the answer's "bands") are shaded behind every chart.
-// The range (?range=15m|1h|6h|24h|7d) lives in the URL. New points arrive without a
+// uPlot on one time axis (in the viewer's time zone) with one synchronised cursor; the
+// periods the circuit was open, half open or forced (the answer's "bands") are shaded
+// behind every chart. The range (?range=15m|1h|6h|24h|7d) lives in the URL, or a fixed
+// window (?from=&to=, what alert links carry; without "to" it runs up to now, live). New points arrive without a
 // reload: a "traffic" message of the dashboard's socket (shared with live.js through
 // the "switchyard:message" event) naming this circuit fetches the steps from the last
 // ones shown on (30 s back, for late reports) and merges them; while the socket is
@@ -49,16 +50,32 @@
     var ms = v * 1000;
     return (ms >= 10 || ms === 0 ? ms.toFixed(0) : ms.toFixed(1)) + " ms";
   }
-  // Times are UTC: "14:05" within a day, "12-01 14:00" across days.
-  function clock(ts) { return new Date(ts * 1000).toISOString().slice(11, 19); }
-  function stamp(ts) { return new Date(ts * 1000).toISOString().slice(0, 19).replace("T", " "); }
+  // Times are the viewer's own: "14:05" within a day, "12-01 14:00" across days.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function parts(ts) {
+    var d = new Date(ts * 1000);
+    return {
+      date: d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()),
+      hm: pad(d.getHours()) + ":" + pad(d.getMinutes()),
+      s: pad(d.getSeconds()),
+    };
+  }
+  function clock(ts) { var p = parts(ts); return p.hm + ":" + p.s; }
+  function stamp(ts) { var p = parts(ts); return p.date + " " + p.hm + ":" + p.s; }
+  var ZONE = (function () {
+    try {
+      var named = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" }).formatToParts(new Date());
+      for (var i = 0; i < named.length; i++) if (named[i].type === "timeZoneName") return named[i].value;
+    } catch (e) { /* an old browser: no zone name */ }
+    return "local time";
+  })();
   function timeTicks(u, splits, axis, space, incr) {
     var days = view && view.range.seconds > 86400;
     return splits.map(function (ts) {
-      var s = new Date(ts * 1000).toISOString();
-      var hm = incr < 60 ? s.slice(11, 19) : s.slice(11, 16);
-      if (incr >= 86400) return s.slice(5, 10);
-      return days ? s.slice(5, 10) + " " + hm : hm;
+      var p = parts(ts);
+      var hm = incr < 60 ? p.hm + ":" + p.s : p.hm;
+      if (incr >= 86400) return p.date.slice(5);
+      return days ? p.date.slice(5) + " " + hm : hm;
     });
   }
   // Axis ticks carry as many decimals as their spacing needs ("0.005/s", "0.010/s").
@@ -101,7 +118,19 @@
   // What is shown: the steps of the range (times and one array per metric), the bands,
   // and the x extent [from, to] shared by every chart.
   var view = null;
+  // A fixed window from the URL (server-checked): its steps never slide; without an
+  // end it grows up to now and stays live.
+  var fixed = root.hasAttribute("data-from") ? {
+    key: "window",
+    label: "this window",
+    from: Date.parse(root.getAttribute("data-from")) / 1000,
+    to: root.getAttribute("data-to") ? Date.parse(root.getAttribute("data-to")) / 1000 : null,
+    seconds: Number(root.getAttribute("data-window-seconds")),
+    step: Number(root.getAttribute("data-window-step")),
+  } : null;
+  function rangeWords(range) { return range.from !== undefined ? "this window" : "the last " + range.label; }
   function rangeOf(key) {
+    if (key === "window") return fixed;
     for (var i = 0; i < buttons.length; i++) {
       var b = buttons[i];
       if (b.getAttribute("data-range") === key) {
@@ -119,6 +148,9 @@
     var series = {};
     METRICS.forEach(function (m) { series[m] = []; });
     var now = Date.now() / 1000;
+    if (range.from !== undefined) {
+      return { range: range, times: [], series: series, bands: [], from: range.from, to: range.to || now };
+    }
     return { range: range, times: [], series: series, bands: [], from: now - range.seconds, to: now };
   }
 
@@ -157,7 +189,6 @@
       var opts = {
         width: width(),
         height: HEIGHT + (last ? 30 : 0),
-        tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
         cursor: { sync: { key: sync.key, setSeries: false }, drag: { x: false, y: false } },
         legend: { live: true },
         scales: {
@@ -170,11 +201,11 @@
           },
         },
         axes: [
-          { label: last ? "time (UTC)" : null, labelSize: last ? 20 : 0, size: 30, values: timeTicks,
+          { label: last ? "time (" + ZONE + ")" : null, labelSize: last ? 20 : 0, size: 30, values: timeTicks,
             space: function () { return view && view.range.seconds > 86400 ? 110 : 60; } },
           { label: c.unit, values: c.ticks, size: 74 },
         ],
-        series: [{ label: "UTC", value: function (u, v) { return v == null ? "-" : stamp(v); } }].concat(c.series.map(function (s) {
+        series: [{ label: ZONE, value: function (u, v) { return v == null ? "-" : stamp(v); } }].concat(c.series.map(function (s) {
           return {
             label: s.label,
             stroke: s.stroke,
@@ -224,10 +255,10 @@
       calls: view.series.calls[at], failure: view.series.failure_rate[at], p99: view.series.p99[at],
     };
     summary.textContent = latest
-      ? "Latest step (" + clock(view.times[at]) + " UTC, " + view.range.step + " s): " +
+      ? "Latest step (" + clock(view.times[at]) + " " + ZONE + ", " + view.range.step + " s): " +
         fmtRate(latest.calls).replace("/s", " calls/s") + ", " + fmtPct(latest.failure) +
         " failed, p99 " + fmtSeconds(latest.p99) + "."
-      : "No traffic in the last " + view.range.label + ".";
+      : "No traffic in " + rangeWords(view.range) + ".";
     plots.forEach(function (p) {
       var points = nonNull(view.series[p.chart.series[0].metric]);
       stats.points[p.chart.key] = points;
@@ -236,7 +267,7 @@
       var value = latest ? p.chart.series.map(function (s) {
         return s.label + " " + p.chart.fmt(view.series[s.metric][at]);
       }).join(", ") : "no traffic";
-      p.target.setAttribute("aria-label", p.chart.name + " over the last " + view.range.label +
+      p.target.setAttribute("aria-label", p.chart.name + " over " + rangeWords(view.range) +
         ", " + view.range.step + " s steps; latest: " + value + ".");
       if (traffic && p.plot.width !== width()) p.plot.setSize({ width: width(), height: p.plot.height });
       p.plot.setData(data(p.chart));
@@ -275,8 +306,9 @@
     });
     var to = seconds(body.to);
     var from = seconds(body.from);
-    view.to = Math.max(view.to, to);
-    view.from = view.to - view.range.seconds;
+    var range = view.range;
+    view.to = range.to ? range.to : Math.max(view.to, to);
+    view.from = range.from !== undefined ? range.from : view.to - range.seconds;
     var drop = 0;
     while (drop < view.times.length && view.times[drop] + view.range.step <= view.from) drop++;
     if (drop) {
@@ -304,15 +336,18 @@
     var last = view.times.length ? view.times[view.times.length - 1] : null;
     // A report reaches the server up to seconds after its bucket ended (at the agent's
     // next sync), and each instance's separately: the last steps shown are read again.
+    if (range.to && view.loaded) { inFlight = false; return; }  // a closed window: read once
+    var start = range.from !== undefined ? range.from : now - range.seconds;
     var from = last !== null
       ? last - Math.ceil(LATE_SECONDS / range.step) * range.step
-      : Math.floor((now - range.seconds) / range.step) * range.step;
+      : Math.floor(start / range.step) * range.step;
     stats.fetches++;
     if (last !== null) stats.appends++;
-    request(range, from, now)
+    request(range, from, range.to || now)
       .then(function (body) {
         if (gen !== generation) return;
         merge(body);
+        view.loaded = true;
         render();
       })
       .catch(function () {
@@ -334,22 +369,32 @@
     if (push) {
       var url = new URL(window.location.href);
       url.searchParams.set("range", range.key);
+      url.searchParams.delete("from");  // a preset leaves the window for the latest traffic
+      url.searchParams.delete("to");
+      var note = root.querySelector(".traffic-window");
+      if (note) note.hidden = true;
       window.history.pushState({ range: range.key }, "", url.toString());
     }
     generation++;
     view = emptyView(range);
-    summary.textContent = "Loading the last " + range.label + " of traffic…";
+    summary.textContent = "Loading the traffic of " + rangeWords(range) + "…";
     load();
   }
 
   buttons.forEach(function (b) {
     b.addEventListener("click", function (event) {
       event.preventDefault();
-      if (b.getAttribute("data-range") !== view.range.key) choose(b.getAttribute("data-range"), true);
+      if (b.getAttribute("data-range") !== view.range.key) {
+        fixed = null;
+        choose(b.getAttribute("data-range"), true);
+      }
     });
   });
   window.addEventListener("popstate", function () {
-    var key = new URL(window.location.href).searchParams.get("range");
+    // Back to the window the page was opened at, or to the range in the URL.
+    var params = new URL(window.location.href).searchParams;
+    if (params.get("from")) { window.location.reload(); return; }
+    var key = params.get("range");
     choose(rangeOf(key) ? key : root.getAttribute("data-range"), false);
   });
 
@@ -375,7 +420,7 @@
     }, 100);
   });
 
-  view = emptyView(rangeOf(root.getAttribute("data-range")));
+  view = emptyView(fixed || rangeOf(root.getAttribute("data-range")));
   build();
   choose(view.range.key, false);
 })();
