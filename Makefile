@@ -35,7 +35,8 @@ run: $(RUN_DEPS)
 	@echo "==> creating the first users"
 	@DEBUG=$${DEBUG-1} $(BIN)/python manage.py bootstrap
 	@echo "==> starting web, Celery worker, beat$(if $(filter 1,$(DEMO)), and the demo fleet) (Ctrl-C stops all)"
-	@DEBUG=$${DEBUG-1} $(BIN)/python -m controlplane.runall --host $(HOST) --port $(PORT) \
+	@DEBUG=$${DEBUG-1} SWITCHYARD_PUBLIC_URL=$${SWITCHYARD_PUBLIC_URL-http://127.0.0.1:$(PORT)} \
+		$(BIN)/python -m controlplane.runall --host $(HOST) --port $(PORT) \
 		$(if $(filter 1,$(DEMO)),--demo) $(if $(filter 1,$(QUIET)),--quiet)
 
 test: venv

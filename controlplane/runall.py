@@ -77,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
     local = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     web_url = f"http://{local}:{args.port}"
-    # Links in the demo's notifications open this dashboard.
-    os.environ.setdefault("SWITCHYARD_PUBLIC_URL", web_url)
     receiver_port = args.port + 1
     stopping = False
 

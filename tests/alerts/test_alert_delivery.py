@@ -200,3 +200,29 @@ def test_webhook_config_is_validated_and_redacted() -> None:
         {"url": "https://hooks.example.com/T0/B0/XYZ", "secret": WEBHOOK_SECRET}
     )
     assert shown == {"url": "https://hooks.example.com/…", "secret": "********"}
+
+
+@pytest.mark.django_db
+@override_settings(SWITCHYARD_PUBLIC_URL="https://switchyard.example.com/ops")
+def test_notifications_link_to_the_circuit_page_at_the_alerts_window(firing, receiver) -> None:
+    assert deliver(firing.pk).outcome == "sent"
+    [body] = receiver.bodies()
+    db = firing.alert.circuit
+    # 15 minutes before the alert started, and no end while it is open (up to now).
+    assert body["alert"]["url"] == (
+        f"https://switchyard.example.com/ops/circuits/{db.pk}/?from=2026-11-27T11:45:00Z#traffic"
+    )
+    alert = firing.alert
+    alert.resolved_at = T0 + 130.4 * S
+    assert alert.window_query == "from=2026-11-27T11:45:00Z&to=2026-11-27T12:17:11Z"
+
+
+@pytest.mark.django_db
+def test_without_a_public_url_the_link_is_a_path_and_the_email_carries_it(firing) -> None:
+    from controlplane.alerts.delivery import payload
+    from controlplane.alerts.transports.email import subject_and_text
+
+    body = payload(firing)
+    assert body["alert"]["url"].startswith(f"/circuits/{firing.alert.circuit_id}/?from=")
+    _, text = subject_and_text(body)
+    assert f"url: {body['alert']['url']}" in text.splitlines()
