@@ -1,0 +1,11 @@
+"""Breakers where applications already make their calls, each behind an optional extra
+so that ``breakers`` itself stays dependency-free:
+
+- ``breakers.integrations.httpx``: sync and async httpx transports
+  (``pip install "switchyard-breakers[httpx]"``);
+- ``breakers.integrations.requests``: an adapter mounted on a requests Session
+  (``pip install "switchyard-breakers[requests]"``).
+
+The HTTP integrations share ``breakers.integrations.http``: which breaker guards a
+request (its host, or a route rule) and which answers count as failures.
+"""
