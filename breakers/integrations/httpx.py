@@ -20,7 +20,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
-import httpx
+try:
+    import httpx
+except ImportError as exc:  # the extra is not installed
+    raise ImportError(
+        'breakers.integrations.httpx needs httpx: pip install "switchyard-breakers[httpx]"'
+    ) from exc
 
 from ..config import CircuitBreakerConfig
 from ..errors import CircuitOpenError

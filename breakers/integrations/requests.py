@@ -24,8 +24,13 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from requests import PreparedRequest, Response
-from requests.adapters import HTTPAdapter
+try:
+    from requests import PreparedRequest, Response
+    from requests.adapters import HTTPAdapter
+except ImportError as exc:  # the extra is not installed
+    raise ImportError(
+        'breakers.integrations.requests needs requests: pip install "switchyard-breakers[requests]"'
+    ) from exc
 
 from ..config import CircuitBreakerConfig
 from ..errors import CircuitOpenError

@@ -1,0 +1,84 @@
+"""The HTTP integrations steered by a real control plane: an application whose httpx and
+requests clients guard their calls, its agent syncing with uvicorn; an operator forces
+the upstream's circuit open through the API and the clients reject within a second,
+then pass again after the release. The upstream is a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+import requests
+
+from breakers import CircuitBreakerRegistry, CircuitOpenError
+from breakers.integrations.httpx import BreakerTransport
+from breakers.integrations.requests import BreakerAdapter
+from controlplane.circuits.auth import create_agent_token, create_api_token
+from controlplane.circuits.models import Service
+from tests.breakers.test_http_integrations import Upstream
+from tests.e2e.conftest import ControlPlaneProcess, change_feed_listeners, wait_for
+from tests.e2e.test_agent_e2e import circuit_id, new_agent
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
+def rejects(call: Any) -> bool:
+    try:
+        call()
+    except CircuitOpenError:
+        return True
+    return False
+
+
+def test_a_force_from_the_control_plane_reaches_httpx_and_requests_within_a_second(
+    control_plane: ControlPlaneProcess, operator: Any
+) -> None:
+    service = Service.objects.create(name="checkout")
+    token = create_agent_token(service)[1]
+    operator_token = create_api_token(operator)[1]
+    upstream = Upstream()
+    registry = CircuitBreakerRegistry()
+    routes = {f"127.0.0.1:{upstream.port}": "inventory-api"}
+    client = httpx.Client(transport=BreakerTransport(registry=registry, routes=routes))
+    session = requests.Session()
+    session.mount("http://", BreakerAdapter(registry=registry, routes=routes))
+    try:
+        assert client.get(f"{upstream.url}/stock").status_code == 200  # creates the breaker
+        with new_agent(control_plane.url, token, registry) as agent:
+            assert wait_for(lambda: circuit_id(control_plane, operator_token, "inventory-api"))
+            cid = circuit_id(control_plane, operator_token, "inventory-api")
+            assert wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
+            assert wait_for(lambda: change_feed_listeners() >= 1, timeout=10.0)
+            hits = upstream.hits
+            started = time.monotonic()
+            status, body = control_plane.request(
+                "POST",
+                f"/api/v1/circuits/{cid}/override/",
+                {"state": "forced_open", "reason": "inventory failover"},
+                token=operator_token,
+            )
+            assert status == 201, body
+            get = lambda: client.get(f"{upstream.url}/stock")  # noqa: E731
+            assert wait_for(lambda: rejects(get), timeout=1.0)
+            assert time.monotonic() - started < 1.0
+            assert rejects(lambda: session.get(f"{upstream.url}/stock"))
+            status, _ = control_plane.request(
+                "DELETE",
+                f"/api/v1/circuits/{cid}/override/",
+                {"reason": "recovered"},
+                token=operator_token,
+            )
+            assert status == 204
+            assert wait_for(lambda: not rejects(get), timeout=1.0)
+            assert session.get(f"{upstream.url}/stock").status_code == 200
+            # While forced, nothing reached the upstream: only the requests that polled
+            # for the release (each one that was let through) did.
+            breaker = registry.get("inventory-api")
+            assert breaker is not None and breaker.traffic()["rejected"] >= 2
+            assert upstream.hits - hits == breaker.traffic()["calls"] - 1
+    finally:
+        client.close()
+        session.close()
+        upstream.close()
