@@ -12,7 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["WIRE_FIELDS", "CircuitBreakerConfig", "config_errors", "wire_schema"]
+__all__ = [
+    "WIRE_FIELDS",
+    "CircuitBreakerConfig",
+    "FieldSpec",
+    "config_errors",
+    "field_specs",
+    "wire_schema",
+]
 
 #: Hard limits. Every numeric field has an explicit upper bound so a typo in a
 #: central edit cannot produce a breaker that never closes or allocates huge windows.
@@ -84,10 +91,171 @@ WIRE_FIELDS: tuple[str, ...] = tuple(_RULES)
 
 _FLOAT_FIELDS = frozenset(n for n, r in _RULES.items() if r.kind == "float")
 
+#: Per wire field: (label, unit, one-line explanation). The unit names what the wire
+#: value counts; "fraction" fields are shares from 0 to 1 (0.5 is half the calls).
+_TEXTS: dict[str, tuple[str, str, str]] = {
+    "failure_threshold": (
+        "Consecutive failures",
+        "failures",
+        "Failures in a row, while closed, that open the circuit; a success resets the streak.",
+    ),
+    "success_threshold": (
+        "Probe successes to close",
+        "successes",
+        "Successful probes, while half open, that close the circuit; a failure re-opens it.",
+    ),
+    "timeout": (
+        "Open timeout",
+        "seconds",
+        "How long the circuit stays open before the next call is let through as a probe.",
+    ),
+    "half_open_max_calls": (
+        "Probes at once",
+        "calls",
+        "Calls let through at the same time while half open; the others are rejected.",
+    ),
+    "failure_rate_threshold": (
+        "Failure rate to open",
+        "fraction",
+        "Share of failed calls in the window that opens the circuit (0.5 is half the calls).",
+    ),
+    "sliding_window_size": (
+        "Window size",
+        "calls",
+        "Outcomes a count window keeps: the rates are taken over the last this many calls.",
+    ),
+    "minimum_calls": (
+        "Minimum calls",
+        "calls",
+        "Outcomes the window must hold before its rates can open the circuit.",
+    ),
+    "window_type": (
+        "Window type",
+        "",
+        "count: the last N calls (window size); time: the calls of the last window duration.",
+    ),
+    "window_duration": (
+        "Window duration",
+        "seconds",
+        "Span of a time window (used when the window type is time).",
+    ),
+    "slow_call_duration": (
+        "Slow call duration",
+        "seconds",
+        "Calls at least this long count as slow; empty turns slow-call detection off.",
+    ),
+    "slow_call_rate_threshold": (
+        "Slow call rate to open",
+        "fraction",
+        "Share of slow calls in the window that opens the circuit (1 is every call).",
+    ),
+    "timeout_multiplier": (
+        "Timeout growth",
+        "times",
+        "The open timeout is multiplied by this after each further trip without a close.",
+    ),
+    "max_timeout": (
+        "Longest open timeout",
+        "seconds",
+        "Cap of the grown open timeout; at least the open timeout.",
+    ),
+    "timeout_jitter": (
+        "Timeout jitter",
+        "fraction",
+        "The open timeout varies by plus or minus this share (0.1 is 10 %).",
+    ),
+}
+
+
+def _number(value: float, kind: str) -> str:
+    if kind == "int":
+        return f"{int(value):,}"
+    return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """What one wire field is, for people and forms: its label, unit, one-line
+    explanation, kind (``"int"``, ``"float"`` or ``"choice"``), default and the allowed
+    values (the same rule :func:`config_errors` applies).
+
+    ``low``/``high`` bound a number (``low_open``: ``low`` itself is not allowed);
+    ``choices`` are the values of a choice; ``nullable``: None (empty) is allowed.
+    """
+
+    name: str
+    label: str
+    unit: str
+    help: str
+    kind: str
+    default: Any
+    low: float | None
+    high: float | None
+    low_open: bool
+    nullable: bool
+    choices: tuple[str, ...]
+
+    @property
+    def allowed(self) -> str:
+        """The allowed values in words: ``"1 to 1,000,000"``, ``"more than 0, up to
+        86,400"``, ``"count or time"``, with ``", or empty for none"`` when nullable."""
+        if self.kind == "choice":
+            text = " or ".join(self.choices)
+        else:
+            assert self.low is not None and self.high is not None
+            low, high = _number(self.low, self.kind), _number(self.high, self.kind)
+            text = f"more than {low}, up to {high}" if self.low_open else f"{low} to {high}"
+        return f"{text}, or empty for none" if self.nullable else text
+
+    @property
+    def step(self) -> str:
+        """The ``step`` of a number input: ``"1"`` for integers, ``"any"`` otherwise."""
+        return "1" if self.kind == "int" else "any"
+
+    def format(self, value: Any) -> str:
+        """``value`` as an operator reads it: with its unit (``"30 seconds"``), a
+        fraction also as a percentage (``"0.5 (50 %)"``), None as ``"none"``."""
+        if value is None:
+            return "none"
+        if self.kind == "choice" or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return str(value)
+        number = float(value)
+        text = f"{int(number):,}" if number.is_integer() else repr(number)
+        if self.unit == "fraction":
+            return f"{text} ({number * 100:.4g} %)"
+        return f"{text} {self.unit}" if self.unit else text
+
+
+def _spec(name: str, rule: _Rule, default: Any) -> FieldSpec:
+    label, unit, help_text = _TEXTS[name]
+    number = rule.kind != "choice"
+    return FieldSpec(
+        name=name,
+        label=label,
+        unit=unit,
+        help=help_text,
+        kind=rule.kind,
+        default=default,
+        low=rule.low if number else None,
+        high=rule.high if number else None,
+        low_open=rule.low_open,
+        nullable=rule.nullable,
+        choices=rule.choices,
+    )
+
+
+def field_specs() -> tuple[FieldSpec, ...]:
+    """Every wire field's :class:`FieldSpec`, in :data:`WIRE_FIELDS` order.
+
+    ``max_timeout``'s default is None: left out, it follows ``timeout``.
+    """
+    return _SPECS
+
 
 def wire_schema() -> dict[str, Any]:
-    """An OpenAPI 3.0 schema object of the wire mapping: each field's type and bounds
-    (none required; ``exclusiveMinimum`` and ``nullable`` as OpenAPI 3.0 spells them).
+    """An OpenAPI 3.0 schema object of the wire mapping: each field's type, bounds and
+    description (none required; ``exclusiveMinimum`` and ``nullable`` as OpenAPI 3.0
+    spells them).
 
     The cross-field rule (``max_timeout`` at least ``timeout``) is not expressed.
     """
@@ -104,6 +272,8 @@ def wire_schema() -> dict[str, Any]:
             prop["maximum"] = int(rule.high) if rule.kind == "int" else rule.high
         if rule.nullable:
             prop["nullable"] = True
+        label, unit, help_text = _TEXTS[name]
+        prop["description"] = f"{label}" + (f" ({unit})" if unit else "") + f". {help_text}"
         properties[name] = prop
     return {"type": "object", "properties": properties, "additionalProperties": False}
 
@@ -252,6 +422,10 @@ def _default_max_timeout(timeout: Any) -> Any:
 
 
 _DEFAULTS = CircuitBreakerConfig().to_dict()
+_SPECS: tuple[FieldSpec, ...] = tuple(
+    _spec(name, _RULES[name], None if name == "max_timeout" else _DEFAULTS[name])
+    for name in WIRE_FIELDS
+)
 
 
 def config_errors(

@@ -265,3 +265,52 @@ def test_exception_fields_are_validated_and_normalised():
         CircuitBreakerConfig(ignore_exceptions="KeyError")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^failure_predicate must be a callable"):
         CircuitBreakerConfig(failure_predicate=3)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ field specs
+
+
+def test_field_specs_describe_every_wire_field_from_its_rule() -> None:
+    from breakers.config import FieldSpec, field_specs, wire_schema
+
+    specs = field_specs()
+    assert tuple(s.name for s in specs) == WIRE_FIELDS
+    assert all(isinstance(s, FieldSpec) and s.label and s.help for s in specs)
+    by_name = {s.name: s for s in specs}
+    threshold = by_name["failure_threshold"]
+    assert (threshold.kind, threshold.low, threshold.high, threshold.unit) == (
+        "int",
+        1,
+        1_000_000,
+        "failures",
+    )
+    assert threshold.allowed == "1 to 1,000,000" and threshold.step == "1"
+    assert by_name["timeout"].allowed == "more than 0, up to 86,400"
+    assert by_name["timeout"].format(30.0) == "30 seconds"
+    assert by_name["failure_rate_threshold"].format(0.35) == "0.35 (35 %)"
+    assert by_name["window_type"].choices == ("count", "time")
+    assert by_name["window_type"].allowed == "count or time"
+    slow = by_name["slow_call_duration"]
+    assert slow.nullable and slow.allowed.endswith("or empty for none")
+    assert slow.format(None) == "none"
+    # Defaults are the library's (max_timeout: None, it follows timeout).
+    assert by_name["failure_threshold"].default == CircuitBreakerConfig().failure_threshold
+    assert by_name["max_timeout"].default is None
+    # The bounds are the validation rule's: the highest allowed value passes, one more fails.
+    for spec in specs:
+        if spec.kind == "int":
+            assert spec.high is not None
+            assert config_errors({spec.name: int(spec.high)}) == {}
+            assert spec.name in config_errors({spec.name: int(spec.high) + 1})
+    # The schema's descriptions are the same text.
+    properties = wire_schema()["properties"]
+    for spec in specs:
+        assert spec.help in properties[spec.name]["description"]
+        assert spec.label in properties[spec.name]["description"]
+
+
+def test_field_spec_is_frozen() -> None:
+    from breakers.config import field_specs
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        field_specs()[0].label = "x"  # type: ignore[misc]
