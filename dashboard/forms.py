@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from django import forms
 
-from breakers.config import WIRE_FIELDS, CircuitBreakerConfig
+from breakers.config import CircuitBreakerConfig, field_specs
 from controlplane.circuits.operations import MAX_EXPIRES_IN_SECONDS
 from controlplane.core.audit import MAX_REASON_LENGTH
 
 _DEFAULTS = CircuitBreakerConfig().to_dict()
-# Fields whose empty input means null (the library accepts None for them).
-NULLABLE = frozenset(name for name, value in _DEFAULTS.items() if value is None)
+#: Every wire field's label, unit, explanation and allowed values (breakers.config).
+SPECS = field_specs()
 
 
 class OverrideForm(forms.Form):
@@ -43,24 +44,24 @@ class OverrideForm(forms.Form):
 
 
 def parse_config(post: Any) -> tuple[dict[str, Any], dict[str, str]]:
-    """Typed wire values from the edit form's text inputs, and parse errors per field.
+    """Typed wire values from the edit form's inputs, and parse errors per field.
 
     Only the syntax is checked here (a number where a number goes); whether the values
-    are allowed is decided by the library's ``config_errors`` in create_config_version.
+    are allowed is decided by the library's ``config_errors``.
     """
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    for name in WIRE_FIELDS:
+    for spec in SPECS:
+        name = spec.name
         raw = str(post.get(name, "")).strip()
-        default = _DEFAULTS[name]
-        if raw == "" and name in NULLABLE:
+        if raw == "" and spec.nullable:
             values[name] = None
             continue
-        if isinstance(default, str):
+        if spec.kind == "choice":
             values[name] = raw
             continue
         try:
-            if isinstance(default, int) and not isinstance(default, bool):
+            if spec.kind == "int":
                 values[name] = int(raw)
             else:
                 number = float(raw)
@@ -68,6 +69,57 @@ def parse_config(post: Any) -> tuple[dict[str, Any], dict[str, str]]:
                     raise ValueError(raw)
                 values[name] = number
         except ValueError:
-            kind = "an integer" if isinstance(default, int) else "a number"
-            errors[name] = f"must be {kind}, got {raw!r}"
+            kind = "an integer" if spec.kind == "int" else "a number"
+            errors[name] = f"must be {kind}, got {raw!r}" if raw else f"must be {kind}"
     return values, errors
+
+
+def input_value(value: Any) -> str:
+    """A wire value as an input shows it (None: empty)."""
+    return "" if value is None else str(value)
+
+
+def _attribute(bound: float | None) -> str:
+    """A bound as a number input's min/max attribute ("1", "86400", "0.5")."""
+    if bound is None:
+        return ""
+    return str(int(bound)) if float(bound).is_integer() else repr(float(bound))
+
+
+def config_rows(
+    config: Mapping[str, Any] | None,
+    values: Mapping[str, Any] | None = None,
+    errors: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per wire field for the config form: its spec (label, unit, explanation,
+    range, choices), the value shown (typed ``values`` first, else ``config``, else the
+    library default), the value of ``config`` and the error beside it."""
+    base = _DEFAULTS | dict(config or {})
+    rows = []
+    for spec in SPECS:
+        shown = values[spec.name] if values is not None and spec.name in values else base[spec.name]
+        rows.append(
+            {
+                "spec": spec,
+                "name": spec.name,
+                "value": input_value(shown),
+                "min": _attribute(spec.low),
+                "max": _attribute(spec.high),
+                "current": spec.format(base[spec.name]),
+                "error": (errors or {}).get(spec.name),
+            }
+        )
+    return rows
+
+
+def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The fields whose value changes, each with its spec and both values with units."""
+    return [
+        {
+            "spec": spec,
+            "old": spec.format(old.get(spec.name)),
+            "new": spec.format(new.get(spec.name)),
+        }
+        for spec in SPECS
+        if old.get(spec.name) != new.get(spec.name)
+    ]

@@ -19,11 +19,12 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from breakers.config import WIRE_FIELDS
+from breakers.config import CircuitBreakerConfig, config_errors
 from controlplane.alerts.api.serializers import SilenceSerializer
 from controlplane.alerts.choices import OPEN_STATUSES, AlertAuditAction, Severity
 from controlplane.alerts.models import Alert, Silence
 from controlplane.alerts.operations import NotOpenError, acknowledge, audit_write, end_silence
+from controlplane.circuits import whatif
 from controlplane.circuits.choices import FleetState
 from controlplane.circuits.fleet import live_cutoff, live_window, rate, state_counts
 from controlplane.circuits.models import (
@@ -47,8 +48,8 @@ from controlplane.core.audit import MAX_REASON_LENGTH
 from controlplane.core.errors import error_response
 from controlplane.core.permissions import acting_user
 from dashboard import alerts as alert_reads
-from dashboard import charts
-from dashboard.forms import NULLABLE, OverrideForm, parse_config
+from dashboard import charts, formats
+from dashboard.forms import OverrideForm, config_diff, config_rows, input_value, parse_config
 from dashboard.params import ParamError, parse_id, parse_ids
 from dashboard.tiles import SORTS, Filters, annotated, overview_page, tiles_by_id, tiles_for
 
@@ -126,7 +127,7 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         "counts": state_counts(circuit),
         "override": circuit.active_override_list[0] if circuit.active_override_list else None,
         "current": current,
-        "config_fields": _config_fields(current.config if current else None),
+        "config_fields": config_rows(current.config if current else None),
         "snapshots": [
             {
                 "s": s,
@@ -159,30 +160,6 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         "can_silence": request.user.has_perm(ADD_SILENCE),
         "nav": "overview",
     }
-
-
-def _config_fields(
-    config: dict[str, Any] | None,
-    values: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-) -> list[dict[str, Any]]:
-    """Rows of the config form: name, value shown, error beside it."""
-    from breakers.config import CircuitBreakerConfig
-
-    base = CircuitBreakerConfig().to_dict() | (config or {})
-    rows = []
-    for name in WIRE_FIELDS:
-        value = (values or {}).get(name, base.get(name))
-        rows.append(
-            {
-                "name": name,
-                "value": "" if value is None else value,
-                "current": base.get(name),
-                "nullable": name in NULLABLE,
-                "error": (errors or {}).get(name),
-            }
-        )
-    return rows
 
 
 @require_GET
@@ -236,45 +213,115 @@ def circuit_override(request: HttpRequest, circuit_id: int) -> HttpResponse:
     return render(request, "dashboard/circuit.html", context, status=400)
 
 
+def _config_form_page(
+    request: HttpRequest,
+    circuit_id: int,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    *,
+    status: int,
+    conflict: ConfigConflictError | None = None,
+    notice: str = "",
+) -> HttpResponse:
+    """The circuit page with the config form holding the typed values, errors beside them."""
+    context = _circuit_context(request, circuit_id)
+    current = context["current"]
+    context.update(
+        config_fields=config_rows(current.config if current else None, values, errors),
+        config_errors=errors,
+        config_notice=notice,
+        conflict=conflict,
+        submitted_reason=request.POST.get("reason", ""),
+    )
+    return render(request, "dashboard/circuit.html", context, status=status)
+
+
+def _estimate_text(estimate: whatif.Estimate) -> dict[str, str]:
+    """The estimate's sentences: the new config's opens beside the current one's."""
+
+    def times(n: int) -> str:
+        return f"{n} time{'' if n == 1 else 's'}"
+
+    if not estimate.has_traffic:
+        return {
+            "summary": "No traffic was reported for this circuit in the last hour, "
+            "so there is nothing to estimate from."
+        }
+    new, current = estimate.new, estimate.current
+    return {
+        "summary": f"With these thresholds the circuit would have opened {times(new.opens)} "
+        f"in the last hour (current: {current.opens}).",
+        "detail": f"Open for about {formats.duration(new.open_seconds)} "
+        f"(current: {formats.duration(current.open_seconds)}), replaying {new.calls:,} "
+        f"calls in {new.buckets} ten-second buckets with traffic.",
+    }
+
+
 @require_POST
 @login_required
 @permission_required(EDIT_CONFIG, raise_exception=True)
 def circuit_config(request: HttpRequest, circuit_id: int) -> HttpResponse:
-    """A new config version; errors beside their fields, a stale edit answers 409."""
-    circuit = get_object_or_404(Circuit, pk=circuit_id)
+    """A new config version, in two steps: the first POST checks the values (errors
+    beside their fields) and answers a confirmation page with the diff and an estimate;
+    only a POST with ``confirm`` creates the version. ``back`` returns to the form with
+    the typed values. A stale edit answers 409 at either step."""
+    circuit = get_object_or_404(Circuit.objects.select_related("current_config"), pk=circuit_id)
     values, errors = parse_config(request.POST)
-    status, conflict = 400, None
+    reason = str(request.POST.get("reason", ""))
     try:
         expected = int(request.POST.get("expected_version", ""))
     except ValueError:
         errors["expected_version"] = "must be an integer"
         expected = -1
-    if not errors:
-        try:
-            create_config_version(
-                circuit,
-                values,
-                expected_version=expected,
-                user=acting_user(request),
-                reason=request.POST.get("reason", ""),
-            )
-        except ConfigConflictError as exc:
-            status, conflict = 409, exc
-        except ConfigInvalidError as exc:
-            errors = exc.errors
-        except ValueError as exc:
-            errors = {"reason": str(exc)}
-        else:
-            return redirect(reverse("dashboard:circuit", args=[circuit.pk]))
-    context = _circuit_context(request, circuit_id)
-    current = context["current"]
-    context.update(
-        config_fields=_config_fields(current.config if current else None, values, errors),
-        config_errors=errors,
-        conflict=conflict,
-        submitted_reason=request.POST.get("reason", ""),
-    )
-    return render(request, "dashboard/circuit.html", context, status=status)
+    if "back" in request.POST:
+        return _config_form_page(request, circuit_id, values, {}, status=200)
+    if errors:
+        return _config_form_page(request, circuit_id, values, errors, status=400)
+    current = circuit.current_config
+    current_version = current.version if current else 0
+    if expected != current_version:
+        conflict = ConfigConflictError(expected, current_version)
+        return _config_form_page(request, circuit_id, values, {}, status=409, conflict=conflict)
+    base = CircuitBreakerConfig.from_dict(current.config) if current else None
+    errors = config_errors(values, base=base)
+    if len(reason.strip()) > MAX_REASON_LENGTH:
+        errors["reason"] = f"must be at most {MAX_REASON_LENGTH} characters"
+    if errors:
+        return _config_form_page(request, circuit_id, values, errors, status=400)
+    old = current.config if current else CircuitBreakerConfig().to_dict()
+    new = CircuitBreakerConfig.from_dict(values, base=base).to_dict()
+    diff = config_diff(old, new)
+    if not diff:
+        notice = f"No change: these are the values of v{current_version}. Nothing to save."
+        return _config_form_page(request, circuit_id, values, {}, status=400, notice=notice)
+    if request.POST.get("confirm") != "1":
+        estimate = whatif.estimate(circuit.pk, current.config if current else None, new)
+        return render(
+            request,
+            "dashboard/config_confirm.html",
+            {
+                "circuit": circuit,
+                "current_version": current_version,
+                "new_version": current_version + 1,
+                "diff": diff,
+                "hidden": [(name, input_value(value)) for name, value in new.items()],
+                "reason": reason.strip(),
+                "estimate": estimate,
+                "estimate_text": _estimate_text(estimate),
+                "nav": "overview",
+            },
+        )
+    try:
+        create_config_version(
+            circuit, values, expected_version=expected, user=acting_user(request), reason=reason
+        )
+    except ConfigConflictError as exc:
+        return _config_form_page(request, circuit_id, values, {}, status=409, conflict=exc)
+    except ConfigInvalidError as exc:
+        return _config_form_page(request, circuit_id, values, exc.errors, status=400)
+    except ValueError as exc:
+        return _config_form_page(request, circuit_id, values, {"reason": str(exc)}, status=400)
+    return redirect(reverse("dashboard:circuit", args=[circuit.pk]) + "#config")
 
 
 @require_GET

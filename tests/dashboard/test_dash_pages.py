@@ -168,12 +168,12 @@ def test_circuit_page_shows_history_instances_drift_config_and_audit(
 def test_viewer_sees_no_controls(as_viewer: Client, fleet: Any) -> None:
     html = as_viewer.get(f"/circuits/{fleet['payments'].pk}/").content.decode()
     assert "Force open" not in html and "Force closed" not in html
-    assert "Release" not in html and "Save as v" not in html
+    assert "Release" not in html and "saving as v" not in html
 
 
 def test_operator_sees_controls(as_operator: Client, fleet: Any) -> None:
     html = as_operator.get(f"/circuits/{fleet['payments'].pk}/").content.decode()
-    for label in ("Force open", "Force closed", "Release", "Save as v2"):
+    for label in ("Force open", "Force closed", "Release", "before saving as v2"):
         assert label in html
     assert "csrfmiddlewaretoken" in html
 
@@ -262,9 +262,8 @@ def _config_form(circuit: Circuit, **changes: str) -> dict[str, str]:
 
 def test_config_edit_creates_a_version_with_who_and_why(as_operator, fleet) -> None:
     payments = fleet["payments"]
-    response = as_operator.post(
-        f"/circuits/{payments.pk}/config", _config_form(payments, failure_threshold="9")
-    )
+    form = _config_form(payments, failure_threshold="9", confirm="1")
+    response = as_operator.post(f"/circuits/{payments.pk}/config", form)
     assert response.status_code == 302
     new = ConfigVersion.objects.get(circuit=payments, version=2)
     assert new.config["failure_threshold"] == 9 and new.created_by.username == "otto"
@@ -294,7 +293,8 @@ def test_stale_config_edit_is_a_409_showing_the_newer_version(as_operator, fleet
     stale = _config_form(payments, failure_threshold="7")
     assert (
         as_operator.post(
-            f"/circuits/{payments.pk}/config", _config_form(payments, failure_threshold="4")
+            f"/circuits/{payments.pk}/config",
+            _config_form(payments, failure_threshold="4", confirm="1"),
         ).status_code
         == 302
     )
