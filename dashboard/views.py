@@ -226,8 +226,11 @@ def _config_form_page(
     """The circuit page with the config form holding the typed values, errors beside them."""
     context = _circuit_context(request, circuit_id)
     current = context["current"]
+    rows = config_rows(current.config if current else None, values, errors)
+    # The keyboard's place after the POST: the first field with an error, else the first.
+    (next((r for r in rows if r["error"]), None) or rows[0])["autofocus"] = True
     context.update(
-        config_fields=config_rows(current.config if current else None, values, errors),
+        config_fields=rows,
         config_errors=errors,
         config_notice=notice,
         conflict=conflict,

@@ -105,6 +105,8 @@ def test_errors_sit_beside_their_fields_and_describe_the_input(as_operator, flee
     assert 'data-error-for="window_type"' in field_block(html, "window_type")
     assert "aria-invalid" not in field_block(html, "timeout")
     assert 'value="0"' in block  # the typed value is kept
+    # The keyboard lands on the first field to fix.
+    assert html.count(" autofocus") == 1 and " autofocus" in block
     assert "2 fields to fix" in html
     assert versions(payments) == 1
 
@@ -196,6 +198,20 @@ def test_back_to_edit_keeps_the_typed_values(as_operator: Client, fleet: Any) ->
     assert re.search(r'id="cfg-reason"[^>]* value="try"', html)
     assert "data-error-for" not in html
     assert versions(payments) == 1
+
+
+def test_a_circuit_without_a_version_is_reviewed_against_the_defaults(
+    as_operator: Client, fleet: Any
+) -> None:
+    bare = Circuit.objects.create(service=fleet["payments"].service, name="bare")
+    form = {s.name: "" if s.default is None else str(s.default) for s in field_specs()}
+    form.update(max_timeout="300", expected_version="0", failure_threshold="3")
+    html = as_operator.post(f"/circuits/{bare.pk}/config", form).content.decode()
+    assert "Changes from the library defaults (no version yet) to v1" in html
+    assert re.findall(r'<tr data-config-field="(\w+)">', html) == ["failure_threshold"]
+    done = as_operator.post(f"/circuits/{bare.pk}/config", {**form, "confirm": "1"})
+    assert done.status_code == 302
+    assert ConfigVersion.objects.get(circuit=bare).config["failure_threshold"] == 3
 
 
 def test_admin_can_save_too(admin: User, login: Any, fleet: Any) -> None:

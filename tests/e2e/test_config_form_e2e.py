@@ -101,6 +101,10 @@ def test_an_operator_edits_reviews_and_saves_a_config_with_the_keyboard_alone(
         assert "must be an integer between 1 and 1000000" in page.inner_text(
             "#cfg-failure_threshold-error"
         )
+        # The keyboard is on the field to fix (autofocus).
+        page.wait_for_function(
+            "() => document.activeElement.id === 'cfg-failure_threshold'", timeout=5_000
+        )
         shot(page.locator("#config"), "config-01-inline-error")
 
         # Fix it, change the open timeout and the window type, give a reason, Enter.
