@@ -48,6 +48,7 @@ from controlplane.core.errors import error_response
 from controlplane.core.permissions import acting_user
 from dashboard import alerts as alert_reads
 from dashboard import charts
+from dashboard import search as site_search
 from dashboard.forms import NULLABLE, OverrideForm, parse_config
 from dashboard.params import ParamError, parse_id, parse_ids
 from dashboard.tiles import SORTS, Filters, annotated, overview_page, tiles_by_id, tiles_for
@@ -275,6 +276,56 @@ def circuit_config(request: HttpRequest, circuit_id: int) -> HttpResponse:
         submitted_reason=request.POST.get("reason", ""),
     )
     return render(request, "dashboard/circuit.html", context, status=status)
+
+
+def _search_wants_json(request: HttpRequest) -> bool:
+    """JSON for ``?format=json`` (the header box) or an Accept that prefers it to HTML."""
+    if request.GET.get("format") == "json":
+        return True
+    return request.accepts("application/json") and not request.accepts("text/html")
+
+
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    """Circuits and services by name (dashboard/search.py): JSON for the header box, a
+    page of results for the plain GET form. Anonymous JSON requests get a 401 and JSON
+    requests without the view permission a 403, in the error shape; pages redirect to
+    the login page or answer 403 like the other pages."""
+    if not _search_wants_json(request):
+        return _search_page(request)
+    if not request.user.is_authenticated:
+        return error_response(401, {"authorization": "log in to search"})
+    if not request.user.has_perm(VIEW):
+        return error_response(403, {"detail": "you may not view circuits"})
+    try:
+        q = site_search.parse_query(request.GET.get("q", ""))
+        limit = site_search.parse_limit(request.GET.get("limit"))
+    except ParamError as exc:
+        return error_response(400, {exc.field: exc.reason})
+    results, more = site_search.search(q, limit)
+    return JsonResponse(
+        {
+            "q": q,
+            "results": [r.as_json() for r in results],
+            "count": len(results),
+            "more": more,
+            "limit": limit,
+        }
+    )
+
+
+@viewer_required
+def _search_page(request: HttpRequest) -> HttpResponse:
+    context: dict[str, Any] = {"q": request.GET.get("q", ""), "results": [], "more": False}
+    try:
+        q = site_search.parse_query(request.GET.get("q", ""))
+        limit = site_search.parse_limit(request.GET.get("limit"), site_search.MAX_LIMIT)
+    except ParamError as exc:
+        context.update(error=f"{exc.field}: {exc.reason}")
+        return render(request, "dashboard/search.html", context, status=400)
+    results, more = site_search.search(q, limit)
+    context.update(q=q, results=results, more=more, limit=limit)
+    return render(request, "dashboard/search.html", context)
 
 
 @require_GET
