@@ -178,6 +178,19 @@ def test_the_results_page_works_as_a_plain_form(names: None, as_viewer: Client) 
     assert "Type part of a circuit or service name" in as_viewer.get("/search/").content.decode()
 
 
+@pytest.mark.parametrize("path", ["/", "/services/", "/instances/", "/audit/", "/alerts/"])
+def test_every_page_has_the_search_box(as_viewer: Client, path: str) -> None:
+    html = as_viewer.get(path).content.decode()
+    assert 'id="search-q"' in html and 'action="/search/"' in html
+    assert f'maxlength="{MAX_QUERY_LENGTH}"' in html
+    assert "dashboard/search.js" in html and "dashboard/search.css" in html
+
+
+def test_the_login_page_has_no_search_box(client: Client) -> None:
+    html = client.get("/login/").content.decode()
+    assert 'id="search-q"' not in html and "search.js" not in html
+
+
 def test_the_same_answers_on_sqlite(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "tests.dashboard.sqlite_search_check", str(tmp_path / "db.sqlite3")],
