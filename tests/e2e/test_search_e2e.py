@@ -31,6 +31,10 @@ FLEET = {
     "search-api": ["index"],
 }
 OPTIONS = '#search-results [role="option"]'
+# axe-core where the accessibility work installs it (npm, never a CDN); the scan with the
+# list open runs where it is installed.
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
 @pytest.fixture
@@ -174,3 +178,35 @@ def test_search_at_390_px(
     # A tap chooses too.
     page.locator(OPTIONS).nth(1).click()
     page.wait_for_url(f"{url}/circuits/{circuits['checkout/payments-eu'].pk}/")
+
+
+@pytest.mark.skipif(not AXE.exists(), reason=f"needs axe-core at {AXE}")
+def test_axe_finds_nothing_with_the_list_open_and_on_the_results_page(
+    own_control_plane: ControlPlaneProcess, browser: Any, viewer: User, circuits: Any
+) -> None:
+    url = own_control_plane.url
+
+    def violations(page: Any) -> list[Any]:
+        page.add_script_tag(path=str(AXE))
+        result = page.evaluate(
+            """tags => axe.run(document, {
+              runOnly: {type: 'tag', values: tags}, resultTypes: ['violations'],
+            })""",
+            AXE_TAGS,
+        )
+        return [(v["id"], [n["target"] for n in v["nodes"]]) for v in result["violations"]]
+
+    for scheme in ("light", "dark"):
+        for width in (1280, 390):
+            page = browser.new_page(viewport={"width": width, "height": 800})
+            page.emulate_media(color_scheme=scheme)
+            login(page, url, "vera", "vera-pw-123!")
+            page.goto(f"{url}/services/")
+            press_slash_focuses_the_box(page)
+            page.keyboard.type("pay")
+            wait_labels(page, ["checkout/payments", "checkout/payments-eu"])
+            page.keyboard.press("ArrowDown")
+            assert violations(page) == [], (scheme, width, "list open")
+            page.goto(f"{url}/search/?q=pay")
+            assert violations(page) == [], (scheme, width, "results page")
+            page.close()
