@@ -119,6 +119,10 @@ def test_slash_type_arrows_enter_on_two_pages(
     assert chosen.get_attribute("aria-selected") == "true"
     assert chosen.locator(".search-label").inner_text() == "checkout/payments-eu"
     assert page.locator(f'{OPTIONS}[aria-selected="true"]').count() == 1
+    # The open list stays inside the window: nothing scrolls sideways.
+    popup = page.locator(".search-popup").bounding_box()
+    assert popup is not None and popup["x"] >= 0 and popup["x"] + popup["width"] <= 1280
+    assert page.evaluate("[window.scrollX, document.documentElement.scrollWidth]") == [0, 1280]
     shot(page, "search-desktop-overview-pay")
     page.keyboard.press("Enter")
     page.wait_for_url(f"{url}/circuits/{circuits['checkout/payments-eu'].pk}/")
@@ -160,10 +164,16 @@ def test_search_at_390_px(
     url = own_control_plane.url
     page = browser.new_page(viewport={"width": 390, "height": 844})
     login(page, url, "vera", "vera-pw-123!")
-    # The header (the box on a row of its own) fits the width on the overview; the
-    # overview's own content is the phone-layout work's, so the page-wide check below
-    # runs on the services page.
-    assert page.evaluate("document.querySelector('header.top').scrollWidth") <= 390
+    # The header (the box on a row of its own) fits the width on the overview, and so at
+    # the widths where the box shares the header or wraps below it; the overview's own
+    # content is the phone-layout work's, so the page-wide check below runs on the
+    # services page.
+    header_width = "document.querySelector('header.top').scrollWidth"
+    assert page.evaluate(header_width) <= 390
+    for width in (600, 800, 1000):
+        page.set_viewport_size({"width": width, "height": 844})
+        assert page.evaluate(header_width) <= width, width
+    page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{url}/services/")
     box = page.locator("#search-q").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390

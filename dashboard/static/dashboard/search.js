@@ -42,7 +42,7 @@
     if (index >= 0 && options[index]) {
       options[index].setAttribute("aria-selected", "true");
       input.setAttribute("aria-activedescendant", options[index].id);
-      options[index].scrollIntoView({ block: "nearest" });
+      options[index].scrollIntoView({ block: "nearest", inline: "nearest" });
     } else {
       input.removeAttribute("aria-activedescendant");
     }
