@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -290,9 +291,13 @@ def search(request: HttpRequest) -> HttpResponse:
     """Circuits and services by name (dashboard/search.py): JSON for the header box, a
     page of results for the plain GET form. Anonymous JSON requests get a 401 and JSON
     requests without the view permission a 403, in the error shape; pages redirect to
-    the login page or answer 403 like the other pages."""
-    if not _search_wants_json(request):
-        return _search_page(request)
+    the login page or answer 403 like the other pages. The answer varies with Accept."""
+    response = _search_json(request) if _search_wants_json(request) else _search_page(request)
+    patch_vary_headers(response, ["Accept"])
+    return response
+
+
+def _search_json(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return error_response(401, {"authorization": "log in to search"})
     if not request.user.has_perm(VIEW):

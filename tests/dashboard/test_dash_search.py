@@ -70,6 +70,9 @@ def test_the_json_answer(names: None, as_viewer: Client) -> None:
 def test_accept_json_without_format_answers_json(names: None, as_viewer: Client) -> None:
     response = as_viewer.get("/search/", {"q": "ledger"}, HTTP_ACCEPT="application/json")
     assert response["Content-Type"] == "application/json"
+    assert "Accept" in response["Vary"]
+    page = as_viewer.get("/search/", {"q": "ledger"}, HTTP_ACCEPT="text/html,*/*;q=0.8")
+    assert page["Content-Type"].startswith("text/html") and "Accept" in page["Vary"]
     assert [r["label"] for r in response.json()["results"]] == ["billing/ledger"]
 
 
