@@ -199,6 +199,7 @@
   input.addEventListener("input", changed);
 
   input.addEventListener("keydown", function (event) {
+    if (event.isComposing) return; // an input method is still composing the text
     var n = results.length;
     switch (event.key) {
       case "ArrowDown":
