@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -49,6 +50,7 @@ from controlplane.core.errors import error_response
 from controlplane.core.permissions import acting_user
 from dashboard import alerts as alert_reads
 from dashboard import charts, formats
+from dashboard import search as site_search
 from dashboard.forms import OverrideForm, config_diff, config_rows, input_value, parse_config
 from dashboard.params import ParamError, parse_id, parse_ids
 from dashboard.tiles import SORTS, Filters, annotated, overview_page, tiles_by_id, tiles_for
@@ -325,6 +327,60 @@ def circuit_config(request: HttpRequest, circuit_id: int) -> HttpResponse:
     except ValueError as exc:
         return _config_form_page(request, circuit_id, values, {"reason": str(exc)}, status=400)
     return redirect(reverse("dashboard:circuit", args=[circuit.pk]) + "#config")
+
+
+def _search_wants_json(request: HttpRequest) -> bool:
+    """JSON for ``?format=json`` (the header box) or an Accept that prefers it to HTML."""
+    if request.GET.get("format") == "json":
+        return True
+    return request.accepts("application/json") and not request.accepts("text/html")
+
+
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    """Circuits and services by name (dashboard/search.py): JSON for the header box, a
+    page of results for the plain GET form. Anonymous JSON requests get a 401 and JSON
+    requests without the view permission a 403, in the error shape; pages redirect to
+    the login page or answer 403 like the other pages. The answer varies with Accept."""
+    response = _search_json(request) if _search_wants_json(request) else _search_page(request)
+    patch_vary_headers(response, ["Accept"])
+    return response
+
+
+def _search_json(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return error_response(401, {"authorization": "log in to search"})
+    if not request.user.has_perm(VIEW):
+        return error_response(403, {"detail": "you may not view circuits"})
+    try:
+        q = site_search.parse_query(request.GET.get("q", ""))
+        limit = site_search.parse_limit(request.GET.get("limit"))
+    except ParamError as exc:
+        return error_response(400, {exc.field: exc.reason})
+    results, more = site_search.search(q, limit)
+    return JsonResponse(
+        {
+            "q": q,
+            "results": [r.as_json() for r in results],
+            "count": len(results),
+            "more": more,
+            "limit": limit,
+        }
+    )
+
+
+@viewer_required
+def _search_page(request: HttpRequest) -> HttpResponse:
+    context: dict[str, Any] = {"q": request.GET.get("q", ""), "results": [], "more": False}
+    try:
+        q = site_search.parse_query(request.GET.get("q", ""))
+        limit = site_search.parse_limit(request.GET.get("limit"), site_search.MAX_LIMIT)
+    except ParamError as exc:
+        context.update(error=f"{exc.field}: {exc.reason}")
+        return render(request, "dashboard/search.html", context, status=400)
+    results, more = site_search.search(q, limit)
+    context.update(q=q, results=results, more=more, limit=limit)
+    return render(request, "dashboard/search.html", context)
 
 
 @require_GET

@@ -79,6 +79,7 @@ def test_circuit_page_has_no_inline_script_or_style(as_viewer: Client, fleet: An
     assert srcs == [
         "/static/dashboard/times.js",
         "/static/dashboard/live.js",
+        "/static/dashboard/search.js",
         f"/static/{VENDOR}/uPlot.iife.min.js",
         "/static/dashboard/traffic.js",
     ]
