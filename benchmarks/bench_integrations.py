@@ -36,6 +36,7 @@ from breakers.integrations.requests import BreakerAdapter
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave at once (no delayed-ACK stall)
 
     def do_GET(self) -> None:
         self.send_response(200)

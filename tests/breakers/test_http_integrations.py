@@ -35,6 +35,7 @@ class Upstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # no delayed-ACK stall between header and body
 
             def do_GET(self) -> None:
                 with upstream.lock:
