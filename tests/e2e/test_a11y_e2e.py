@@ -73,14 +73,27 @@ def _confirm_silence(page: Any) -> None:
 # the screenshots with one line here.
 PAGES = [
     Page("overview", "/"),
-    Page("circuit", "/circuits/{payments}/", ready=('[data-chart="calls"]:not([data-points="0"])[data-points]',)),
-    Page("circuit-closed", "/circuits/{inventory}/", ready=(".traffic-summary:not(:has-text('Loading'))",)),
+    Page(
+        "circuit",
+        "/circuits/{payments}/",
+        ready=('[data-chart="calls"]:not([data-points="0"])[data-points]',),
+    ),
+    Page(
+        "circuit-closed",
+        "/circuits/{inventory}/",
+        ready=(".traffic-summary:not(:has-text('Loading'))",),
+    ),
     Page("confirm", "/circuits/{inventory}/", submit=_confirm_force, ready=(".confirm",)),
     Page("services", "/services/"),
     Page("instances", "/instances/"),
     Page("alerts", "/alerts/"),
     Page("silence", "/alerts/silence?alert={alert}", ready=(".silence-form",)),
-    Page("silence-confirm", "/alerts/silence?alert={alert}", submit=_confirm_silence, ready=(".confirm",)),
+    Page(
+        "silence-confirm",
+        "/alerts/silence?alert={alert}",
+        submit=_confirm_silence,
+        ready=(".confirm",),
+    ),
     Page("audit", "/audit/"),
     Page("login", "/login/", logged_in=False),
 ]
@@ -109,10 +122,13 @@ def _report(seq: int, bucket: int, calls: int, rejected: int = 0) -> dict[str, A
     }
 
 
-def seed(server: ControlPlaneProcess, sync_body: Any, operator: User) -> dict[str, int]:
+def seed(
+    server: ControlPlaneProcess, sync_body: Any, operator: User
+) -> tuple[dict[str, int], Callable[[], None]]:
     """checkout/payments open and forced open, with traffic, transitions and two firing
     alerts (one acknowledged); checkout/ledger half open, checkout/email forced closed,
-    checkout/inventory closed; a silence, audit rows; two instances."""
+    checkout/inventory closed; a silence, audit rows; two instances. Returns the ids the
+    pages' paths name and a heartbeat: both instances sync again (they stay live)."""
     from controlplane.alerts.models import Alert, AlertRule, Silence
     from controlplane.circuits.auth import create_agent_token
     from controlplane.circuits.models import Circuit, Service
@@ -123,35 +139,54 @@ def seed(server: ControlPlaneProcess, sync_body: Any, operator: User) -> dict[st
     token = create_agent_token(service)[1]
     now = int(time.time()) // 10 * 10
     buckets = [now - 90 + 10 * i for i in range(8)]
-    reports = [_report(i + 1, b, 50 + 10 * i, 20 if i in (4, 5) else 0) for i, b in enumerate(buckets)]
+    reports = [
+        _report(i + 1, b, 50 + 10 * i, 20 if i in (4, 5) else 0) for i, b in enumerate(buckets)
+    ]
 
     def iso(ts: float) -> str:
         return datetime.fromtimestamp(ts, UTC).isoformat()
 
-    for n, instance in enumerate(("web-1", "web-2")):
-        body = sync_body(
-            instance={"id": instance},
-            breakers=[
-                {"name": "payments", "state": "open", "failure_rate": 0.62, "calls": 900,
-                 "failures": 300, "rejected": 40, "state_since": iso(buckets[4]), "retry_after": 20.0},
-                {"name": "ledger", "state": "half_open", "failure_rate": 0.3, "calls": 80},
-                {"name": "email", "state": "closed", "calls": 20},
-                {"name": "inventory", "state": "closed", "failure_rate": 0.02, "calls": 400},
-            ],
-            transitions=(
-                [transition(1, "closed", "open", iso(buckets[2]), 0.6),
-                 transition(2, "open", "half_open", iso(buckets[3]), 0.6),
-                 transition(3, "half_open", "open", iso(buckets[4]), 0.62)]
-                if n == 0 else []
-            ),
-            telemetry=reports if n == 0 else [],
-            dropped_reports=0,
-        )
-        status, answer = server.request("POST", "/api/v1/agent/sync", body, token=token)
-        assert status == 200, answer
+    def sync_states(first: bool) -> None:
+        """Both instances report; the first time with web-1's transitions and traffic."""
+        for n, instance in enumerate(("web-1", "web-2")):
+            body = sync_body(
+                instance={"id": instance},
+                breakers=[
+                    {
+                        "name": "payments",
+                        "state": "open",
+                        "failure_rate": 0.62,
+                        "calls": 900,
+                        "failures": 300,
+                        "rejected": 40,
+                        "state_since": iso(buckets[4]),
+                        "retry_after": 20.0,
+                    },
+                    {"name": "ledger", "state": "half_open", "failure_rate": 0.3, "calls": 80},
+                    {"name": "email", "state": "closed", "calls": 20},
+                    {"name": "inventory", "state": "closed", "failure_rate": 0.02, "calls": 400},
+                ],
+                transitions=(
+                    [
+                        transition(1, "closed", "open", iso(buckets[2]), 0.6),
+                        transition(2, "open", "half_open", iso(buckets[3]), 0.6),
+                        transition(3, "half_open", "open", iso(buckets[4]), 0.62),
+                    ]
+                    if n == 0 and first
+                    else []
+                ),
+                telemetry=reports if n == 0 and first else [],
+                dropped_reports=0,
+            )
+            status, answer = server.request("POST", "/api/v1/agent/sync", body, token=token)
+            assert status == 200, answer
+
+    sync_states(first=True)
     circuits = {c.name: c for c in Circuit.objects.all()}
     force_circuit(circuits["payments"], "forced_open", reason="provider outage", user=operator)
-    force_circuit(circuits["email"], "forced_closed", reason="mail relay maintenance", user=operator)
+    force_circuit(
+        circuits["email"], "forced_closed", reason="mail relay maintenance", user=operator
+    )
 
     started = datetime.now(UTC) - timedelta(minutes=5)
     rules = [
@@ -159,24 +194,38 @@ def seed(server: ControlPlaneProcess, sync_body: Any, operator: User) -> dict[st
         for kind, sev in (("open_too_long", "critical"), ("failure_rate", "warning"))
     ]
     firing = Alert.objects.create(
-        rule=rules[0], circuit=circuits["payments"], status="firing", started_at=started,
-        fired_at=started + timedelta(minutes=1), created_at=started, forced=True,
+        rule=rules[0],
+        circuit=circuits["payments"],
+        status="firing",
+        started_at=started,
+        fired_at=started + timedelta(minutes=1),
+        created_at=started,
+        forced=True,
     )
     acked = Alert.objects.create(
-        rule=rules[1], circuit=circuits["payments"], status="firing", started_at=started,
-        fired_at=started + timedelta(minutes=1), created_at=started,
-        acknowledged_at=started + timedelta(minutes=2), acknowledged_by=operator,
+        rule=rules[1],
+        circuit=circuits["payments"],
+        status="firing",
+        started_at=started,
+        fired_at=started + timedelta(minutes=1),
+        created_at=started,
+        acknowledged_at=started + timedelta(minutes=2),
+        acknowledged_by=operator,
     )
     Silence.objects.create(
-        service=service, starts_at=started, expires_at=started + timedelta(hours=2),
-        reason="payments provider maintenance", created_by=operator,
+        service=service,
+        starts_at=started,
+        expires_at=started + timedelta(hours=2),
+        reason="payments provider maintenance",
+        created_by=operator,
     )
-    return {
+    ids = {
         "payments": circuits["payments"].pk,
         "inventory": circuits["inventory"].pk,
         "alert": firing.pk,
         "acked": acked.pk,
     }
+    return ids, lambda: sync_states(first=False)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -201,7 +250,9 @@ def axe(page: Any) -> list[dict[str, Any]]:
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.add_script_tag(path=str(AXE))
     result = page.evaluate(
-        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']})",
+        """tags => axe.run(document, {
+          runOnly: {type: 'tag', values: tags}, resultTypes: ['violations'],
+        })""",
         AXE_TAGS,
     )
     assert result["testEngine"]["version"] == "4.14.1", result["testEngine"]
@@ -228,15 +279,19 @@ def horizontal_overflow(page: Any) -> str | None:
           document.querySelectorAll('body *').forEach(el => {
             const r = el.getBoundingClientRect();
             if (r.right > window.innerWidth + 1 && wide.length < 6)
-              wide.push(el.tagName.toLowerCase() + '.' + el.className + ' right=' + Math.round(r.right));
+              wide.push(el.tagName.toLowerCase() + '.' + el.className
+                        + ' right=' + Math.round(r.right));
           });
-          return 'scrollWidth ' + doc.scrollWidth + ' > ' + window.innerWidth + ': ' + wide.join(', ');
+          return 'scrollWidth ' + doc.scrollWidth + ' > ' + window.innerWidth
+                 + ': ' + wide.join(', ');
         }"""
     )
 
 
 def shot(page: Any, name: str, width: int, scheme: str) -> None:
-    page.screenshot(path=str(screenshot_dir() / f"a11y-{name}-{width}-{scheme}.png"), full_page=True)
+    page.screenshot(
+        path=str(screenshot_dir() / f"a11y-{name}-{width}-{scheme}.png"), full_page=True
+    )
 
 
 # --- the tests -------------------------------------------------------------------------------
@@ -245,25 +300,29 @@ def shot(page: Any, name: str, width: int, scheme: str) -> None:
 def test_every_page_passes_axe_in_both_schemes_fits_a_phone_and_is_photographed(
     own_control_plane: ControlPlaneProcess, browser: Any, operator: User, sync_body: Any
 ) -> None:
-    ids = seed(own_control_plane, sync_body, operator)
+    ids, heartbeat = seed(own_control_plane, sync_body, operator)
     base = own_control_plane.url
     failures: list[str] = []
     results: list[str] = []
     for scheme in SCHEMES:
         for width in WIDTHS:
+            heartbeat()  # every pass sees the same fleet: live instances, the same states
             context = browser.new_context(
                 viewport={"width": width, "height": 900}, color_scheme=scheme
             )
             session = context.new_page()
             login(session, base, "otto", "otto-pw-123!")
             session.close()
-            anonymous = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
+            anonymous = browser.new_context(
+                viewport={"width": width, "height": 900}, color_scheme=scheme
+            )
             for spec in PAGES:
                 page = open_page(context if spec.logged_in else anonymous, base, spec, ids)
                 page.emulate_media(color_scheme=scheme)
-                assert page.evaluate(
-                    f"matchMedia('(prefers-color-scheme: {scheme})').matches"
-                ), (spec.name, scheme)
+                assert page.evaluate(f"matchMedia('(prefers-color-scheme: {scheme})').matches"), (
+                    spec.name,
+                    scheme,
+                )
                 violations = axe(page)
                 results.append(f"{spec.name} {width}px {scheme}: {len(violations)} violation(s)")
                 if violations:
@@ -271,7 +330,9 @@ def test_every_page_passes_axe_in_both_schemes_fits_a_phone_and_is_photographed(
                 if width == PHONE:
                     overflow = horizontal_overflow(page)
                     if overflow:
-                        failures.append(f"{spec.name} at {width} px, {scheme} scrolls sideways: {overflow}")
+                        failures.append(
+                            f"{spec.name} at {width} px, {scheme} scrolls sideways: {overflow}"
+                        )
                 shot(page, spec.name, width, scheme)
                 page.close()
             context.close()
@@ -285,7 +346,9 @@ def _tab_to(page: Any, selector: str, *, backwards: bool = False, limit: int = 1
     key = "Shift+Tab" if backwards else "Tab"
     for _ in range(limit):
         page.keyboard.press(key)
-        if page.evaluate("s => !!document.activeElement && document.activeElement.matches(s)", selector):
+        if page.evaluate(
+            "s => !!document.activeElement && document.activeElement.matches(s)", selector
+        ):
             # The focused control shows a visible focus ring.
             outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
             assert outline not in ("none", ""), (selector, outline)
@@ -299,14 +362,16 @@ def test_force_open_release_and_acknowledge_by_keyboard_alone(
     from controlplane.alerts.models import Alert
     from controlplane.circuits.models import Override
 
-    ids = seed(own_control_plane, sync_body, operator)
+    ids, _ = seed(own_control_plane, sync_body, operator)
     base = own_control_plane.url
     context = browser.new_context(viewport={"width": PHONE, "height": 844})
     page = context.new_page()
     page.goto(f"{base}/login/?next=/")
-    # The login form autofocuses its first field: type, Tab, type, Enter.
+    # Log in: Tab to the username, type, Tab, type, Enter.
+    _tab_to(page, 'input[name="username"]')
     page.keyboard.type("otto")
     page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.name") == "password"
     page.keyboard.type("otto-pw-123!")
     page.keyboard.press("Enter")
     page.wait_for_url(f"{base}/")
@@ -319,7 +384,7 @@ def test_force_open_release_and_acknowledge_by_keyboard_alone(
     assert page.evaluate("location.hash") == "#main"
 
     # Overview -> the inventory tile -> its page.
-    _tab_to(page, f'.tile[data-circuit="checkout/inventory"]')
+    _tab_to(page, '.tile[data-circuit="checkout/inventory"]')
     page.keyboard.press("Enter")
     page.wait_for_url(f"{base}/circuits/{ids['inventory']}/")
     page.wait_for_selector('#live-status[data-live="on"]', timeout=15_000)
@@ -365,4 +430,44 @@ def test_force_open_release_and_acknowledge_by_keyboard_alone(
     page.keyboard.press("Enter")
     page.wait_for_selector(f'tr[data-alert-id="{ids["alert"]}"] >> text=by otto at', timeout=10_000)
     assert Alert.objects.get(pk=ids["alert"]).acknowledged_by == operator
+    context.close()
+
+
+def test_the_charts_follow_the_colour_scheme_and_the_width(
+    own_control_plane: ControlPlaneProcess, browser: Any, operator: User, sync_body: Any
+) -> None:
+    ids, _ = seed(own_control_plane, sync_body, operator)
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light")
+    page = context.new_page()
+    login(page, own_control_plane.url, "otto", "otto-pw-123!")
+    page.goto(f"{own_control_plane.url}/circuits/{ids['payments']}/")
+    page.wait_for_selector(
+        '[data-chart="calls"]:not([data-points="0"])[data-points]', timeout=15_000
+    )
+    marker = '[data-chart="calls"] .u-legend .u-series:nth-child(2) .u-marker'
+
+    def marker_colour() -> str:
+        return str(
+            page.evaluate(f"getComputedStyle(document.querySelector('{marker}')).borderColor")
+        )
+
+    assert marker_colour() == "rgb(21, 101, 192)"  # --forced_closed, light
+    wide = page.evaluate("document.querySelector('[data-chart=\"calls\"] canvas').width")
+
+    # The system switches to dark: the charts are drawn again in the dark colours.
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_function("window.switchyardTraffic.redraws === 1")
+    page.wait_for_selector('[data-chart="calls"]:not([data-points="0"])[data-points]')
+    assert marker_colour() == "rgb(88, 166, 255)"  # --forced_closed, dark
+    assert page.locator(".traffic-chart canvas").count() == 4
+
+    # A phone-wide window: the charts shrink to the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function(
+        "document.querySelector('[data-chart=\"calls\"] .uplot').getBoundingClientRect().width"
+        " <= document.querySelector('[data-chart=\"calls\"]').clientWidth"
+    )
+    narrow = page.evaluate("document.querySelector('[data-chart=\"calls\"] canvas').width")
+    assert narrow < wide, (narrow, wide)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     context.close()
