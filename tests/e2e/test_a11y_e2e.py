@@ -62,6 +62,13 @@ def _confirm_force(page: Any) -> None:
     page.click('.override-form button[value="forced_open"]')
 
 
+def _bad_login(page: Any) -> None:
+    # A name of its own: its failures (one per pass) lock no one out (django-axes).
+    page.fill('input[name="username"]', "nobody")
+    page.fill('input[name="password"]', "not the password")
+    page.click('button[type="submit"]')
+
+
 def _confirm_silence(page: Any) -> None:
     page.check('input[name="match"][value="circuit"]')
     page.fill('input[name="reason"]', "known provider outage")
@@ -96,6 +103,7 @@ PAGES = [
     ),
     Page("audit", "/audit/"),
     Page("login", "/login/", logged_in=False),
+    Page("login-error", "/login/", submit=_bad_login, logged_in=False, ready=(".login .error",)),
 ]
 
 
