@@ -7,6 +7,10 @@
 // the "switchyard:message" event) naming this circuit fetches the steps from the last
 // ones shown on (30 s back, for late reports) and merges them; while the socket is
 // closed, the same happens every 10 s.
+// Colours (series, bands, axes, grid) are dashboard.css's custom properties, read from
+// the root's computed style; a change of the system's colour scheme (the media query
+// prefers-color-scheme) redraws the charts in the new ones. The charts are as wide as
+// their box, and follow the window's width.
 (function () {
   "use strict";
   var root = document.querySelector("[data-traffic]");
