@@ -62,6 +62,14 @@ def _confirm_force(page: Any) -> None:
     page.click('.override-form button[value="forced_open"]')
 
 
+def _force_without_reason(page: Any) -> None:
+    page.click('.override-form button[value="forced_open"]')
+
+
+def _silence_without_reason(page: Any) -> None:
+    page.click("button:has-text('Silence…')")
+
+
 def _bad_login(page: Any) -> None:
     # A name of its own: its failures (one per pass) lock no one out (django-axes).
     page.fill('input[name="username"]', "nobody")
@@ -91,10 +99,22 @@ PAGES = [
         ready=(".traffic-summary:not(:has-text('Loading'))",),
     ),
     Page("confirm", "/circuits/{inventory}/", submit=_confirm_force, ready=(".confirm",)),
+    Page(
+        "circuit-error",
+        "/circuits/{inventory}/",
+        submit=_force_without_reason,
+        ready=('.override-form [aria-invalid="true"]',),
+    ),
     Page("services", "/services/"),
     Page("instances", "/instances/"),
     Page("alerts", "/alerts/"),
     Page("silence", "/alerts/silence?alert={alert}", ready=(".silence-form",)),
+    Page(
+        "silence-error",
+        "/alerts/silence?alert={alert}",
+        submit=_silence_without_reason,
+        ready=('.silence-form [aria-invalid="true"]',),
+    ),
     Page(
         "silence-confirm",
         "/alerts/silence?alert={alert}",
