@@ -13,7 +13,7 @@ QUIET ?= 1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/switchyard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: venv run test soak lint screenshot bench bench-all clean
+.PHONY: venv node run test soak lint screenshot bench bench-all clean
 
 venv: $(VENV)/.installed
 
@@ -24,6 +24,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(BIN)/pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt \
 		| grep -E '^(Collecting|Successfully)' || true
 	@test -x $(BIN)/uvicorn || { echo "pip install failed; see the output above"; exit 1; }
+	@touch $@
+
+# The test-only JavaScript dependencies (axe-core for the dashboard's accessibility scan),
+# pinned by package-lock.json and installed into node_modules/ with `npm ci`.
+node: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the test dependencies (Debian: apt-get install npm)"; exit 1; }
+	@echo "==> installing the test-only npm packages (package-lock.json) into node_modules/"
+	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # RUN_DEPS= skips the virtualenv step (the end-to-end test reuses an existing one).
@@ -39,7 +49,7 @@ run: $(RUN_DEPS)
 		$(BIN)/python -m controlplane.runall --host $(HOST) --port $(PORT) \
 		$(if $(filter 1,$(DEMO)),--demo) $(if $(filter 1,$(QUIET)),--quiet)
 
-test: venv
+test: venv node
 	DATABASE_URL=$${DATABASE_URL-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL-$(TEST_REDIS_URL)} \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -71,7 +81,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_breaker.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
 
 bench-all: venv
 	$(BIN)/python benchmarks/bench_breaker.py

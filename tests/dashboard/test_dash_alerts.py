@@ -72,7 +72,7 @@ def test_a_firing_alert_is_listed_with_its_details(as_viewer: Client, firing: Al
     assert ">critical<" in r and ">payments open<" in r and "circuit open too long" in r
     assert f'href="/circuits/{firing.circuit_id}/">checkout/payments<' in r
     assert r.count(timezone.now().strftime("%Y-%m-%d")) >= 2  # started and fired
-    assert '<td data-field="ack">no</td>' in r
+    assert 'data-field="ack">no</td>' in r
     assert "1 firing</span>" in html  # the navigation badge
 
 
@@ -90,7 +90,7 @@ def test_a_viewer_sees_no_controls(as_viewer: Client, firing: Alert, operator: U
         ">Acknowledge<",
         "Silence</a>",
         "End silence",
-        "<th>Actions",
+        ">Actions</th>",
         '<form method="post" action="/alerts',
     ):
         assert label not in html, label

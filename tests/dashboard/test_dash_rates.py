@@ -150,10 +150,10 @@ def test_circuit_page_shows_each_instances_rates_liveness_and_interval(
     }
     for name in ("web-1", "web-2"):
         assert 'data-live="yes"' in rows[name]
-        assert '<td data-field="call_rate">10.0/s</td>' in rows[name]
-        assert '<td data-field="rejected_rate">2.0/s</td>' in rows[name]
-        assert '<td data-field="covers">5.0 s</td>' in rows[name]
-        assert '<td data-field="live">live</td>' in rows[name]
+        assert 'data-field="call_rate">10.0/s</td>' in rows[name]
+        assert 'data-field="rejected_rate">2.0/s</td>' in rows[name]
+        assert 'data-field="covers">5.0 s</td>' in rows[name]
+        assert 'data-field="live">live</td>' in rows[name]
     assert 'data-live="no"' in rows["web-3"] and "not live" in rows["web-3"]
     # The header tile: the fleet's figures, with the same strings as the overview.
     assert '<b data-field="call_rate">20.0/s</b>' in html

@@ -8,6 +8,10 @@
 // the "switchyard:message" event) naming this circuit fetches the steps from the last
 // ones shown on (30 s back, for late reports) and merges them; while the socket is
 // closed, the same happens every 10 s.
+// Colours (series, bands, axes, grid) are dashboard.css's custom properties, read from
+// the root's computed style; a change of the system's colour scheme (the media query
+// prefers-color-scheme) redraws the charts in the new ones. The charts are as wide as
+// their box, and follow the window's width.
 (function () {
   "use strict";
   var root = document.querySelector("[data-traffic]");
@@ -26,20 +30,30 @@
   var chartsBox = root.querySelector(".traffic-charts");
   var stats = (window.switchyardTraffic = {
     fetches: 0, appends: 0, failures: 0, liveMessages: 0, timerFetches: 0,
-    range: null, steps: 0, lastTime: null, bands: 0, points: {},
+    range: null, steps: 0, lastTime: null, bands: 0, points: {}, redraws: 0,
   });
 
-  var css = window.getComputedStyle(document.documentElement);
-  function cssVar(name, fallback) {
-    var v = css.getPropertyValue(name).trim();
-    return v || fallback;
+  // Colours come from the stylesheet's custom properties (dashboard.css), read again
+  // when the colour scheme changes: the charts are then drawn anew in the new colours.
+  var colours = null;
+  function readColours() {
+    var css = window.getComputedStyle(document.documentElement);
+    var cssVar = function (name, fallback) { return css.getPropertyValue(name).trim() || fallback; };
+    return {
+      get: cssVar,
+      text: cssVar("--text", "#1f2328"),
+      muted: cssVar("--muted", "#57606a"),
+      grid: cssVar("--chart-grid", "rgba(31, 35, 40, 0.12)"),
+      border: cssVar("--border-strong", "#8c959f"),
+      bands: {
+        open: cssVar("--band-open", "rgba(198, 40, 40, 0.14)"),
+        half_open: cssVar("--band-half_open", "rgba(138, 90, 0, 0.16)"),
+        forced_open: cssVar("--band-forced_open", "rgba(106, 27, 154, 0.14)"),
+        forced_closed: cssVar("--band-forced_closed", "rgba(21, 101, 192, 0.12)"),
+      },
+    };
   }
-  var BAND_FILL = {
-    open: cssVar("--band-open", "rgba(198, 40, 40, 0.14)"),
-    half_open: cssVar("--band-half_open", "rgba(183, 121, 31, 0.16)"),
-    forced_open: cssVar("--band-forced_open", "rgba(106, 27, 154, 0.14)"),
-    forced_closed: cssVar("--band-forced_closed", "rgba(21, 101, 192, 0.12)"),
-  };
+  colours = readColours();
 
   // Figures read like the server's (dashboard/formats.py): "3.2/s", "12.5%".
   function fmtRate(v) { return v == null ? "-" : v.toFixed(v !== 0 && Math.abs(v) < 0.1 ? 2 : 1) + "/s"; }
@@ -95,23 +109,23 @@
   var CHARTS = [
     {
       key: "calls", name: "Calls per second", unit: "calls/s", fmt: fmtRate, ticks: ticks("/s", 1),
-      series: [{ metric: "calls", label: "calls/s", stroke: cssVar("--forced_closed", "#1565c0") }],
+      series: [{ metric: "calls", label: "calls/s", colour: ["--forced_closed", "#1565c0"] }],
     },
     {
       key: "failure_rate", name: "Failure rate", unit: "% failed", fmt: fmtPct, ticks: ticks("%", 1),
-      series: [{ metric: "failure_rate", label: "failure %", stroke: cssVar("--open", "#c62828") }],
+      series: [{ metric: "failure_rate", label: "failure %", colour: ["--open", "#c62828"] }],
     },
     {
       key: "latency", name: "Latency", unit: "latency", fmt: fmtSeconds, ticks: latencyTicks,
       series: [
-        { metric: "p50", label: "p50", stroke: cssVar("--closed", "#1a7f37") },
-        { metric: "p90", label: "p90", stroke: cssVar("--half_open", "#b7791f") },
-        { metric: "p99", label: "p99", stroke: cssVar("--open", "#c62828") },
+        { metric: "p50", label: "p50", colour: ["--closed", "#1a7f37"] },
+        { metric: "p90", label: "p90", colour: ["--half_open", "#8a5a00"] },
+        { metric: "p99", label: "p99", colour: ["--open", "#c62828"] },
       ],
     },
     {
       key: "rejected", name: "Rejected calls per second", unit: "rejected/s", fmt: fmtRate, ticks: ticks("/s", 1),
-      series: [{ metric: "rejected", label: "rejected/s", stroke: cssVar("--forced_open", "#6a1b9a") }],
+      series: [{ metric: "rejected", label: "rejected/s", colour: ["--forced_open", "#6a1b9a"] }],
     },
   ];
 
@@ -166,7 +180,7 @@
             var from = Math.max(b.from, min), to = Math.min(b.to, max);
             if (to <= from) return;
             var x0 = u.valToPos(from, "x", true), x1 = u.valToPos(to, "x", true);
-            ctx.fillStyle = BAND_FILL[b.state] || BAND_FILL.open;
+            ctx.fillStyle = colours.bands[b.state] || colours.bands.open;
             ctx.fillRect(x0, u.bbox.top, Math.max(x1 - x0, 1), u.bbox.height);
           });
           ctx.restore();
@@ -175,8 +189,10 @@
     };
   }
 
+  // As wide as the charts' box (a phone's screen, a wide window up to 1100 px).
   function width() {
-    return Math.max(280, Math.min(chartsBox.clientWidth || root.clientWidth || 800, 1100) - 4);
+    var box = chartsBox.clientWidth || root.clientWidth || 800;
+    return Math.max(200, Math.min(box, 1100) - 14);
   }
 
   var plots = [];
@@ -202,13 +218,15 @@
         },
         axes: [
           { label: last ? "time (" + ZONE + ")" : null, labelSize: last ? 20 : 0, size: 30, values: timeTicks,
+            stroke: colours.text, grid: { stroke: colours.grid, width: 1 }, ticks: { stroke: colours.border, width: 1 },
             space: function () { return view && view.range.seconds > 86400 ? 110 : 60; } },
-          { label: c.unit, values: c.ticks, size: 74 },
+          { label: c.unit, values: c.ticks, size: 74, stroke: colours.text,
+            grid: { stroke: colours.grid, width: 1 }, ticks: { stroke: colours.border, width: 1 } },
         ],
         series: [{ label: ZONE, value: function (u, v) { return v == null ? "-" : stamp(v); } }].concat(c.series.map(function (s) {
           return {
             label: s.label,
-            stroke: s.stroke,
+            stroke: colours.get(s.colour[0], s.colour[1]),
             width: 1.5,
             spanGaps: false,
             points: { show: true, size: 4 },
@@ -419,6 +437,21 @@
       plots.forEach(function (p) { p.plot.setSize({ width: width(), height: p.plot.height }); });
     }, 100);
   });
+
+  // A change of the system's colour scheme redraws the charts in its colours.
+  function redraw() {
+    colours = readColours();
+    plots.forEach(function (p) { p.plot.destroy(); });
+    plots = [];
+    stats.redraws++;
+    build();
+    if (view.times.length) render();
+  }
+  var scheme = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+  if (scheme) {
+    if (scheme.addEventListener) scheme.addEventListener("change", redraw);
+    else if (scheme.addListener) scheme.addListener(redraw);
+  }
 
   view = emptyView(fixed || rangeOf(root.getAttribute("data-range")));
   build();
