@@ -77,6 +77,17 @@ def _bad_login(page: Any) -> None:
     page.click('button[type="submit"]')
 
 
+def _review_config(page: Any) -> None:
+    page.fill("#cfg-failure_threshold", "8")
+    page.fill("#cfg-reason", "fewer false trips")
+    page.click(".config-form button[type=submit]")
+
+
+def _config_out_of_range(page: Any) -> None:
+    page.fill("#cfg-failure_threshold", "0")
+    page.click(".config-form button[type=submit]")
+
+
 def _confirm_silence(page: Any) -> None:
     page.check('input[name="match"][value="circuit"]')
     page.fill('input[name="reason"]', "known provider outage")
@@ -105,6 +116,24 @@ PAGES = [
         submit=_force_without_reason,
         ready=('.override-form [aria-invalid="true"]',),
     ),
+    Page(
+        "circuit-window",
+        "/circuits/{payments}/?{window}",
+        ready=(".traffic-window", '[data-chart="calls"]:not([data-points="0"])[data-points]'),
+    ),
+    Page(
+        "config-confirm",
+        "/circuits/{inventory}/",
+        submit=_review_config,
+        ready=(".config-confirm-form",),
+    ),
+    Page(
+        "config-error",
+        "/circuits/{inventory}/",
+        submit=_config_out_of_range,
+        ready=('.config-form [aria-invalid="true"]',),
+    ),
+    Page("search", "/search/?q=pay", ready=("#main h1",)),
     Page("services", "/services/"),
     Page("instances", "/instances/"),
     Page("alerts", "/alerts/"),
@@ -152,7 +181,7 @@ def _report(seq: int, bucket: int, calls: int, rejected: int = 0) -> dict[str, A
 
 def seed(
     server: ControlPlaneProcess, sync_body: Any, operator: User
-) -> tuple[dict[str, int], Callable[[], None]]:
+) -> tuple[dict[str, Any], Callable[[], None]]:
     """checkout/payments open and forced open, with traffic, transitions and two firing
     alerts (one acknowledged); checkout/ledger half open, checkout/email forced closed,
     checkout/inventory closed; a silence, audit rows; two instances. Returns the ids the
@@ -252,6 +281,7 @@ def seed(
         "inventory": circuits["inventory"].pk,
         "alert": firing.pk,
         "acked": acked.pk,
+        "window": firing.window_query,  # what the alert's notification links to
     }
     return ids, lambda: sync_states(first=False)
 
@@ -259,7 +289,7 @@ def seed(
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def open_page(context: Any, base: str, spec: Page, ids: dict[str, int]) -> Any:
+def open_page(context: Any, base: str, spec: Page, ids: dict[str, Any]) -> Any:
     page = context.new_page()
     page.goto(base + spec.path.format(**ids))
     if spec.logged_in:
