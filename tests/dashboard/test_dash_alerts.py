@@ -70,8 +70,13 @@ def test_a_firing_alert_is_listed_with_its_details(as_viewer: Client, firing: Al
     r = row(html, firing)
     assert 'data-alert-status="firing">firing<' in r  # a text label beside the colour
     assert ">critical<" in r and ">payments open<" in r and "circuit open too long" in r
-    assert f'href="/circuits/{firing.circuit_id}/">checkout/payments<' in r
-    assert r.count(timezone.now().strftime("%Y-%m-%d")) >= 2  # started and fired
+    # The circuit opens at the alert's window (from 15 min before it started, up to now).
+    window = f'href="/circuits/{firing.circuit_id}/?{firing.window_query}#traffic"'
+    assert "from=" in window and "to=" not in window
+    assert re.search(re.escape(window) + r"[^>]*>checkout/payments<", r), r
+    # Started and fired: relative words, the exact time in the title and datetime.
+    assert r.count(f'datetime="{timezone.now().strftime("%Y-%m-%d")}T') >= 2
+    assert r.count(" ago</time>") + r.count(">just now</time>") >= 2
     assert 'data-field="ack">no</td>' in r
     assert "1 firing</span>" in html  # the navigation badge
 
