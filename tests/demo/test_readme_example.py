@@ -16,11 +16,12 @@ from tests.e2e.conftest import ControlPlaneProcess, server_env, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "<!-- example: prediction-service"
+HTTPX_MARKER = "<!-- example: httpx-client"
 
 
-def example() -> str:
+def example(marker: str = MARKER) -> str:
     readme = (ROOT / "README.md").read_text()
-    after = readme.split(MARKER, 1)[1]
+    after = readme.split(marker, 1)[1]
     match = re.search(r"```python\n(.*?)```", after, re.S)
     assert match, "no python block after the example marker"
     return match.group(1)
@@ -67,3 +68,42 @@ def test_the_example_reports_its_breakers(server: ControlPlaneProcess, tmp_path:
     names = set(Circuit.objects.values_list("name", flat=True))
     assert names == {"feature_store", "model_service"}
     assert Transition.objects.filter(circuit__name="feature_store", to_state="open").exists()
+
+
+def test_the_httpx_example_trips_on_a_failing_upstream(tmp_path: Path) -> None:
+    """Against a real server on 127.0.0.1 that answers 503: five failures, then the
+    circuit is open and the last two requests never reach it."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    hits: list[str] = []
+
+    class Down(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Down)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        script = tmp_path / "app.py"
+        script.write_text(example(HTTPX_MARKER))
+        result = run(script, INVENTORY_URL=f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:5] == [f"{i} 503" for i in range(5)]
+    name = f"127.0.0.1:{server.server_address[1]}"
+    assert lines[5].startswith(f"5 rejected: circuit {name!r} is open; retry after ")
+    assert lines[6].startswith("6 rejected:")
+    assert len(hits) == 5
