@@ -4,7 +4,11 @@ so that ``breakers`` itself stays dependency-free:
 - ``breakers.integrations.httpx``: sync and async httpx transports
   (``pip install "switchyard-breakers[httpx]"``);
 - ``breakers.integrations.requests``: an adapter mounted on a requests Session
-  (``pip install "switchyard-breakers[requests]"``).
+  (``pip install "switchyard-breakers[requests]"``);
+- ``breakers.integrations.asgi``: ASGI middleware serving ``/health/circuits`` and
+  running the agent with the application's lifespan (standard library only);
+- ``breakers.integrations.django``: the same as Django middleware, configured from the
+  ``SWITCHYARD`` setting or the environment.
 
 The HTTP integrations share ``breakers.integrations.http``: which breaker guards a
 request (its host, or a route rule) and which answers count as failures.
