@@ -6,7 +6,8 @@ A keep-alive HTTP/1.1 server answers "ok" from another process on 127.0.0.1 (so 
 client's process holds only the client). Each round sends ``--requests`` GETs through
 each client in turn, in an order that rotates from round to round: httpx.Client bare
 and with BreakerTransport, requests.Session bare and with BreakerAdapter, and
-httpx.AsyncClient bare and with AsyncBreakerTransport. The script prints the median
+httpx.AsyncClient bare and with AsyncBreakerTransport, and aiohttp.ClientSession bare
+and with BreakerMiddleware. The script prints the median
 over rounds of the time per request, the integration's overhead (guarded minus bare,
 per round, median) and that overhead as a share of the bare round trip (goal: at most
 5% for httpx and requests). Figures on a shared machine are noisy: compare ratios.
@@ -26,10 +27,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import aiohttp
 import httpx
 import requests
 
 from breakers import CircuitBreakerRegistry
+from breakers.integrations.aiohttp import BreakerMiddleware
 from breakers.integrations.httpx import AsyncBreakerTransport, BreakerTransport
 from breakers.integrations.requests import BreakerAdapter
 
@@ -84,6 +87,23 @@ def main() -> int:
     async_bare = httpx.AsyncClient()
     async_guarded = httpx.AsyncClient(transport=AsyncBreakerTransport(registry=registry))
 
+    async def sessions() -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
+        return aiohttp.ClientSession(), aiohttp.ClientSession(
+            middlewares=(BreakerMiddleware(registry=registry),)
+        )
+
+    aio_bare, aio_guarded = loop.run_until_complete(sessions())
+
+    def aiohttp_sender(session: aiohttp.ClientSession) -> Callable[[int], float]:
+        async def run(n: int) -> float:
+            started = time.perf_counter()
+            for _ in range(n):
+                async with session.get(url) as response:
+                    await response.read()
+            return (time.perf_counter() - started) / n
+
+        return lambda n: loop.run_until_complete(run(n))
+
     def async_sender(client: httpx.AsyncClient) -> Callable[[int], float]:
         async def run(n: int) -> float:
             started = time.perf_counter()
@@ -100,6 +120,8 @@ def main() -> int:
         ("requests", "guarded"): lambda n: timed(lambda: requests_guarded.get(url), n),
         ("httpx async", "bare"): async_sender(async_bare),
         ("httpx async", "guarded"): async_sender(async_guarded),
+        ("aiohttp", "bare"): aiohttp_sender(aio_bare),
+        ("aiohttp", "guarded"): aiohttp_sender(aio_guarded),
     }
     keys = list(cases)
     for key in keys:  # warm up: connections open, breakers created
@@ -117,12 +139,12 @@ def main() -> int:
     )
     print(f"{'client':<14}{'bare':>10}{'guarded':>10}{'overhead':>10}{'share':>9}  goal")
     failed = False
-    for client in ("httpx", "requests", "httpx async"):
+    for client in ("httpx", "requests", "httpx async", "aiohttp"):
         bare, guarded = results[(client, "bare")], results[(client, "guarded")]
         overhead = statistics.median(g - b for g, b in zip(guarded, bare, strict=True))
         share = statistics.median(g / b - 1 for g, b in zip(guarded, bare, strict=True))
-        goal = "<= 5%" if client != "httpx async" else "-"
-        ok = share <= 0.05 or client == "httpx async"
+        goal = "<= 5%" if client in ("httpx", "requests") else "-"
+        ok = share <= 0.05 or goal == "-"
         failed |= not ok
         print(
             f"{client:<14}{statistics.median(bare) * 1e6:>10.1f}"
@@ -132,6 +154,8 @@ def main() -> int:
     for b in registry:
         t = b.traffic()
         print(f"  breaker {b.name}: {t['calls']} calls, {t['failures']} failures")
+    loop.run_until_complete(aio_bare.close())
+    loop.run_until_complete(aio_guarded.close())
     loop.close()
     return 1 if failed else 0
 

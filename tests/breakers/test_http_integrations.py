@@ -308,3 +308,55 @@ def test_failure_statuses_can_be_changed(upstream, registry):
     breaker = registry.get(name_of(upstream))
     assert breaker is not None
     assert (breaker.traffic()["successes"], breaker.traffic()["failures"]) == (1, 1)
+
+
+# -- aiohttp -------------------------------------------------------------------------------
+
+
+async def test_aiohttp_middleware_trips_on_5xx_and_rejects_without_the_server(upstream, registry):
+    import aiohttp
+
+    from breakers.integrations.aiohttp import BreakerMiddleware
+
+    middleware = BreakerMiddleware(registry=registry, config=CONFIG)
+    async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
+
+        async def get(path: str) -> tuple[int, str]:
+            async with session.get(f"{upstream.url}{path}") as response:
+                return response.status, await response.text()
+
+        answers = await asyncio.gather(*(get(f"/a/{i}") for i in range(40)))
+        assert answers == [(200, "200")] * 40
+        assert await get("/status/404") == (404, "404")  # not a failure
+        for _ in range(3):
+            assert await get("/status/503") == (503, "503")  # returned, and counted
+        breaker = registry.get(name_of(upstream))
+        assert breaker is not None and breaker.state is CircuitState.OPEN
+        hits = upstream.hits
+        with pytest.raises(CircuitOpenError):
+            await get("/hello")
+        assert upstream.hits == hits
+    traffic = breaker.traffic()
+    assert (traffic["successes"], traffic["failures"], traffic["rejected"]) == (41, 3, 1)
+
+
+async def test_aiohttp_read_timeouts_and_refused_connections_are_failures(upstream, registry):
+    import aiohttp
+
+    from breakers.integrations.aiohttp import BreakerMiddleware
+
+    middleware = BreakerMiddleware(registry=registry, config=CONFIG)
+    timeout = aiohttp.ClientTimeout(sock_read=0.2)
+    async with aiohttp.ClientSession(middlewares=(middleware,), timeout=timeout) as session:
+        for _ in range(3):
+            with pytest.raises(aiohttp.ServerTimeoutError):
+                async with session.get(f"{upstream.url}/slow") as response:
+                    await response.read()
+        closed = Upstream()
+        closed.close()
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await session.get(f"{closed.url}/x")
+    breaker = registry.get(name_of(upstream))
+    assert breaker is not None and breaker.state is CircuitState.OPEN
+    refused = registry.get(name_of(closed))
+    assert refused is not None and refused.traffic()["failures"] == 1
