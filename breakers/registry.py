@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .breaker import CircuitBreaker, TransitionEvent
+from .breaker import CallEvent, CircuitBreaker, TransitionEvent
 from .config import CircuitBreakerConfig
 from .states import CircuitState
 
@@ -38,6 +38,7 @@ class CircuitBreakerRegistry:
         self.max_breakers = max_breakers
         self._breakers: dict[str, CircuitBreaker] = {}
         self._listeners: tuple[Callable[[TransitionEvent], object], ...] = ()
+        self._call_listeners: tuple[Callable[[CallEvent], object], ...] = ()
         self._lock = threading.Lock()
 
     def get_or_create(
@@ -61,6 +62,8 @@ class CircuitBreakerRegistry:
                 breaker = CircuitBreaker(name, config, **kwargs)
                 for fn in self._listeners:
                     breaker.add_transition_listener(fn)
+                for call_fn in self._call_listeners:
+                    breaker.add_call_listener(call_fn)
                 self._breakers[name] = breaker
             return breaker
 
@@ -111,6 +114,25 @@ class CircuitBreakerRegistry:
             breakers = list(self._breakers.values())
         for breaker in breakers:
             breaker.remove_transition_listener(fn)
+
+    def add_call_listener(self, fn: Callable[[CallEvent], object]) -> None:
+        """Call ``fn(event)`` after every call of every breaker of this registry,
+        existing and future (each breaker then times every call: see
+        ``CircuitBreaker.add_call_listener``)."""
+        with self._lock:
+            if fn not in self._call_listeners:
+                self._call_listeners = (*self._call_listeners, fn)
+            breakers = list(self._breakers.values())
+        for breaker in breakers:
+            breaker.add_call_listener(fn)
+
+    def remove_call_listener(self, fn: Callable[[CallEvent], object]) -> None:
+        """Stop calling ``fn`` on the calls of this registry's breakers."""
+        with self._lock:
+            self._call_listeners = tuple(f for f in self._call_listeners if f != fn)
+            breakers = list(self._breakers.values())
+        for breaker in breakers:
+            breaker.remove_call_listener(fn)
 
 
 #: The process-wide registry.

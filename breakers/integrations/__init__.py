@@ -7,6 +7,8 @@ so that ``breakers`` itself stays dependency-free:
   (``pip install "switchyard-breakers[requests]"``);
 - ``breakers.integrations.aiohttp``: a client middleware for aiohttp sessions
   (``pip install "switchyard-breakers[aiohttp]"``);
+- ``breakers.integrations.opentelemetry``: metrics and span events
+  (``pip install "switchyard-breakers[otel]"``);
 - ``breakers.integrations.asgi``: ASGI middleware serving ``/health/circuits`` and
   running the agent with the application's lifespan (standard library only);
 - ``breakers.integrations.django``: the same as Django middleware, configured from the

@@ -37,7 +37,13 @@ def test_the_wheel_holds_the_library_and_its_extras_only(wheel: Path) -> None:
     assert packages == {"breakers"}
     assert "breakers/integrations/httpx.py" in names and "breakers/py.typed" in names
     requires = metadata.get_all("Requires-Dist") or []
-    assert sorted(metadata.get_all("Provides-Extra") or []) == ["aiohttp", "django", "httpx", "requests"]
+    assert sorted(metadata.get_all("Provides-Extra") or []) == [
+        "aiohttp",
+        "django",
+        "httpx",
+        "otel",
+        "requests",
+    ]
     # Every requirement belongs to an extra: the core pulls nothing.
     assert requires and all("extra ==" in r for r in requires), requires
 
