@@ -11,6 +11,8 @@ so that ``breakers`` itself stays dependency-free:
   (``pip install "switchyard-breakers[otel]"``);
 - ``breakers.integrations.asgi``: ASGI middleware serving ``/health/circuits`` and
   running the agent with the application's lifespan (standard library only);
+- ``breakers.integrations.celery``: tasks whose body runs through a breaker, and the
+  agent in every worker process (``pip install "switchyard-breakers[celery]"``);
 - ``breakers.integrations.django``: the same as Django middleware, configured from the
   ``SWITCHYARD`` setting or the environment.
 

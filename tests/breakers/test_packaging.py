@@ -39,6 +39,7 @@ def test_the_wheel_holds_the_library_and_its_extras_only(wheel: Path) -> None:
     requires = metadata.get_all("Requires-Dist") or []
     assert sorted(metadata.get_all("Provides-Extra") or []) == [
         "aiohttp",
+        "celery",
         "django",
         "httpx",
         "otel",
