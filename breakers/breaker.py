@@ -940,6 +940,43 @@ class CircuitBreaker:
             self._transition(_CLOSED, "released")
         self._deliver()
 
+    # -- breakers of other libraries, adopted (breakers.integrations.adopt) ---------------
+
+    def record(self, outcome: str, duration: float | None = None) -> None:
+        """Count one call that another library's breaker made or refused: ``outcome``
+        is "success", "failure", "ignored" or "rejected"; ``duration`` (seconds) goes to
+        the latency histogram of a call that ran. The counters and the histogram grow as
+        for a call made here; the state does not change (see :meth:`follow`)."""
+        if outcome == "rejected":
+            next(self._rejected)
+            return
+        if outcome not in ("success", "failure", "ignored"):
+            raise ValueError(
+                f"outcome must be 'success', 'failure', 'ignored' or 'rejected', got {outcome!r}"
+            )
+        if duration is None or not duration >= 0.0:
+            raise ValueError(f"duration must be a number of seconds >= 0, got {duration!r}")
+        if outcome == "success":
+            self._measure(self._ok, duration)
+            if self._slow is not None and duration >= self._slow:
+                next(self._slow_calls)
+            return
+        next(self._failures if outcome == "failure" else self._others)
+        self._measure(self._errors, duration)
+
+    def follow(self, state: CircuitState, reason: str) -> None:
+        """Take a state another library's breaker decided (open, half open, closed) and
+        report the change as a transition. An operator's forced state stays in force:
+        the other library's changes are not followed until it is released."""
+        if state not in (_CLOSED, _OPEN, _HALF_OPEN):
+            raise ValueError(f"state must be closed, open or half_open, got {state!r}")
+        with self._lock:
+            current = self._state
+            if current is state or current is _FORCED_OPEN or current is _FORCED_CLOSED:
+                return
+            self._transition(state, reason)
+        self._deliver()
+
     def reset(self) -> None:
         """Return to CLOSED with a fresh window and no trip history.
 

@@ -9,6 +9,8 @@ so that ``breakers`` itself stays dependency-free:
   (``pip install "switchyard-breakers[aiohttp]"``);
 - ``breakers.integrations.opentelemetry``: metrics and span events
   (``pip install "switchyard-breakers[otel]"``);
+- ``breakers.integrations.adopt``: pybreaker and circuitbreaker breakers reported and
+  steered without a rewrite;
 - ``breakers.integrations.asgi``: ASGI middleware serving ``/health/circuits`` and
   running the agent with the application's lifespan (standard library only);
 - ``breakers.integrations.celery``: tasks whose body runs through a breaker, and the
