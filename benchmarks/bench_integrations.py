@@ -154,10 +154,45 @@ def main() -> int:
     for b in registry:
         t = b.traffic()
         print(f"  breaker {b.name}: {t['calls']} calls, {t['failures']} failures")
+    otel_cost(args.rounds)
     loop.run_until_complete(aio_bare.close())
     loop.run_until_complete(aio_guarded.close())
     loop.close()
     return 1 if failed else 0
+
+
+def otel_cost(rounds: int, number: int = 20_000) -> None:
+    """ns per closed-path call of a bare breaker, and of one in a registry instrumented
+    by breakers.integrations.opentelemetry (SDK meter, latency histogram on and off)."""
+    import timeit
+
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from breakers.integrations.opentelemetry import instrument
+
+    def work() -> int:
+        return 1
+
+    breakers = {}
+    for label, latency in (
+        ("bare", None),
+        ("otel, latency off", False),
+        ("otel, latency on", True),
+    ):
+        reg = CircuitBreakerRegistry()
+        if latency is not None:
+            instrument(reg, meter_provider=MeterProvider(), latency=latency)
+        breakers[label] = reg.get_or_create("b")
+    results: dict[str, list[float]] = {label: [] for label in breakers}
+    for _ in range(rounds):
+        for label, breaker in breakers.items():
+            seconds = timeit.timeit(lambda b=breaker: b.call(work), number=number)
+            results[label].append(seconds / number * 1e9)
+    print("\nbreaker.call(work), ns per call (median over rounds): OpenTelemetry's cost")
+    bare = statistics.median(results["bare"])
+    for label, values in results.items():
+        median = statistics.median(values)
+        print(f"  {label:<20}{median:>8.0f}  (+{median - bare:.0f})")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
-"""The HTTP integrations steered by a real control plane: an application whose httpx and
-requests clients guard their calls, its agent syncing with uvicorn; an operator forces
-the upstream's circuit open through the API and the clients reject within a second,
-then pass again after the release. The upstream is a real HTTP server on 127.0.0.1."""
+"""The HTTP integrations steered by a real control plane: an application whose httpx,
+requests and aiohttp clients guard their calls, its agent syncing with uvicorn; an
+operator forces the upstream's circuit open through the API and the clients reject
+within a second, then pass again after the release. The upstream is a real HTTP server
+on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 import requests
 
 from breakers import CircuitBreakerRegistry, CircuitOpenError
+from breakers.integrations.aiohttp import BreakerMiddleware
 from breakers.integrations.httpx import BreakerTransport
 from breakers.integrations.requests import BreakerAdapter
 from controlplane.circuits.auth import create_agent_token, create_api_token
@@ -32,7 +36,16 @@ def rejects(call: Any) -> bool:
     return False
 
 
-def test_a_force_from_the_control_plane_reaches_httpx_and_requests_within_a_second(
+async def aiohttp_get(url: str, registry: CircuitBreakerRegistry, routes: dict[str, str]) -> int:
+    middleware = BreakerMiddleware(registry=registry, routes=routes)
+    async with (
+        aiohttp.ClientSession(middlewares=(middleware,)) as session,
+        session.get(f"{url}/stock") as response,
+    ):
+        return response.status
+
+
+def test_a_force_from_the_control_plane_reaches_httpx_requests_and_aiohttp_within_a_second(
     control_plane: ControlPlaneProcess, operator: Any
 ) -> None:
     service = Service.objects.create(name="checkout")
@@ -64,6 +77,7 @@ def test_a_force_from_the_control_plane_reaches_httpx_and_requests_within_a_seco
             assert wait_for(lambda: rejects(get), timeout=1.0)
             assert time.monotonic() - started < 1.0
             assert rejects(lambda: session.get(f"{upstream.url}/stock"))
+            assert rejects(lambda: asyncio.run(aiohttp_get(upstream.url, registry, routes)))
             status, _ = control_plane.request(
                 "DELETE",
                 f"/api/v1/circuits/{cid}/override/",
@@ -73,10 +87,11 @@ def test_a_force_from_the_control_plane_reaches_httpx_and_requests_within_a_seco
             assert status == 204
             assert wait_for(lambda: not rejects(get), timeout=1.0)
             assert session.get(f"{upstream.url}/stock").status_code == 200
+            assert asyncio.run(aiohttp_get(upstream.url, registry, routes)) == 200
             # While forced, nothing reached the upstream: only the requests that polled
             # for the release (each one that was let through) did.
             breaker = registry.get("inventory-api")
-            assert breaker is not None and breaker.traffic()["rejected"] >= 2
+            assert breaker is not None and breaker.traffic()["rejected"] >= 3
             assert upstream.hits - hits == breaker.traffic()["calls"] - 1
     finally:
         client.close()
