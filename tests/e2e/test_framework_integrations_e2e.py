@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,9 +20,15 @@ import pytest
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory, override_settings
 
-from controlplane.circuits.auth import create_agent_token
+from controlplane.circuits.auth import create_agent_token, create_api_token
 from controlplane.circuits.models import Circuit, Instance, Service
-from tests.e2e.conftest import ROOT, ControlPlaneProcess, free_port, wait_for
+from tests.e2e.conftest import (
+    ROOT,
+    ControlPlaneProcess,
+    change_feed_listeners,
+    free_port,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -71,9 +78,10 @@ def uvicorn(app: str, env: dict[str, str]) -> Iterator[tuple[int, subprocess.Pop
 
 @pytest.mark.parametrize("app", ["app", "app_without_lifespan"])
 def test_the_asgi_middleware_starts_the_agent_at_startup_and_answers_health(
-    control_plane: ControlPlaneProcess, service_token: tuple[Service, str], app: str
+    control_plane: ControlPlaneProcess, service_token: tuple[Service, str], app: str, operator: Any
 ) -> None:
     service, token = service_token
+    operator_token = create_api_token(operator)[1]
     env = {
         **control_plane.env,
         "SWITCHYARD_URL": control_plane.url,
@@ -100,6 +108,19 @@ def test_the_asgi_middleware_starts_the_agent_at_startup_and_answers_health(
         assert wait_for(
             lambda: service.instances.filter(snapshots__state="open").exists(), timeout=10
         )
+        # An operator forces it closed: the application's calls run again within a second.
+        assert wait_for(lambda: change_feed_listeners() >= 1, timeout=10.0)
+        cid = Circuit.objects.get(service=service, name="inventory").pk
+        started = time.monotonic()
+        status, body = control_plane.request(
+            "POST",
+            f"/api/v1/circuits/{cid}/override/",
+            {"state": "forced_closed", "reason": "inventory is fine"},
+            token=operator_token,
+        )
+        assert status == 201, body
+        assert wait_for(lambda: get(port, "/work") == (200, b"in stock"), timeout=1.0)
+        assert time.monotonic() - started < 1.0
         proc.send_signal(signal.SIGTERM)
         # uvicorn ends with the signal it was sent, after the lifespan shutdown (which
         # stopped the agent: its last flush) completed without an error.
