@@ -34,6 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_dashboard import percentile, prepare_database  # noqa: E402
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/switchyard_bench_search"
 PASSWORD = "bench-pw-123!"
 GOAL_MS = 100
@@ -57,21 +59,6 @@ QUERIES = [
     ("miss", "zzzz"),
     ("full service/name", "payments-07/grpc-user-043"),
 ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def prepare_database(db_url: str) -> None:
-    import psycopg
-
-    name = db_url.rsplit("/", 1)[1]
-    admin = db_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def setup_django(db_url: str) -> None:

@@ -18,7 +18,6 @@ breaker guards a request and which statuses fail: ``breakers.integrations.http.G
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Any
 
 try:
     import aiohttp
@@ -28,12 +27,16 @@ except ImportError as exc:  # the extra is not installed
     ) from exc
 
 from ..config import CircuitBreakerConfig
-from ..registry import CircuitBreakerRegistry, default_registry
-from .http import DEFAULT_FAILURE_STATUSES, FailedResponse, Guard
+from ..registry import CircuitBreakerRegistry
+from .http import DEFAULT_FAILURE_STATUSES, Guard
 
 __all__ = ["BreakerMiddleware"]
 
 Handler = Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]]
+
+
+def _status(response: aiohttp.ClientResponse) -> int:
+    return response.status
 
 
 class BreakerMiddleware:
@@ -48,31 +51,12 @@ class BreakerMiddleware:
         name_for: Callable[[str, int | None, str], str | None] | None = None,
         failure_statuses: Collection[int] = DEFAULT_FAILURE_STATUSES,
     ) -> None:
-        self.guard = Guard(
-            default_registry if registry is None else registry,
-            config,
-            routes or {},
-            name_for,
-            failure_statuses,
-        )
+        self.guard = Guard(registry, config, routes, name_for, failure_statuses)
 
     async def __call__(
         self, request: aiohttp.ClientRequest, handler: Handler
     ) -> aiohttp.ClientResponse:
         url = request.url
-        breaker = self.guard.breaker(url.host or "", url.explicit_port, url.path)
-        if breaker is None:
-            return await handler(request)
-
-        async def send() -> aiohttp.ClientResponse:
-            response = await handler(request)
-            if self.guard.failed(response.status):
-                raise FailedResponse(response)
-            return response
-
-        try:
-            result: Any = await breaker.call_async(send)
-            return result  # type: ignore[no-any-return]
-        except FailedResponse as failed:
-            response: aiohttp.ClientResponse = failed.response  # type: ignore[assignment]
-            return response
+        return await self.guard.call_async(
+            (url.host or "", url.explicit_port, url.path), lambda: handler(request), _status
+        )

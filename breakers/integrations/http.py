@@ -13,14 +13,17 @@ a success. ``failure_statuses`` changes the set.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 from ..breaker import CircuitBreaker
 from ..config import CircuitBreakerConfig
 from ..registry import CircuitBreakerRegistry, default_registry
 
 __all__ = ["DEFAULT_FAILURE_STATUSES", "FailedResponse", "Guard", "breaker_name"]
+
+R = TypeVar("R")
 
 #: Answers that count as failures of the dependency by default: every 5xx.
 DEFAULT_FAILURE_STATUSES: frozenset[int] = frozenset(range(500, 600))
@@ -57,24 +60,27 @@ class Guard:
     ``routes`` maps ``host`` or ``host/path-prefix`` (no scheme; ``host:port`` when the
     URL names a port) to a breaker name; ``name_for(host, port, path)`` replaces the
     default naming entirely (return None to leave a request unguarded). Breakers are
-    created in ``registry`` (the default one, which the agent reports) with ``config``.
+    created in ``registry`` (None: the default one, which the agent reports) with
+    ``config``. :meth:`call` and :meth:`call_async` run a request through its breaker.
     """
 
-    registry: CircuitBreakerRegistry = field(default_factory=lambda: default_registry)
+    registry: CircuitBreakerRegistry | None = None
     config: CircuitBreakerConfig | None = None
-    routes: Mapping[str, str] = field(default_factory=dict)
+    routes: Mapping[str, str] | None = None
     name_for: Callable[[str, int | None, str], str | None] | None = None
     failure_statuses: Collection[int] = DEFAULT_FAILURE_STATUSES
 
     def __post_init__(self) -> None:
-        for rule, name in self.routes.items():
+        self._registry = default_registry if self.registry is None else self.registry
+        routes = self.routes or {}
+        for rule, name in routes.items():
             if not isinstance(rule, str) or not rule or "://" in rule:
                 raise ValueError(f"routes: a rule is 'host' or 'host/path', got {rule!r}")
             if not isinstance(name, str) or not name:
                 raise ValueError(f"routes: the breaker name of {rule!r} must be a string")
         # Longest first: the most specific rule wins.
         self._rules = sorted(
-            ((rule.lower().rstrip("/"), name) for rule, name in self.routes.items()),
+            ((rule.lower().rstrip("/"), name) for rule, name in routes.items()),
             key=lambda item: -len(item[0]),
         )
         statuses = frozenset(self.failure_statuses)
@@ -90,7 +96,7 @@ class Guard:
             key = (host, port)
             found = self._cache.get(key)
             if found is None:
-                found = self._cache[key] = self.registry.get_or_create(
+                found = self._cache[key] = self._registry.get_or_create(
                     breaker_name(host, port), self.config
                 )
             return found
@@ -98,7 +104,7 @@ class Guard:
             name = self.name_for(host, port, path)
         else:
             name = self._route(host, port, path)
-        return None if name is None else self.registry.get_or_create(name, self.config)
+        return None if name is None else self._registry.get_or_create(name, self.config)
 
     def _route(self, host: str, port: int | None, path: str) -> str:
         authority = host.lower() if port is None else f"{host.lower()}:{port}"
@@ -111,3 +117,53 @@ class Guard:
     def failed(self, status: int) -> bool:
         """Whether an answer with this status counts as a failure of the dependency."""
         return status in self._statuses
+
+    def call(
+        self,
+        target: tuple[str, int | None, str],
+        send: Callable[[], R],
+        status: Callable[[R], int],
+    ) -> R:
+        """``send()`` a request to ``target`` (host, port, path) through its breaker: an
+        answer whose ``status()`` fails is counted as a failure and returned; an
+        exception counts as a failure and is raised; ``CircuitOpenError`` while the
+        breaker rejects (``send`` is not called)."""
+        breaker = self.breaker(*target)
+        if breaker is None:
+            return send()
+        statuses = self._statuses
+
+        def checked() -> R:
+            response = send()
+            if status(response) in statuses:
+                raise FailedResponse(response)
+            return response
+
+        try:
+            return breaker.call(checked)
+        except FailedResponse as failed:
+            return cast(R, failed.response)
+
+    async def call_async(
+        self,
+        target: tuple[str, int | None, str],
+        send: Callable[[], Awaitable[R]],
+        status: Callable[[R], int],
+    ) -> R:
+        """:meth:`call` for an awaitable ``send()``."""
+        breaker = self.breaker(*target)
+        if breaker is None:
+            return await send()
+        statuses = self._statuses
+
+        async def checked() -> R:
+            response = await send()
+            if status(response) in statuses:
+                raise FailedResponse(response)
+            return response
+
+        try:
+            result: Any = await breaker.call_async(checked)
+            return cast(R, result)
+        except FailedResponse as failed:
+            return cast(R, failed.response)

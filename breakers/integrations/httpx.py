@@ -18,7 +18,6 @@ and which statuses fail: ``breakers.integrations.http.Guard``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Any
 
 try:
     import httpx
@@ -29,8 +28,8 @@ except ImportError as exc:  # the extra is not installed
 
 from ..config import CircuitBreakerConfig
 from ..errors import CircuitOpenError
-from ..registry import CircuitBreakerRegistry, default_registry
-from .http import DEFAULT_FAILURE_STATUSES, FailedResponse, Guard
+from ..registry import CircuitBreakerRegistry
+from .http import DEFAULT_FAILURE_STATUSES, Guard
 
 __all__ = ["AsyncBreakerTransport", "BreakerTransport"]
 
@@ -38,6 +37,10 @@ __all__ = ["AsyncBreakerTransport", "BreakerTransport"]
 def _target(request: httpx.Request) -> tuple[str, int | None, str]:
     url = request.url
     return url.host, url.port, url.path
+
+
+def _status(response: httpx.Response) -> int:
+    return response.status_code
 
 
 class BreakerTransport(httpx.BaseTransport):
@@ -55,30 +58,14 @@ class BreakerTransport(httpx.BaseTransport):
         fallback: Callable[[httpx.Request, CircuitOpenError], httpx.Response] | None = None,
     ) -> None:
         self._transport = transport if transport is not None else httpx.HTTPTransport()
-        self.guard = Guard(
-            default_registry if registry is None else registry,
-            config,
-            routes or {},
-            name_for,
-            failure_statuses,
-        )
+        self.guard = Guard(registry, config, routes, name_for, failure_statuses)
         self._fallback = fallback
 
-    def _send(self, request: httpx.Request) -> httpx.Response:
-        response = self._transport.handle_request(request)
-        if self.guard.failed(response.status_code):
-            raise FailedResponse(response)
-        return response
-
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        breaker = self.guard.breaker(*_target(request))
-        if breaker is None:
-            return self._transport.handle_request(request)
         try:
-            return breaker.call(self._send, None, request)
-        except FailedResponse as failed:
-            response: httpx.Response = failed.response  # type: ignore[assignment]
-            return response
+            return self.guard.call(
+                _target(request), lambda: self._transport.handle_request(request), _status
+            )
         except CircuitOpenError as error:
             if self._fallback is None:
                 raise
@@ -104,31 +91,14 @@ class AsyncBreakerTransport(httpx.AsyncBaseTransport):
         | None = None,
     ) -> None:
         self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
-        self.guard = Guard(
-            default_registry if registry is None else registry,
-            config,
-            routes or {},
-            name_for,
-            failure_statuses,
-        )
+        self.guard = Guard(registry, config, routes, name_for, failure_statuses)
         self._fallback = fallback
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
-        response = await self._transport.handle_async_request(request)
-        if self.guard.failed(response.status_code):
-            raise FailedResponse(response)
-        return response
-
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        breaker = self.guard.breaker(*_target(request))
-        if breaker is None:
-            return await self._transport.handle_async_request(request)
         try:
-            result: Any = await breaker.call_async(self._send, None, request)
-            return result  # type: ignore[no-any-return]
-        except FailedResponse as failed:
-            response: httpx.Response = failed.response  # type: ignore[assignment]
-            return response
+            return await self.guard.call_async(
+                _target(request), lambda: self._transport.handle_async_request(request), _status
+            )
         except CircuitOpenError as error:
             if self._fallback is None:
                 raise

@@ -34,10 +34,14 @@ except ImportError as exc:  # the extra is not installed
 
 from ..config import CircuitBreakerConfig
 from ..errors import CircuitOpenError
-from ..registry import CircuitBreakerRegistry, default_registry
-from .http import DEFAULT_FAILURE_STATUSES, FailedResponse, Guard
+from ..registry import CircuitBreakerRegistry
+from .http import DEFAULT_FAILURE_STATUSES, Guard
 
 __all__ = ["BreakerAdapter"]
+
+
+def _status(response: Response) -> int:
+    return response.status_code
 
 
 class BreakerAdapter(HTTPAdapter):
@@ -55,31 +59,16 @@ class BreakerAdapter(HTTPAdapter):
         **adapter: Any,
     ) -> None:
         super().__init__(**adapter)
-        self.guard = Guard(
-            default_registry if registry is None else registry,
-            config,
-            routes or {},
-            name_for,
-            failure_statuses,
-        )
+        self.guard = Guard(registry, config, routes, name_for, failure_statuses)
         self._fallback = fallback
-
-    def _send(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Response:
-        response = super().send(request, **kwargs)
-        if self.guard.failed(response.status_code):
-            raise FailedResponse(response)
-        return response
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
         parts = urlsplit(request.url or "")
-        breaker = self.guard.breaker(parts.hostname or "", parts.port, parts.path or "/")
-        if breaker is None:
-            return super().send(request, **kwargs)
+        target = (parts.hostname or "", parts.port, parts.path or "/")
         try:
-            return breaker.call(self._send, None, request, kwargs)
-        except FailedResponse as failed:
-            response: Response = failed.response  # type: ignore[assignment]
-            return response
+            return self.guard.call(
+                target, lambda: super(BreakerAdapter, self).send(request, **kwargs), _status
+            )
         except CircuitOpenError as error:
             if self._fallback is None:
                 raise

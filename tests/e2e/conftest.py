@@ -235,6 +235,21 @@ def change_feed_listeners() -> int:
         client.close()
 
 
+def override(
+    server: ControlPlaneProcess, token: str, circuit_id: int, state: str | None, reason: str
+) -> None:
+    """Force a circuit (``state`` forced_open or forced_closed) or release it (None)
+    through the operator API, as an operator does; asserts the API's answer."""
+    path = f"/api/v1/circuits/{circuit_id}/override/"
+    if state is None:
+        status, body = server.request("DELETE", path, {"reason": reason}, token=token)
+        assert status == 204, body
+    else:
+        body = {"state": state, "reason": reason}
+        status, answer = server.request("POST", path, body, token=token)
+        assert status == 201, answer
+
+
 def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -19,6 +19,7 @@ from django.contrib.auth.models import User
 
 from tests.dashboard.browser import CHROMIUM, login, screenshot_dir
 from tests.e2e.conftest import ControlPlaneProcess
+from tests.e2e.test_traffic_charts_e2e import report
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -159,26 +160,6 @@ PAGES = [
 # --- the seeded fleet ---------------------------------------------------------------------
 
 
-def _report(seq: int, bucket: int, calls: int, rejected: int = 0) -> dict[str, Any]:
-    failures = calls // 10
-    return {
-        "seq": seq,
-        "bucket": bucket,
-        "breakers": [
-            {
-                "name": "payments",
-                "calls": calls,
-                "successes": calls - failures,
-                "failures": failures,
-                "slow_calls": 0,
-                "rejected": rejected,
-                "fallbacks": 0,
-                "latency": [[40, calls - 1], [60, 1]],
-            }
-        ],
-    }
-
-
 def seed(
     server: ControlPlaneProcess, sync_body: Any, operator: User
 ) -> tuple[dict[str, Any], Callable[[], None]]:
@@ -197,7 +178,7 @@ def seed(
     now = int(time.time()) // 10 * 10
     buckets = [now - 90 + 10 * i for i in range(8)]
     reports = [
-        _report(i + 1, b, 50 + 10 * i, 20 if i in (4, 5) else 0) for i, b in enumerate(buckets)
+        report(i + 1, b, 50 + 10 * i, 20 if i in (4, 5) else 0) for i, b in enumerate(buckets)
     ]
 
     def iso(ts: float) -> str:

@@ -14,7 +14,7 @@ from breakers import CircuitBreakerRegistry
 from breakers.integrations.adopt import adopt_pybreaker
 from controlplane.circuits.auth import create_agent_token, create_api_token
 from controlplane.circuits.models import Service
-from tests.e2e.conftest import ControlPlaneProcess, change_feed_listeners, wait_for
+from tests.e2e.conftest import ControlPlaneProcess, change_feed_listeners, override, wait_for
 from tests.e2e.test_agent_e2e import circuit_id, new_agent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -43,18 +43,9 @@ def test_a_force_reaches_an_adopted_pybreaker_within_a_second(
         assert wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
         assert wait_for(lambda: change_feed_listeners() >= 1, timeout=10.0)
         started = time.monotonic()
-        status, body = control_plane.request(
-            "POST",
-            f"/api/v1/circuits/{cid}/override/",
-            {"state": "forced_open", "reason": "legacy db failover"},
-            token=operator_token,
-        )
-        assert status == 201, body
+        override(control_plane, operator_token, cid, "forced_open", "legacy db failover")
         assert wait_for(refused, timeout=1.0)
         assert time.monotonic() - started < 1.0
-        status, _ = control_plane.request(
-            "DELETE", f"/api/v1/circuits/{cid}/override/", {"reason": "back"}, token=operator_token
-        )
-        assert status == 204
+        override(control_plane, operator_token, cid, None, "back")
         assert wait_for(lambda: not refused(), timeout=1.0)
         assert db.current_state == "closed"

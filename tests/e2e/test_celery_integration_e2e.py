@@ -21,7 +21,7 @@ from django.conf import settings
 
 from controlplane.circuits.auth import create_agent_token, create_api_token
 from controlplane.circuits.models import Circuit, Service, Snapshot
-from tests.e2e.conftest import ROOT, ControlPlaneProcess, wait_for
+from tests.e2e.conftest import ROOT, ControlPlaneProcess, override, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -97,13 +97,7 @@ def test_a_guarded_task_trips_is_rejected_and_follows_the_operator(
 
     # An operator forces it closed: the worker runs the task again within seconds.
     cid = Circuit.objects.get(service=service, name="ledger").pk
-    status, body = control_plane.request(
-        "POST",
-        f"/api/v1/circuits/{cid}/override/",
-        {"state": "forced_closed", "reason": "ledger is back"},
-        token=operator_token,
-    )
-    assert status == 201, body
+    override(control_plane, operator_token, cid, "forced_closed", "ledger is back")
 
     def runs() -> bool:
         try:
@@ -114,13 +108,7 @@ def test_a_guarded_task_trips_is_rejected_and_follows_the_operator(
     assert wait_for(runs, timeout=10), worker.output()
 
     # Forced open, a patient task is retried (0.2 s apart, 3 times), then fails.
-    status, body = control_plane.request(
-        "POST",
-        f"/api/v1/circuits/{cid}/override/",
-        {"state": "forced_open", "reason": "ledger maintenance"},
-        token=operator_token,
-    )
-    assert status == 201, body
+    override(control_plane, operator_token, cid, "forced_open", "ledger maintenance")
 
     def rejects() -> bool:
         try:

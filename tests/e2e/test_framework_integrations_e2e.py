@@ -27,6 +27,7 @@ from tests.e2e.conftest import (
     ControlPlaneProcess,
     change_feed_listeners,
     free_port,
+    override,
     wait_for,
 )
 
@@ -112,13 +113,7 @@ def test_the_asgi_middleware_starts_the_agent_at_startup_and_answers_health(
         assert wait_for(lambda: change_feed_listeners() >= 1, timeout=10.0)
         cid = Circuit.objects.get(service=service, name="inventory").pk
         started = time.monotonic()
-        status, body = control_plane.request(
-            "POST",
-            f"/api/v1/circuits/{cid}/override/",
-            {"state": "forced_closed", "reason": "inventory is fine"},
-            token=operator_token,
-        )
-        assert status == 201, body
+        override(control_plane, operator_token, cid, "forced_closed", "inventory is fine")
         assert wait_for(lambda: get(port, "/work") == (200, b"in stock"), timeout=1.0)
         assert time.monotonic() - started < 1.0
         proc.send_signal(signal.SIGTERM)

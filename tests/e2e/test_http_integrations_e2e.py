@@ -22,7 +22,7 @@ from breakers.integrations.requests import BreakerAdapter
 from controlplane.circuits.auth import create_agent_token, create_api_token
 from controlplane.circuits.models import Service
 from tests.breakers.test_http_integrations import Upstream
-from tests.e2e.conftest import ControlPlaneProcess, change_feed_listeners, wait_for
+from tests.e2e.conftest import ControlPlaneProcess, change_feed_listeners, override, wait_for
 from tests.e2e.test_agent_e2e import circuit_id, new_agent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -66,25 +66,13 @@ def test_a_force_from_the_control_plane_reaches_httpx_requests_and_aiohttp_withi
             assert wait_for(lambda: change_feed_listeners() >= 1, timeout=10.0)
             hits = upstream.hits
             started = time.monotonic()
-            status, body = control_plane.request(
-                "POST",
-                f"/api/v1/circuits/{cid}/override/",
-                {"state": "forced_open", "reason": "inventory failover"},
-                token=operator_token,
-            )
-            assert status == 201, body
+            override(control_plane, operator_token, cid, "forced_open", "inventory failover")
             get = lambda: client.get(f"{upstream.url}/stock")  # noqa: E731
             assert wait_for(lambda: rejects(get), timeout=1.0)
             assert time.monotonic() - started < 1.0
             assert rejects(lambda: session.get(f"{upstream.url}/stock"))
             assert rejects(lambda: asyncio.run(aiohttp_get(upstream.url, registry, routes)))
-            status, _ = control_plane.request(
-                "DELETE",
-                f"/api/v1/circuits/{cid}/override/",
-                {"reason": "recovered"},
-                token=operator_token,
-            )
-            assert status == 204
+            override(control_plane, operator_token, cid, None, "recovered")
             assert wait_for(lambda: not rejects(get), timeout=1.0)
             assert session.get(f"{upstream.url}/stock").status_code == 200
             assert asyncio.run(aiohttp_get(upstream.url, registry, routes)) == 200
