@@ -391,6 +391,21 @@ if (
         f"{SWITCHYARD_TRAFFIC_HOUR_DAYS}"
     )
 SWITCHYARD_TRAFFIC_AHEAD_DAYS = envint("SWITCHYARD_TRAFFIC_AHEAD_DAYS", 7, minimum=1, maximum=90)
+# History (docs/history.md): days transitions and audit events are kept (at least; a
+# monthly partition goes once it is wholly older; 0 keeps audit events for ever), and
+# days of monthly partitions made ahead.
+SWITCHYARD_TRANSITION_RETENTION_DAYS = envint(
+    "SWITCHYARD_TRANSITION_RETENTION_DAYS", 400, minimum=31, maximum=36600
+)
+SWITCHYARD_AUDIT_RETENTION_DAYS = envint(
+    "SWITCHYARD_AUDIT_RETENTION_DAYS", 0, minimum=0, maximum=36600
+)
+if 0 < SWITCHYARD_AUDIT_RETENTION_DAYS < 31:
+    raise ImproperlyConfigured(
+        "SWITCHYARD_AUDIT_RETENTION_DAYS must be 0 (kept for ever) or between 31 and "
+        f"36600, got {SWITCHYARD_AUDIT_RETENTION_DAYS}"
+    )
+SWITCHYARD_HISTORY_AHEAD_DAYS = envint("SWITCHYARD_HISTORY_AHEAD_DAYS", 62, minimum=31, maximum=366)
 # The one place periodic work is scheduled; each run expires before the next is due,
 # so a backlog after an outage does not replay stale cycles.
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
@@ -404,6 +419,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "circuits.traffic_maintenance",
         "schedule": 60.0,
         "options": {"expires": 50.0},
+    },
+    # History partitions ahead and retention (the same module).
+    "circuits-history-maintenance": {
+        "task": "circuits.history_maintenance",
+        "schedule": 3600.0,
+        "options": {"expires": 3000.0},
     },
     "alerts-evaluate": {
         "task": "controlplane.alerts.tasks.evaluate_alerts_task",

@@ -84,6 +84,7 @@ class AuditAction(models.TextChoices):
     AGENT_TOKEN_REVOKE = "agent_token.revoke", "agent token revoked"
     API_TOKEN_CREATE = "api_token.create", "API token created"
     API_TOKEN_REVOKE = "api_token.revoke", "API token revoked"
+    HISTORY_RETENTION = "history.retention", "history removed by retention"
 
 
 # Names of services, circuits and instances: 1-200 characters, starting with a letter,

@@ -1,9 +1,14 @@
-"""The traffic tables' upkeep, run every minute by Celery beat (``circuits.traffic_maintenance``)
-and by ``manage.py traffic_maintenance``: partitions made ahead, roll-ups, retention.
+"""Upkeep of the time-partitioned tables, with :mod:`controlplane.core.partitions`:
 
-One run at a time: a PostgreSQL advisory lock, taken without waiting; a run that finds
-it taken does nothing. On SQLite the steps run unguarded (each statement waits for the
-database's write lock, and running them twice gives the same rows).
+- the traffic tables, every minute (``circuits.traffic_maintenance``, ``manage.py
+  traffic_maintenance``): partitions made ahead, roll-ups, retention;
+- the history tables, transitions and audit events, every hour
+  (``circuits.history_maintenance``, ``manage.py history_maintenance``): monthly
+  partitions made ahead, and retention, which the audit trail records.
+
+One run of each at a time: a PostgreSQL advisory lock, taken without waiting; a run that
+finds it taken does nothing. On SQLite the steps run unguarded (each statement waits for
+the database's write lock, and running them twice gives the same rows).
 """
 
 import logging
@@ -13,18 +18,32 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
 from django.utils import timezone
 
-from controlplane.circuits.models import Traffic, Traffic1h, Traffic1m, Traffic10s
+from controlplane.circuits.choices import AuditAction
+from controlplane.circuits.models import (
+    AuditEvent,
+    Traffic,
+    Traffic1h,
+    Traffic1m,
+    Traffic10s,
+    Transition,
+)
 from controlplane.circuits.rollup import Rolled, rollup, watermarks
 from controlplane.core import partitions
+from controlplane.core.audit import Target, record_audit
 
 logger = logging.getLogger(__name__)
 
 #: The advisory lock held while a run goes on (``pg_try_advisory_lock(bigint)``).
 LOCK_KEY = 0x5357_7472_6166_6963  # "SWtraffic"
+#: The history maintenance's advisory lock.
+HISTORY_LOCK_KEY = 0x5357_6869_7374_6F72  # "SWhistor"
+#: The transaction setting under which the audit trail's trigger lets rows be deleted.
+AUDIT_RETENTION_SETTING = "switchyard.audit_retention"
 
 
 @dataclass(frozen=True)
@@ -72,7 +91,7 @@ def traffic_maintenance(
     """Create the partitions of the retention window and SWITCHYARD_TRAFFIC_AHEAD_DAYS
     ahead (moving in what the default partitions hold of them), roll up, then drop what
     is past retention and rolled up. None when another run holds the lock."""
-    with _exclusive(using) as acquired:
+    with _exclusive(using, LOCK_KEY) as acquired:
         if not acquired:
             logger.info("traffic maintenance: another run is under way; skipped")
             return None
@@ -107,28 +126,140 @@ def traffic_maintenance(
         return Maintenance(created, rolled, dropped, deleted)
 
 
+@dataclass(frozen=True)
+class HistoryTable:
+    """One history table: the setting of its retention in days (0: kept for ever) and
+    the audit action's wording of what it holds."""
+
+    model: type[Model]
+    days_setting: str
+    holds: str
+
+
+# Months: a year of transitions is 13 partitions, and a circuit's history, which reads
+# every partition, stays a merge of 13 short index scans (docs/history.md).
+HISTORY_INTERVAL: partitions.Interval = "month"
+HISTORY_TABLES = (
+    HistoryTable(Transition, "SWITCHYARD_TRANSITION_RETENTION_DAYS", "transitions"),
+    HistoryTable(AuditEvent, "SWITCHYARD_AUDIT_RETENTION_DAYS", "audit events"),
+)
+
+
+@dataclass(frozen=True)
+class HistoryMaintenance:
+    """What one run did, per table: partitions created and dropped, rows deleted from the
+    default partitions (or, on SQLite, the tables), and the retention cutoff (None:
+    nothing is dropped from that table)."""
+
+    created: dict[str, list[str]]
+    dropped: dict[str, list[str]]
+    deleted: dict[str, int]
+    cutoffs: dict[str, datetime | None]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "partitions_created": sum(len(names) for names in self.created.values()),
+            "partitions_dropped": sum(len(names) for names in self.dropped.values()),
+            "rows_deleted": sum(self.deleted.values()),
+        }
+
+
+def history_maintenance(
+    now: datetime | None = None, *, using: str = DEFAULT_DB_ALIAS
+) -> HistoryMaintenance | None:
+    """Create the months of the history tables up to SWITCHYARD_HISTORY_AHEAD_DAYS ahead,
+    then drop the months wholly past retention and delete older rows from the default
+    partitions; each table whose history retention removed gets one audit event (by
+    "system") saying what went. None when another run holds the lock."""
+    with _exclusive(using, HISTORY_LOCK_KEY) as acquired:
+        if not acquired:
+            logger.info("history maintenance: another run is under way; skipped")
+            return None
+        now = now or timezone.now()
+        ahead = now + timedelta(days=settings.SWITCHYARD_HISTORY_AHEAD_DAYS)
+        created: dict[str, list[str]] = {}
+        dropped: dict[str, list[str]] = {}
+        deleted: dict[str, int] = {}
+        cutoffs: dict[str, datetime | None] = {}
+        for table in HISTORY_TABLES:
+            name = table.model._meta.db_table
+            # From the month before: rows that came while no run did stay in the default
+            # partition until their month's partition is made.
+            start = now - timedelta(days=31)
+            created[name] = partitions.ensure(name, start, ahead, HISTORY_INTERVAL, using=using)
+            days = getattr(settings, table.days_setting)
+            if not days:
+                dropped[name], deleted[name], cutoffs[name] = [], 0, None
+                continue
+            cutoff = now - timedelta(days=days)
+            cutoffs[name] = cutoff
+            gone = partitions.drop_before(
+                name,
+                cutoff,
+                HISTORY_INTERVAL,
+                column="at",
+                session={AUDIT_RETENTION_SETTING: "on"},
+                using=using,
+            )
+            dropped[name], deleted[name] = gone.partitions, gone.default_rows
+            logger.info(
+                "history retention of %s (before %s): %d partitions dropped, %d rows deleted",
+                name,
+                cutoff,
+                len(gone.partitions),
+                gone.default_rows,
+            )
+            if gone.partitions or gone.default_rows:
+                _record_retention(table, days, cutoff, gone, now, using)
+        return HistoryMaintenance(created, dropped, deleted, cutoffs)
+
+
+def _record_retention(
+    table: HistoryTable,
+    days: int,
+    cutoff: datetime,
+    gone: partitions.Dropped,
+    now: datetime,
+    using: str,
+) -> None:
+    name = table.model._meta.db_table
+    with transaction.atomic(using=using):
+        record_audit(
+            actor=None,
+            action=AuditAction.HISTORY_RETENTION,
+            target=Target("table", name, f"{table.holds} before {cutoff:%Y-%m-%d %H:%M}Z"),
+            reason=f"{table.days_setting}={days}",
+            after={
+                "cutoff": cutoff.isoformat(),
+                "partitions_dropped": gone.partitions,
+                "rows_deleted": gone.default_rows,
+            },
+            now=now,
+        )
+
+
 @contextmanager
-def _exclusive(using: str) -> Iterator[bool]:
+def _exclusive(using: str, key: int) -> Iterator[bool]:
     connection = connections[using]
     if connection.vendor != "postgresql":
         yield True
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
         acquired = bool(cursor.fetchone()[0])
     try:
         yield acquired
     finally:
         if acquired:
-            _unlock(connection)
+            _unlock(connection, key)
 
 
-def _unlock(connection: BaseDatabaseWrapper) -> None:
+def _unlock(connection: BaseDatabaseWrapper, key: int) -> None:
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
     except DatabaseError:
         # A session lock must not go back to the pool with its connection: close it.
-        logger.exception("traffic maintenance: could not release its lock; closing")
+        logger.exception("maintenance: could not release its lock; closing")
         if connection.connection is not None:
             connection.connection.close()

@@ -227,10 +227,19 @@ class Snapshot(models.Model):
 
 
 class Transition(models.Model):
-    """One state change of a breaker in one instance, as reported by its agent (full history)."""
+    """One state change of a breaker in one instance, as reported by its agent (full history).
 
-    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="transitions")
-    circuit = models.ForeignKey(Circuit, on_delete=models.CASCADE, related_name="transitions")
+    On PostgreSQL the table is partitioned by range of ``at``, one partition per UTC month
+    (migration 0007, docs/history.md): the primary key there is ``(id, at)`` and the
+    agent's id is unique per ``(instance, generation, seq, at)``. A replay carries the
+    transition's own ``at``, so it is recognised and not stored twice."""
+
+    instance = models.ForeignKey(
+        Instance, on_delete=models.CASCADE, related_name="transitions", db_index=False
+    )
+    circuit = models.ForeignKey(
+        Circuit, on_delete=models.CASCADE, related_name="transitions", db_index=False
+    )
     generation = models.PositiveIntegerField(default=0)
     seq = models.BigIntegerField(help_text="Agent-assigned id, rising per instance.")
     from_state = models.CharField(max_length=16, choices=CircuitState.choices)
@@ -246,13 +255,17 @@ class Transition(models.Model):
     class Meta:
         ordering = ["-at", "-id"]
         constraints = [
+            # A unique key of a partitioned table holds its partition key.
             models.UniqueConstraint(
-                fields=["instance", "generation", "seq"], name="transition_unique_per_instance"
+                fields=["instance", "generation", "seq", "at"],
+                name="transition_unique_per_instance",
             ),
         ]
         indexes = [
-            # "this circuit's history, newest first"
-            models.Index(fields=["circuit", "-at"], name="transition_history_idx"),
+            # "this circuit's history, newest first", paged by (at, id)
+            models.Index(fields=["circuit", "-at", "-id"], name="transition_history_idx"),
+            # "every transition in this window", paged by (at, id)
+            models.Index(fields=["at", "id"], name="transition_at_idx"),
             # "trips in the last N minutes"
             models.Index(
                 fields=["at", "circuit"],
@@ -381,16 +394,31 @@ class Override(models.Model):
 
 
 class AuditEvent(models.Model):
-    """Who did what to which object, when and why, with the state before and after."""
+    """Who did what to which object, when and why, with the state before and after.
+
+    Append-only: on PostgreSQL a trigger refuses every UPDATE and DELETE (an UPDATE that
+    only clears ``actor`` or ``service``, when the user or service is deleted, excepted);
+    only retention removes rows, and it records that it did (docs/history.md). The table
+    is partitioned by range of ``at``, one partition per UTC month."""
 
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     # Kept when the user is deleted; "system" for automatic actions such as expiry.
     actor_name = models.CharField(max_length=150)
     action = models.CharField(max_length=32, choices=AuditAction.choices)
     service = models.ForeignKey(
-        Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Service,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     target_type = models.CharField(max_length=50)
     target_id = models.CharField(max_length=64)
@@ -398,11 +426,26 @@ class AuditEvent(models.Model):
     reason = models.TextField(blank=True)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
-    at = models.DateTimeField(db_index=True)
+    at = models.DateTimeField()
 
     class Meta:
         ordering = ["-at", "-id"]
-        indexes = [models.Index(fields=["target_type", "target_id"], name="audit_target_idx")]
+        indexes = [
+            models.Index(fields=["at", "id"], name="audit_at_idx"),
+            models.Index(
+                fields=["target_type", "target_id", "-at", "-id"], name="audit_target_idx"
+            ),
+            models.Index(fields=["service", "at"], name="audit_service_idx"),
+            models.Index(fields=["actor"], name="audit_actor_idx"),
+        ]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise TypeError("the audit trail is append-only: an audit event cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise TypeError("the audit trail is append-only: an audit event cannot be deleted")
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%dT%H:%M:%SZ} {self.actor_name} {self.action} {self.target_repr}"

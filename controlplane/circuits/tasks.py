@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from controlplane.circuits.maintenance import traffic_maintenance
+from controlplane.circuits.maintenance import history_maintenance, traffic_maintenance
 from controlplane.circuits.operations import expire_overrides
 
 
@@ -16,4 +16,11 @@ def expire_overrides_task() -> int:
 def traffic_maintenance_task() -> dict[str, int] | None:
     """Traffic partitions ahead, roll-ups and retention; None when a run is under way."""
     done = traffic_maintenance()
+    return None if done is None else done.counts()
+
+
+@shared_task(name="circuits.history_maintenance", ignore_result=True)
+def history_maintenance_task() -> dict[str, int] | None:
+    """History partitions ahead and retention; None when a run is under way."""
+    done = history_maintenance()
     return None if done is None else done.counts()

@@ -6,6 +6,7 @@ records through ``record_audit``.
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,15 @@ _actions: dict[str, str] = {}
 
 # The audit row's model, registered by the app that owns it.
 _model: type[Model] | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an audit event is about when it is not one row (a table's history, say)."""
+
+    type: str
+    id: str
+    repr: str
 
 
 def register_model(model: type[Model]) -> None:
@@ -66,19 +76,24 @@ def record_audit(
     service_id: int | None = None,
     now: datetime | None = None,
 ) -> Model:
-    """Write one audit event (inside the caller's transaction)."""
+    """Write one audit event (inside the caller's transaction); ``target`` is a model
+    instance or a :class:`Target`."""
     model = audit_model()
     repr_field = model._meta.get_field("target_repr")
     # Cut to the column (a model without the field's length would be a registration bug).
     repr_length = getattr(repr_field, "max_length", None)
+    if isinstance(target, Target):
+        kind, ident, text = target.type, target.id, target.repr
+    else:
+        kind, ident, text = type(target)._meta.model_name, str(target.pk), str(target)
     return model._default_manager.create(
         actor=actor,
         actor_name=actor_name(actor),
         action=action,
         service_id=service_id,
-        target_type=type(target)._meta.model_name,
-        target_id=str(target.pk),
-        target_repr=str(target)[:repr_length],
+        target_type=kind,
+        target_id=ident,
+        target_repr=text[:repr_length],
         reason=reason,
         before=before,
         after=after,

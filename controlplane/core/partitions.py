@@ -28,6 +28,7 @@ column there).
 import builtins
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -185,12 +186,14 @@ def drop_before(
     interval: Interval,
     *,
     column: str | None = None,
+    session: Mapping[str, str] | None = None,
     using: str = DEFAULT_DB_ALIAS,
 ) -> Dropped:
     """Detach and drop the partitions of ``parent`` named for ``interval`` that end at or
     before ``cutoff``, and delete the rows older than ``cutoff`` from its DEFAULT
     partition. On SQLite, delete the rows whose ``column`` (required there) is older than
-    ``cutoff``."""
+    ``cutoff``. ``session`` names settings (``set_config``) that the transaction deleting
+    rows holds, for a trigger that allows the delete only then."""
     _check_interval(interval)
     cutoff = _utc(cutoff)
     connection = connections[using]
@@ -198,6 +201,7 @@ def drop_before(
         if column is None:
             raise ValueError("drop_before needs the column on a table without partitions")
         with transaction.atomic(using=using), connection.cursor() as cursor:
+            _set_session(cursor, session)
             cursor.execute(
                 f"DELETE FROM {quote(parent)} WHERE {quote(column)} < %s",
                 [connection.ops.adapt_datetimefield_value(cutoff)],
@@ -231,6 +235,7 @@ def drop_before(
     default = _default_partition(connection, parent)
     if default is not None:
         with transaction.atomic(using=using), connection.cursor() as cursor:
+            _set_session(cursor, session)
             cursor.execute(f"DELETE FROM {quote(default)} WHERE {quote(key)} < %s", [cutoff])
             rows = max(cursor.rowcount, 0)
     return Dropped(dropped, rows)
@@ -313,6 +318,12 @@ def _default_partition(connection: BaseDatabaseWrapper, parent: str) -> str | No
         )
         row = cursor.fetchone()
     return None if row is None else str(row[0])
+
+
+def _set_session(cursor: CursorWrapper, session: Mapping[str, str] | None) -> None:
+    if session and cursor.db.vendor == "postgresql":
+        for name, value in session.items():
+            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
 
 
 def _set_lock_timeout(cursor: CursorWrapper) -> None:

@@ -264,7 +264,7 @@ _TRANSITION_COLUMNS = [
     ("received_at", "timestamptz"),
 ]
 _TRANSITION_TAIL = (
-    "ON CONFLICT (instance_id, generation, seq) DO NOTHING RETURNING instance_id, seq"
+    "ON CONFLICT (instance_id, generation, seq, at) DO NOTHING RETURNING instance_id, seq"
 )
 _SNAPSHOT_COLUMNS = [
     ("instance_id", "bigint"),
