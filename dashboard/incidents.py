@@ -332,7 +332,9 @@ def timeline(w: IncidentWindow, f: IncidentFilters, limit: int | None = None) ->
         )
     }
     instances = dict(
-        Instance.objects.filter(pk__in={r[2] for r in rows}).values_list("id", "instance_id")
+        Instance.objects.filter(pk__in={r[2] for r in rows})
+        .order_by()
+        .values_list("id", "instance_id")
     )
     services = sorted({service for service, _ in circuits.values()})
     lane = {service: i for i, service in enumerate(services)}

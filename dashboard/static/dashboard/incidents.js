@@ -87,6 +87,7 @@
     var fmt = span > 86400000 ? dayFormat : timeFormat;
     for (var t = first; t <= data.end; t += step) {
       el("line", { x1: x(t), x2: x(t), y1: AXIS - 4, y2: height, class: "grid" }, axis);
+      if (x(t) > width - 30) continue; // no room for its words
       var tick = el("text", { x: x(t), y: AXIS - 8, "text-anchor": "middle" }, axis);
       tick.textContent = fmt.format(new Date(t));
     }
