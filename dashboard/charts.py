@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.utils.dateparse import parse_datetime
-
 from controlplane.circuits.models import Snapshot, Transition
 from controlplane.circuits.series import MAX_RANGE, STEPS
 from dashboard import formats
+from dashboard.params import ParamError, parse_window
 
 WIDTH = 600
 LANE_HEIGHT = 14
@@ -111,16 +110,6 @@ def traffic_range(value: str | None) -> dict[str, Any]:
 WINDOW_MAX_POINTS = 360
 
 
-def _moment(raw: str, field: str) -> datetime:
-    try:
-        moment = parse_datetime(raw)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise ValueError(f"{field}: must be an ISO 8601 time with a zone, got {raw[:40]!r}")
-    return moment
-
-
 def traffic_view(query: Any, now: datetime) -> dict[str, Any]:
     """The charts' range from the query string: ``?range=`` (a preset), or a fixed window
     ``?from=&to=`` (what alert links carry; without ``to`` it runs up to now and stays
@@ -129,20 +118,15 @@ def traffic_view(query: Any, now: datetime) -> dict[str, Any]:
     view = traffic_range(query.get("range"))
     view["window"] = None
     view["window_error"] = ""
-    raw_from, raw_to = query.get("from", "").strip(), query.get("to", "").strip()
-    if not raw_from:
-        return view
     try:
-        start = _moment(raw_from, "from")
-        end = _moment(raw_to, "to") if raw_to else None
-        shown_end = end or now
-        if start >= shown_end:
-            raise ValueError("from: must be before to (or before now, without to)")
-        if shown_end - start > MAX_RANGE:
-            raise ValueError(f"from: the window must be at most {MAX_RANGE.days} days")
-    except ValueError as exc:
+        window = parse_window(query.get("from", ""), query.get("to", ""), now, MAX_RANGE)
+    except ParamError as exc:
         view["window_error"] = str(exc)
         return view
+    if window is None:
+        return view
+    start, end = window.start, window.end
+    shown_end = window.shown_end(now)
     seconds = (shown_end - start).total_seconds()
     step = next((s for s in STEPS if seconds / s <= WINDOW_MAX_POINTS), STEPS[-1])
     for r in view["ranges"]:

@@ -1,4 +1,4 @@
-"""Ids in query strings, parsed strictly.
+"""Ids, names, states and time windows in query strings, parsed strictly.
 
 ``str.isdigit`` and ``int`` take more than ASCII digits (superscripts such as ``²`` pass
 ``isdigit`` and fail ``int``; ``int`` also takes other scripts' digits, signs, spaces and
@@ -10,6 +10,12 @@ is comma-separated, bounded in length, with no empty item.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils.dateparse import parse_datetime
+
+from controlplane.circuits.choices import NAME_MAX_LENGTH, NAME_RE, CircuitState
 
 # The largest id (PostgreSQL bigint, the primary keys' type).
 MAX_ID = 2**63 - 1
@@ -69,3 +75,66 @@ def parse_ids(raw: str, field: str = "ids", limit: int = MAX_IDS) -> list[int]:
             )
         ids[value] = None
     return list(ids)
+
+
+def parse_name(raw: str, field: str) -> str:
+    """A service, circuit or instance name as the sync accepts it (``ParamError`` naming
+    ``field`` otherwise)."""
+    if len(raw) > NAME_MAX_LENGTH or not NAME_RE.match(raw):
+        raise ParamError(
+            field,
+            f"must be a name (1-{NAME_MAX_LENGTH} letters, digits or _ . : / @ + -), "
+            f"got {_quoted(raw)}",
+        )
+    return raw
+
+
+def parse_states(raws: list[str], field: str = "state") -> tuple[str, ...]:
+    """Breaker states (each a ``CircuitState`` value), in order, duplicates dropped."""
+    states: dict[str, None] = {}
+    for raw in raws:
+        if raw not in CircuitState.values:
+            raise ParamError(
+                field, f"must be one of {', '.join(CircuitState.values)}, got {_quoted(raw)}"
+            )
+        states[raw] = None
+    return tuple(states)
+
+
+def parse_moment(raw: str, field: str) -> datetime:
+    """An ISO 8601 time with its zone (``2026-12-05T04:45:00Z``, ``...+01:00``)."""
+    try:
+        moment = parse_datetime(raw)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ParamError(field, f"must be an ISO 8601 time with a zone, got {raw[:40]!r}")
+    return moment
+
+
+@dataclass(frozen=True)
+class Window:
+    """A fixed time window: ``end`` None runs up to now (and stays live)."""
+
+    start: datetime
+    end: datetime | None
+
+    def shown_end(self, now: datetime) -> datetime:
+        return self.end or now
+
+
+def parse_window(raw_from: str, raw_to: str, now: datetime, max_span: timedelta) -> Window | None:
+    """``?from=&to=`` (what links to a moment carry): None without ``from``; a
+    ``ParamError`` for a time that does not parse, ``from`` not before ``to`` (or now,
+    without ``to``), or a window longer than ``max_span``."""
+    raw_from, raw_to = raw_from.strip(), raw_to.strip()
+    if not raw_from:
+        return None
+    start = parse_moment(raw_from, "from")
+    end = parse_moment(raw_to, "to") if raw_to else None
+    shown_end = end or now
+    if start >= shown_end:
+        raise ParamError("from", "must be before to (or before now, without to)")
+    if shown_end - start > max_span:
+        raise ParamError("from", f"the window must be at most {max_span.days} days")
+    return Window(start, end)

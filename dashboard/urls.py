@@ -22,6 +22,7 @@ urlpatterns = [
     path("services/", views.services, name="services"),
     path("instances/", views.instances, name="instances"),
     path("audit/", views.audit, name="audit"),
+    path("incidents/", views.incidents, name="incidents"),
     path("alerts/", views.alerts, name="alerts"),
     path("alerts/<int:alert_id>/ack", views.alert_ack, name="alert_ack"),
     path("alerts/silence", views.silence_create, name="silence_create"),

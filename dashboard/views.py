@@ -26,7 +26,7 @@ from controlplane.alerts.choices import OPEN_STATUSES, AlertAuditAction, Severit
 from controlplane.alerts.models import Alert, Silence
 from controlplane.alerts.operations import NotOpenError, acknowledge, audit_write, end_silence
 from controlplane.circuits import whatif
-from controlplane.circuits.choices import FleetState
+from controlplane.circuits.choices import CircuitState, FleetState
 from controlplane.circuits.fleet import live_cutoff, live_window, rate, state_counts
 from controlplane.circuits.models import (
     AuditEvent,
@@ -50,6 +50,7 @@ from controlplane.core.errors import error_response
 from controlplane.core.permissions import acting_user
 from dashboard import alerts as alert_reads
 from dashboard import charts, formats
+from dashboard import incidents as incident_reads
 from dashboard import search as site_search
 from dashboard.forms import OverrideForm, config_diff, config_rows, input_value, parse_config
 from dashboard.params import ParamError, parse_id, parse_ids
@@ -431,6 +432,91 @@ def audit(request: HttpRequest) -> HttpResponse:
     """The audit log, newest first."""
     page = Paginator(AuditEvent.objects.all(), 100).get_page(request.GET.get("page"))
     return render(request, "dashboard/audit.html", {"page": page, "nav": "audit"})
+
+
+def _incident_context(request: HttpRequest) -> tuple[dict[str, Any], ParamError | None]:
+    """The incident view's context; the error of a filter or cursor that does not parse
+    (then no event is read) or of a window that could not be shown (then the preset)."""
+    now = timezone.now()
+    window = incident_reads.incident_window(request.GET, now)
+    context: dict[str, Any] = {
+        "window": window,
+        "states": CircuitState.choices,
+        "services": Service.objects.order_by("name").values_list("name", flat=True),
+        "raw": {
+            "service": request.GET.get("service", ""),
+            "circuit": request.GET.get("circuit", ""),
+            "instance": request.GET.get("instance", ""),
+            "states": request.GET.getlist("state"),
+            "from": request.GET.get("from", ""),
+            "to": request.GET.get("to", ""),
+        },
+        "limit": incident_reads.TIMELINE_LIMIT,
+        "page_size": incident_reads.PAGE_SIZE,
+        "max_days": incident_reads.MAX_WINDOW.days,
+        "nav": "incidents",
+    }
+    try:
+        filters = incident_reads.IncidentFilters.from_query(request.GET)
+        cursor = incident_reads.Cursor.from_query(request.GET)
+    except ParamError as exc:
+        return context, exc
+    data = incident_reads.timeline(window, filters)
+    rows, older = incident_reads.table_page(window, filters, cursor)
+    # Older pages keep the first page's window fixed, so "1 h" does not move on.
+    fixed = [
+        ("from", incident_reads.precise(window.start)),
+        ("to", incident_reads.precise(window.end)),
+    ]
+    circuit = None
+    if filters.circuit is not None:
+        circuit = Circuit.objects.select_related("service").filter(pk=filters.circuit).first()
+    context.update(
+        filters=filters,
+        circuit=circuit,
+        timeline=data,
+        rows=rows,
+        cursor=cursor,
+        older=older,
+        older_query=incident_reads.query_string([*fixed, *filters.items(), *older.items])
+        if older
+        else "",
+        newest_query=incident_reads.query_string([*window.items, *filters.items()]),
+        filter_items=filters.items(),
+        exports=incident_reads.export_links(window, filters),
+        totals={
+            kind: sum(lane[kind] for lane in data["lanes"])
+            for kind in ("transitions", "actions", "alerts")
+        },
+    )
+    return context, window.error
+
+
+@require_GET
+@viewer_required
+def incidents(request: HttpRequest) -> HttpResponse:
+    """Every transition, operator action and alert of the fleet in a time window: a
+    timeline (one lane per service) and a table, newest first, keyset-paged.
+    ``?format=json`` answers the same data, and 400 naming the field of a bad value."""
+    context, error = _incident_context(request)
+    if request.GET.get("format") == "json":
+        if error is not None:
+            return error_response(400, {error.field: error.reason})
+        return JsonResponse(
+            {
+                "from": incident_reads.precise(context["window"].start),
+                "to": incident_reads.precise(context["window"].end),
+                "timeline": context["timeline"],
+                "rows": [
+                    {**row, "at": incident_reads.precise(row["at"])} for row in context["rows"]
+                ],
+                "older": f"?{context['older_query']}" if context["older"] else None,
+            }
+        )
+    if error is not None and "timeline" not in context:
+        context.update(error=f"{error.field}: {error.reason}", error_field=error.field)
+        return render(request, "dashboard/incidents.html", context, status=400)
+    return render(request, "dashboard/incidents.html", context)
 
 
 def alerts_viewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -152,6 +152,8 @@ PAGES = [
         ready=(".confirm",),
     ),
     Page("audit", "/audit/"),
+    Page("incidents", "/incidents/", ready=("#incident-timeline[data-drawn]",)),
+    Page("incidents-error", "/incidents/?circuit=pay", ready=("#incident-error",)),
     Page("login", "/login/", logged_in=False),
     Page("login-error", "/login/", submit=_bad_login, logged_in=False, ready=(".login .error",)),
 ]
