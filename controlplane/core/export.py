@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 from asgiref.sync import sync_to_async
-from django.db import transaction
-from django.db.models import QuerySet
+from django.db import connections, transaction
+from django.db.models import F, Func, QuerySet, TextField
 from django.http import StreamingHttpResponse
 
 from controlplane.core.keyset import iso_utc
@@ -48,6 +48,18 @@ class Column:
     name: str
     path: str
     kind: str = "value"
+
+
+class IsoUtc(Func):
+    """A time as the API writes it, formatted by PostgreSQL: ISO 8601 in UTC, the
+    microseconds unless zero, ``Z``. (Decoding a timestamp in Python costs more than
+    the rest of an exported row.)"""
+
+    template = (
+        "replace(to_char(%(expressions)s AT TIME ZONE 'UTC',"
+        " 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), '.000000', '') || 'Z'"
+    )
+    output_field = TextField()
 
 
 def _csv_cell(kind: str) -> Callable[[Any], Any] | None:
@@ -75,14 +87,14 @@ def _encoder(columns: Sequence[Column], fmt: str) -> Callable[[list[tuple[Any, .
     def to_csv(rows: list[tuple[Any, ...]]) -> bytes:
         out = io.StringIO()
         writer = csv.writer(out)
+        if not cells:
+            writer.writerows(rows)
+            return out.getvalue().encode()
         for row in rows:
-            if cells:
-                values = list(row)
-                for i, convert in cells:
-                    values[i] = convert(values[i])
-                writer.writerow(values)
-            else:
-                writer.writerow(row)
+            values = list(row)
+            for i, convert in cells:
+                values[i] = convert(values[i])
+            writer.writerow(values)
         return out.getvalue().encode()
 
     return to_csv
@@ -99,9 +111,16 @@ def chunks(
     queryset: QuerySet[Any], columns: Sequence[Column], fmt: str
 ) -> Generator[bytes, None, None]:
     """The file, chunk by chunk, read in one transaction through a server-side cursor."""
+    if connections[queryset.db].vendor == "postgresql":
+        times = {c.name: IsoUtc(F(c.path)) for c in columns if c.kind == "time"}
+        queryset = queryset.annotate(**{f"{name}_text": expr for name, expr in times.items()})
+        paths = [f"{c.name}_text" if c.name in times else c.path for c in columns]
+        columns = [Column(c.name, c.path, "value" if c.name in times else c.kind) for c in columns]
+    else:
+        paths = [c.path for c in columns]
     encode = _encoder(columns, fmt)
     with transaction.atomic(using=queryset.db):
-        rows = queryset.values_list(*(c.path for c in columns)).iterator(chunk_size=ROWS_PER_CHUNK)
+        rows = queryset.values_list(*paths).iterator(chunk_size=ROWS_PER_CHUNK)
         if fmt == "csv":
             yield header(columns)
         while batch := list(islice(rows, ROWS_PER_CHUNK)):

@@ -46,7 +46,8 @@ def transitions(
             calls=i,
             failures=i // 2,
             config_version=1,
-            received_at=at + timedelta(seconds=1),
+            # Whole seconds and fractions (the export writes both as the API does).
+            received_at=at + timedelta(seconds=1, microseconds=(i * 120_003) % 1_000_000),
         )
         for i, at in enumerate(times)
     ]
