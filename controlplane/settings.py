@@ -549,6 +549,9 @@ SWITCHYARD_SYNC_MAX_TRANSITIONS = envint(
 # Telemetry reports (docs/traffic.md) one sync may carry; each report names at most
 # SWITCHYARD_SYNC_MAX_BREAKERS breakers.
 SWITCHYARD_SYNC_MAX_REPORTS = envint("SWITCHYARD_SYNC_MAX_REPORTS", 64, minimum=1, maximum=10_000)
+# History exports (GET /api/v1/transitions/export/, /api/v1/audit/export/) cover a
+# window of at most this many days, given by since and until (docs/api.md).
+SWITCHYARD_EXPORT_MAX_DAYS = envint("SWITCHYARD_EXPORT_MAX_DAYS", 400, minimum=1, maximum=3660)
 # Hostile input (docs/api.md "Limits"). Arrays and objects nested deeper than this in any
 # JSON body (agent sync, operator API) are a 400 before the body is parsed.
 SWITCHYARD_JSON_MAX_DEPTH = envint("SWITCHYARD_JSON_MAX_DEPTH", 32, minimum=8, maximum=512)

@@ -26,6 +26,7 @@ from controlplane.alerts.models import WINDOW_MARGIN, Alert
 from controlplane.circuits.choices import AuditAction
 from controlplane.circuits.models import AuditEvent, Circuit, Instance, Transition
 from dashboard import formats
+from dashboard.history import FORMAT_LABELS, FORMATS
 from dashboard.params import (
     ParamError,
     Window,
@@ -49,9 +50,6 @@ MAX_WINDOW = timedelta(days=31)
 TIMELINE_LIMIT = 20_000
 #: Rows of the table per page.
 PAGE_SIZE = 200
-#: The transitions export of the API the page links to (CSV and JSON Lines).
-EXPORT_PATH = "/api/v1/transitions/export"
-EXPORT_FORMATS = (("csv", "CSV"), ("jsonl", "JSON Lines"))
 
 #: The audit actions the view shows: what operators (or expiry) did to a circuit.
 ACTIONS: dict[str, str] = {
@@ -526,11 +524,12 @@ def query_string(items: Iterable[tuple[str, str]]) -> str:
 def export_links(w: IncidentWindow, f: IncidentFilters) -> list[dict[str, str]]:
     """The API's transitions export of this window and these filters."""
     window = [("since", precise(w.start)), ("until", precise(w.end))]
+    path = reverse("transition-export")
     return [
         {
             "format": key,
-            "label": label,
-            "url": f"{EXPORT_PATH}?{query_string([('format', key), *window, *f.items()])}",
+            "label": FORMAT_LABELS[key],
+            "url": f"{path}?{query_string([('format', key), *window, *f.items()])}",
         }
-        for key, label in EXPORT_FORMATS
+        for key in FORMATS
     ]

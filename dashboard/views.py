@@ -26,6 +26,7 @@ from controlplane.alerts.choices import OPEN_STATUSES, AlertAuditAction, Severit
 from controlplane.alerts.models import Alert, Silence
 from controlplane.alerts.operations import NotOpenError, acknowledge, audit_write, end_silence
 from controlplane.circuits import whatif
+from controlplane.circuits.api.filtersets import AuditEventFilterSet
 from controlplane.circuits.choices import CircuitState, FleetState
 from controlplane.circuits.fleet import live_cutoff, live_window, rate, state_counts
 from controlplane.circuits.models import (
@@ -45,7 +46,7 @@ from controlplane.circuits.operations import (
     force_circuit,
     release_circuit,
 )
-from controlplane.core.audit import MAX_REASON_LENGTH
+from controlplane.core.audit import MAX_REASON_LENGTH, action_choices
 from controlplane.core.errors import error_response
 from controlplane.core.permissions import acting_user
 from dashboard import alerts as alert_reads
@@ -53,6 +54,7 @@ from dashboard import charts, formats
 from dashboard import incidents as incident_reads
 from dashboard import search as site_search
 from dashboard.forms import OverrideForm, config_diff, config_rows, input_value, parse_config
+from dashboard.history import export_days, export_links, history_page
 from dashboard.params import ParamError, parse_id, parse_ids
 from dashboard.tiles import SORTS, Filters, annotated, overview_page, tiles_by_id, tiles_for
 
@@ -124,6 +126,9 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         .select_related("instance")
         .order_by("-at", "-id")[:200]
     )
+    table = history_page(
+        Transition.objects.filter(circuit=circuit).select_related("instance"), request.GET
+    )
     return {
         "circuit": circuit,
         "tile": tile,
@@ -147,7 +152,9 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         },
         "timeline": charts.timeline(transitions, snapshots, now),
         "rate_chart": charts.failure_rate_chart(transitions, now),
-        "transitions": transitions[:50],
+        "transitions": table,
+        "export_links": export_links("transition-export", {"circuit": circuit.pk}, now),
+        "export_days": export_days(),
         "versions": ConfigVersion.objects.filter(circuit=circuit)
         .select_related("created_by")
         .order_by("-version")[:50],
@@ -429,9 +436,34 @@ def instances(request: HttpRequest) -> HttpResponse:
 @require_GET
 @viewer_required
 def audit(request: HttpRequest) -> HttpResponse:
-    """The audit log, newest first."""
-    page = Paginator(AuditEvent.objects.all(), 100).get_page(request.GET.get("page"))
-    return render(request, "dashboard/audit.html", {"page": page, "nav": "audit"})
+    """The audit log, newest first, in keyset pages; filters ``action``, ``actor``,
+    ``service`` (the API's), with links to export what it shows."""
+    filters = AuditEventFilterSet(request.GET, queryset=AuditEvent.objects.all())
+    errors = []
+    if filters.is_valid():
+        events = filters.qs
+        chosen = {
+            k: v
+            for k, v in filters.form.cleaned_data.items()
+            if v not in (None, "", []) and k not in ("since", "until")
+        }
+    else:
+        errors = [f"{field}: {' '.join(e)}" for field, e in filters.errors.items()]
+        events, chosen = AuditEvent.objects.all(), {}
+    page = history_page(events.select_related("service"), request.GET)
+    if page.error:
+        errors.append(page.error)
+    context = {
+        "page": page,
+        "errors": errors,
+        "chosen": chosen,
+        "actions": action_choices(),
+        "services": Service.objects.order_by("name").values_list("name", flat=True),
+        "export_links": export_links("audit-export", chosen, timezone.now()),
+        "export_days": export_days(),
+        "nav": "audit",
+    }
+    return render(request, "dashboard/audit.html", context)
 
 
 def _incident_context(request: HttpRequest) -> tuple[dict[str, Any], ParamError | None]:

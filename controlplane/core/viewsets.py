@@ -7,6 +7,7 @@ and an action it does not name is refused (403) for everyone.
 """
 
 from rest_framework import mixins, viewsets
+from rest_framework.pagination import BasePagination
 
 from controlplane.core.pagination import PageNumberPagination
 from controlplane.core.permissions import ActionPermissionsMixin
@@ -19,7 +20,7 @@ ID_PATTERN = "[0-9]{1,18}"
 class ReadOnlyViewSet(ActionPermissionsMixin, viewsets.ReadOnlyModelViewSet):
     """``list`` and ``retrieve`` only; every write method is 405."""
 
-    pagination_class = PageNumberPagination
+    pagination_class: type[BasePagination] | None = PageNumberPagination
     lookup_value_regex = ID_PATTERN
 
 

@@ -211,7 +211,7 @@ def test_transition_history_newest_first_paginated(
     _report(post_sync, sync_body, "web-1", {"db": "open"}, transitions=transitions)
     circuit = Circuit.objects.get()
     page = viewer_api.get(f"/api/v1/circuits/{circuit.pk}/transitions/?page_size=2").json()
-    assert page["count"] == 5
+    assert "count" not in page and page["previous"] is None and page["next"]
     first = page["results"][0]
     assert (first["instance"], first["from"], first["to"], first["reason"]) == (
         "web-1",

@@ -20,6 +20,7 @@ from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service,
 from controlplane.circuits.operations import create_config_version, force_circuit, release_circuit
 from dashboard import incidents
 from dashboard.params import ParamError, parse_window
+from tests.streaming import body
 
 NOW = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
 
@@ -400,7 +401,7 @@ def test_export_links_carry_the_window_and_filters(as_viewer: Client, fleet: Fle
     links = re.findall(r'<a href="([^"]+)" data-export="(\w+)">', html.content.decode())
     assert [fmt for _, fmt in links] == ["csv", "jsonl"]
     url = urlsplit(links[0][0].replace("&amp;", "&"))
-    assert url.path == "/api/v1/transitions/export"
+    assert url.path == "/api/v1/transitions/export/"
     assert parse_qs(url.query) == {
         "format": ["csv"],
         "since": ["2026-12-05T11:45:00Z"],
@@ -409,6 +410,17 @@ def test_export_links_carry_the_window_and_filters(as_viewer: Client, fleet: Fle
         "state": ["open", "half_open"],
         "instance": ["web-1"],
     }
+    # The link streams exactly the transitions the page shows.
+    fleet.add("checkout/db", "open", timedelta(minutes=3), instance="web-2")
+    fleet.add("checkout/db", "closed", timedelta(minutes=20))
+    with time_machine.travel(NOW, tick=False):
+        answer = as_viewer.get(links[0][0].replace("&amp;", "&"))
+    assert answer.status_code == 200
+    rows = body(answer).decode().splitlines()
+    assert rows[0].split(",")[2:8] == ["circuit_name", "instance", "seq", "from", "to", "at"]
+    assert [row.split(",")[2:8] for row in rows[1:]] == [
+        ["db", "web-1", "1", "closed", "open", "2026-12-05T11:55:00Z"]
+    ]
 
 
 # --- keyset pages ------------------------------------------------------------------------------

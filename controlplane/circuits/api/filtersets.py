@@ -1,5 +1,6 @@
 """Filters of the operator API's list endpoints."""
 
+from django import forms
 from django.db.models import Q, QuerySet
 from django_filters import rest_framework as filters
 
@@ -43,6 +44,33 @@ class TransitionFilterSet(filters.FilterSet):
     class Meta:
         model = Transition
         fields = ["instance", "to", "since", "until"]
+
+
+class IdFilter(filters.Filter):
+    """An object's id: an integer from 1 to the largest bigint."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
+
+
+class FleetTransitionFilterSet(filters.FilterSet):
+    """Every circuit's transitions: ``service`` by name, ``circuit`` by id, ``instance``
+    (agent instance id), ``state`` entered (repeatable), ``since`` / ``until`` (ISO 8601)."""
+
+    service = filters.CharFilter(field_name="circuit__service__name", max_length=NAME_MAX_LENGTH)
+    circuit = IdFilter(field_name="circuit_id")
+    instance = filters.CharFilter(field_name="instance__instance_id", max_length=NAME_MAX_LENGTH)
+    state = filters.MultipleChoiceFilter(field_name="to_state", choices=CircuitState.choices)
+    since = UTCIsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = UTCIsoDateTimeFilter(field_name="at", lookup_expr="lt")
+
+    class Meta:
+        model = Transition
+        fields = ["service", "circuit", "instance", "state", "since", "until"]
 
 
 class InstanceFilterSet(filters.FilterSet):

@@ -8,6 +8,7 @@ router = DefaultRouter()
 router.register("services", views.ServiceViewSet, basename="service")
 router.register("circuits", views.CircuitViewSet, basename="circuit")
 router.register("instances", views.InstanceViewSet, basename="instance")
+router.register("transitions", views.TransitionViewSet, basename="transition")
 router.register("audit", views.AuditEventViewSet, basename="audit")
 
 urlpatterns = router.urls

@@ -1,19 +1,23 @@
 """Operator API ViewSets: declarations over the models, operations and serializers."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.circuits import series
-from controlplane.circuits.api import filtersets
+from controlplane.circuits.api import exports, filtersets
 from controlplane.circuits.api import serializers as s
 from controlplane.circuits.choices import CircuitState
 from controlplane.circuits.desired import override_wire
@@ -29,6 +33,7 @@ from controlplane.circuits.operations import (
 )
 from controlplane.core import schema as core_schema
 from controlplane.core.errors import Conflict
+from controlplane.core.pagination import KeysetPagination
 from controlplane.core.permissions import acting_user
 from controlplane.core.viewsets import ReadOnlyViewSet
 
@@ -132,19 +137,22 @@ class CircuitViewSet(ReadOnlyViewSet):
             ),
             OpenApiParameter("since", OpenApiTypes.DATETIME, description="at or after"),
             OpenApiParameter("until", OpenApiTypes.DATETIME, description="before"),
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int),
         ],
     )
-    @action(detail=True, methods=["get"], filterset_class=None)
+    @action(
+        detail=True,
+        methods=["get"],
+        filterset_class=None,
+        pagination_class=KeysetPagination,
+    )
     def transitions(self, request: Request, pk: str | None = None) -> Response:
-        """This circuit's transitions, newest first."""
+        """This circuit's transitions, newest first (keyset pages: `next` is older)."""
         circuit = self._circuit()
         history = Transition.objects.filter(circuit=circuit).select_related("instance", "circuit")
         filterset = filtersets.TransitionFilterSet(request.query_params, queryset=history)
         if not filterset.is_valid():
             raise ValidationError(filterset.errors)
-        return self._page(filterset.qs.order_by("-at", "-id"), s.TransitionSerializer)
+        return self._page(filterset.qs, s.TransitionSerializer)
 
     @extend_schema(
         parameters=[s.SeriesQuerySerializer],
@@ -257,13 +265,90 @@ class InstanceViewSet(ReadOnlyViewSet):
         return {**super().get_serializer_context(), "live_cutoff": live_cutoff()}
 
 
+class ExportFormatNegotiation(BaseContentNegotiation):
+    """An export's ``format`` names the file it streams (checked by the action), not a
+    renderer: errors are JSON whatever it says."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(
+        self,
+        request: Request,
+        renderers: Iterable[BaseRenderer],
+        format_suffix: str | None = None,
+    ) -> tuple[BaseRenderer, str]:
+        renderer = JSONRenderer()
+        return renderer, renderer.media_type
+
+
+class TransitionViewSet(ReadOnlyViewSet):
+    """Every circuit's transitions, newest first, in keyset pages; and their export."""
+
+    serializer_class = s.TransitionSerializer
+    filterset_class = filtersets.FleetTransitionFilterSet
+    pagination_class = KeysetPagination
+    queryset = Transition.objects.select_related("instance", "circuit").order_by("-at", "-id")
+    action_permissions = {
+        "list": ("circuits.view_transition", None),
+        "retrieve": ("circuits.view_transition", None),
+        "export": ("circuits.view_transition", None),
+    }
+
+    @extend_schema(
+        parameters=exports.schema_parameters(),
+        responses={**exports.SCHEMA_RESPONSES, 400: core_schema.error("a bad parameter")},
+        filters=True,
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        pagination_class=None,
+        content_negotiation_class=ExportFormatNegotiation,
+    )
+    def export(self, request: Request) -> StreamingHttpResponse:
+        """The filtered transitions, newest first, streamed as CSV or JSON Lines; `since`
+        and `until` are required (docs/api.md, "Exports")."""
+        return exports.export_response(
+            request,
+            filtersets.FleetTransitionFilterSet,
+            Transition.objects.all(),
+            exports.TRANSITION_COLUMNS,
+            "transitions",
+        )
+
+
 class AuditEventViewSet(ReadOnlyViewSet):
-    """The audit log, newest first."""
+    """The audit log, newest first, in keyset pages; and its export."""
 
     serializer_class = s.AuditEventSerializer
     filterset_class = filtersets.AuditEventFilterSet
+    pagination_class = KeysetPagination
     queryset = AuditEvent.objects.select_related("service").order_by("-at", "-id")
     action_permissions = {
         "list": ("circuits.view_auditevent", None),
         "retrieve": ("circuits.view_auditevent", None),
+        "export": ("circuits.view_auditevent", None),
     }
+
+    @extend_schema(
+        parameters=exports.schema_parameters(),
+        responses={**exports.SCHEMA_RESPONSES, 400: core_schema.error("a bad parameter")},
+        filters=True,
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        pagination_class=None,
+        content_negotiation_class=ExportFormatNegotiation,
+    )
+    def export(self, request: Request) -> StreamingHttpResponse:
+        """The filtered audit events, newest first, streamed as CSV or JSON Lines;
+        `since` and `until` are required (docs/api.md, "Exports")."""
+        return exports.export_response(
+            request,
+            filtersets.AuditEventFilterSet,
+            AuditEvent.objects.all(),
+            exports.AUDIT_COLUMNS,
+            "audit",
+        )
