@@ -275,6 +275,10 @@ def test_rules_are_scoped_to_their_service_or_circuit(fleet, make_rule, other_se
         ("open_too_long", {"duration": "5m"}, "duration"),
         ("failure_rate", {"threshold": 1.5}, "threshold"),
         ("trip_rise", {"p_value": True}, "p_value"),
+        ("trip_rise", {"weeks": 0}, "weeks"),
+        ("trip_rise", {"weeks": 13}, "weeks"),
+        ("trip_rise", {"weeks": 2.5}, "weeks"),
+        ("trip_rise", {"weeks": "4"}, "weeks"),
         ("agent_silent", {"after": 600, "lookback": 300}, "lookback"),
         ("agent_silent", {"nope": 1}, "nope"),
     ],
@@ -284,3 +288,10 @@ def test_bad_params_name_the_parameter(kind, params, field) -> None:
     with pytest.raises(ValidationError) as info:
         rule.full_clean()
     assert field in str(info.value.message_dict["params"])
+
+
+@pytest.mark.parametrize("weeks", [1, 12, 4.0])
+def test_trip_rise_takes_one_to_twelve_whole_weeks(weeks) -> None:
+    rule = AlertRule(name="x", kind="trip_rise", params={"weeks": weeks})
+    rule.full_clean()
+    assert rule.full_params()["weeks"] == weeks
