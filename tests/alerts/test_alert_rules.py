@@ -84,6 +84,27 @@ def test_a_closed_episode_in_between_does_restart_the_timer(fleet, make_rule):
     assert statuses(rule) == []
 
 
+@pytest.mark.parametrize("closed_ago", [timedelta(hours=2), timedelta(days=3)])
+def test_the_episode_starts_at_the_first_trip_after_the_last_close_however_long_ago(
+    fleet, make_rule, closed_ago
+):
+    # A close within a day of now is found in the recent history; an older one by the
+    # search of the whole history: the same episode start either way.
+    rule = make_rule("open_too_long", params={"duration": 300})
+    db = fleet.circuit("db")
+    now = T0 + timedelta(days=10)
+    fleet.move(db, "closed", "open", now - timedelta(days=8))  # an earlier episode
+    fleet.move(db, "half_open", "closed", now - closed_ago - 60 * S)
+    fleet.move(db, "closed", "open", now - closed_ago)
+    fleet.move(db, "open", "half_open", now - closed_ago + 30 * S)
+    fleet.move(db, "half_open", "open", now - closed_ago + 31 * S)
+    fleet.report(db, "open", now, since=now - closed_ago + 31 * S)
+    with time_machine.travel(now, tick=False):
+        evaluate()
+    alert = Alert.objects.get(rule=rule)
+    assert (alert.status, alert.started_at) == ("firing", now - closed_ago)
+
+
 def test_forced_open_is_labelled_and_does_not_page_by_default(fleet, make_rule, webhook_channel):
     quiet = make_rule("open_too_long", params={"duration": 60}, channels=[webhook_channel])
     loud = make_rule(
