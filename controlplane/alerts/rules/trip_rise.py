@@ -37,27 +37,29 @@ WEEK = timedelta(days=7)
 
 # Candidates are the circuits with at least min_count trips in the window (the partial
 # index transition_trip_idx on (at, circuit) WHERE to_state = 'open' serves that scan);
-# only their baselines are counted, both of them, over plain `at` ranges (so a table
-# partitioned by `at` scans only the partitions that hold them). {weekly} is one range
-# per week, OR'd.
+# only their baseline is counted: {baseline} is a sum of TRIPS_BETWEEN, one per past
+# week, for a circuit registered before them, else one TRIPS_BETWEEN over the trailing
+# baseline. Each reads a plain `at` range of one circuit (the index on (circuit, at)),
+# with constant bounds so that a table partitioned by `at` reads only the partitions
+# holding them.
 SQL = """
-WITH candidate AS (
+SELECT m.circuit_id, m.k, m.first_at, m.weekly,
+       CASE WHEN m.weekly THEN {same_hour} ELSE {trailing} END AS b
+FROM (
     SELECT r.circuit_id, COUNT(*) AS k, MIN(r.at) AS first_at,
            MIN(c.created_at) <= %(history_since)s AS weekly
     FROM circuits_transition r JOIN circuits_circuit c ON c.id = r.circuit_id
     WHERE r.to_state = 'open' AND r.at > %(recent)s AND r.at <= %(now)s {scope}
     GROUP BY r.circuit_id
     HAVING COUNT(*) >= %(min_count)s
-)
-SELECT m.circuit_id, m.k, m.first_at, m.weekly,
-       COUNT(t.id) FILTER (WHERE {weekly}) AS same_hour,
-       COUNT(t.id) FILTER (WHERE t.at > %(since)s AND t.at <= %(recent)s) AS trailing
-FROM candidate m
-LEFT JOIN circuits_transition t
-       ON t.circuit_id = m.circuit_id AND t.to_state = 'open'
-      AND ((t.at > %(since)s AND t.at <= %(recent)s) OR {weekly})
-GROUP BY m.circuit_id, m.k, m.first_at, m.weekly
+) m
 """
+
+TRIPS_BETWEEN = """(
+    SELECT COUNT(*) FROM circuits_transition t
+    WHERE t.circuit_id = m.circuit_id AND t.to_state = 'open'
+      AND t.at > %({start})s AND t.at <= %({end})s
+)"""
 
 INSERT = (
     "INSERT INTO alert_match (rule_id, circuit_id, started_at, value, forced) "
@@ -112,14 +114,16 @@ class TripRise(RuleKind):
         window, weeks = float(params["window"]), int(params["weeks"])
         recent = now - timedelta(seconds=window)
         ranges = weekly_windows(now, window, weeks)
-        weekly = " OR ".join(
-            f"(t.at > %(week{k}_start)s AND t.at <= %(week{k}_end)s)" for k in range(len(ranges))
-        )
         bounds: dict[str, Any] = {}
         for k, (start, end) in enumerate(ranges):
             bounds[f"week{k}_start"], bounds[f"week{k}_end"] = start, end
+        same_hour = " + ".join(
+            TRIPS_BETWEEN.format(start=f"week{k}_start", end=f"week{k}_end")
+            for k in range(len(ranges))
+        )
+        trailing = TRIPS_BETWEEN.format(start="since", end="recent")
         cursor.execute(
-            SQL.format(scope=scope, weekly=f"({weekly})"),
+            SQL.format(scope=scope, same_hour=same_hour, trailing=trailing),
             {
                 "recent": recent,
                 "since": recent - timedelta(seconds=params["baseline"]),
@@ -131,11 +135,9 @@ class TripRise(RuleKind):
             },
         )
         rows = []
-        for circuit_id, k, first_at, weekly_baseline, same_hour, trailing in cursor.fetchall():
-            if weekly_baseline:
-                lam = expected_trips(int(same_hour), window, weeks * window)
-            else:
-                lam = expected_trips(int(trailing), window, params["baseline"])
+        for circuit_id, k, first_at, weekly_baseline, b in cursor.fetchall():
+            baseline = weeks * window if weekly_baseline else params["baseline"]
+            lam = expected_trips(int(b), window, baseline)
             if poisson_tail(int(k), lam) < params["p_value"]:
                 rows.append((rule.pk, circuit_id, first_at, float(k)))
         if rows:
