@@ -145,6 +145,7 @@ def seed(n: int, now: datetime) -> float:
         # built once after the load rather than row by row (the same definitions, read
         # from the catalogue; constraint indexes stay).
         cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute("SET LOCAL statement_timeout = 0")  # millions of rows at 100k
         cursor.execute(TRANSITION_INDEXES)
         indexes = cursor.fetchall()
         for name, _ in indexes:
