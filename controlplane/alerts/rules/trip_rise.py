@@ -5,7 +5,7 @@ expected count lambda comes from one of two baselines:
 
 - **Same hour of the week**, for a circuit known (its ``created_at``) since before the
   earliest window it reads: the b trips in the ``weeks`` windows of length W that end
-  exactly k = 1..``weeks`` weeks (7 x 24 h) before now, and
+  exactly 1, 2, ..., ``weeks`` weeks (7 x 24 h, UTC) before now, and
   lambda = (b + 1) * W / (weeks * W) = (b + 1) / weeks.
 - **Trailing**, for a younger circuit: the b trips in the ``baseline`` seconds B before
   the window, and lambda = (b + 1) * W / B.
@@ -37,11 +37,11 @@ WEEK = timedelta(days=7)
 
 # Candidates are the circuits with at least min_count trips in the window (the partial
 # index transition_trip_idx on (at, circuit) WHERE to_state = 'open' serves that scan);
-# only their baseline is counted: {baseline} is a sum of TRIPS_BETWEEN, one per past
-# week, for a circuit registered before them, else one TRIPS_BETWEEN over the trailing
-# baseline. Each reads a plain `at` range of one circuit (the index on (circuit, at)),
-# with constant bounds so that a table partitioned by `at` reads only the partitions
-# holding them.
+# only the baseline each is judged on is counted: {same_hour} is a sum of TRIPS_BETWEEN,
+# one per past week, for a circuit registered before them, {trailing} one TRIPS_BETWEEN
+# over the trailing baseline otherwise. Each reads a plain `at` range of one circuit
+# (an index range scan of transition_history_idx or transition_trip_idx), with constant
+# bounds so that a table partitioned by `at` reads only the partitions holding them.
 SQL = """
 SELECT m.circuit_id, m.k, m.first_at, m.weekly,
        CASE WHEN m.weekly THEN {same_hour} ELSE {trailing} END AS b
