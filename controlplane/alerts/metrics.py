@@ -30,7 +30,7 @@ from rest_framework.views import APIView
 
 from controlplane.alerts.choices import AlertStatus
 from controlplane.alerts.models import Alert
-from controlplane.alerts.rules.open_too_long import EPISODE_STARTS, EPOCH, FORCED_OPEN
+from controlplane.alerts.rules.open_too_long import EPISODE_STARTS, FORCED_OPEN, episode_params
 from controlplane.circuits.fleet import live_cutoff, with_fleet_state
 from controlplane.circuits.models import Circuit, Instance, Service
 from controlplane.core.permissions import HasPerms
@@ -102,7 +102,7 @@ class FleetCollector(Collector):
                 state.add_metric([*names(circuit_id), forced], value)
         yield state
 
-        params = {"live": live, "now": now, "epoch": EPOCH}
+        params = {"live": live, **episode_params(now)}
         rate = GaugeMetricFamily(
             "switchyard_circuit_failure_rate",
             "Worst window failure rate (0-1) among a circuit's live instances.",

@@ -137,6 +137,37 @@ def test_bad_rule_is_400_naming_the_field(admin_api, body, field):
     assert not AlertRule.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("weeks", "reason"),
+    [
+        (0, "must be at least 1"),
+        (13, "must be at most 12"),
+        (2.5, "must be a whole number"),
+        ("4", "must be a number"),
+    ],
+)
+def test_trip_rise_weeks_out_of_bounds_is_400_naming_it(admin_api, weeks, reason):
+    response = admin_api.post(
+        "/api/v1/alert-rules/",
+        {"name": "x", "kind": "trip_rise", "params": {"weeks": weeks}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"params.weeks": reason}
+    assert not AlertRule.objects.exists()
+
+
+@pytest.mark.parametrize("weeks", [1, 12])
+def test_trip_rise_weeks_at_its_bounds_is_accepted(admin_api, weeks):
+    response = admin_api.post(
+        "/api/v1/alert-rules/",
+        {"name": "x", "kind": "trip_rise", "params": {"weeks": weeks}},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["effective_params"]["weeks"] == weeks
+
+
 def test_a_rule_scoped_to_service_and_circuit_is_400(admin_api, fleet):
     db = fleet.circuit("db")
     response = admin_api.post(

@@ -84,6 +84,27 @@ def test_a_closed_episode_in_between_does_restart_the_timer(fleet, make_rule):
     assert statuses(rule) == []
 
 
+@pytest.mark.parametrize("closed_ago", [timedelta(hours=2), timedelta(days=3)])
+def test_the_episode_starts_at_the_first_trip_after_the_last_close_however_long_ago(
+    fleet, make_rule, closed_ago
+):
+    # A close within a day of now is found in the recent history; an older one by the
+    # search of the whole history: the same episode start either way.
+    rule = make_rule("open_too_long", params={"duration": 300})
+    db = fleet.circuit("db")
+    now = T0 + timedelta(days=10)
+    fleet.move(db, "closed", "open", now - timedelta(days=8))  # an earlier episode
+    fleet.move(db, "half_open", "closed", now - closed_ago - 60 * S)
+    fleet.move(db, "closed", "open", now - closed_ago)
+    fleet.move(db, "open", "half_open", now - closed_ago + 30 * S)
+    fleet.move(db, "half_open", "open", now - closed_ago + 31 * S)
+    fleet.report(db, "open", now, since=now - closed_ago + 31 * S)
+    with time_machine.travel(now, tick=False):
+        evaluate()
+    alert = Alert.objects.get(rule=rule)
+    assert (alert.status, alert.started_at) == ("firing", now - closed_ago)
+
+
 def test_forced_open_is_labelled_and_does_not_page_by_default(fleet, make_rule, webhook_channel):
     quiet = make_rule("open_too_long", params={"duration": 60}, channels=[webhook_channel])
     loud = make_rule(
@@ -275,6 +296,10 @@ def test_rules_are_scoped_to_their_service_or_circuit(fleet, make_rule, other_se
         ("open_too_long", {"duration": "5m"}, "duration"),
         ("failure_rate", {"threshold": 1.5}, "threshold"),
         ("trip_rise", {"p_value": True}, "p_value"),
+        ("trip_rise", {"weeks": 0}, "weeks"),
+        ("trip_rise", {"weeks": 13}, "weeks"),
+        ("trip_rise", {"weeks": 2.5}, "weeks"),
+        ("trip_rise", {"weeks": "4"}, "weeks"),
         ("agent_silent", {"after": 600, "lookback": 300}, "lookback"),
         ("agent_silent", {"nope": 1}, "nope"),
     ],
@@ -284,3 +309,10 @@ def test_bad_params_name_the_parameter(kind, params, field) -> None:
     with pytest.raises(ValidationError) as info:
         rule.full_clean()
     assert field in str(info.value.message_dict["params"])
+
+
+@pytest.mark.parametrize("weeks", [1, 12, 4.0])
+def test_trip_rise_takes_one_to_twelve_whole_weeks(weeks) -> None:
+    rule = AlertRule(name="x", kind="trip_rise", params={"weeks": weeks})
+    rule.full_clean()
+    assert rule.full_params()["weeks"] == weeks

@@ -32,18 +32,22 @@ class ScopedRule(Protocol):
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a rule kind: its type, default and inclusive bounds."""
+    """One parameter of a rule kind: its type, default and inclusive bounds (``integer``:
+    whole numbers only)."""
 
     default: float | bool
     minimum: float | None = None
     maximum: float | None = None
     help: str = ""
+    integer: bool = False
 
     def error(self, value: Any) -> str | None:
         if isinstance(self.default, bool):
             return None if isinstance(value, bool) else "must be true or false"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return "must be a number"
+        if self.integer and isinstance(value, float) and not value.is_integer():
+            return "must be a whole number"
         if self.minimum is not None and value < self.minimum:
             return f"must be at least {self.minimum}"
         if self.maximum is not None and value > self.maximum:

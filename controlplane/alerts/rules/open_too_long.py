@@ -19,17 +19,36 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Per live instance that is open or half-open now (and not under an override): the
 # start of its episode, the first trip since it was last closed. Also read by /metrics.
-EPISODE_STARTS = """
-SELECT s.circuit_id, COALESCE((
-    SELECT MIN(t.at) FROM circuits_transition t
-    WHERE t.circuit_id = s.circuit_id AND t.instance_id = s.instance_id
-      AND t.to_state = 'open'
-      AND t.at > COALESCE((
-          SELECT MAX(t2.at) FROM circuits_transition t2
-          WHERE t2.circuit_id = s.circuit_id AND t2.instance_id = s.instance_id
-            AND t2.to_state IN ('closed', 'forced_closed')
-      ), %(epoch)s)
-), s.state_since, s.updated_at) AS started_at
+#
+# The first branch finds an episode whose last close was within RECENT_CLOSE of now
+# (the usual case): both lookups then read a short `at` range of the circuit's history
+# (the index on (circuit, at)). Otherwise the second branch searches the whole history,
+# as the first would have if unbounded, so the result is the same either way; only
+# episodes without a recent close pay for it.
+RECENT_CLOSE = timedelta(days=1)
+LAST_CLOSE = """
+SELECT t2.at FROM circuits_transition t2
+WHERE t2.circuit_id = s.circuit_id AND t2.instance_id = s.instance_id
+  AND t2.to_state IN ('closed', 'forced_closed') {since}
+ORDER BY t2.at DESC LIMIT 1
+"""
+FIRST_TRIP_AFTER = """
+SELECT MIN(t.at) FROM circuits_transition t
+WHERE t.circuit_id = s.circuit_id AND t.instance_id = s.instance_id
+  AND t.to_state = 'open' {since} AND t.at > {after}
+"""
+RECENT = "AND {alias}.at > %(recent_close)s"
+EPISODE_STARTS = (
+    "SELECT s.circuit_id, COALESCE(("
+    + FIRST_TRIP_AFTER.format(
+        since=RECENT.format(alias="t"),
+        after="(" + LAST_CLOSE.format(since=RECENT.format(alias="t2")) + ")",
+    )
+    + "), ("
+    + FIRST_TRIP_AFTER.format(
+        since="", after="COALESCE((" + LAST_CLOSE.format(since="") + "), %(epoch)s)"
+    )
+    + """), s.state_since, s.updated_at) AS started_at
 FROM circuits_snapshot s JOIN circuits_circuit c ON c.id = s.circuit_id
 JOIN circuits_instance i ON i.id = s.instance_id
 WHERE i.last_seen >= %(live)s AND s.state IN ('open', 'half_open') {scope}
@@ -39,6 +58,13 @@ WHERE i.last_seen >= %(live)s AND s.state IN ('open', 'half_open') {scope}
         AND (o2.expires_at IS NULL OR o2.expires_at > %(now)s)
   )
 """
+)
+
+
+def episode_params(now: datetime) -> dict[str, Any]:
+    """The params EPISODE_STARTS reads besides ``live`` and the scope's."""
+    return {"now": now, "epoch": EPOCH, "recent_close": now - RECENT_CLOSE}
+
 
 FORCED_OPEN = """
 SELECT o.circuit_id, o.created_at AS started_at
@@ -47,13 +73,16 @@ WHERE o.ended_at IS NULL AND (o.expires_at IS NULL OR o.expires_at > %(now)s)
   AND o.state = 'forced_open' {scope}
 """
 
+# The episodes are materialized so that their lookups run once per instance (the
+# cutoff would otherwise be pushed into the grouping and evaluate them again).
 SQL = f"""
+WITH episode AS MATERIALIZED ({EPISODE_STARTS})
 INSERT INTO alert_match (rule_id, circuit_id, started_at, value, forced)
 SELECT %(rule)s, x.circuit_id, x.started_at, NULL, x.forced FROM (
     SELECT f.circuit_id, f.started_at, 1 AS forced FROM ({FORCED_OPEN}) f
     UNION ALL
     SELECT e.circuit_id, MIN(e.started_at) AS started_at, 0 AS forced
-    FROM ({EPISODE_STARTS}) e GROUP BY e.circuit_id
+    FROM episode e GROUP BY e.circuit_id
 ) x
 WHERE x.started_at <= %(cutoff)s
 """
@@ -77,8 +106,7 @@ class OpenTooLong(RuleKind):
             SQL.format(scope=scope),
             {
                 "rule": rule.pk,
-                "now": now,
-                "epoch": EPOCH,
+                **episode_params(now),
                 "live": live_cutoff(now),
                 "cutoff": now - timedelta(seconds=params["duration"]),
                 **scope_params,
