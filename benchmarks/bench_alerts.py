@@ -133,7 +133,6 @@ def drop_database(server_url: str, name: str) -> None:
 def seed(n: int, now: datetime) -> float:
     from django.db import connection, transaction
 
-    from controlplane.alerts.models import AlertRule, Channel
     from controlplane.core import partitions
 
     started = time.perf_counter()
@@ -162,18 +161,25 @@ def seed(n: int, now: datetime) -> float:
             cursor.execute(definition.replace(" ON ONLY ", " ON ", 1))
     with connection.cursor() as cursor:
         cursor.execute(SEED[-1])
+    make_rules()
+    return time.perf_counter() - started
+
+
+def make_rules() -> None:
+    """One global rule of every kind, each with a webhook channel."""
+    from controlplane.alerts.models import AlertRule, Channel
+
     channel = Channel.objects.create(
         name="hook", kind="webhook", config={"url": "http://127.0.0.1:9/", "secret": "x" * 16}
     )
-    for kind, params_ in (
+    for kind, params in (
         ("open_too_long", {"duration": 300}),
         ("failure_rate", {"threshold": 0.5, "for": 0}),
         ("trip_rise", {}),
         ("agent_silent", {"after": 60}),
     ):
-        rule = AlertRule.objects.create(name=kind, kind=kind, params=params_)
+        rule = AlertRule.objects.create(name=kind, kind=kind, params=params)
         rule.channels.set([channel])
-    return time.perf_counter() - started
 
 
 def measure(n: int, cycles: int) -> dict[str, float]:

@@ -46,6 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_alerts import make_rules  # noqa: E402
 from benchmarks.bench_dashboard import percentile, prepare_database  # noqa: E402
 
 DB_URL = os.environ.get(
@@ -295,19 +296,8 @@ def measure_pages(client: Any, facts: dict[str, Any], renders: int, now: datetim
 
 def measure_alerts(now: datetime, cycles: int = 3) -> dict[str, float]:
     from controlplane.alerts.evaluate import evaluate
-    from controlplane.alerts.models import AlertRule, Channel
 
-    channel = Channel.objects.create(
-        name="hook", kind="webhook", config={"url": "http://127.0.0.1:9/", "secret": "x" * 16}
-    )
-    for kind, params in (
-        ("open_too_long", {"duration": 300}),
-        ("failure_rate", {"threshold": 0.5, "for": 0}),
-        ("trip_rise", {}),
-        ("agent_silent", {"after": 60}),
-    ):
-        rule = AlertRule.objects.create(name=kind, kind=kind, params=params)
-        rule.channels.set([channel])
+    make_rules()
     started = time.perf_counter()
     evaluate(now=now)
     first = time.perf_counter() - started
