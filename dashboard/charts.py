@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from controlplane.circuits.models import Snapshot, Transition
 from controlplane.circuits.series import MAX_RANGE, STEPS
@@ -16,22 +16,45 @@ WIDTH = 600
 LANE_HEIGHT = 14
 MAX_LANES = 20
 MIN_SPAN = timedelta(minutes=5)
+#: The latest transitions the circuit page's timeline and failure-rate chart draw.
+CHART_TRANSITIONS = 200
 
 
-def _span(transitions: Sequence[Transition], now: datetime) -> tuple[datetime, float]:
+class Mark(NamedTuple):
+    """One transition as the charts draw it (``instance`` is the agent's instance id)."""
+
+    pk: int
+    at: datetime
+    instance: str
+    from_state: str
+    to_state: str
+    failure_rate: float | None
+
+
+def marks(circuit_id: int, limit: int = CHART_TRANSITIONS) -> list[Mark]:
+    """The circuit's latest ``limit`` transitions, newest first (one query, no models)."""
+    rows = (
+        Transition.objects.filter(circuit_id=circuit_id)
+        .order_by("-at", "-id")
+        .values_list("id", "at", "instance__instance_id", "from_state", "to_state", "failure_rate")
+    )
+    return [Mark(*row) for row in rows[:limit]]
+
+
+def _span(transitions: Sequence[Mark], now: datetime) -> tuple[datetime, float]:
     start = min((t.at for t in transitions), default=now) if transitions else now
     start = min(start, now - MIN_SPAN)
     return start, max((now - start).total_seconds(), 1.0)
 
 
 def timeline(
-    transitions: Sequence[Transition], snapshots: Sequence[Snapshot], now: datetime
+    transitions: Sequence[Mark], snapshots: Sequence[Snapshot], now: datetime
 ) -> dict[str, Any]:
     """One lane per instance: coloured segments of each state between its transitions."""
     start, span = _span(transitions, now)
-    by_instance: dict[str, list[Transition]] = defaultdict(list)
+    by_instance: dict[str, list[Mark]] = defaultdict(list)
     for t in sorted(transitions, key=lambda t: (t.at, t.pk)):
-        by_instance[t.instance.instance_id].append(t)
+        by_instance[t.instance].append(t)
     current = {s.instance.instance_id: s.state for s in snapshots}
     names = sorted(set(by_instance) | set(current))[:MAX_LANES]
 
@@ -60,7 +83,7 @@ def timeline(
 
 
 def failure_rate_chart(
-    transitions: Sequence[Transition], now: datetime, height: int = 80
+    transitions: Sequence[Mark], now: datetime, height: int = 80
 ) -> dict[str, Any]:
     """A polyline of the failure rate each transition recorded, over the same span."""
     start, span = _span(transitions, now)

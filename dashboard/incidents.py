@@ -292,13 +292,16 @@ def timeline(w: IncidentWindow, f: IncidentFilters, limit: int | None = None) ->
     ``circuits`` and ``instances`` maps): every event of the window up to ``limit``
     (TIMELINE_LIMIT) of each kind, with ``truncated`` saying which kinds had more."""
     limit = TIMELINE_LIMIT if limit is None else limit
+    # The names come with the rows (joined per row: a lookup of thousands of ids by a
+    # list would cost more than the rows).
     rows = list(
         transitions(w, f)
         .order_by("at", "id")
-        .values_list("at", "circuit_id", "instance_id", "from_state", "to_state", "reason")[
-            : limit + 1
-        ]
-    )
+        .values_list(
+            "at", "circuit_id", "instance_id", "from_state", "to_state", "reason",
+            "circuit__service__name", "circuit__name", "instance__instance_id",
+        )[: limit + 1]
+    )  # fmt: skip
     audit: list[Any] = []
     spans: list[Any] = []
     if not f.narrows_to_transitions:
@@ -321,19 +324,10 @@ def timeline(w: IncidentWindow, f: IncidentFilters, limit: int | None = None) ->
         "alerts": len(spans) > limit,
     }
     rows, audit, spans = rows[:limit], audit[:limit], spans[:limit]
-    circuit_ids = {r[1] for r in rows} | {s[4] for s in spans}
-    circuit_ids |= {int(a[1]) for a in audit if a[1].isdigit()}
-    circuits = {
-        pk: (service, name)
-        for pk, service, name in Circuit.objects.filter(pk__in=circuit_ids).values_list(
-            "id", "service__name", "name"
-        )
-    }
-    instances = dict(
-        Instance.objects.filter(pk__in={r[2] for r in rows})
-        .order_by()
-        .values_list("id", "instance_id")
-    )
+    circuits = {r[1]: (r[6], r[7]) for r in rows}
+    others = {s[4] for s in spans} | {int(a[1]) for a in audit if a[1].isdigit()}
+    circuits.update(_circuit_names(others - circuits.keys()))
+    instances = {r[2]: r[8] for r in rows}
     services = sorted({service for service, _ in circuits.values()})
     lane = {service: i for i, service in enumerate(services)}
     counts: dict[str, Counter[str]] = {s: Counter() for s in services}
@@ -360,7 +354,7 @@ def timeline(w: IncidentWindow, f: IncidentFilters, limit: int | None = None) ->
         ],
         "circuits": {str(pk): [lane[svc], f"{svc}/{name}"] for pk, (svc, name) in circuits.items()},
         "instances": {str(pk): name for pk, name in instances.items()},
-        "transitions": [[_ms(at), c, i, fr, to, why] for at, c, i, fr, to, why in rows],
+        "transitions": [[_ms(r[0]), r[1], r[2], r[3], r[4], r[5]] for r in rows],
         "actions": [
             [
                 _ms(at),
@@ -403,31 +397,44 @@ def circuit_link(circuit_id: int, at: datetime) -> str:
 def _transition_rows(
     w: IncidentWindow, f: IncidentFilters, cursor: Cursor | None, n: int
 ) -> list[dict[str, Any]]:
-    qs = (
+    # The page first, then its names: joined in the query, PostgreSQL may join every
+    # transition of the window before it sorts and cuts the page.
+    page = list(
         transitions(w, f)
         .filter(_before(cursor, "transition"))
         .order_by("-at", "-id")
-        .values(
-            "id", "at", "circuit_id", "circuit__name", "circuit__service__name",
-            "instance__instance_id", "from_state", "to_state", "reason",
-        )[:n]
-    )  # fmt: skip
+        .values("id", "at", "circuit_id", "instance_id", "from_state", "to_state", "reason")[:n]
+    )
+    circuits = _circuit_names({t["circuit_id"] for t in page})
+    instances = dict(
+        Instance.objects.filter(pk__in={t["instance_id"] for t in page})
+        .order_by()
+        .values_list("id", "instance_id")
+    )
     return [
         {
             "kind": "transition",
             "id": t["id"],
             "at": t["at"],
             "circuit_id": t["circuit_id"],
-            "circuit": f"{t['circuit__service__name']}/{t['circuit__name']}",
-            "service": t["circuit__service__name"],
-            "instance": t["instance__instance_id"],
+            "circuit": "/".join(circuits[t["circuit_id"]]),
+            "service": circuits[t["circuit_id"]][0],
+            "instance": instances[t["instance_id"]],
             "from_state": t["from_state"],
             "state": t["to_state"],
             "detail": t["reason"],
             "link": circuit_link(t["circuit_id"], t["at"]),
         }
-        for t in qs
+        for t in page
     ]
+
+
+def _circuit_names(ids: set[int]) -> dict[int, tuple[str, str]]:
+    """(service name, circuit name) of a few circuits."""
+    if not ids:
+        return {}
+    found = Circuit.objects.filter(pk__in=ids).values_list("id", "service__name", "name")
+    return {pk: (service, name) for pk, service, name in found}
 
 
 def _action_rows(

@@ -121,11 +121,7 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         .order_by("instance__instance_id")
     )
     cutoff = live_cutoff(now)
-    transitions = list(
-        Transition.objects.filter(circuit=circuit)
-        .select_related("instance")
-        .order_by("-at", "-id")[:200]
-    )
+    transitions = charts.marks(circuit.pk)
     table = history_page(
         Transition.objects.filter(circuit=circuit).select_related("instance"), request.GET
     )

@@ -4,10 +4,11 @@
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from dashboard import formats
 
@@ -18,6 +19,20 @@ register.filter("per_second", formats.per_second)
 register.filter("seconds", formats.seconds)
 register.filter("state_label", formats.state_label)
 register.filter("duration", formats.duration)
+
+# What json_script escapes, so that the data cannot close its <script> element.
+_JSON_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}
+
+
+@register.filter
+def json_data(value: Any, element_id: str) -> SafeString:
+    """Django's ``json_script``, encoded by orjson: the incident view embeds tens of
+    thousands of events, which the standard library's encoder takes ten times longer
+    to write."""
+    text = orjson.dumps(value).decode().translate(_JSON_ESCAPES)
+    return format_html(
+        '<script id="{}" type="application/json">{}</script>', element_id, mark_safe(text)
+    )
 
 
 @register.filter

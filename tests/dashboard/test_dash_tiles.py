@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from controlplane.circuits.models import Circuit, Service
 from dashboard import tiles
-from dashboard.charts import WIDTH, timeline
+from dashboard.charts import WIDTH, marks, timeline
 
 pytestmark = pytest.mark.django_db
 
@@ -40,10 +40,10 @@ def test_tile_figures(fleet: dict[str, Circuit]) -> None:
 
 
 def test_timeline_has_one_lane_per_instance_and_ends_now(fleet: Any) -> None:
-    from controlplane.circuits.models import Snapshot, Transition
+    from controlplane.circuits.models import Snapshot
 
     circuit = fleet["payments"]
-    history = list(Transition.objects.filter(circuit=circuit).select_related("instance"))
+    history = marks(circuit.pk)
     snapshots = list(Snapshot.objects.filter(circuit=circuit).select_related("instance"))
     now = timezone.now() + timedelta(seconds=1)
     chart = timeline(history, snapshots, now)

@@ -1,6 +1,7 @@
 """Times as people read them: relative words with the exact time on hover, human
 durations, and the circuit page's fixed time window (?from=&to=, what alert links open)."""
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -120,3 +121,17 @@ def test_a_window_the_page_cannot_show_falls_back_and_says_why(
     assert "data-from" not in section
     assert re.findall(r'value="([^"]+)"[^>]*aria-pressed="true"', section) == ["1h"]
     assert "could not be shown" in section and reason in section
+
+
+def test_json_data_matches_json_script_and_cannot_close_its_element() -> None:
+    from django.utils.html import json_script
+
+    from dashboard.templatetags.dashboard import json_data
+
+    value = {"name": "</script><script>alert(1)</script> & <b>", "at": [1, 2.5, None, True]}
+    ours, django_s = str(json_data(value, "x")), str(json_script(value, "x"))
+    inner = ours.split(">", 1)[1].rsplit("<", 1)[0]
+    assert "</script" not in inner and "<" not in inner and "&" not in inner
+    assert json.loads(inner) == value
+    assert json.loads(django_s.split(">", 1)[1].rsplit("<", 1)[0]) == value
+    assert ours.startswith('<script id="x" type="application/json">')
