@@ -145,9 +145,15 @@ def _copy_chunks(
     statement, params = copy_statement(queryset, columns, fmt)
     crlf = fmt == "csv"
     with transaction.atomic(using=queryset.db), connections[queryset.db].cursor() as cursor:
-        # One statement for the whole file: its own time limit.
+        # One statement for the whole file: its own time limit. And a plan that reads
+        # rows in order (an index on the order) rather than sorting them all first,
+        # whatever the table's statistics say: the first bytes leave at once.
         timeout = f"{settings.SWITCHYARD_EXPORT_TIMEOUT_S}s"
-        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [timeout])
+        cursor.execute(
+            "SELECT set_config('statement_timeout', %s, true),"
+            " set_config('enable_sort', 'off', true)",
+            [timeout],
+        )
         buffer = bytearray()
         with cursor.cursor.copy(statement, params) as copy:
             for row in copy:
