@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections, transaction
@@ -42,7 +42,6 @@ FORMATS = {
     "csv": ("text/csv; charset=utf-8", "csv"),
     "jsonl": ("application/x-ndjson", "jsonl"),
 }
-_JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_APPEND_NEWLINE
 
 
 @dataclass(frozen=True)
@@ -169,36 +168,36 @@ def _copy_chunks(
             yield bytes(buffer)
 
 
-def _csv_cell(kind: str) -> Callable[[Any], Any] | None:
-    if kind == "time":
-        return lambda v: iso_utc(v) if v is not None else None
-    if kind == "json":
-        return lambda v: orjson.dumps(v).decode() if v is not None else None
-    return None
+def _json(value: Any) -> str:
+    """JSON text as the API writes it: compact, floats as Python writes them."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _encoder(columns: Sequence[Column], fmt: str) -> Callable[[list[tuple[Any, ...]]], bytes]:
     """Rows (tuples in column order) to one chunk of the file."""
     names = [c.name for c in columns]
+    times = [i for i, c in enumerate(columns) if c.kind == "time"]
+    texts = [i for i, c in enumerate(columns) if c.kind == "json"] if fmt == "csv" else []
+
+    def cells(row: tuple[Any, ...]) -> list[Any]:
+        values = list(row)
+        for i in times:
+            values[i] = iso_utc(values[i]) if values[i] is not None else None
+        for i in texts:
+            values[i] = _json(values[i]) if values[i] is not None else None
+        return values
+
     if fmt == "jsonl":
-        dumps = orjson.dumps
 
         def jsonl(rows: list[tuple[Any, ...]]) -> bytes:
-            return b"".join(
-                dumps(dict(zip(names, row, strict=True)), option=_JSON_OPTIONS) for row in rows
-            )
+            lines = (_json(dict(zip(names, cells(row), strict=True))) for row in rows)
+            return "".join(f"{line}\n" for line in lines).encode()
 
         return jsonl
-    cells = [(i, f) for i, c in enumerate(columns) if (f := _csv_cell(c.kind)) is not None]
 
     def to_csv(rows: list[tuple[Any, ...]]) -> bytes:
         out = io.StringIO()
-        writer = csv.writer(out)
-        for row in rows:
-            values = list(row)
-            for i, convert in cells:
-                values[i] = convert(values[i])
-            writer.writerow(values)
+        csv.writer(out).writerows(cells(row) for row in rows)
         return out.getvalue().encode()
 
     return to_csv
@@ -212,7 +211,9 @@ def _orm_chunks(
     with transaction.atomic(using=queryset.db):
         rows = queryset.values_list(*(c.path for c in columns)).iterator(ROWS_PER_CHUNK)
         if fmt == "csv":
-            yield encode([tuple(c.name for c in columns)])
+            out = io.StringIO()
+            csv.writer(out).writerow([c.name for c in columns])
+            yield out.getvalue().encode()
         while batch := list(islice(rows, ROWS_PER_CHUNK)):
             yield encode(batch)
 
