@@ -265,7 +265,7 @@ def test_the_recorder_sees_what_the_policy_blocks(
           document.body.appendChild(x);
         }"""
     )
-    page.wait_for_function("window.__csp.length >= 3", timeout=5_000)
+    page.wait_for_function("() => window.__csp.length >= 3", timeout=5_000)
     assert page.evaluate("window.__ran === undefined")
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") != "rgb(255, 0, 0)"
     directives = sorted(v["directive"] for v in watched.violations(page))
