@@ -193,4 +193,7 @@ def test_one_run_at_a_time(circuit: Circuit, time_machine: Any) -> None:
         with pytest.raises(Exception, match="under way"):
             call_command("traffic_maintenance")
         assert names("circuits_traffic10s") == []
+        # Released here, not by closing the connection: the server ends the other
+        # session (and frees its locks) after the client has gone, not before.
+        other.execute("SELECT pg_advisory_unlock(%s)", [maintenance.LOCK_KEY])
     assert maintenance.traffic_maintenance() is not None
