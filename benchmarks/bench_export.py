@@ -173,11 +173,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument(
-        "--index",
-        action="store_true",
-        help="also measure with an index on (at, id), the fleet-wide order (docs/api.md)",
-    )
     args = parser.parse_args()
     db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
     prepare_database(db_url)
@@ -193,14 +188,6 @@ def main() -> int:
     try:
         assert server.pid is not None
         measure(server, token, args.runs, args.rows, "as migrated")
-        if args.index:
-            from django.db import connection
-
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "CREATE INDEX bench_transition_at_id ON circuits_transition (at, id)"
-                )
-            measure(server, token, args.runs, args.rows, "with an index on (at, id)")
     finally:
         server.stop()
     return 0

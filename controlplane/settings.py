@@ -119,7 +119,86 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SWITCHYARD_SECU
 # Health probes come over plain HTTP from the load balancer.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^health/"]
 SESSION_COOKIE_HTTPONLY = True
+# The security headers of every response (docs/operations.md "Security headers").
 X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# HSTS preload is a decision of the registrable domain's owner (the browsers' list then
+# covers the domain and all its subdomains, and leaving it takes months): off unless
+# asked for, and `check --deploy` is not told to expect it then.
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# Powerful browser features no page of Switchyard uses, refused to every page and frame
+# (the Permissions-Policy header, controlplane.middleware.PermissionsPolicyMiddleware).
+SWITCHYARD_PERMISSIONS_POLICY_DENY = [
+    "accelerometer",
+    "autoplay",
+    "camera",
+    "display-capture",
+    "encrypted-media",
+    "fullscreen",
+    "geolocation",
+    "gyroscope",
+    "hid",
+    "idle-detection",
+    "magnetometer",
+    "microphone",
+    "midi",
+    "payment",
+    "picture-in-picture",
+    "publickey-credentials-get",
+    "screen-wake-lock",
+    "serial",
+    "usb",
+    "xr-spatial-tracking",
+]
+
+# Content-Security-Policy (django-csp): scripts, styles, images and connections (the
+# dashboard's WebSocket included: 'self' covers ws: and wss: to the same host) come from
+# this origin only; no inline script or style, no eval, no plugin, no framing.
+# SWITCHYARD_CSP_REPORT_ONLY sends the same policy as Content-Security-Policy-Report-Only
+# (the browser reports what it would block and blocks nothing); SWITCHYARD_CSP_REPORT_URI
+# is where browsers send their reports. The SWITCHYARD_CSP_*_SOURCES lists add sources
+# (origins, schemes, or quoted keywords and hashes such as 'sha256-...') to one directive,
+# for a proxy in front that injects its own script or style.
+_CSP_SOURCE = re.compile(r"'[A-Za-z0-9+/=_-]+'|[^\s;,']+")
+
+
+def _csp_sources(name: str) -> list[str]:
+    sources = envlist(name, [])
+    for source in sources:
+        if not _CSP_SOURCE.fullmatch(source):
+            raise ImproperlyConfigured(
+                f"{name} items must be CSP sources (an origin, a scheme such as https:, or "
+                f"a quoted keyword or hash), got {source!r}"
+            )
+    return sources
+
+
+SWITCHYARD_CSP_REPORT_ONLY = envbool("SWITCHYARD_CSP_REPORT_ONLY", False)
+SWITCHYARD_CSP_REPORT_URI = envstr("SWITCHYARD_CSP_REPORT_URI", "")
+if SWITCHYARD_CSP_REPORT_URI and not _CSP_SOURCE.fullmatch(SWITCHYARD_CSP_REPORT_URI):
+    raise ImproperlyConfigured(
+        f"SWITCHYARD_CSP_REPORT_URI must be a URL, got {SWITCHYARD_CSP_REPORT_URI!r}"
+    )
+_CSP_DIRECTIVES: dict[str, list[str]] = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", *_csp_sources("SWITCHYARD_CSP_SCRIPT_SOURCES")],
+    "style-src": ["'self'", *_csp_sources("SWITCHYARD_CSP_STYLE_SOURCES")],
+    "img-src": ["'self'", *_csp_sources("SWITCHYARD_CSP_IMG_SOURCES")],
+    "connect-src": ["'self'", *_csp_sources("SWITCHYARD_CSP_CONNECT_SOURCES")],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+if SWITCHYARD_CSP_REPORT_URI:
+    _CSP_DIRECTIVES["report-uri"] = [SWITCHYARD_CSP_REPORT_URI]
+CONTENT_SECURITY_POLICY = None if SWITCHYARD_CSP_REPORT_ONLY else {"DIRECTIVES": _CSP_DIRECTIVES}
+CONTENT_SECURITY_POLICY_REPORT_ONLY = (
+    {"DIRECTIVES": _CSP_DIRECTIVES} if SWITCHYARD_CSP_REPORT_ONLY else None
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -147,6 +226,8 @@ INSTALLED_APPS = [
 # Every middleware here is async-capable, so long polls never pin a thread.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "controlplane.middleware.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     "controlplane.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -552,6 +633,9 @@ SWITCHYARD_SYNC_MAX_REPORTS = envint("SWITCHYARD_SYNC_MAX_REPORTS", 64, minimum=
 # History exports (GET /api/v1/transitions/export/, /api/v1/audit/export/) cover a
 # window of at most this many days, given by since and until (docs/api.md).
 SWITCHYARD_EXPORT_MAX_DAYS = envint("SWITCHYARD_EXPORT_MAX_DAYS", 400, minimum=1, maximum=3660)
+# On PostgreSQL an export is one COPY statement, read as the client takes the file: it
+# is cancelled after this many seconds (instead of DATABASE_STATEMENT_TIMEOUT_MS).
+SWITCHYARD_EXPORT_TIMEOUT_S = envint("SWITCHYARD_EXPORT_TIMEOUT_S", 3600, minimum=1, maximum=86_400)
 # Hostile input (docs/api.md "Limits"). Arrays and objects nested deeper than this in any
 # JSON body (agent sync, operator API) are a 400 before the body is parsed.
 SWITCHYARD_JSON_MAX_DEPTH = envint("SWITCHYARD_JSON_MAX_DEPTH", 32, minimum=8, maximum=512)

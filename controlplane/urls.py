@@ -1,8 +1,10 @@
 """URL routes of the control plane."""
 
+from csp.decorators import csp_update
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from controlplane.alerts.metrics import metrics_view
 from controlplane.circuits import views as circuit_views
@@ -23,7 +25,16 @@ urlpatterns = [
     path("api/v1/", include("controlplane.circuits.api.urls")),
     path("api/v1/", include("controlplane.alerts.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Swagger UI with its script served apart (/api/docs/?script), as the
+    # Content-Security-Policy allows no inline script; its stylesheet draws its icons
+    # from data: URLs, allowed on this page alone.
+    path(
+        "api/docs/",
+        csp_update({"img-src": ["data:"]}, REPORT_ONLY=settings.SWITCHYARD_CSP_REPORT_ONLY)(
+            SpectacularSwaggerSplitView.as_view(url_name="api-schema")
+        ),
+        name="api-docs",
+    ),
     # The browser dashboard (overview at "/").
     path("", include("dashboard.urls")),
 ]

@@ -16,7 +16,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from controlplane.circuits.models import Circuit, Service
+from controlplane.circuits.models import AuditEvent, Circuit, Service, Transition
 from tests.circuits import history
 from tests.streaming import body
 
@@ -315,6 +315,100 @@ def test_audit_export_matches_the_paginated_listing_row_for_row(
         flat = [{k: cell(k, v) for k, v in row.items()} for row in listed]
         assert exported == flat
         assert any("\n" in row["reason"] for row in exported)  # quoted, not split
+
+
+# Strings a file format can trip on: quotes, backslashes, separators, line breaks,
+# control characters (the JSON Lines COPY's quote and delimiter among them), non-ASCII.
+HARD = [
+    "",
+    'say "hi", then \\leave\\',
+    "two\nlines\r\nand a\ttab",
+    "\x01\x02\x1f \x7f",
+    "caf\u00e9 \u2603 \U0001f680 \u2028",
+    ",",
+    '"',
+    " spaced ",
+    "\\.",
+]
+
+
+def _lines(text: str) -> list[str]:
+    """JSON Lines split on their terminators only (a row's strings may hold U+2028)."""
+    assert text.endswith("\n") or not text
+    return text.split("\n")[:-1]
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    """``rows`` as Python's csv writer writes them: null empty, JSON fields compact."""
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, (dict, list)):
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return value
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(list(rows[0]))
+    writer.writerows([[cell(v) for v in row.values()] for row in rows])
+    return out.getvalue()
+
+
+def test_audit_export_writes_hard_strings_and_json_as_the_api_does(
+    payments: Circuit, viewer_api: APIClient
+) -> None:
+    nested = {
+        "text": HARD,
+        'quote"key': {"n": 1, "rate": 0.25, "whole": 2.0, "none": None, "yes": True},
+        "list": [1, -2, 3.5, [], {}, "a, b: c"],
+    }
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            actor_name=text or "x",
+            action="override.force",
+            service=payments.service if i % 2 else None,
+            target_type="circuit",
+            target_id=text[:64],
+            target_repr=text,
+            reason=text,
+            before={"v": text, **nested} if i % 3 else None,
+            after=[text, i] if i % 2 else {"": text},
+            at=T0 + timedelta(seconds=i),
+        )
+        for i, text in enumerate(HARD)
+    )
+    listed = _walk_params(viewer_api, "/api/v1/audit/", {**WINDOW, "page_size": 4})
+    assert len(listed) == len(HARD)
+    jsonl = body(_export(viewer_api, "/api/v1/audit/export/", format="jsonl")).decode()
+    # Each line is the listing's row written compactly, byte for byte.
+    assert _lines(jsonl) == [
+        json.dumps(row, separators=(",", ":"), ensure_ascii=False) for row in listed
+    ]
+    exported = body(_export(viewer_api, "/api/v1/audit/export/", format="csv")).decode()
+    assert exported == _csv_text(listed)
+    assert list(csv.DictReader(io.StringIO(exported)))[-1]["reason"] == ""
+
+
+def test_transition_export_writes_hard_strings_and_rates_as_the_api_does(
+    viewer_api: APIClient, db: None
+) -> None:
+    rates = [0.0, 1.0, 1 / 7, 1e-05, 0.1, None, 2 / 3, 0.00012345, 0.5]
+    for i, text in enumerate(HARD):
+        target = history.circuit(f"svc-{i}", f"c{i}")
+        history.transitions(target, [T0 + timedelta(seconds=i)], instance_id=text or "x")
+        Transition.objects.filter(circuit=target).update(
+            reason=text, failure_rate=rates[i % len(rates)]
+        )
+    listed = _walk_params(viewer_api, "/api/v1/transitions/", {**WINDOW, "page_size": 4})
+    assert len(listed) == len(HARD)
+    assert {r["failure_rate"] for r in listed} == set(rates)
+    jsonl = body(_export(viewer_api, "/api/v1/transitions/export/", format="jsonl")).decode()
+    assert _lines(jsonl) == [
+        json.dumps(row, separators=(",", ":"), ensure_ascii=False) for row in listed
+    ]
+    assert '"failure_rate":0.0,' in jsonl and '"failure_rate":1.0,' in jsonl
+    exported = body(_export(viewer_api, "/api/v1/transitions/export/", format="csv")).decode()
+    assert exported == _csv_text(listed)
+    assert ",0.0," in exported and ",1e-05," in exported
 
 
 def _walk_params(api: APIClient, url: str, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -76,7 +76,7 @@ def test_time_filters_take_any_rfc3339_offset_and_refuse_times_beyond_the_calend
     for since, found in (("2026-01-01T00:00:00-16:49", 0), ("2025-12-31T19:00:00-16:49", 1)):
         response = viewer_api.get("/api/v1/audit/", {"since": since})
         assert response.status_code == 200, response.content
-        assert response.json()["count"] == found, since
+        assert len(response.json()["results"]) == found, since
     for name in ("since", "until"):
         for url in ("/api/v1/audit/", "/api/v1/circuits/1/transitions/"):
             response = viewer_api.get(url, {name: "0001-01-01T00:00:00+05:00"})

@@ -1,6 +1,7 @@
 """An export streams from a real uvicorn server in constant memory: the first bytes
-arrive while the query's cursor is still open, and the server's resident memory stays
-flat over 200,000 rows."""
+arrive while PostgreSQL is still writing the file (its COPY running, a small part of the
+rows read), the server's resident memory stays flat over 200,000 rows, and the COPY
+ends with the response, or is stopped when the client goes away mid-file."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.db import connection
 
 from controlplane.circuits.auth import create_api_token
 from tests.circuits import history
-from tests.e2e.conftest import ControlPlaneProcess
+from tests.e2e.conftest import ControlPlaneProcess, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -51,15 +52,34 @@ def _load(rows: int) -> None:
         )
 
 
-def _open_cursors() -> list[tuple[str, str]]:
-    """(state, query) of the server's connections reading an export's cursor."""
+def _copies() -> list[tuple[int, str, int]]:
+    """(pid, state, rows read so far) of the server's connections running an export's
+    COPY."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT state, query FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND query LIKE %s",
-            ["%_django_curs_%"],
+            "SELECT a.pid, a.state, p.tuples_processed FROM pg_stat_progress_copy p"
+            " JOIN pg_stat_activity a USING (pid) WHERE p.datname = current_database()"
+            " AND p.command = 'COPY TO' AND a.query LIKE %s",
+            ["COPY (%"],
         )
         return list(cursor.fetchall())
+
+
+def _backend(pid: int) -> tuple[str, str]:
+    """(state, last query) of one server connection."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT state, query FROM pg_stat_activity WHERE pid = %s", [pid])
+        row = cursor.fetchone()
+        assert row is not None
+        return row[0], row[1]
+
+
+def _export_params(fmt: str) -> dict[str, Any]:
+    return {
+        "format": fmt,
+        "since": (T0 - timedelta(days=1)).isoformat(),
+        "until": (T0 + timedelta(days=1)).isoformat(),
+    }
 
 
 def test_an_export_streams_in_constant_memory_before_the_query_is_read(
@@ -69,11 +89,7 @@ def test_an_export_streams_in_constant_memory_before_the_query_is_read(
     token = create_api_token(viewer)[1]
     pid = own_control_plane.pid
     assert pid is not None
-    params: dict[str, Any] = {
-        "format": "csv",
-        "since": (T0 - timedelta(days=1)).isoformat(),
-        "until": (T0 + timedelta(days=1)).isoformat(),
-    }
+    params = _export_params("csv")
     headers = {"Authorization": f"Bearer {token}"}
     url = f"{own_control_plane.url}/api/v1/transitions/export/"
     with httpx.Client(headers=headers, timeout=60) as client:
@@ -91,11 +107,12 @@ def test_an_export_streams_in_constant_memory_before_the_query_is_read(
             first = next(chunks)
             first_at = time.monotonic() - started
             lines += first.count(b"\n")
-            # The client has not read on: the server is blocked mid-query, its cursor
-            # open inside the export's transaction.
-            open_cursors = _open_cursors()
-            assert open_cursors, "the query was read whole before the first bytes"
-            assert all(q.startswith(("FETCH", "DECLARE")) for _, q in open_cursors)
+            # The client has not read on: PostgreSQL is blocked mid-COPY, a small part
+            # of the rows read (what the buffers on the way hold).
+            copies = _copies()
+            assert len(copies) == 1, "the file was written whole before the first bytes"
+            backend, state, read = copies[0]
+            assert state == "active" and read < ROWS / 2, copies
             for chunk in chunks:
                 lines += chunk.count(b"\n")
                 peak = max(peak, _rss_kb(pid))
@@ -108,5 +125,29 @@ def test_an_export_streams_in_constant_memory_before_the_query_is_read(
     )
     assert growth < MAX_GROWTH_KB, f"the server grew {growth} kB while streaming"
     assert first_at < total / 4
-    # The export's transaction ended with the response.
-    assert not _open_cursors()
+    # The COPY and its transaction ended with the response.
+    assert wait_for(lambda: not _copies() and _backend(backend)[0] == "idle")
+    assert _backend(backend)[1] == "COMMIT"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_client_that_goes_away_mid_file_stops_the_copy(
+    fmt: str, own_control_plane: ControlPlaneProcess, viewer: User
+) -> None:
+    _load(ROWS)
+    token = create_api_token(viewer)[1]
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{own_control_plane.url}/api/v1/transitions/export/"
+    client = httpx.Client(headers=headers, timeout=60)
+    with client, client.stream("GET", url, params=_export_params(fmt)) as answer:
+        assert answer.status_code == 200
+        chunks = answer.iter_bytes()  # (dropping the iterator closes the stream)
+        next(chunks)
+        assert wait_for(lambda: len(_copies()) == 1)
+        backend, state, read = _copies()[0]
+        assert state == "active" and read < ROWS / 2
+        # Leaving the block closes the connection with the rest of the file unread.
+    # The COPY stops (cancelled, the rest of the file never written) and its
+    # transaction is rolled back: the connection is back in the pool, idle.
+    assert wait_for(lambda: not _copies() and _backend(backend)[0] == "idle", timeout=10)
+    assert _backend(backend)[1] == "ROLLBACK"

@@ -224,7 +224,7 @@ def test_the_incident_is_drawn_in_order_with_links_and_listed_below(
     page.wait_for_selector("#incident-timeline[data-drawn]")
     page.set_viewport_size({"width": 600, "height": 900})
     page.wait_for_function(
-        "document.querySelector('.incident-svg').getBoundingClientRect().width < 600"
+        "() => document.querySelector('.incident-svg').getBoundingClientRect().width < 600"
     )
     context.close()
 

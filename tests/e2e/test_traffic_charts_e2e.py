@@ -141,7 +141,7 @@ def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
     page.evaluate("window.__sameDocument = true")
     clicked = time.time()
     page.click('button[data-range="7d"]')
-    page.wait_for_function("window.switchyardTraffic.range === '7d'")
+    page.wait_for_function("() => window.switchyardTraffic.range === '7d'")
     page.wait_for_selector('[data-chart="calls"][data-steps]:not([data-steps="0"])')
     assert urlparse(page.url).query == "range=7d"
     assert page.get_attribute('button[data-range="7d"]', "aria-pressed") == "true"
@@ -166,7 +166,7 @@ def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
 
     # The link of that view opens it again.
     page.reload()
-    page.wait_for_function("window.switchyardTraffic && window.switchyardTraffic.range === '7d'")
+    page.wait_for_function("() => window.switchyardTraffic?.range === '7d'")
     assert page.get_attribute('button[data-range="7d"]', "aria-pressed") == "true"
 
     # Back to 15 min; a new report arrives and is appended without a reload.
@@ -183,7 +183,7 @@ def test_traffic_charts_draw_the_posted_traffic_switch_ranges_and_append_live(
     assert page.evaluate("window.__sameDocument") is True
     assert f"{LIVE_CALLS / 10:.1f} calls/s" in page.inner_text(".traffic-summary")
     # The socket's "traffic" message named this circuit.
-    page.wait_for_function(f"window.switchyardTraffic.liveMessages > {shown['liveMessages']}")
+    page.wait_for_function(f"() => window.switchyardTraffic.liveMessages > {shown['liveMessages']}")
     after = page.evaluate("window.switchyardTraffic")
     assert after["appends"] > shown["appends"], after
     # Only the new steps were asked for: from the last ones shown on (30 s back).

@@ -31,7 +31,7 @@ TRANSITION_COLUMNS = [
     export.Column("to", "to_state"),
     export.Column("at", "at", "time"),
     export.Column("reason", "reason"),
-    export.Column("failure_rate", "failure_rate"),
+    export.Column("failure_rate", "failure_rate", "float"),
     export.Column("calls", "calls"),
     export.Column("failures", "failures"),
     export.Column("config_version", "config_version"),
