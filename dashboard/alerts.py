@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
 from controlplane.alerts.api.views import silenced_now
 from controlplane.alerts.choices import MAX_SILENCE, OPEN_STATUSES, AlertStatus, Severity
 from controlplane.alerts.models import Alert, Silence
+from controlplane.circuits.access import Scope, team_q
 from controlplane.core.audit import MAX_REASON_LENGTH
 
 STATUSES = ("open", *AlertStatus.values)
@@ -34,6 +35,8 @@ class AlertFilters:
     silenced: str = ""
     service: str = ""
     severity: str = ""
+    # The teams whose alerts the viewer may see (None: all); set by the view, not the URL.
+    teams: Scope = None
 
     @classmethod
     def from_query(cls, query: QueryDict) -> AlertFilters:
@@ -63,7 +66,7 @@ def alerts_queryset() -> QuerySet[Alert]:
 
 def filtered_alerts(f: AlertFilters) -> QuerySet[Alert]:
     """The alerts the filters select."""
-    qs = alerts_queryset()
+    qs = alerts_queryset().filter(team_q(f.teams, "circuit__service__team"))
     if f.status == "open":
         qs = qs.filter(status__in=OPEN_STATUSES)
     elif f.status:
@@ -80,15 +83,24 @@ def filtered_alerts(f: AlertFilters) -> QuerySet[Alert]:
     return qs
 
 
-def firing_count() -> int:
-    """Alerts firing now (the navigation badge)."""
-    return Alert.objects.filter(status=AlertStatus.FIRING).count()
+def firing_count(teams: Scope = None) -> int:
+    """Alerts of ``teams`` firing now (the navigation badge)."""
+    qs = Alert.objects.filter(status=AlertStatus.FIRING)
+    return qs.filter(team_q(teams, "circuit__service__team")).count()
 
 
-def active_silences() -> QuerySet[Silence]:
-    """Silences in force or scheduled, soonest to expire first."""
+def silence_q(teams: Scope) -> Q:
+    """Silences of ``teams``: of their circuits, or of their services (None: all)."""
+    if teams is None:
+        return Q()
+    return Q(circuit__service__team__in=teams) | Q(circuit__isnull=True, service__team__in=teams)
+
+
+def active_silences(teams: Scope = None) -> QuerySet[Silence]:
+    """Silences of ``teams`` in force or scheduled, soonest to expire first."""
     return (
         Silence.objects.filter(expires_at__gt=timezone.now())
+        .filter(silence_q(teams))
         .select_related("service", "circuit__service", "rule", "created_by")
         .order_by("expires_at", "id")
     )
@@ -130,8 +142,9 @@ def target_label(alert: Alert, match: str) -> str:
     return f"circuit {alert.circuit.service.name}/{alert.circuit.name}"
 
 
-def alert_rows_by_id(ids: list[int]) -> dict[str, Any]:
-    """The live message body: these alerts as rows, and the firing count (two queries)."""
+def alert_rows_by_id(ids: list[int], teams: Scope = None) -> dict[str, Any]:
+    """The live message body: these alerts of ``teams`` as rows, and their firing count
+    (two queries)."""
     rows = [
         {
             "id": a.pk,
@@ -150,6 +163,8 @@ def alert_rows_by_id(ids: list[int]) -> dict[str, Any]:
                 else ("system" if a.acknowledged_at else None)
             ),
         }
-        for a in alerts_queryset().filter(pk__in=ids)
+        for a in alerts_queryset()
+        .filter(pk__in=ids)
+        .filter(team_q(teams, "circuit__service__team"))
     ]
-    return {"alerts": rows, "firing": firing_count()}
+    return {"alerts": rows, "firing": firing_count(teams)}

@@ -11,6 +11,12 @@ marked in an interval are read once and sent as one "alerts" message with the co
 firing alerts (the navigation badge). A socket opened with ``?traffic=<ids>`` (a page
 with traffic charts) is also told, coalesced the same way, when the traffic of those
 circuits grew ("traffic").
+
+Each socket forwards only what its user may see: the teams whose services the user may
+view (controlplane/circuits/access.py) are read once at connect, and every message is
+cut to them (a tile, alert or traffic notice of another team's circuit is never sent).
+A change of the user's memberships applies from the next connection (pages reconnect
+on reload and after any drop).
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from controlplane.alerts.events import ALERTS_GROUP
+from controlplane.circuits import access
 from controlplane.circuits.events import FLEET_GROUP
+from controlplane.circuits.models import Circuit
 from dashboard.alerts import alert_rows_by_id
 from dashboard.params import ParamError, parse_ids
 from dashboard.tiles import tiles_by_id
@@ -51,11 +59,14 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=REFUSED)
             return
-        if not await database_sync_to_async(user.has_perm)("circuits.view_circuit"):
+        self.teams, self.alert_teams, self.traffic_of = await database_sync_to_async(_visible)(
+            user, self.traffic_of
+        )
+        if self.teams is not None and not self.teams:
             await self.close(code=REFUSED)
             return
         groups = [FLEET_GROUP]
-        if await database_sync_to_async(user.has_perm)("alerts.view_alert"):
+        if self.alert_teams is None or self.alert_teams:
             groups.append(ALERTS_GROUP)
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
@@ -116,13 +127,28 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
             # The circuits whose series have new points: a page showing one fetches them.
             await self.send_json({"type": "traffic", "circuits": traffic})
         if ids:
-            tiles = await database_sync_to_async(tiles_by_id)(ids)
+            tiles = await database_sync_to_async(tiles_by_id)(ids, teams=self.teams)
             fleet_counts = {k: n for k, n in counts.items() if k.startswith("fleet.")}
-            await self.send_json({"type": "tiles", "tiles": tiles, "events": fleet_counts})
+            if tiles:
+                await self.send_json({"type": "tiles", "tiles": tiles, "events": fleet_counts})
         if alert_ids:
-            body = await database_sync_to_async(alert_rows_by_id)(alert_ids)
+            body = await database_sync_to_async(alert_rows_by_id)(alert_ids, self.alert_teams)
             n = counts.get("alerts.changed", 0)
-            await self.send_json({"type": "alerts", **body, "events": {"alerts.changed": n}})
+            if body["alerts"]:
+                await self.send_json({"type": "alerts", **body, "events": {"alerts.changed": n}})
+
+
+def _visible(
+    user: Any, traffic_of: frozenset[int]
+) -> tuple[access.Scope, access.Scope, frozenset[int]]:
+    """The teams whose circuits and alerts ``user`` may see (None: all), and the asked
+    traffic circuits cut to the visible ones."""
+    teams = access.scope(user, "circuits.view_circuit")
+    alert_teams = access.scope(user, "alerts.view_alert")
+    if teams is not None and traffic_of:
+        visible = Circuit.objects.filter(pk__in=traffic_of, service__team__in=teams)
+        traffic_of = frozenset(visible.values_list("pk", flat=True))
+    return teams, alert_teams, traffic_of
 
 
 def _traffic_circuits(query_string: bytes) -> frozenset[int]:

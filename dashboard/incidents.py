@@ -23,6 +23,7 @@ from django.http import QueryDict
 from django.urls import reverse
 
 from controlplane.alerts.models import WINDOW_MARGIN, Alert
+from controlplane.circuits.access import Scope, team_q
 from controlplane.circuits.choices import AuditAction
 from controlplane.circuits.models import AuditEvent, Circuit, Instance, Transition
 from dashboard import formats
@@ -87,6 +88,9 @@ class IncidentFilters:
     circuit: int | None = None
     states: tuple[str, ...] = ()
     instance: str = ""
+    # The teams whose services the viewer may see (None: every service); not a filter
+    # of the URL, set by the view from the user's roles.
+    teams: Scope = None
 
     @classmethod
     def from_query(cls, query: QueryDict) -> IncidentFilters:
@@ -219,6 +223,7 @@ def _before(cursor: Cursor | None, kind: str, at: str = "at") -> Q:
 def transitions(w: IncidentWindow, f: IncidentFilters) -> QuerySet[Transition]:
     """Transitions in the window [start, end) the filters select."""
     qs = Transition.objects.filter(at__gte=w.start, at__lt=w.end)
+    qs = qs.filter(team_q(f.teams, "circuit__service__team"))
     if f.service:
         qs = qs.filter(circuit__service__name=f.service)
     if f.circuit is not None:
@@ -234,7 +239,7 @@ def actions(w: IncidentWindow, f: IncidentFilters) -> QuerySet[AuditEvent]:
     """Forces, releases, expiries and config versions of circuits in the window."""
     qs = AuditEvent.objects.filter(
         at__gte=w.start, at__lt=w.end, action__in=list(ACTIONS), target_type="circuit"
-    )
+    ).filter(team_q(f.teams, "service__team"))
     if f.service:
         qs = qs.filter(service__name=f.service)
     if f.circuit is not None:
@@ -244,6 +249,7 @@ def actions(w: IncidentWindow, f: IncidentFilters) -> QuerySet[AuditEvent]:
 
 def _alerts(f: IncidentFilters) -> QuerySet[Alert]:
     qs = Alert.objects.filter(fired_at__isnull=False)
+    qs = qs.filter(team_q(f.teams, "circuit__service__team"))
     if f.service:
         qs = qs.filter(circuit__service__name=f.service)
     if f.circuit is not None:

@@ -27,6 +27,7 @@ from django.db.models import Case, CharField, IntegerField, Q, Value, When
 from django.db.models.functions import Concat
 from django.urls import reverse
 
+from controlplane.circuits.access import Scope, team_q
 from controlplane.circuits.choices import NAME_MAX_LENGTH
 from controlplane.circuits.fleet import with_fleet_state
 from controlplane.circuits.models import Circuit, Service
@@ -88,10 +89,10 @@ def parse_limit(raw: str | None, default: int = DEFAULT_LIMIT) -> int:
     return int(raw)
 
 
-def _circuit_matches(q: str, limit: int) -> list[tuple[int, int, str, str]]:
-    """The first ``limit`` circuits that match ``q``: (id, score, service, name)."""
+def _circuit_matches(q: str, limit: int, teams: Scope) -> list[tuple[int, int, str, str]]:
+    """The first ``limit`` circuits of ``teams`` that match ``q``: (id, score, service, name)."""
     path = Concat("service__name", Value("/"), "name", output_field=CharField())
-    qs = Circuit.objects.annotate(path=path)
+    qs = Circuit.objects.filter(team_q(teams, "service__team")).annotate(path=path)
     # Without a "/" the path matches exactly where the name or the service does; with
     # one, a match may span the separator ("checkout/pay") and counts as the name's.
     slash = "/" in q
@@ -118,8 +119,8 @@ def _circuit_matches(q: str, limit: int) -> list[tuple[int, int, str, str]]:
     return [(int(pk), int(sc), str(svc), str(name)) for pk, sc, svc, name in rows[:limit]]
 
 
-def _service_matches(q: str, limit: int) -> list[tuple[int, str]]:
-    """The first ``limit`` services that match ``q``: (score, name)."""
+def _service_matches(q: str, limit: int, teams: Scope) -> list[tuple[int, str]]:
+    """The first ``limit`` services of ``teams`` that match ``q``: (score, name)."""
     score = Case(
         When(name__iexact=q, then=Value(EXACT)),
         When(name__istartswith=q, then=Value(PREFIX)),
@@ -127,7 +128,7 @@ def _service_matches(q: str, limit: int) -> list[tuple[int, str]]:
         output_field=IntegerField(),
     )
     rows = (
-        Service.objects.filter(name__icontains=q)
+        Service.objects.filter(team_q(teams, "team"), name__icontains=q)
         .annotate(score=score)
         .order_by("score", "name")
         .values_list("score", "name")
@@ -141,13 +142,14 @@ def service_url(name: str) -> str:
 
 
 def search(
-    q: str, limit: int = DEFAULT_LIMIT, now: datetime | None = None
+    q: str, limit: int = DEFAULT_LIMIT, now: datetime | None = None, teams: Scope = None
 ) -> tuple[list[Result], bool]:
-    """The first ``limit`` results for ``q`` (already parsed), and whether there are more."""
+    """The first ``limit`` results for ``q`` (already parsed) among the services of
+    ``teams`` (None: all), and whether there are more."""
     if not q or not _NAME_CHARS.fullmatch(q):
         return [], False
-    circuits = _circuit_matches(q, limit + 1)
-    services = _service_matches(q, limit + 1)
+    circuits = _circuit_matches(q, limit + 1, teams)
+    services = _service_matches(q, limit + 1, teams)
     ranked: list[tuple[int, int, int]] = [(score, 0, i) for i, (score, _) in enumerate(services)]
     ranked += [(score, 1, i) for i, (_, score, _, _) in enumerate(circuits)]
     ranked.sort()  # stable within a kind: each list keeps the database's order

@@ -36,6 +36,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from breakers.wire import format_timestamp
+from controlplane.circuits.access import Scope, team_q
 from controlplane.circuits.choices import SEVERITY_ORDER, FleetState
 from controlplane.circuits.fleet import live_snapshots, summary, with_fleet_state, with_rates
 from controlplane.circuits.models import Circuit, Transition
@@ -112,7 +113,7 @@ def annotated(qs: QuerySet[Circuit], now: datetime) -> QuerySet[Circuit]:
     }
     return (
         with_rates(with_fleet_state(qs, now), now)
-        .select_related("service")
+        .select_related("service__team")
         .annotate(
             # The mean of the live breakers' own window failure rates (what the breakers
             # trip on), not failures over calls since the last sync.
@@ -133,10 +134,11 @@ def annotated(qs: QuerySet[Circuit], now: datetime) -> QuerySet[Circuit]:
     )
 
 
-def filtered(filters: Filters, now: datetime) -> QuerySet[Circuit]:
-    """The overview's circuits, filtered and sorted as the query string asks."""
+def filtered(filters: Filters, now: datetime, teams: Scope = None) -> QuerySet[Circuit]:
+    """The overview's circuits of ``teams`` (None: all), filtered and sorted as the
+    query string asks."""
     # Any: the filters below name annotations that the type stubs cannot see.
-    qs: Any = Circuit.objects.all()
+    qs: Any = Circuit.objects.filter(team_q(teams, "service__team"))
     if filters.service:
         qs = qs.filter(service__name=filters.service)
     if filters.name:
@@ -249,6 +251,7 @@ def tile(
         "url": (url or _circuit_url())(circuit.pk),
         "key": f"{circuit.service.name}/{circuit.name}",
         "service": circuit.service.name,
+        "team": circuit.service.team.name if circuit.service.team else "",
         "name": circuit.name,
         "state": state,
         "label": label,
@@ -281,17 +284,24 @@ def tiles_for(circuits: list[Circuit], now: datetime) -> list[dict[str, Any]]:
     return [tile(c, now, spark.get(c.pk), url) for c in circuits]
 
 
-def overview_page(filters: Filters, now: datetime | None = None) -> tuple[Page, list[dict]]:
-    """One page of tiles for ``filters`` (count, page, overrides, sparklines: 4 queries)."""
+def overview_page(
+    filters: Filters, now: datetime | None = None, teams: Scope = None
+) -> tuple[Page, list[dict]]:
+    """One page of tiles for ``filters`` and ``teams`` (count, page, overrides,
+    sparklines: 4 queries)."""
     now = now or timezone.now()
     with without_jit():
-        paginator = Paginator(filtered(filters, now), PAGE_SIZE)
+        paginator = Paginator(filtered(filters, now, teams), PAGE_SIZE)
         page = paginator.get_page(filters.page)
         return page, tiles_for(list(page.object_list), now)
 
 
-def tiles_by_id(ids: list[int], now: datetime | None = None) -> list[dict[str, Any]]:
-    """Fresh tiles of these circuits (what the socket pushes after events)."""
+def tiles_by_id(
+    ids: list[int], now: datetime | None = None, teams: Scope = None
+) -> list[dict[str, Any]]:
+    """Fresh tiles of these circuits, those of ``teams`` only (what the socket pushes
+    after events)."""
     now = now or timezone.now()
+    circuits = Circuit.objects.filter(pk__in=ids).filter(team_q(teams, "service__team"))
     with without_jit():
-        return tiles_for(list(annotated(Circuit.objects.filter(pk__in=ids), now)), now)
+        return tiles_for(list(annotated(circuits, now)), now)

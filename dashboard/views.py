@@ -4,10 +4,13 @@ through controlplane.circuits.operations, the same functions the API calls."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
+from functools import wraps
 from typing import Any
 
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Max, Q
@@ -22,10 +25,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from breakers.config import CircuitBreakerConfig, config_errors
 from controlplane.alerts.api.serializers import SilenceSerializer
+from controlplane.alerts.api.views import silence_team
 from controlplane.alerts.choices import OPEN_STATUSES, AlertAuditAction, Severity
 from controlplane.alerts.models import Alert, Silence
 from controlplane.alerts.operations import NotOpenError, acknowledge, audit_write, end_silence
-from controlplane.circuits import whatif
+from controlplane.circuits import access, whatif
 from controlplane.circuits.api.filtersets import AuditEventFilterSet
 from controlplane.circuits.choices import CircuitState, FleetState
 from controlplane.circuits.fleet import live_cutoff, live_window, rate, state_counts
@@ -69,9 +73,48 @@ END_SILENCE = "alerts.delete_silence"  # the API's DELETE ends a silence too
 GONE_AFTER_WINDOWS = 12
 
 
-def viewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Login (else the login page) and the view permission (else 403)."""
-    return login_required(permission_required(VIEW, raise_exception=True)(view))
+def perm_required(
+    perm: str,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Login (else the login page) and ``perm`` globally or in some team (else 403);
+    the view then checks the team of the object it touches (controlplane/circuits/access.py)."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not access.may_somewhere(request.user, perm):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return login_required(checked)
+
+    return decorate
+
+
+viewer_required = perm_required(VIEW)
+
+
+def teams(request: HttpRequest, perm: str = VIEW) -> access.Scope:
+    """The teams whose services the user may ``perm`` (None: every service)."""
+    return access.scope(request.user, perm)
+
+
+def require(request: HttpRequest, perm: str, team_id: int | None) -> None:
+    """403 unless the user has ``perm`` on the services of ``team_id``."""
+    if not access.may(request.user, perm, team_id):
+        raise PermissionDenied
+
+
+def _visible_circuits(request: HttpRequest) -> Any:
+    return Circuit.objects.filter(access.team_q(teams(request), "service__team"))
+
+
+def _service_names(request: HttpRequest, perm: str = VIEW) -> Any:
+    return (
+        Service.objects.filter(access.team_q(teams(request, perm), "team"))
+        .order_by("name")
+        .values_list("name", flat=True)
+    )
 
 
 @require_GET
@@ -84,14 +127,16 @@ def overview(request: HttpRequest) -> HttpResponse:
             ids = parse_ids(request.GET["ids"], "ids")
         except ParamError as exc:
             return error_response(400, {exc.field: exc.reason})
-        return JsonResponse({"tiles": tiles_by_id(ids)})
+        return JsonResponse({"tiles": tiles_by_id(ids, teams=teams(request))})
     filters = Filters.from_query(request.GET)
-    page, tiles = overview_page(filters)
+    page, tiles = overview_page(filters, teams=teams(request))
     if request.GET.get("format") == "json":
         return JsonResponse({"tiles": tiles, "count": page.paginator.count})
     groups: dict[str, list[dict[str, Any]]] = {}
+    team_of: dict[str, str] = {}
     for t in tiles:
         groups.setdefault(t["service"], []).append(t)
+        team_of[t["service"]] = t["team"]
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -100,10 +145,11 @@ def overview(request: HttpRequest) -> HttpResponse:
         {
             "filters": filters,
             "groups": groups,
+            "team_of": team_of,
             "page": page,
             "sorts": SORTS,
             "states": FleetState.choices,
-            "services": Service.objects.values_list("name", flat=True),
+            "services": _service_names(request),
             "query": query.urlencode(),
             "nav": "overview",
         },
@@ -112,7 +158,9 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
     now = timezone.now()
-    circuit = get_object_or_404(annotated(Circuit.objects.filter(pk=circuit_id), now))
+    circuit = get_object_or_404(annotated(_visible_circuits(request).filter(pk=circuit_id), now))
+    team_id = circuit.service.team_id
+    user = request.user
     (tile,) = tiles_for([circuit], now)
     current = circuit.current_config
     snapshots = list(
@@ -155,15 +203,15 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         .select_related("created_by")
         .order_by("-version")[:50],
         "audit": AuditEvent.objects.filter(target_type="circuit", target_id=str(circuit.pk))[:50],
-        "can_override": request.user.has_perm(OVERRIDE),
-        "can_edit": request.user.has_perm(EDIT_CONFIG),
+        "can_override": access.may(user, OVERRIDE, team_id),
+        "can_edit": access.may(user, EDIT_CONFIG, team_id),
         "override_form": OverrideForm(),
         "reason_max_length": MAX_REASON_LENGTH,
         "open_alerts": alert_reads.alerts_queryset().filter(
             circuit=circuit, status__in=OPEN_STATUSES
         )[:50],
-        "can_ack": request.user.has_perm(ACKNOWLEDGE),
-        "can_silence": request.user.has_perm(ADD_SILENCE),
+        "can_ack": access.may(user, ACKNOWLEDGE, team_id),
+        "can_silence": access.may(user, ADD_SILENCE, team_id),
         "nav": "overview",
     }
 
@@ -176,11 +224,11 @@ def circuit_detail(request: HttpRequest, circuit_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
-@permission_required(OVERRIDE, raise_exception=True)
+@perm_required(OVERRIDE)
 def circuit_override(request: HttpRequest, circuit_id: int) -> HttpResponse:
     """Force or release, after a confirmation page that repeats what will happen."""
-    circuit = get_object_or_404(Circuit.objects.select_related("service"), pk=circuit_id)
+    circuit = get_object_or_404(_visible_circuits(request).select_related("service"), pk=circuit_id)
+    require(request, OVERRIDE, circuit.service.team_id)
     form = OverrideForm(request.POST)
     if form.is_valid() and not form.cleaned_data["confirm"]:
         return render(
@@ -267,14 +315,16 @@ def _estimate_text(estimate: whatif.Estimate) -> dict[str, str]:
 
 
 @require_POST
-@login_required
-@permission_required(EDIT_CONFIG, raise_exception=True)
+@perm_required(EDIT_CONFIG)
 def circuit_config(request: HttpRequest, circuit_id: int) -> HttpResponse:
     """A new config version, in two steps: the first POST checks the values (errors
     beside their fields) and answers a confirmation page with the diff and an estimate;
     only a POST with ``confirm`` creates the version. ``back`` returns to the form with
     the typed values. A stale edit answers 409 at either step."""
-    circuit = get_object_or_404(Circuit.objects.select_related("current_config"), pk=circuit_id)
+    circuit = get_object_or_404(
+        _visible_circuits(request).select_related("current_config", "service"), pk=circuit_id
+    )
+    require(request, EDIT_CONFIG, circuit.service.team_id)
     values, errors = parse_config(request.POST)
     reason = str(request.POST.get("reason", ""))
     try:
@@ -354,14 +404,14 @@ def search(request: HttpRequest) -> HttpResponse:
 def _search_json(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return error_response(401, {"authorization": "log in to search"})
-    if not request.user.has_perm(VIEW):
+    if not access.may_somewhere(request.user, VIEW):
         return error_response(403, {"detail": "you may not view circuits"})
     try:
         q = site_search.parse_query(request.GET.get("q", ""))
         limit = site_search.parse_limit(request.GET.get("limit"))
     except ParamError as exc:
         return error_response(400, {exc.field: exc.reason})
-    results, more = site_search.search(q, limit)
+    results, more = site_search.search(q, limit, teams=teams(request))
     return JsonResponse(
         {
             "q": q,
@@ -382,7 +432,7 @@ def _search_page(request: HttpRequest) -> HttpResponse:
     except ParamError as exc:
         context.update(error=f"{exc.field}: {exc.reason}")
         return render(request, "dashboard/search.html", context, status=400)
-    results, more = site_search.search(q, limit)
+    results, more = site_search.search(q, limit, teams=teams(request))
     context.update(q=q, results=results, more=more, limit=limit)
     return render(request, "dashboard/search.html", context)
 
@@ -392,12 +442,17 @@ def _search_page(request: HttpRequest) -> HttpResponse:
 def services(request: HttpRequest) -> HttpResponse:
     """Services with their circuit and live instance counts."""
     cutoff = live_cutoff()
-    rows = Service.objects.annotate(
-        n_circuits=Count("circuits", distinct=True),
-        n_live=Count("instances", filter=Q(instances__last_seen__gte=cutoff), distinct=True),
-        n_instances=Count("instances", distinct=True),
-        last_seen=Max("instances__last_seen"),
-    ).order_by("name")
+    rows = (
+        Service.objects.filter(access.team_q(teams(request), "team"))
+        .select_related("team")
+        .annotate(
+            n_circuits=Count("circuits", distinct=True),
+            n_live=Count("instances", filter=Q(instances__last_seen__gte=cutoff), distinct=True),
+            n_instances=Count("instances", distinct=True),
+            last_seen=Max("instances__last_seen"),
+        )
+        .order_by("name")
+    )
     return render(request, "dashboard/services.html", {"services": rows, "nav": "services"})
 
 
@@ -416,7 +471,11 @@ def instance_status(last_seen: Any, now: Any) -> str:
 def instances(request: HttpRequest) -> HttpResponse:
     """Agent processes, newest first, each online, stale or gone."""
     now = timezone.now()
-    qs = Instance.objects.select_related("service").order_by("-last_seen", "id")
+    qs = (
+        Instance.objects.filter(access.team_q(teams(request), "service__team"))
+        .select_related("service")
+        .order_by("-last_seen", "id")
+    )
     service = request.GET.get("service", "").strip()
     if service:
         qs = qs.filter(service__name=service)
@@ -434,7 +493,10 @@ def instances(request: HttpRequest) -> HttpResponse:
 def audit(request: HttpRequest) -> HttpResponse:
     """The audit log, newest first, in keyset pages; filters ``action``, ``actor``,
     ``service`` (the API's), with links to export what it shows."""
-    filters = AuditEventFilterSet(request.GET, queryset=AuditEvent.objects.all())
+    visible = AuditEvent.objects.filter(
+        access.team_q(teams(request, "circuits.view_auditevent"), "service__team")
+    )
+    filters = AuditEventFilterSet(request.GET, queryset=visible)
     errors = []
     if filters.is_valid():
         events = filters.qs
@@ -445,7 +507,7 @@ def audit(request: HttpRequest) -> HttpResponse:
         }
     else:
         errors = [f"{field}: {' '.join(e)}" for field, e in filters.errors.items()]
-        events, chosen = AuditEvent.objects.all(), {}
+        events, chosen = visible, {}
     page = history_page(events.select_related("service"), request.GET)
     if page.error:
         errors.append(page.error)
@@ -454,7 +516,7 @@ def audit(request: HttpRequest) -> HttpResponse:
         "errors": errors,
         "chosen": chosen,
         "actions": action_choices(),
-        "services": Service.objects.order_by("name").values_list("name", flat=True),
+        "services": _service_names(request),
         "export_links": export_links("audit-export", chosen, timezone.now()),
         "export_days": export_days(),
         "nav": "audit",
@@ -470,7 +532,7 @@ def _incident_context(request: HttpRequest) -> tuple[dict[str, Any], ParamError 
     context: dict[str, Any] = {
         "window": window,
         "states": CircuitState.choices,
-        "services": Service.objects.order_by("name").values_list("name", flat=True),
+        "services": _service_names(request),
         "raw": {
             "service": request.GET.get("service", ""),
             "circuit": request.GET.get("circuit", ""),
@@ -485,7 +547,9 @@ def _incident_context(request: HttpRequest) -> tuple[dict[str, Any], ParamError 
         "nav": "incidents",
     }
     try:
-        filters = incident_reads.IncidentFilters.from_query(request.GET)
+        filters = replace(
+            incident_reads.IncidentFilters.from_query(request.GET), teams=teams(request)
+        )
         cursor = incident_reads.Cursor.from_query(request.GET)
     except ParamError as exc:
         return context, exc
@@ -498,7 +562,9 @@ def _incident_context(request: HttpRequest) -> tuple[dict[str, Any], ParamError 
     ]
     circuit = None
     if filters.circuit is not None:
-        circuit = Circuit.objects.select_related("service").filter(pk=filters.circuit).first()
+        circuit = (
+            _visible_circuits(request).select_related("service").filter(pk=filters.circuit).first()
+        )
     context.update(
         filters=filters,
         circuit=circuit,
@@ -547,13 +613,12 @@ def incidents(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/incidents.html", context)
 
 
-def alerts_viewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Login (else the login page) and the alert view permission (else 403)."""
-    return login_required(permission_required(ALERTS_VIEW, raise_exception=True)(view))
+alerts_viewer_required = perm_required(ALERTS_VIEW)
 
 
 def _alerts_context(request: HttpRequest) -> dict[str, Any]:
-    filters = alert_reads.AlertFilters.from_query(request.GET)
+    scope = teams(request, ALERTS_VIEW)
+    filters = replace(alert_reads.AlertFilters.from_query(request.GET), teams=scope)
     page = Paginator(alert_reads.filtered_alerts(filters), 100).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -564,11 +629,12 @@ def _alerts_context(request: HttpRequest) -> dict[str, Any]:
         "query": query.urlencode(),
         "statuses": alert_reads.STATUSES,
         "severities": Severity.values,
-        "services": Service.objects.order_by("name").values_list("name", flat=True),
-        "silences": alert_reads.active_silences(),
-        "can_ack": request.user.has_perm(ACKNOWLEDGE),
-        "can_silence": request.user.has_perm(ADD_SILENCE),
-        "can_end_silence": request.user.has_perm(END_SILENCE),
+        "services": _service_names(request, ALERTS_VIEW),
+        "silences": alert_reads.active_silences(teams(request, "alerts.view_silence")),
+        # Shown to whoever may somewhere; the write checks the row's team (403).
+        "can_ack": access.may_somewhere(request.user, ACKNOWLEDGE),
+        "can_silence": access.may_somewhere(request.user, ADD_SILENCE),
+        "can_end_silence": access.may_somewhere(request.user, END_SILENCE),
         "nav": "alerts",
     }
 
@@ -578,7 +644,7 @@ def _alerts_context(request: HttpRequest) -> dict[str, Any]:
 def alerts(request: HttpRequest) -> HttpResponse:
     """Alerts with their filters in the URL; ``?format=json`` is the live refresh."""
     if request.GET.get("format") == "json" and request.GET.get("only") == "count":
-        return JsonResponse({"firing": alert_reads.firing_count()})
+        return JsonResponse({"firing": alert_reads.firing_count(teams(request, ALERTS_VIEW))})
     context = _alerts_context(request)
     if request.GET.get("format") == "json":
         # The rows as the page renders them (controls and CSRF token included), so a
@@ -588,18 +654,25 @@ def alerts(request: HttpRequest) -> HttpResponse:
             {
                 "rows": html,
                 "count": context["page"].paginator.count,
-                "firing": alert_reads.firing_count(),
+                "firing": alert_reads.firing_count(context["filters"].teams),
             }
         )
     return render(request, "dashboard/alerts.html", context)
 
 
+def _visible_alerts(request: HttpRequest) -> Any:
+    scope = teams(request, ALERTS_VIEW)
+    return Alert.objects.filter(access.team_q(scope, "circuit__service__team"))
+
+
 @require_POST
-@login_required
-@permission_required(ACKNOWLEDGE, raise_exception=True)
+@perm_required(ACKNOWLEDGE)
 def alert_ack(request: HttpRequest, alert_id: int) -> HttpResponse:
     """Acknowledge an open alert through the alerts app (audited, published)."""
-    alert = get_object_or_404(Alert, pk=alert_id)
+    alert = get_object_or_404(
+        _visible_alerts(request).select_related("circuit__service"), pk=alert_id
+    )
+    require(request, ACKNOWLEDGE, alert.circuit.service.team_id)
     try:
         acknowledge(alert, user=acting_user(request))
     except NotOpenError as exc:
@@ -633,8 +706,7 @@ def _silence_form_page(
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
-@permission_required(ADD_SILENCE, raise_exception=True)
+@perm_required(ADD_SILENCE)
 def silence_create(request: HttpRequest) -> HttpResponse:
     """Silence an alert's circuit, service or rule: form, confirmation, then the write."""
     source = request.POST if request.method == "POST" else request.GET
@@ -642,7 +714,9 @@ def silence_create(request: HttpRequest) -> HttpResponse:
         alert_id = parse_id(source.get("alert", ""), "alert")
     except ParamError as exc:
         return HttpResponseBadRequest(str(exc))
-    alert = get_object_or_404(Alert.objects.select_related("rule", "circuit__service"), pk=alert_id)
+    alert = get_object_or_404(
+        _visible_alerts(request).select_related("rule", "circuit__service"), pk=alert_id
+    )
     if request.method == "GET":
         return _silence_form_page(
             request, alert_reads.SilenceForm(initial={"alert": alert.pk}), alert
@@ -651,6 +725,10 @@ def silence_create(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _silence_form_page(request, form, alert, status=400)
     data = form.cleaned_data
+    if data["match"] == "rule":
+        require(request, ADD_SILENCE, None)  # a rule's alerts span teams: global roles only
+    else:
+        require(request, ADD_SILENCE, alert.circuit.service.team_id)
     if not data["confirm"]:
         return render(
             request,
@@ -685,10 +763,13 @@ def silence_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
-@permission_required(END_SILENCE, raise_exception=True)
+@perm_required(END_SILENCE)
 def silence_end(request: HttpRequest, silence_id: int) -> HttpResponse:
     """End a silence now through the alerts app (audited; it stays in the history)."""
-    silence = get_object_or_404(Silence, pk=silence_id)
+    visible = Silence.objects.filter(alert_reads.silence_q(teams(request, "alerts.view_silence")))
+    silence = get_object_or_404(
+        visible.select_related("service", "circuit__service"), pk=silence_id
+    )
+    require(request, END_SILENCE, silence_team(silence.service, silence.circuit))
     end_silence(silence, user=acting_user(request))
     return redirect(_back_to_alerts(request))

@@ -23,9 +23,11 @@ from controlplane.circuits.models import (
     Circuit,
     ConfigVersion,
     Instance,
+    Membership,
     Override,
     Service,
     Snapshot,
+    Team,
     Transition,
 )
 from controlplane.core.audit import record_audit
@@ -46,9 +48,24 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+
 @admin.register(Service)
 class ServiceAdmin(admin.ModelAdmin):
-    list_display = ["name", "desired_version", "created_at"]
+    list_display = ["name", "team", "desired_version", "created_at"]
+    list_filter = ["team"]
     search_fields = ["name"]
     readonly_fields = ["desired_version", "created_at"]
 
@@ -180,7 +197,7 @@ class OverrideAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["at", "actor_name", "action", "target_repr"]
+    list_display = ["at", "actor_name", "action", "team", "target_repr"]
     list_filter = ["action"]
     search_fields = ["actor_name", "target_repr", "reason"]
     date_hierarchy = "at"

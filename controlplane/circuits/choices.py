@@ -73,6 +73,14 @@ class ConfigSource(models.TextChoices):
     OPERATOR = "operator", "edited by an operator"
 
 
+class TeamRole(models.TextChoices):
+    """A person's role in one team: the global roles' names, granted on that team's services."""
+
+    VIEWER = "viewer", "viewer"
+    OPERATOR = "operator", "operator"
+    ADMIN = "admin", "admin"
+
+
 class AuditAction(models.TextChoices):
     """Actions that leave an audit event."""
 
@@ -85,6 +93,11 @@ class AuditAction(models.TextChoices):
     API_TOKEN_CREATE = "api_token.create", "API token created"
     API_TOKEN_REVOKE = "api_token.revoke", "API token revoked"
     HISTORY_RETENTION = "history.retention", "history removed by retention"
+    TEAM_CREATE = "team.create", "team created"
+    TEAM_UPDATE = "team.update", "team changed"
+    TEAM_DELETE = "team.delete", "team deleted"
+    MEMBERSHIP_SET = "membership.set", "team member added or role changed"
+    MEMBERSHIP_REMOVE = "membership.remove", "team member removed"
 
 
 # Names of services, circuits and instances: 1-200 characters, starting with a letter,

@@ -21,6 +21,7 @@ from controlplane.circuits.choices import (
     ConfigSource,
     OverrideEnd,
     OverrideState,
+    TeamRole,
     TransitionReason,
 )
 from controlplane.circuits.querysets import CircuitQuerySet, InstanceQuerySet, OverrideQuerySet
@@ -31,11 +32,48 @@ name_validator = RegexValidator(
 )
 
 
+class Team(models.Model):
+    """A group of people owning services: their roles in it apply to its services only."""
+
+    name = models.CharField(max_length=NAME_MAX_LENGTH, unique=True)
+    slug = models.SlugField(max_length=NAME_MAX_LENGTH, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """One person's role (viewer, operator, admin) in one team."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=TeamRole.choices)
+
+    class Meta:
+        ordering = ["team", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "team"], name="membership_user_team_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team}: {self.role}"
+
+
 class Service(models.Model):
     """An application whose processes embed breakers; agents sync on its behalf."""
 
     name = models.CharField(max_length=NAME_MAX_LENGTH, unique=True, validators=[name_validator])
     description = models.TextField(blank=True)
+    # Null: reachable through the global roles only.
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="services"
+    )
     # Bumped in the same transaction as every change of what agents should run.
     desired_version = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -420,6 +458,9 @@ class AuditEvent(models.Model):
         related_name="+",
         db_index=False,
     )
+    # The name of the service's team when the event was recorded ("" for none): text, so
+    # that renaming or deleting a team never rewrites the trail.
+    team = models.CharField(max_length=NAME_MAX_LENGTH, blank=True, default="")
     target_type = models.CharField(max_length=50)
     target_id = models.CharField(max_length=64)
     target_repr = models.CharField(max_length=500)
@@ -442,6 +483,13 @@ class AuditEvent(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise TypeError("the audit trail is append-only: an audit event cannot be changed")
+        if self.service_id is not None and not self.team:
+            self.team = (
+                Team.objects.filter(services__pk=self.service_id)
+                .values_list("name", flat=True)
+                .first()
+                or ""
+            )
         super().save(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:

@@ -16,9 +16,18 @@ from django.utils import timezone
 
 from breakers.config import CircuitBreakerConfig, config_errors
 from controlplane.circuits import events
+from controlplane.circuits.auth import create_agent_token
 from controlplane.circuits.choices import AuditAction, ConfigSource, OverrideEnd, OverrideState
 from controlplane.circuits.desired import bump_desired_version, override_wire
-from controlplane.circuits.models import Circuit, ConfigVersion, Override
+from controlplane.circuits.models import (
+    AgentToken,
+    Circuit,
+    ConfigVersion,
+    Membership,
+    Override,
+    Service,
+    Team,
+)
 from controlplane.core.audit import MAX_REASON_LENGTH, record_audit
 
 # Longest override expiry accepted (30 days), in seconds.
@@ -289,3 +298,107 @@ def expire_overrides(*, now: datetime | None = None, service_id: int | None = No
                 event=functools.partial(_expire_event, override.circuit),
             )
     return expired
+
+
+def issue_agent_token(service: Service, *, label: str, user: User) -> tuple[AgentToken, str]:
+    """A new agent token for ``service``, audited; returns the row and the raw token."""
+    with transaction.atomic():
+        token, raw = create_agent_token(service, label=label, created_by=user)
+        record_audit(
+            actor=user,
+            action=AuditAction.AGENT_TOKEN_CREATE,
+            target=token,
+            service_id=service.pk,
+            after={"prefix": token.prefix, "service": service.name},
+        )
+    return token, raw
+
+
+def revoke_agent_token(service: Service, token_id: int, *, user: User) -> bool:
+    """Revoke an active token of ``service``, audited; False when there is none."""
+    now = timezone.now()
+    with transaction.atomic():
+        token = (
+            AgentToken.objects.select_for_update()
+            .filter(pk=token_id, service=service, revoked_at__isnull=True)
+            .first()
+        )
+        if token is None:
+            return False
+        token.revoked_at = now
+        token.save(update_fields=["revoked_at"])
+        record_audit(
+            actor=user,
+            action=AuditAction.AGENT_TOKEN_REVOKE,
+            target=token,
+            service_id=service.pk,
+            before={"prefix": token.prefix, "revoked_at": None},
+            after={"prefix": token.prefix, "revoked_at": now.isoformat()},
+            now=now,
+        )
+    return True
+
+
+def _team_wire(team: Team) -> dict[str, Any]:
+    return {"name": team.name, "slug": team.slug}
+
+
+def save_team(team: Team, *, user: User) -> Team:
+    """Create or rename a team, audited."""
+    with transaction.atomic():
+        before = None
+        if team.pk is not None:
+            old = Team.objects.filter(pk=team.pk).first()
+            before = _team_wire(old) if old is not None else None
+        team.save()
+        record_audit(
+            actor=user,
+            action=AuditAction.TEAM_CREATE if before is None else AuditAction.TEAM_UPDATE,
+            target=team,
+            before=before,
+            after=_team_wire(team),
+        )
+    return team
+
+
+def delete_team(team: Team, *, user: User) -> None:
+    """Delete a team, audited: its services lose their team, its members their role."""
+    with transaction.atomic():
+        record_audit(
+            actor=user, action=AuditAction.TEAM_DELETE, target=team, before=_team_wire(team)
+        )
+        team.delete()
+
+
+def set_membership(team: Team, member: User, role: str, *, user: User) -> Membership:
+    """Give ``member`` ``role`` in ``team`` (adding them or changing their role), audited."""
+    with transaction.atomic():
+        old = Membership.objects.select_for_update().filter(team=team, user=member).first()
+        before = {"user": member.get_username(), "role": old.role} if old else None
+        membership, _ = Membership.objects.update_or_create(
+            team=team, user=member, defaults={"role": role}
+        )
+        record_audit(
+            actor=user,
+            action=AuditAction.MEMBERSHIP_SET,
+            target=team,
+            before=before,
+            after={"user": member.get_username(), "role": role},
+        )
+    return membership
+
+
+def remove_membership(team: Team, member: User, *, user: User) -> bool:
+    """Remove ``member`` from ``team``, audited; False when they were not in it."""
+    with transaction.atomic():
+        old = Membership.objects.select_for_update().filter(team=team, user=member).first()
+        if old is None:
+            return False
+        old.delete()
+        record_audit(
+            actor=user,
+            action=AuditAction.MEMBERSHIP_REMOVE,
+            target=team,
+            before={"user": member.get_username(), "role": old.role},
+        )
+    return True

@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group, Permission
 
 VIEW_MODELS = (
     "service", "instance", "circuit", "configversion", "snapshot", "transition",
-    "override", "auditevent",
+    "override", "auditevent", "team", "membership",
 )  # fmt: skip
 OPERATOR_EXTRA = ("override_circuit", "edit_circuit_config")
 ADMIN_APPS = ("circuits", "auth")

@@ -69,9 +69,13 @@ def get(mapping: dict[str, Any], key: str) -> Any:
 @register.simple_tag(takes_context=True)
 def firing_alerts(context: template.Context) -> int | None:
     """Alerts firing now for the navigation badge; None when the user may not see alerts."""
+    from controlplane.circuits import access
     from dashboard.alerts import firing_count
 
     user = context.get("user")
-    if user is None or not user.is_authenticated or not user.has_perm("alerts.view_alert"):
+    if user is None or not user.is_authenticated:
         return None
-    return firing_count()
+    teams = access.scope(user, "alerts.view_alert")
+    if teams is not None and not teams:
+        return None
+    return firing_count(teams)

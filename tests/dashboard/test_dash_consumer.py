@@ -285,3 +285,37 @@ async def test_traffic_messages_go_to_the_sockets_that_asked_for_that_circuit(
     for communicator in (charts, overview, hostile):
         assert await communicator.receive_nothing(timeout=consumers.COALESCE_SECONDS * 3)
         await communicator.disconnect()
+
+
+async def test_a_team_viewer_receives_its_teams_circuits_only(
+    app: Any, operator: User, fleet: dict[str, Circuit]
+) -> None:
+    from controlplane.circuits.models import Membership, Service, Team
+
+    def setup() -> tuple[User, Circuit, Circuit]:
+        mine, theirs = (
+            Team.objects.create(name="a", slug="a"),
+            Team.objects.create(name="b", slug="b"),
+        )
+        Service.objects.filter(pk=fleet["db"].service_id).update(team=mine)
+        other = Service.objects.create(name="search", team=theirs)
+        foreign = Circuit.objects.create(service=other, name="index")
+        user = User.objects.create_user("team-a-viewer")
+        Membership.objects.create(user=user, team=mine, role="viewer")
+        return user, fleet["db"], foreign
+
+    user, own, foreign = await sync_to_async(setup)()
+    communicator = await socket(app, user)
+    assert (await communicator.connect(timeout=5))[0]
+    # Team B's circuit first: nothing may arrive for it, then team A's arrives alone.
+    await sync_to_async(force_circuit)(foreign, "forced_open", reason="x", user=operator)
+    assert await communicator.receive_nothing(timeout=consumers.COALESCE_SECONDS * 5)
+    await sync_to_async(force_circuit)(own, "forced_open", reason="x", user=operator)
+    message = json.loads(await communicator.receive_from(timeout=5))
+    assert [t["key"] for t in message["tiles"]] == ["checkout/db"]
+    # Transitions of both teams' circuits in one batch: only team A's tile.
+    await sync_to_async(events.send_to_fleet_group)(transitions_event([foreign, own], 9, 4))
+    message = json.loads(await communicator.receive_from(timeout=5))
+    assert [t["key"] for t in message["tiles"]] == ["checkout/db"]
+    assert await communicator.receive_nothing(timeout=consumers.COALESCE_SECONDS * 3)
+    await communicator.disconnect()

@@ -8,7 +8,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -23,6 +23,8 @@ from controlplane.alerts.operations import (
     end_silence,
     wire_of,
 )
+from controlplane.circuits import access
+from controlplane.circuits.api.permissions import TeamScopedMixin
 from controlplane.core import schema as core_schema
 from controlplane.core.permissions import acting_user
 from controlplane.core.viewsets import ReadOnlyViewSet, ReadWriteViewSet
@@ -100,20 +102,53 @@ class AlertRuleViewSet(AuditedWritesMixin, ReadWriteViewSet):
     }
 
 
-class SilenceViewSet(AuditedWritesMixin, ReadWriteViewSet):
-    """Silences (operators write); DELETE ends one now and keeps it in the history."""
+class SilenceViewSet(AuditedWritesMixin, TeamScopedMixin, ReadWriteViewSet):
+    """Silences (operators write); DELETE ends one now and keeps it in the history.
+
+    A silence of a service or circuit belongs to that service's team; one of a rule
+    alone (or of services of two teams) belongs to none: global roles only."""
 
     serializer_class = s.SilenceSerializer
     filterset_class = filtersets.SilenceFilterSet
-    queryset = Silence.objects.select_related("created_by").order_by("-expires_at", "-id")
+    queryset = Silence.objects.select_related("created_by", "service", "circuit__service").order_by(
+        "-expires_at", "-id"
+    )
     action_permissions = crud("silence")
+    view_perm = "alerts.view_silence"
+    team_path = "service__team"
     audit_actions = {
         "create": AlertAuditAction.SILENCE_CREATE,
         "update": AlertAuditAction.SILENCE_UPDATE,
     }
 
+    def scoped(self, qs: QuerySet[Any], path: str | None = None) -> QuerySet[Any]:
+        teams = access.scope(self.request.user, self.view_perm)
+        if teams is None:
+            return qs
+        return qs.filter(
+            Q(circuit__service__team__in=teams) | Q(circuit__isnull=True, service__team__in=teams)
+        )
+
+    def team_of(self, obj: Any) -> int | None:
+        return silence_team(obj.service, obj.circuit)
+
     def extra_save(self) -> dict[str, Any]:
         return {"created_by": acting_user(self.request)}
+
+    def _check_team(self, perm: str, data: dict[str, Any], current: Any = None) -> None:
+        """403 unless the user has ``perm`` on the team the silence would belong to."""
+        service = data.get("service", getattr(current, "service", None))
+        circuit = data.get("circuit", getattr(current, "circuit", None))
+        if not access.may(self.request.user, perm, silence_team(service, circuit)):
+            raise PermissionDenied("you may not silence alerts of this service or rule")
+
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        self._check_team("alerts.add_silence", serializer.validated_data)
+        super().perform_create(serializer)
+
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        self._check_team("alerts.change_silence", serializer.validated_data, serializer.instance)
+        super().perform_update(serializer)
 
     def perform_destroy(self, instance: Silence) -> None:
         end_silence(instance, user=acting_user(self.request))
@@ -130,11 +165,20 @@ def silenced_now() -> Exists:
     )
 
 
-class AlertViewSet(ReadOnlyViewSet):
+def silence_team(service: Any, circuit: Any) -> int | None:
+    """The team a silence of ``service`` and/or ``circuit`` belongs to (None: a rule's
+    alone, or matchers of services without one team)."""
+    teams = {x.team_id for x in (service, circuit.service if circuit else None) if x is not None}
+    return teams.pop() if len(teams) == 1 else None
+
+
+class AlertViewSet(TeamScopedMixin, ReadOnlyViewSet):
     """Alerts, newest first; operators acknowledge them."""
 
     serializer_class = s.AlertSerializer
     filterset_class = filtersets.AlertFilterSet
+    team_path = "circuit__service__team"
+    view_perm = "alerts.view_alert"
     action_permissions = {
         "list": ("alerts.view_alert", None),
         "retrieve": ("alerts.view_alert", None),

@@ -43,6 +43,7 @@ AUDIT_COLUMNS = [
     export.Column("actor", "actor_name"),
     export.Column("action", "action"),
     export.Column("service", "service__name"),
+    export.Column("team", "team"),
     export.Column("target_type", "target_type"),
     export.Column("target_id", "target_id"),
     export.Column("target", "target_repr"),

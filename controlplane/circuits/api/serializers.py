@@ -7,10 +7,17 @@ from rest_framework import serializers
 
 from breakers.config import wire_schema
 from controlplane.circuits import series
-from controlplane.circuits.choices import CircuitState, FleetState, OverrideEnd, OverrideState
+from controlplane.circuits.choices import (
+    CircuitState,
+    FleetState,
+    OverrideEnd,
+    OverrideState,
+    TeamRole,
+)
 from controlplane.circuits.desired import override_wire
 from controlplane.circuits.fleet import live_cutoff, rate, state_counts, summary
 from controlplane.circuits.models import (
+    AgentToken,
     AuditEvent,
     Circuit,
     ConfigVersion,
@@ -18,6 +25,7 @@ from controlplane.circuits.models import (
     Override,
     Service,
     Snapshot,
+    Team,
     Transition,
 )
 from controlplane.circuits.operations import MAX_EXPIRES_IN_SECONDS
@@ -54,6 +62,10 @@ class ServiceSerializer(serializers.ModelSerializer):
 
     circuits = serializers.IntegerField(source="circuit_count", read_only=True)
     instances_live = serializers.IntegerField(read_only=True)
+    # The team's name; null: no team (reachable through the global roles only).
+    team: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="name", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Service
@@ -61,6 +73,7 @@ class ServiceSerializer(serializers.ModelSerializer):
             "id",
             "name",
             "description",
+            "team",
             "desired_version",
             "circuits",
             "instances_live",
@@ -366,6 +379,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "actor",
             "action",
             "service",
+            "team",
             "target_type",
             "target_id",
             "target",
@@ -438,3 +452,55 @@ class SeriesSerializer(serializers.Serializer):
 
     def get_fields(self) -> Any:
         return _from(super().get_fields())
+
+
+class AgentTokenSerializer(serializers.ModelSerializer):
+    """An agent token of a service, told apart by its prefix (the secret is never stored)."""
+
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = AgentToken
+        fields = ["id", "prefix", "label", "created_by", "created_at", "last_used_at", "revoked_at"]
+        read_only_fields = fields
+
+
+class NewAgentTokenSerializer(serializers.Serializer):
+    """POST body of a new agent token; the answer adds ``token``, the secret, shown once."""
+
+    label = serializers.CharField(  # type: ignore[assignment]
+        max_length=100, required=False, default="", allow_blank=True
+    )
+    token = serializers.CharField(read_only=True)
+
+
+class MemberSerializer(serializers.Serializer):
+    """One member of a team: a username and their role in it."""
+
+    user = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=TeamRole.choices)
+
+
+class MemberRemovalSerializer(serializers.Serializer):
+    """DELETE body of ``members``: whom to remove."""
+
+    user = serializers.CharField(max_length=150)
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    """A team with its services and members."""
+
+    services: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="name", many=True, read_only=True
+    )
+    members = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Team
+        fields = ["id", "name", "slug", "services", "members", "created_at"]
+        read_only_fields = ["id", "services", "members", "created_at"]
+
+    def get_members(self, team: Team) -> list[dict[str, str]]:
+        return [{"user": m.user.get_username(), "role": m.role} for m in team.memberships.all()]

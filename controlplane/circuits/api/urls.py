@@ -10,5 +10,6 @@ router.register("circuits", views.CircuitViewSet, basename="circuit")
 router.register("instances", views.InstanceViewSet, basename="instance")
 router.register("transitions", views.TransitionViewSet, basename="transition")
 router.register("audit", views.AuditEventViewSet, basename="audit")
+router.register("teams", views.TeamViewSet, basename="team")
 
 urlpatterns = router.urls

@@ -3,6 +3,7 @@
 from collections.abc import Iterable
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db.models import Count, Q, QuerySet
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -19,43 +20,58 @@ from rest_framework.response import Response
 from controlplane.circuits import series
 from controlplane.circuits.api import exports, filtersets
 from controlplane.circuits.api import serializers as s
+from controlplane.circuits.api.permissions import TeamScopedMixin
 from controlplane.circuits.choices import CircuitState
 from controlplane.circuits.desired import override_wire
 from controlplane.circuits.fleet import live_cutoff
-from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service, Transition
+from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service, Team, Transition
 from controlplane.circuits.operations import (
     ConfigConflictError,
     ConfigInvalidError,
     NotForcedError,
     create_config_version,
+    delete_team,
     force_circuit,
+    issue_agent_token,
     release_circuit,
+    remove_membership,
+    revoke_agent_token,
+    save_team,
+    set_membership,
 )
 from controlplane.core import schema as core_schema
 from controlplane.core.errors import Conflict
 from controlplane.core.pagination import KeysetPagination
 from controlplane.core.permissions import acting_user
-from controlplane.core.viewsets import ReadOnlyViewSet
+from controlplane.core.viewsets import ReadOnlyViewSet, ReadWriteViewSet
 
 
-class ServiceViewSet(ReadOnlyViewSet):
-    """Services with their circuit and live instance counts."""
+class ServiceViewSet(TeamScopedMixin, ReadOnlyViewSet):
+    """Services with their team, circuit and live instance counts; their agent tokens."""
 
     serializer_class = s.ServiceSerializer
     filterset_class = filtersets.ServiceFilterSet
+    team_path = "team"
+    view_perm = "circuits.view_service"
     action_permissions = {
         "list": ("circuits.view_service", None),
         "retrieve": ("circuits.view_service", None),
         "series": ("circuits.view_circuit", None),
+        "tokens": ("circuits.view_agenttoken", "circuits.add_agenttoken"),
+        "revoke_token": (None, "circuits.change_agenttoken"),
     }
 
     def get_queryset(self) -> QuerySet[Service]:
-        return Service.objects.annotate(
-            circuit_count=Count("circuits", distinct=True),
-            instances_live=Count(
-                "instances", filter=Q(instances__last_seen__gte=live_cutoff()), distinct=True
-            ),
-        ).order_by("name")
+        return (
+            Service.objects.select_related("team")
+            .annotate(
+                circuit_count=Count("circuits", distinct=True),
+                instances_live=Count(
+                    "instances", filter=Q(instances__last_seen__gte=live_cutoff()), distinct=True
+                ),
+            )
+            .order_by("name")
+        )
 
     @extend_schema(
         parameters=[s.SeriesQuerySerializer],
@@ -65,10 +81,54 @@ class ServiceViewSet(ReadOnlyViewSet):
     @action(detail=True, methods=["get"], filterset_class=None)
     def series(self, request: Request, pk: str | None = None) -> Response:
         """Traffic of all this service's circuits together, per step (docs/traffic.md)."""
-        service = get_object_or_404(Service, pk=self.kwargs["pk"])
-        self.check_object_permissions(request, service)
+        service = self._service()
         ids = list(Circuit.objects.filter(service=service).values_list("pk", flat=True))
         return Response({"service": service.pk, **_series(request, ids, None)})
+
+    def _service(self) -> Service:
+        service = get_object_or_404(self.scoped(Service.objects.all()), pk=self.kwargs["pk"])
+        self.check_object_permissions(self.request, service)
+        return service
+
+    @extend_schema(methods=["GET"], responses=s.AgentTokenSerializer(many=True), filters=False)
+    @extend_schema(
+        methods=["POST"],
+        request=s.NewAgentTokenSerializer,
+        responses={201: s.NewAgentTokenSerializer},
+    )
+    @action(detail=True, methods=["get", "post"], filterset_class=None, pagination_class=None)
+    def tokens(self, request: Request, pk: str | None = None) -> Response:
+        """GET: this service's agent tokens (never their secret). POST: a new token; its
+        secret is in this answer only. Team admins of the service's team, or admins."""
+        service = self._service()
+        if request.method == "GET":
+            rows = service.agent_tokens.order_by("-created_at", "-id")
+            return Response(s.AgentTokenSerializer(rows, many=True).data)
+        body = s.NewAgentTokenSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        token, raw = issue_agent_token(
+            service, label=body.validated_data["label"], user=acting_user(request)
+        )
+        return Response(
+            {**s.AgentTokenSerializer(token).data, "token": raw}, status=status.HTTP_201_CREATED
+        )
+
+    @extend_schema(
+        request=None,
+        responses={204: None, 404: core_schema.error("no such service or active token")},
+    )
+    @action(
+        detail=True,
+        methods=["delete"],
+        url_path=r"tokens/(?P<token_id>[0-9]{1,18})",
+        filterset_class=None,
+    )
+    def revoke_token(self, request: Request, pk: str | None = None, token_id: str = "") -> Response:
+        """Revoke one of this service's agent tokens: its agents' syncs stop."""
+        service = self._service()
+        if not revoke_agent_token(service, int(token_id), user=acting_user(request)):
+            raise NotFound("no active agent token with this id for this service")
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def _series(request: Request, circuit_ids: list[int], circuit_id: int | None) -> dict[str, Any]:
@@ -90,10 +150,12 @@ def _series(request: Request, circuit_ids: list[int], circuit_id: int | None) ->
     }
 
 
-class CircuitViewSet(ReadOnlyViewSet):
+class CircuitViewSet(TeamScopedMixin, ReadOnlyViewSet):
     """Circuits with their fleet state; history, config versions and overrides below each."""
 
     filterset_class = filtersets.CircuitFilterSet
+    team_path = "service__team"
+    view_perm = "circuits.view_circuit"
     action_permissions = {
         "list": ("circuits.view_circuit", None),
         "retrieve": ("circuits.view_circuit", None),
@@ -112,7 +174,8 @@ class CircuitViewSet(ReadOnlyViewSet):
 
     def _circuit(self) -> Circuit:
         circuit = get_object_or_404(
-            Circuit.objects.select_related("service", "current_config"), pk=self.kwargs["pk"]
+            self.scoped(Circuit.objects.select_related("service", "current_config")),
+            pk=self.kwargs["pk"],
         )
         self.check_object_permissions(self.request, circuit)
         return circuit
@@ -250,9 +313,11 @@ class CircuitViewSet(ReadOnlyViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class InstanceViewSet(ReadOnlyViewSet):
+class InstanceViewSet(TeamScopedMixin, ReadOnlyViewSet):
     """Agent processes, most recently seen first."""
 
+    team_path = "service__team"
+    view_perm = "circuits.view_instance"
     serializer_class = s.InstanceSerializer
     filterset_class = filtersets.InstanceFilterSet
     queryset = Instance.objects.select_related("service").order_by("-last_seen", "id")
@@ -282,9 +347,11 @@ class ExportFormatNegotiation(BaseContentNegotiation):
         return renderer, renderer.media_type
 
 
-class TransitionViewSet(ReadOnlyViewSet):
+class TransitionViewSet(TeamScopedMixin, ReadOnlyViewSet):
     """Every circuit's transitions, newest first, in keyset pages; and their export."""
 
+    team_path = "circuit__service__team"
+    view_perm = "circuits.view_transition"
     serializer_class = s.TransitionSerializer
     filterset_class = filtersets.FleetTransitionFilterSet
     pagination_class = KeysetPagination
@@ -312,15 +379,18 @@ class TransitionViewSet(ReadOnlyViewSet):
         return exports.export_response(
             request,
             filtersets.FleetTransitionFilterSet,
-            Transition.objects.all(),
+            self.scoped(Transition.objects.all()),
             exports.TRANSITION_COLUMNS,
             "transitions",
         )
 
 
-class AuditEventViewSet(ReadOnlyViewSet):
-    """The audit log, newest first, in keyset pages; and its export."""
+class AuditEventViewSet(TeamScopedMixin, ReadOnlyViewSet):
+    """The audit log, newest first, in keyset pages; and its export. Team roles see the
+    events of their teams' services (by the service's team now)."""
 
+    team_path = "service__team"
+    view_perm = "circuits.view_auditevent"
     serializer_class = s.AuditEventSerializer
     filterset_class = filtersets.AuditEventFilterSet
     pagination_class = KeysetPagination
@@ -348,7 +418,77 @@ class AuditEventViewSet(ReadOnlyViewSet):
         return exports.export_response(
             request,
             filtersets.AuditEventFilterSet,
-            AuditEvent.objects.all(),
+            self.scoped(AuditEvent.objects.all()),
             exports.AUDIT_COLUMNS,
             "audit",
         )
+
+
+class TeamViewSet(TeamScopedMixin, ReadWriteViewSet):
+    """Teams with their services and members. Admins create, rename and delete teams;
+    a team's admins (and admins) set and remove its members. Members see their teams."""
+
+    serializer_class = s.TeamSerializer
+    filterset_class = None
+    team_path = "id"
+    view_perm = "circuits.view_team"
+    action_permissions = {
+        "list": ("circuits.view_team", None),
+        "retrieve": ("circuits.view_team", None),
+        "create": (None, "circuits.add_team"),
+        "update": (None, "circuits.change_team"),
+        "partial_update": (None, "circuits.change_team"),
+        "destroy": (None, "circuits.delete_team"),
+        "members": (None, "circuits.change_membership"),
+    }
+
+    def get_queryset(self) -> QuerySet[Team]:
+        return Team.objects.prefetch_related("services", "memberships__user").order_by("name")
+
+    def team_of(self, obj: Any) -> int | None:
+        team_id: int = obj.pk
+        return team_id
+
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        serializer.instance = save_team(
+            Team(**serializer.validated_data), user=acting_user(self.request)
+        )
+
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        team = serializer.instance
+        assert isinstance(team, Team)
+        for name, value in serializer.validated_data.items():
+            setattr(team, name, value)
+        save_team(team, user=acting_user(self.request))
+
+    def perform_destroy(self, instance: Team) -> None:
+        delete_team(instance, user=acting_user(self.request))
+
+    @extend_schema(
+        methods=["POST"],
+        request=s.MemberSerializer,
+        responses={200: s.TeamSerializer, 400: core_schema.error("no such user, or a bad role")},
+    )
+    @extend_schema(
+        methods=["DELETE"],
+        request=s.MemberRemovalSerializer,
+        responses={200: s.TeamSerializer, 404: core_schema.error("no such team or member")},
+    )
+    @action(detail=True, methods=["post", "delete"], filterset_class=None)
+    def members(self, request: Request, pk: str | None = None) -> Response:
+        """POST {user, role}: add a member or change their role. DELETE {user}: remove one."""
+        team = self.get_object()
+        body: serializers.Serializer = (
+            s.MemberSerializer(data=request.data)
+            if request.method == "POST"
+            else s.MemberRemovalSerializer(data=request.data)
+        )
+        body.is_valid(raise_exception=True)
+        member = User.objects.filter(username=body.validated_data["user"]).first()
+        if member is None:
+            raise ValidationError({"user": ["no user with this username"]})
+        if request.method == "POST":
+            set_membership(team, member, body.validated_data["role"], user=acting_user(request))
+        elif not remove_membership(team, member, user=acting_user(request)):
+            raise NotFound("this user is not a member of this team")
+        return Response(self.get_serializer(self.get_queryset().get(pk=team.pk)).data)

@@ -1,7 +1,9 @@
 """manage.py demo_setup: the demo fleet's data, idempotently.
 
-Creates (or brings up to date) the demo services, the users ``operator`` and
-``viewer`` (passwords printed once, when created), a webhook channel pointing at the
+Creates (or brings up to date) the demo services and their teams (``payments`` owns
+checkout and payments, ``search`` owns search), the users ``operator`` and ``viewer``
+(global roles) and ``payments-oncall`` (operator of team payments only; passwords
+printed once, when created), a webhook channel pointing at the
 demo receiver, and demo alert rules with short durations. Every run revokes the
 previous demo agent tokens and issues new ones; they and the channel's secret are
 written to ``--output`` (mode 0600) for `controlplane.runall` to hand to the fleet.
@@ -23,14 +25,17 @@ from django.utils import timezone
 from controlplane.alerts.choices import ChannelKind, RuleKind, Severity
 from controlplane.alerts.models import AlertRule, Channel
 from controlplane.circuits.auth import create_agent_token
-from controlplane.circuits.choices import AuditAction
-from controlplane.circuits.models import AgentToken, Service
+from controlplane.circuits.choices import AuditAction, TeamRole
+from controlplane.circuits.models import AgentToken, Membership, Service, Team
 from controlplane.core.audit import record_audit
 from controlplane.demo.scenario import SERVICES, alert_durations
 
 TOKEN_LABEL = "demo fleet"
 CHANNEL_NAME = "demo webhook"
 USERS = (("operator", "operator"), ("viewer", "viewer"))
+# Team -> its demo services; (user, team, role) of the demo's team-only users.
+TEAMS = {"payments": ("checkout", "payments"), "search": ("search",)}
+TEAM_USERS = (("payments-oncall", "payments", TeamRole.OPERATOR),)
 
 
 class Command(BaseCommand):
@@ -53,6 +58,7 @@ class Command(BaseCommand):
             secret = self.ensure_channel(options["receiver_url"])
             self.ensure_rules(speed)
             tokens = self.new_tokens()
+            created_users += self.ensure_teams()
         output: Path = options["output"]
         output.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -78,6 +84,25 @@ class Command(BaseCommand):
             if group is not None:
                 user.groups.add(group)
             created.append((username, password))
+        return created
+
+    def ensure_teams(self) -> list[tuple[str, str]]:
+        """The demo teams, their services (a service with a team keeps it) and team-only
+        users; returns the (username, password) pairs of the users created."""
+        User = get_user_model()
+        created = []
+        for name, services in TEAMS.items():
+            team, _ = Team.objects.get_or_create(name=name, defaults={"slug": name})
+            Service.objects.filter(name__in=services, team__isnull=True).update(team=team)
+        for username, team_name, role in TEAM_USERS:
+            user = User.objects.filter(username=username).first()
+            if user is None:
+                password = secrets.token_urlsafe(12)
+                user = User.objects.create_user(username=username, password=password)
+                created.append((username, password))
+            Membership.objects.get_or_create(
+                user=user, team=Team.objects.get(name=team_name), defaults={"role": role}
+            )
         return created
 
     def ensure_channel(self, url: str) -> str:

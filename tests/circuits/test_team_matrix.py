@@ -1,0 +1,384 @@
+"""Teams: every API endpoint and dashboard page x every role x an object of the user's
+team (A) or of another team (B), with the exact status; lists and exports cut to the
+visible teams; the query count of a permission check pinned; the team in the audit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from breakers.config import field_specs
+from controlplane.alerts.models import Alert, AlertRule, Silence
+from controlplane.circuits import access
+from controlplane.circuits.auth import create_agent_token
+from controlplane.circuits.models import (
+    AuditEvent,
+    Circuit,
+    Instance,
+    Membership,
+    Service,
+    Team,
+    Transition,
+)
+from controlplane.circuits.operations import force_circuit
+from tests.streaming import body
+
+ROLES = [
+    "global_viewer",
+    "global_operator",
+    "global_admin",
+    "team_viewer",
+    "team_operator",
+    "team_admin",
+    "no_role",
+]
+
+
+@dataclass
+class Side:
+    """One team's objects: a service with one of everything."""
+
+    team: Team
+    service: Service
+    circuit: Circuit
+    instance: Instance
+    transition: Transition
+    alert: Alert
+    silence: Silence
+    token_id: int
+    audit: AuditEvent
+
+
+def _side(name: str, team_name: str, rule: AlertRule, by: User) -> Side:
+    now = timezone.now()
+    team = Team.objects.create(name=team_name, slug=team_name)
+    service = Service.objects.create(name=name, team=team)
+    circuit = Circuit.objects.create(service=service, name=f"{name}-db")
+    instance = Instance.objects.create(
+        service=service, instance_id=f"{name}-1", first_seen=now, last_seen=now
+    )
+    transition = Transition.objects.create(
+        instance=instance, circuit=circuit, seq=1, from_state="closed", to_state="open",
+        at=now - timedelta(minutes=5), reason="failure_rate", received_at=now,
+    )  # fmt: skip
+    alert = Alert.objects.create(
+        rule=rule, circuit=circuit, status="firing", started_at=now, fired_at=now, created_at=now
+    )
+    silence = Silence.objects.create(
+        service=service, starts_at=now, expires_at=now + timedelta(hours=1), reason="known"
+    )
+    token, _ = create_agent_token(service)
+    force_circuit(circuit, "forced_open", reason="setup", user=by)
+    audit = AuditEvent.objects.filter(service=service).order_by("-at", "-id").first()
+    assert audit is not None
+    return Side(team, service, circuit, instance, transition, alert, silence, token.pk, audit)
+
+
+@pytest.fixture
+def world(db: None, admin: User) -> dict[str, Side]:
+    rule = AlertRule.objects.create(
+        name="open", kind="open_too_long", params={"duration": 10}, severity="critical"
+    )
+    return {
+        "A": _side("alpha", "team-alpha", rule, admin),
+        "B": _side("bravo", "team-bravo", rule, admin),
+    }
+
+
+def _user(role: str, world: dict[str, Side]) -> User:
+    # No password: clients log in with force_login or a token (no hashing per test).
+    user = User.objects.create_user(username=role)
+    scope, _, name = role.partition("_")
+    if scope == "global":
+        user.groups.add(Group.objects.get(name=name))
+    elif scope == "team":
+        Membership.objects.create(user=user, team=world["A"].team, role=name)
+    return user
+
+
+# What each endpoint needs: "read" (a viewer's), "operate" (an operator's), "manage"
+# (an admin's: tokens, members), "admin_read" (an admin's read: tokens), and
+# "silence_create" (the team is in the body, not the URL: another team's is a 403).
+def expected(kind: str, role: str, side: str, ok: int) -> int:
+    scope, _, name = role.partition("_")
+    if scope == "no":
+        return 403
+    rank = {"viewer": 0, "operator": 1, "admin": 2}[name]
+    need = {"read": 0, "operate": 1, "silence_create": 1, "manage": 2, "admin_read": 2}[kind]
+    if scope == "global":
+        return ok if rank >= need else 403
+    if rank < need:
+        return 403
+    if side == "A":
+        return ok
+    return 403 if kind == "silence_create" else 404
+
+
+def _api_cases() -> list[tuple[str, str, str, Callable[[Side, Side], Any], int]]:
+    def config(s: Side, _: Side) -> dict[str, Any]:
+        return {"expected_version": 0, "config": {"failure_threshold": 7}, "reason": "x"}
+
+    def silence(s: Side, _: Side) -> dict[str, Any]:
+        expires = (timezone.now() + timedelta(hours=1)).isoformat()
+        return {"service": s.service.pk, "expires_at": expires, "reason": "x"}
+
+    none = lambda s, o: None  # noqa: E731
+    return [
+        ("read", "GET", "/api/v1/services/{service}/", none, 200),
+        ("read", "GET", "/api/v1/services/{service}/series/", none, 200),
+        ("read", "GET", "/api/v1/circuits/{circuit}/", none, 200),
+        ("read", "GET", "/api/v1/circuits/{circuit}/transitions/", none, 200),
+        ("read", "GET", "/api/v1/circuits/{circuit}/config/", none, 200),
+        ("read", "GET", "/api/v1/circuits/{circuit}/override/", none, 200),
+        ("read", "GET", "/api/v1/circuits/{circuit}/series/", none, 200),
+        ("read", "GET", "/api/v1/instances/{instance}/", none, 200),
+        ("read", "GET", "/api/v1/transitions/{transition}/", none, 200),
+        ("read", "GET", "/api/v1/audit/{audit}/", none, 200),
+        ("read", "GET", "/api/v1/alerts/{alert}/", none, 200),
+        ("read", "GET", "/api/v1/silences/{silence}/", none, 200),
+        ("operate", "POST", "/api/v1/circuits/{circuit}/override/",
+         lambda s, o: {"state": "forced_closed", "reason": "x"}, 201),
+        ("operate", "DELETE", "/api/v1/circuits/{circuit}/override/",
+         lambda s, o: {"reason": "x"}, 204),
+        ("operate", "POST", "/api/v1/circuits/{circuit}/config/", config, 201),
+        ("operate", "POST", "/api/v1/alerts/{alert}/ack/", none, 200),
+        ("silence_create", "POST", "/api/v1/silences/", silence, 201),
+        ("operate", "DELETE", "/api/v1/silences/{silence}/", none, 204),
+        ("admin_read", "GET", "/api/v1/services/{service}/tokens/", none, 200),
+        ("manage", "POST", "/api/v1/services/{service}/tokens/", lambda s, o: {"label": "x"}, 201),
+        ("manage", "DELETE", "/api/v1/services/{service}/tokens/{token}/", none, 204),
+        ("manage", "POST", "/api/v1/teams/{team}/members/",
+         lambda s, o: {"user": "no_role", "role": "viewer"}, 200),
+    ]  # fmt: skip
+
+
+def _url(template: str, s: Side) -> str:
+    return template.format(
+        service=s.service.pk, circuit=s.circuit.pk, instance=s.instance.pk,
+        transition=s.transition.pk, audit=s.audit.pk, alert=s.alert.pk,
+        silence=s.silence.pk, token=s.token_id, team=s.team.pk,
+    )  # fmt: skip
+
+
+API_CASES = _api_cases()
+
+
+@pytest.mark.parametrize("side", ["A", "B"])
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("case", API_CASES, ids=[f"{c[1]} {c[2]}" for c in API_CASES])
+def test_api_matrix(
+    world: dict[str, Side],
+    api_client_for: Callable[[User | None], APIClient],
+    case: Any,
+    role: str,
+    side: str,
+) -> None:
+    # The members case adds the no_role user to a team: it exists in every case.
+    users = {r: _user(r, world) for r in {role, "no_role"}}
+    kind, method, template, make_body, ok = case
+    s, other = world[side], world["B" if side == "A" else "A"]
+    client = api_client_for(users[role])
+    response = client.generic(method, _url(template, s), data=_json(make_body(s, other)),
+                              content_type="application/json")  # fmt: skip
+    assert response.status_code == expected(kind, role, side, ok), response.content
+
+
+def _json(payload: Any) -> str:
+    import json
+
+    return "" if payload is None else json.dumps(payload)
+
+
+LISTS = [
+    ("/api/v1/services/", "service"),
+    ("/api/v1/circuits/", "circuit"),
+    ("/api/v1/instances/", "instance"),
+    ("/api/v1/transitions/", "transition"),
+    ("/api/v1/audit/", "audit"),
+    ("/api/v1/alerts/", "alert"),
+    ("/api/v1/silences/", "silence"),
+    ("/api/v1/teams/", "team"),
+]
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("path,what", LISTS)
+def test_api_lists_show_the_visible_teams_only(
+    world: dict[str, Side],
+    api_client_for: Callable[[User | None], APIClient],
+    role: str,
+    path: str,
+    what: str,
+) -> None:
+    client = api_client_for(_user(role, world))
+    response = client.get(path)
+    if role == "no_role":
+        assert response.status_code == 403
+        return
+    assert response.status_code == 200, response.content
+    ids = {row["id"] for row in response.json()["results"]}
+
+    def pk(side: str) -> int:
+        obj = getattr(world[side], what)
+        return int(obj.pk)
+
+    assert pk("A") in ids
+    assert (pk("B") in ids) is role.startswith("global")
+
+
+@pytest.mark.parametrize("role", ["global_viewer", "team_viewer"])
+@pytest.mark.parametrize("path", ["/api/v1/transitions/export/", "/api/v1/audit/export/"])
+def test_exports_hold_the_visible_teams_only(
+    world: dict[str, Side],
+    api_client_for: Callable[[User | None], APIClient],
+    role: str,
+    path: str,
+) -> None:
+    now = timezone.now()
+    window = {
+        "since": (now - timedelta(hours=1)).isoformat(),
+        "until": (now + timedelta(minutes=1)).isoformat(),
+        "format": "jsonl",
+    }
+    response = api_client_for(_user(role, world)).get(path, window)
+    assert response.status_code == 200
+    text = body(response).decode()
+    assert "alpha" in text
+    assert ("bravo" in text) is (role == "global_viewer")
+
+
+def _page_cases() -> list[tuple[str, str, str, Callable[[Side], dict[str, Any]], int]]:
+    def config(s: Side) -> dict[str, Any]:
+        form = {f.name: "" if f.default is None else str(f.default) for f in field_specs()}
+        form.update(max_timeout="300", expected_version="0", failure_threshold="3")
+        return {**form, "reason": "x", "confirm": "1"}
+
+    return [
+        ("read", "GET", "/circuits/{circuit}/", lambda s: {}, 200),
+        ("operate", "POST", "/circuits/{circuit}/override",
+         lambda s: {"action": "release", "reason": "x", "confirm": "1"}, 302),
+        ("operate", "POST", "/circuits/{circuit}/config", config, 302),
+        ("operate", "POST", "/alerts/{alert}/ack", lambda s: {}, 302),
+        ("operate", "GET", "/alerts/silence?alert={alert}", lambda s: {}, 200),
+        ("operate", "POST", "/alerts/silence",
+         lambda s: {"alert": s.alert.pk, "match": "service", "reason": "x",
+                    "expires_in_minutes": 30, "confirm": "1"}, 302),
+        ("operate", "POST", "/silences/{silence}/end", lambda s: {}, 302),
+    ]  # fmt: skip
+
+
+PAGE_CASES = _page_cases()
+
+
+@pytest.mark.parametrize("side", ["A", "B"])
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("case", PAGE_CASES, ids=[f"{c[1]} {c[2]}" for c in PAGE_CASES])
+def test_dashboard_matrix(world: dict[str, Side], case: Any, role: str, side: str) -> None:
+    kind, method, template, make_body, ok = case
+    s = world[side]
+    client = Client()
+    client.force_login(_user(role, world))
+    url = _url(template, s)
+    response = client.get(url) if method == "GET" else client.post(url, make_body(s))
+    assert response.status_code == expected(kind, role, side, ok), response.content[:300]
+
+
+PAGES = ["/", "/services/", "/instances/", "/audit/", "/incidents/", "/alerts/",
+         "/search/?q=db", "/?format=json"]  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("path", PAGES)
+def test_dashboard_pages_show_the_visible_teams_only(
+    world: dict[str, Side], role: str, path: str
+) -> None:
+    client = Client()
+    client.force_login(_user(role, world))
+    response = client.get(path)
+    if role == "no_role":
+        assert response.status_code == 403
+        return
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "alpha" in html
+    assert ("bravo" in html) is role.startswith("global")
+
+
+def test_a_services_team_shows_on_the_overview_and_the_service_list(
+    world: dict[str, Side],
+) -> None:
+    client = Client()
+    client.force_login(_user("global_viewer", world))
+    overview = client.get("/").content.decode()
+    assert "team team-alpha</span>" in overview and "team team-bravo</span>" in overview
+    services = client.get("/services/").content.decode()
+    assert '<td data-label="Team">team-alpha</td>' in services
+
+
+def test_a_team_users_permission_check_costs_one_query(world: dict[str, Side]) -> None:
+    user = User.objects.get(pk=_user("team_operator", world).pk)
+    user.get_all_permissions()  # the global roles: Django's own cache, as before teams
+    with CaptureQueriesContext(connection) as queries:
+        assert access.may(user, "circuits.override_circuit", world["A"].team.pk)
+        assert not access.may(user, "circuits.override_circuit", world["B"].team.pk)
+        assert access.scope(user, "circuits.view_circuit") == {world["A"].team.pk}
+        assert access.may_somewhere(user, "alerts.acknowledge_alert")
+    assert len(queries) == 1
+
+
+def test_a_global_users_permission_check_costs_no_query(world: dict[str, Side]) -> None:
+    user = User.objects.get(pk=_user("global_operator", world).pk)
+    user.get_all_permissions()
+    with CaptureQueriesContext(connection) as queries:
+        assert access.may(user, "circuits.override_circuit", world["B"].team.pk)
+        assert access.scope(user, "circuits.view_circuit") is None
+    assert len(queries) == 0
+
+
+@pytest.mark.parametrize("role", ["global_viewer", "team_viewer"])
+def test_a_request_reads_the_memberships_once_and_only_for_a_team_role(
+    world: dict[str, Side],
+    api_client_for: Callable[[User | None], APIClient],
+    role: str,
+) -> None:
+    client = api_client_for(_user(role, world))
+    url = f"/api/v1/circuits/{world['A'].circuit.pk}/override/"
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200  # a scoped read with an object check
+    membership_reads = [q for q in queries if "circuits_membership" in q["sql"]]
+    assert len(membership_reads) == (1 if role == "team_viewer" else 0)
+
+
+def test_the_audit_records_the_team_of_the_service(
+    world: dict[str, Side], api_client_for: Callable[[User | None], APIClient]
+) -> None:
+    client = api_client_for(_user("team_operator", world))
+    a = world["A"]
+    assert (
+        client.delete(
+            f"/api/v1/circuits/{a.circuit.pk}/override/", {"reason": "x"}, format="json"
+        ).status_code
+        == 204
+    )
+    event = AuditEvent.objects.filter(service=a.service).order_by("-at", "-id").first()
+    assert event is not None and (event.action, event.team) == ("override.release", "team-alpha")
+    listed = client.get("/api/v1/audit/", {"action": "override.release"}).json()["results"]
+    assert [(row["service"], row["team"]) for row in listed] == [("alpha", "team-alpha")]
+    # A service without a team leaves the team empty.
+    bare = Service.objects.create(name="bare")
+    circuit = Circuit.objects.create(service=bare, name="c")
+    force_circuit(
+        circuit, "forced_open", reason="x", user=User.objects.get(username="team_operator")
+    )
+    event = AuditEvent.objects.filter(service=bare).get()
+    assert event.team == ""
