@@ -633,6 +633,11 @@ SWITCHYARD_SYNC_MAX_REPORTS = envint("SWITCHYARD_SYNC_MAX_REPORTS", 64, minimum=
 # History exports (GET /api/v1/transitions/export/, /api/v1/audit/export/) cover a
 # window of at most this many days, given by since and until (docs/api.md).
 SWITCHYARD_EXPORT_MAX_DAYS = envint("SWITCHYARD_EXPORT_MAX_DAYS", 400, minimum=1, maximum=3660)
+# Personal API tokens (docs/operations.md "API tokens") live at most this many days;
+# a token created without a lifetime gets this one.
+SWITCHYARD_API_TOKEN_MAX_DAYS = envint(
+    "SWITCHYARD_API_TOKEN_MAX_DAYS", 365, minimum=1, maximum=3660
+)
 # On PostgreSQL an export is one COPY statement, read as the client takes the file: it
 # is cancelled after this many seconds (instead of DATABASE_STATEMENT_TIMEOUT_MS).
 SWITCHYARD_EXPORT_TIMEOUT_S = envint("SWITCHYARD_EXPORT_TIMEOUT_S", 3600, minimum=1, maximum=86_400)

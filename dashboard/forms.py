@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 
 from breakers.config import CircuitBreakerConfig, field_specs
+from controlplane.circuits.choices import NAME_MAX_LENGTH, TokenScope
 from controlplane.circuits.operations import MAX_EXPIRES_IN_SECONDS
 from controlplane.core.audit import MAX_REASON_LENGTH
 
@@ -123,3 +124,12 @@ def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict[str
         for spec in SPECS
         if old.get(spec.name) != new.get(spec.name)
     ]
+
+
+class TokenForm(forms.Form):
+    """A personal API token for the signed-in user (checked by circuits/tokens.py)."""
+
+    scope = forms.ChoiceField(choices=TokenScope.choices, initial=TokenScope.READ)
+    team = forms.CharField(required=False, max_length=NAME_MAX_LENGTH)
+    expires_in_days = forms.IntegerField(min_value=1)
+    label = forms.CharField(required=False, max_length=100)

@@ -27,4 +27,6 @@ urlpatterns = [
     path("alerts/<int:alert_id>/ack", views.alert_ack, name="alert_ack"),
     path("alerts/silence", views.silence_create, name="silence_create"),
     path("silences/<int:silence_id>/end", views.silence_end, name="silence_end"),
+    path("tokens/", views.api_tokens, name="tokens"),
+    path("tokens/<int:token_id>/revoke", views.api_token_revoke, name="token_revoke"),
 ]

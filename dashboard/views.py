@@ -29,7 +29,7 @@ from controlplane.alerts.api.views import silence_team
 from controlplane.alerts.choices import OPEN_STATUSES, AlertAuditAction, Severity
 from controlplane.alerts.models import Alert, Silence
 from controlplane.alerts.operations import NotOpenError, acknowledge, audit_write, end_silence
-from controlplane.circuits import access, whatif
+from controlplane.circuits import access, tokens, whatif
 from controlplane.circuits.api.filtersets import AuditEventFilterSet
 from controlplane.circuits.choices import CircuitState, FleetState
 from controlplane.circuits.fleet import live_cutoff, live_window, rate, state_counts
@@ -57,7 +57,14 @@ from dashboard import alerts as alert_reads
 from dashboard import charts, formats
 from dashboard import incidents as incident_reads
 from dashboard import search as site_search
-from dashboard.forms import OverrideForm, config_diff, config_rows, input_value, parse_config
+from dashboard.forms import (
+    OverrideForm,
+    TokenForm,
+    config_diff,
+    config_rows,
+    input_value,
+    parse_config,
+)
 from dashboard.history import export_days, export_links, history_page
 from dashboard.params import ParamError, parse_id, parse_ids
 from dashboard.tiles import SORTS, Filters, annotated, overview_page, tiles_by_id, tiles_for
@@ -773,3 +780,56 @@ def silence_end(request: HttpRequest, silence_id: int) -> HttpResponse:
     require(request, END_SILENCE, silence_team(silence.service, silence.circuit))
     end_silence(silence, user=acting_user(request))
     return redirect(_back_to_alerts(request))
+
+
+def _tokens_page(request: HttpRequest, form: TokenForm, status: int = 200) -> HttpResponse:
+    user = acting_user(request)
+    return render(
+        request,
+        "dashboard/tokens.html",
+        {
+            "form": form,
+            "tokens": tokens.visible_to(user).filter(user=user),
+            "teams": user.memberships.select_related("team").order_by("team__name"),
+            "max_days": tokens.max_token_days(),
+            "now": timezone.now(),
+            "nav": "tokens",
+        },
+        status=status,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    """Your personal API tokens: the list, a form creating one (its secret shown once)."""
+    if request.method == "GET":
+        return _tokens_page(request, TokenForm(initial={"expires_in_days": 30}))
+    form = TokenForm(request.POST)
+    if not form.is_valid():
+        return _tokens_page(request, form, status=400)
+    user = acting_user(request)
+    data = form.cleaned_data
+    wanted = tokens.TokenRequest(
+        scope=data["scope"], team=data["team"].strip(), days=data["expires_in_days"],
+        label=data["label"],
+    )  # fmt: skip
+    errors, _ = tokens.check(user, wanted)
+    if errors:
+        for field, reason in errors.items():
+            form.add_error(field, reason)
+        return _tokens_page(request, form, status=400)
+    token, raw = tokens.create(user, wanted, actor=user)
+    return render(
+        request, "dashboard/token_created.html", {"token": token, "secret": raw, "nav": "tokens"}
+    )
+
+
+@require_POST
+@login_required
+def api_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    """Revoke one of your personal API tokens (audited)."""
+    user = acting_user(request)
+    token = get_object_or_404(tokens.visible_to(user).filter(user=user), pk=token_id)
+    tokens.revoke(token, actor=user)
+    return redirect("dashboard:tokens")

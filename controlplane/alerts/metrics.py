@@ -31,9 +31,9 @@ from rest_framework.views import APIView
 from controlplane.alerts.choices import AlertStatus
 from controlplane.alerts.models import Alert
 from controlplane.alerts.rules.open_too_long import EPISODE_STARTS, FORCED_OPEN, episode_params
+from controlplane.circuits.api.permissions import GlobalPerms
 from controlplane.circuits.fleet import live_cutoff, with_fleet_state
 from controlplane.circuits.models import Circuit, Instance, Service
-from controlplane.core.permissions import HasPerms
 
 # The seed's encoding: 0 closed, 1 half-open, 2 open; forced states carry forced="true".
 STATE_VALUE = {
@@ -173,7 +173,7 @@ class CanScrape(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if settings.SWITCHYARD_METRICS_PUBLIC:
             return True
-        return HasPerms.of(read="circuits.view_circuit")().has_permission(request, view)
+        return GlobalPerms.of(read="circuits.view_circuit")().has_permission(request, view)
 
 
 class AnyAccept(BaseContentNegotiation):

@@ -9,6 +9,12 @@ viewer who operates team A forces A's circuits and reads every circuit.
 
 A user's memberships are read once per request (one query, kept on the user object,
 which lives as long as the request) and only when a global permission does not answer.
+
+A request made with a personal API token (``act_through``) gets its user's permissions
+cut by the token: by its scope (read: the ``view_*`` permissions; operate: those and
+TEAM_OPERATE; admin: all of them) and, when the token names a team, to that team's
+services (no global permission, no service without a team). Every check below applies
+the cut, so the API, whatever asks through this module, cannot do more than the token.
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from controlplane.circuits.choices import TeamRole
-from controlplane.circuits.models import Membership
+from controlplane.circuits.choices import TeamRole, TokenScope
+from controlplane.circuits.models import APIToken, Membership
 
 # What each team role grants on its team's services (the global roles' permissions on
 # those services' rows, see roles.py and alerts/roles.py).
@@ -68,6 +74,34 @@ ROLE_PERMS: dict[str, frozenset[str]] = {
 Scope = frozenset[int] | None
 
 
+def act_through(user: Any, token: APIToken) -> None:
+    """Cut ``user``'s permissions to ``token`` for the rest of the request."""
+    user._api_token = token
+
+
+def token_of(user: Any) -> APIToken | None:
+    """The personal API token ``user`` acts through in this request, if any."""
+    token: APIToken | None = getattr(user, "_api_token", None)
+    return token
+
+
+def scope_allows(token_scope: str, perm: str) -> bool:
+    """Whether a token of scope ``token_scope`` may carry ``perm`` (its user permitting)."""
+    if token_scope == TokenScope.ADMIN:
+        return True
+    if perm.partition(".")[2].startswith("view_"):
+        return True
+    return token_scope == TokenScope.OPERATE and perm in TEAM_OPERATE
+
+
+def has_global(user: Any, perm: str) -> bool:
+    """Whether ``user`` has ``perm`` on every service (a global role, not cut by a token)."""
+    token = token_of(user)
+    if token is not None and (token.team_id is not None or not scope_allows(token.scope, perm)):
+        return False
+    return bool(user.has_perm(perm))
+
+
 def team_roles(user: Any) -> dict[int, str]:
     """The user's role per team id: one query, then kept on the user for the request."""
     roles: dict[int, str] | None = getattr(user, "_team_roles", None)
@@ -88,8 +122,14 @@ def forget_roles(user: Any) -> None:
 
 def scope(user: Any, perm: str) -> Scope:
     """Teams on whose services ``user`` has ``perm``; None when a global role grants it."""
-    if user.has_perm(perm):
+    if has_global(user, perm):
         return None
+    token = token_of(user)
+    if token is not None:
+        if not scope_allows(token.scope, perm):
+            return frozenset()
+        if token.team_id is not None:
+            return frozenset({token.team_id}) if may(user, perm, token.team_id) else frozenset()
     return frozenset(team for team, role in team_roles(user).items() if perm in ROLE_PERMS[role])
 
 
@@ -101,6 +141,12 @@ def may_somewhere(user: Any, perm: str) -> bool:
 
 def may(user: Any, perm: str, team_id: int | None) -> bool:
     """Whether ``user`` has ``perm`` on the services of ``team_id`` (None: no team)."""
+    token = token_of(user)
+    if token is not None:
+        if not scope_allows(token.scope, perm):
+            return False
+        if token.team_id is not None and token.team_id != team_id:
+            return False
     if user.has_perm(perm):
         return True
     if team_id is None:

@@ -7,10 +7,14 @@ the secret has 256 bits of entropy, and it keeps the lookup a single indexed que
 
 import hashlib
 import secrets
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.utils import timezone
 
-from controlplane.circuits.models import AgentToken, APIToken, Service
+from controlplane.circuits.choices import TokenScope
+from controlplane.circuits.models import AgentToken, APIToken, Service, Team
 
 AGENT_TOKEN_PREFIX = "sya_"
 API_TOKEN_PREFIX = "syu_"
@@ -53,11 +57,36 @@ def create_agent_token(
     return token, raw
 
 
-def create_api_token(user: User, *, label: str = "") -> tuple[APIToken, str]:
-    """Create a personal API token for ``user``; returns the row and the raw token (shown once)."""
+def max_token_days() -> int:
+    """The longest lifetime of a personal API token (SWITCHYARD_API_TOKEN_MAX_DAYS)."""
+    return int(settings.SWITCHYARD_API_TOKEN_MAX_DAYS)
+
+
+def create_api_token(
+    user: User,
+    *,
+    label: str = "",
+    scope: str = TokenScope.ADMIN,
+    team: Team | None = None,
+    days: int | None = None,
+    now: datetime | None = None,
+) -> tuple[APIToken, str]:
+    """Create a personal API token for ``user`` living ``days`` (default and at most
+    SWITCHYARD_API_TOKEN_MAX_DAYS); returns the row and the raw token (shown once).
+
+    The caller checks that ``scope`` and ``team`` are within the user's rights."""
+    days = max_token_days() if days is None else days
+    if not 1 <= days <= max_token_days():
+        raise ValueError(f"days must be 1-{max_token_days()}")
     raw = _new_secret(API_TOKEN_PREFIX)
     token = APIToken.objects.create(
-        user=user, label=label, prefix=raw[:12], token_hash=hash_token(raw)
+        user=user,
+        label=label,
+        prefix=raw[:12],
+        token_hash=hash_token(raw),
+        scope=scope,
+        team=team,
+        expires_at=(now or timezone.now()) + timedelta(days=days),
     )
     return token, raw
 
@@ -76,15 +105,28 @@ def authenticate_agent(raw_token: str) -> AgentToken | None:
     return token
 
 
-def authenticate_api_token(raw_token: str) -> APIToken | None:
-    """The active personal API token matching ``raw_token`` (with its user loaded), else None."""
+def find_api_token(raw_token: str) -> APIToken | None:
+    """The unrevoked personal API token matching ``raw_token`` (with its user loaded),
+    expired or not, else None. One query; it does not record a use."""
     if not raw_token.startswith(API_TOKEN_PREFIX) or len(raw_token) > MAX_TOKEN_LENGTH:
         return None
-    token = (
+    return (
         APIToken.objects.select_related("user")
         .filter(token_hash=hash_token(raw_token), revoked_at__isnull=True, user__is_active=True)
         .first()
     )
-    if token is not None:
-        token.touch()
+
+
+def is_expired(token: APIToken, now: datetime | None = None) -> bool:
+    """Whether ``token`` is past its expiry (never, without one)."""
+    return token.expires_at is not None and token.expires_at <= (now or timezone.now())
+
+
+def authenticate_api_token(raw_token: str) -> APIToken | None:
+    """The active (unrevoked, unexpired) personal API token matching ``raw_token``, else
+    None; records the use."""
+    token = find_api_token(raw_token)
+    if token is None or is_expired(token):
+        return None
+    token.touch()
     return token

@@ -81,6 +81,14 @@ class TeamRole(models.TextChoices):
     ADMIN = "admin", "admin"
 
 
+class TokenScope(models.TextChoices):
+    """How much of its user's rights a personal API token carries (access.py)."""
+
+    READ = "read", "read"
+    OPERATE = "operate", "operate"
+    ADMIN = "admin", "admin"
+
+
 class AuditAction(models.TextChoices):
     """Actions that leave an audit event."""
 

@@ -22,6 +22,7 @@ from controlplane.circuits.choices import (
     OverrideEnd,
     OverrideState,
     TeamRole,
+    TokenScope,
     TransitionReason,
 )
 from controlplane.circuits.querysets import CircuitQuerySet, InstanceQuerySet, OverrideQuerySet
@@ -101,11 +102,22 @@ class AgentToken(BearerToken):
 
 
 class APIToken(BearerToken):
-    """A personal bearer token (syu_...) for scripts; acts as its user; stored as a sha256."""
+    """A personal bearer token (syu_...) for scripts; stored as a sha256.
+
+    It acts as its user, cut to its scope and, when it names one, to its team's services
+    (controlplane/circuits/access.py); past ``expires_at`` it no longer authenticates.
+    """
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
     )
+    scope = models.CharField(max_length=16, choices=TokenScope.choices, default=TokenScope.READ)
+    # Null: every service the user reaches.
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    # Null: never (tokens made before lifetimes existed).
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["user", "-created_at"]

@@ -5,10 +5,10 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from controlplane.circuits.api.permissions import GlobalPerms
 from controlplane.circuits.choices import CircuitState, FleetState
 from controlplane.circuits.fleet import summary
 from controlplane.circuits.models import Circuit
-from controlplane.core.permissions import HasPerms
 
 UNHEALTHY_STATES = frozenset({CircuitState.OPEN, CircuitState.FORCED_OPEN})
 
@@ -42,7 +42,7 @@ FLEET_HEALTH = {
     responses={200: OpenApiResponse(FLEET_HEALTH, description="the fleet's health")},
 )
 @api_view(["GET"])
-@permission_classes([HasPerms.of(read="circuits.view_circuit")])
+@permission_classes([GlobalPerms.of(read="circuits.view_circuit")])
 def circuit_health(request: Request) -> Response:
     """GET /health/circuits: the fleet's health in the seed's shape.
 

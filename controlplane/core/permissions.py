@@ -47,10 +47,12 @@ class ActionPermissionsMixin:
     """
 
     action_permissions: dict[str, tuple[str | None, str | None]] = {}
+    #: The class answering them (an app may answer with its own rules).
+    perms_class: type[HasPerms] = HasPerms
 
     def get_permissions(self) -> list[BasePermission]:
         action: str | None = getattr(self, "action", None)
         if action is None:
             return [permissions.IsAuthenticated()]
         read, write = self.action_permissions.get(action, (None, None))
-        return [HasPerms.of(read=read, write=write)()]
+        return [self.perms_class.of(read=read, write=write)()]

@@ -5,12 +5,11 @@ visible teams; the query count of a permission check pinned; the team in the aud
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -18,19 +17,14 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from breakers.config import field_specs
-from controlplane.alerts.models import Alert, AlertRule, Silence
 from controlplane.circuits import access
-from controlplane.circuits.auth import create_agent_token
 from controlplane.circuits.models import (
     AuditEvent,
     Circuit,
-    Instance,
-    Membership,
     Service,
-    Team,
-    Transition,
 )
 from controlplane.circuits.operations import force_circuit
+from tests.circuits.teams import Side, _user
 from tests.streaming import body
 
 ROLES = [
@@ -42,68 +36,6 @@ ROLES = [
     "team_admin",
     "no_role",
 ]
-
-
-@dataclass
-class Side:
-    """One team's objects: a service with one of everything."""
-
-    team: Team
-    service: Service
-    circuit: Circuit
-    instance: Instance
-    transition: Transition
-    alert: Alert
-    silence: Silence
-    token_id: int
-    audit: AuditEvent
-
-
-def _side(name: str, team_name: str, rule: AlertRule, by: User) -> Side:
-    now = timezone.now()
-    team = Team.objects.create(name=team_name, slug=team_name)
-    service = Service.objects.create(name=name, team=team)
-    circuit = Circuit.objects.create(service=service, name=f"{name}-db")
-    instance = Instance.objects.create(
-        service=service, instance_id=f"{name}-1", first_seen=now, last_seen=now
-    )
-    transition = Transition.objects.create(
-        instance=instance, circuit=circuit, seq=1, from_state="closed", to_state="open",
-        at=now - timedelta(minutes=5), reason="failure_rate", received_at=now,
-    )  # fmt: skip
-    alert = Alert.objects.create(
-        rule=rule, circuit=circuit, status="firing", started_at=now, fired_at=now, created_at=now
-    )
-    silence = Silence.objects.create(
-        service=service, starts_at=now, expires_at=now + timedelta(hours=1), reason="known"
-    )
-    token, _ = create_agent_token(service)
-    force_circuit(circuit, "forced_open", reason="setup", user=by)
-    audit = AuditEvent.objects.filter(service=service).order_by("-at", "-id").first()
-    assert audit is not None
-    return Side(team, service, circuit, instance, transition, alert, silence, token.pk, audit)
-
-
-@pytest.fixture
-def world(db: None, admin: User) -> dict[str, Side]:
-    rule = AlertRule.objects.create(
-        name="open", kind="open_too_long", params={"duration": 10}, severity="critical"
-    )
-    return {
-        "A": _side("alpha", "team-alpha", rule, admin),
-        "B": _side("bravo", "team-bravo", rule, admin),
-    }
-
-
-def _user(role: str, world: dict[str, Side]) -> User:
-    # No password: clients log in with force_login or a token (no hashing per test).
-    user = User.objects.create_user(username=role)
-    scope, _, name = role.partition("_")
-    if scope == "global":
-        user.groups.add(Group.objects.get(name=name))
-    elif scope == "team":
-        Membership.objects.create(user=user, team=world["A"].team, role=name)
-    return user
 
 
 # What each endpoint needs: "read" (a viewer's), "operate" (an operator's), "manage"

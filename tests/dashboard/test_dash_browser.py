@@ -309,3 +309,45 @@ def test_a_live_update_renders_the_tile_as_the_page_does(
     assert live == rendered
     for text in (">open<", ">open on 1 of 1<", ">62.5%<", ">30.0/s<", ">8.2/s<", ">2 h 0 min<"):
         assert text in rendered, text
+
+
+def test_a_user_creates_uses_and_revokes_an_api_token_on_its_page(
+    server: ControlPlaneProcess, browser: Any, operator: User
+) -> None:
+    from controlplane.circuits.models import APIToken
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    login(page, server.url, "otto", "otto-pw-123!")
+    page.click('header nav a:has-text("API tokens")')
+    page.wait_for_url(f"{server.url}/tokens/")
+    assert page.locator("tbody").inner_text().strip() == "No token yet."
+    # Beyond the user's rights: the form answers naming the field.
+    page.select_option('select[name="scope"]', "admin")
+    page.click('button:has-text("Create token")')
+    error = page.locator('[data-error-for="scope"]')
+    assert "more than your rights" in error.inner_text()
+    page.select_option('select[name="scope"]', "operate")
+    page.fill('input[name="expires_in_days"]', "7")
+    page.fill('input[name="label"]', "deploy script")
+    page.click('button:has-text("Create token")')
+    secret = page.locator("#token-secret").input_value()
+    assert secret.startswith("syu_")
+    shot(page, "tokens-created")
+    token = APIToken.objects.get()
+    assert token.scope == "operate" and token.user == operator
+    # The secret works once copied; the list then shows its last use.
+    assert server.request("GET", "/api/v1/circuits/", token=secret)[0] == 200
+    page.goto(f"{server.url}/tokens/")
+    row = page.locator(f'tr[data-token="{token.prefix}"]')
+    used = row.locator("[data-last-used]").get_attribute("data-last-used")
+    last_used = APIToken.objects.get().last_used_at
+    assert last_used is not None and used == last_used.isoformat()
+    assert secret not in page.content()
+    assert "deploy script" in row.inner_text() and "operate" in row.inner_text()
+    shot(page, "tokens-list")
+    row.locator('button:has-text("Revoke")').click()
+    page.wait_for_url(f"{server.url}/tokens/")
+    assert "revoked" in page.locator(f'tr[data-token="{token.prefix}"]').inner_text()
+    shot(page, "tokens-revoked")
+    assert wait_for(lambda: server.request("GET", "/api/v1/circuits/", token=secret)[0] == 401)
+    page.close()

@@ -96,6 +96,17 @@ def _confirm_silence(page: Any) -> None:
     page.click("button:has-text('Silence…')")
 
 
+def _token_beyond_rights(page: Any) -> None:
+    page.select_option('select[name="scope"]', "admin")
+    page.click("button:has-text('Create token')")
+
+
+def _create_token(page: Any) -> None:
+    page.select_option('select[name="scope"]', "read")
+    page.fill('input[name="expires_in_days"]', "7")
+    page.click("button:has-text('Create token')")
+
+
 # Every page of the dashboard: a page added later joins the scan, the phone check and
 # the screenshots with one line here.
 PAGES = [
@@ -152,6 +163,14 @@ PAGES = [
         ready=(".confirm",),
     ),
     Page("audit", "/audit/"),
+    Page("tokens", "/tokens/"),
+    Page(
+        "tokens-error",
+        "/tokens/",
+        submit=_token_beyond_rights,
+        ready=('.silence-form [aria-invalid="true"]',),
+    ),
+    Page("tokens-created", "/tokens/", submit=_create_token, ready=("#token-secret",)),
     Page("incidents", "/incidents/", ready=("#incident-timeline[data-drawn]",)),
     Page("incidents-error", "/incidents/?circuit=pay", ready=("#incident-error",)),
     Page("login", "/login/", logged_in=False),

@@ -24,7 +24,7 @@ from controlplane.alerts.operations import (
     wire_of,
 )
 from controlplane.circuits import access
-from controlplane.circuits.api.permissions import TeamScopedMixin
+from controlplane.circuits.api.permissions import GlobalPerms, TeamScopedMixin
 from controlplane.core import schema as core_schema
 from controlplane.core.permissions import acting_user
 from controlplane.core.viewsets import ReadOnlyViewSet, ReadWriteViewSet
@@ -81,6 +81,7 @@ class ChannelViewSet(AuditedWritesMixin, ReadWriteViewSet):
     filterset_class = filtersets.ChannelFilterSet
     queryset = Channel.objects.order_by("name")
     action_permissions = crud("channel")
+    perms_class = GlobalPerms
     audit_actions = {
         "create": AlertAuditAction.CHANNEL_CREATE,
         "update": AlertAuditAction.CHANNEL_UPDATE,
@@ -95,6 +96,7 @@ class AlertRuleViewSet(AuditedWritesMixin, ReadWriteViewSet):
     filterset_class = filtersets.AlertRuleFilterSet
     queryset = AlertRule.objects.prefetch_related("channels").order_by("name")
     action_permissions = crud("alertrule")
+    perms_class = GlobalPerms
     audit_actions = {
         "create": AlertAuditAction.RULE_CREATE,
         "update": AlertAuditAction.RULE_UPDATE,

@@ -6,11 +6,13 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from controlplane.circuits.auth import API_TOKEN_PREFIX, authenticate_api_token, bearer_token
+from controlplane.circuits import access
+from controlplane.circuits.auth import API_TOKEN_PREFIX, bearer_token, find_api_token, is_expired
 
 
 class APITokenAuthentication(authentication.BaseAuthentication):
-    """Authenticates a request as the owner of a personal API token."""
+    """Authenticates a request as the owner of a personal API token, with the user's
+    permissions cut to the token's scope and team (access.py)."""
 
     keyword = "Bearer"
     realm = "api"
@@ -23,9 +25,16 @@ class APITokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Bearer token is not a personal API token (syu_...)."
             )
-        token = authenticate_api_token(raw)
+        token = find_api_token(raw)
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
+        if is_expired(token):
+            assert token.expires_at is not None
+            raise exceptions.AuthenticationFailed(
+                f"API token expired at {token.expires_at.isoformat()}."
+            )
+        token.touch()
+        access.act_through(token.user, token)
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

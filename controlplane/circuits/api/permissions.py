@@ -15,7 +15,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from controlplane.circuits import access
-from controlplane.core.permissions import ActionPermissionsMixin
+from controlplane.core.permissions import ActionPermissionsMixin, HasPerms
 
 
 def team_of(obj: Any, path: str) -> int | None:
@@ -27,6 +27,17 @@ def team_of(obj: Any, path: str) -> int | None:
             return None
     team_id: int | None = getattr(obj, f"{last}_id")
     return team_id
+
+
+class GlobalPerms(HasPerms):
+    """``HasPerms`` answered by access.py: a global role, cut by the request's API token."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        needed = self.read if request.method in permissions.SAFE_METHODS else self.write
+        return needed is not None and access.has_global(user, needed)
 
 
 class TeamPerms(permissions.BasePermission):

@@ -13,11 +13,13 @@ from controlplane.circuits.choices import (
     OverrideEnd,
     OverrideState,
     TeamRole,
+    TokenScope,
 )
 from controlplane.circuits.desired import override_wire
 from controlplane.circuits.fleet import live_cutoff, rate, state_counts, summary
 from controlplane.circuits.models import (
     AgentToken,
+    APIToken,
     AuditEvent,
     Circuit,
     ConfigVersion,
@@ -504,3 +506,48 @@ class TeamSerializer(serializers.ModelSerializer):
 
     def get_members(self, team: Team) -> list[dict[str, str]]:
         return [{"user": m.user.get_username(), "role": m.role} for m in team.memberships.all()]
+
+
+class APITokenSerializer(serializers.ModelSerializer):
+    """A personal API token as its user sees it (never its secret)."""
+
+    user = serializers.CharField(source="user.username", read_only=True)
+    team: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True
+    )
+    active = serializers.BooleanField(source="is_active", read_only=True)
+
+    class Meta:
+        model = APIToken
+        fields = [
+            "id", "prefix", "label", "user", "scope", "team", "created_at", "expires_at",
+            "last_used_at", "revoked_at", "active",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class NewAPITokenSerializer(serializers.Serializer):
+    """POST /api/v1/tokens/: scope at most the user's rights, a team among theirs."""
+
+    scope = serializers.ChoiceField(choices=TokenScope.choices)
+    team = serializers.SlugField(required=False, allow_blank=True, default="")
+    expires_in_days = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        help_text="lifetime in days: 1 to SWITCHYARD_API_TOKEN_MAX_DAYS (its default)",
+    )
+    label = serializers.CharField(  # type: ignore[assignment]
+        required=False, allow_blank=True, default="", max_length=100
+    )
+
+
+class CreatedAPITokenSerializer(APITokenSerializer):
+    """A new token with its secret, which is shown this once."""
+
+    token = serializers.CharField(read_only=True, help_text="the secret (syu_...), shown once")
+
+    class Meta(APITokenSerializer.Meta):
+        fields = [*APITokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields

@@ -11,5 +11,6 @@ router.register("instances", views.InstanceViewSet, basename="instance")
 router.register("transitions", views.TransitionViewSet, basename="transition")
 router.register("audit", views.AuditEventViewSet, basename="audit")
 router.register("teams", views.TeamViewSet, basename="team")
+router.register("tokens", views.TokenViewSet, basename="token")
 
 urlpatterns = router.urls

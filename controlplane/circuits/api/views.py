@@ -9,22 +9,30 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane.circuits import series
+from controlplane.circuits import access, series, tokens
 from controlplane.circuits.api import exports, filtersets
 from controlplane.circuits.api import serializers as s
 from controlplane.circuits.api.permissions import TeamScopedMixin
 from controlplane.circuits.choices import CircuitState
 from controlplane.circuits.desired import override_wire
 from controlplane.circuits.fleet import live_cutoff
-from controlplane.circuits.models import AuditEvent, Circuit, Instance, Service, Team, Transition
+from controlplane.circuits.models import (
+    APIToken,
+    AuditEvent,
+    Circuit,
+    Instance,
+    Service,
+    Team,
+    Transition,
+)
 from controlplane.circuits.operations import (
     ConfigConflictError,
     ConfigInvalidError,
@@ -41,9 +49,9 @@ from controlplane.circuits.operations import (
 )
 from controlplane.core import schema as core_schema
 from controlplane.core.errors import Conflict
-from controlplane.core.pagination import KeysetPagination
+from controlplane.core.pagination import KeysetPagination, PageNumberPagination
 from controlplane.core.permissions import acting_user
-from controlplane.core.viewsets import ReadOnlyViewSet, ReadWriteViewSet
+from controlplane.core.viewsets import ID_PATTERN, ReadOnlyViewSet, ReadWriteViewSet
 
 
 class ServiceViewSet(TeamScopedMixin, ReadOnlyViewSet):
@@ -492,3 +500,70 @@ class TeamViewSet(TeamScopedMixin, ReadWriteViewSet):
         elif not remove_membership(team, member, user=acting_user(request)):
             raise NotFound("this user is not a member of this team")
         return Response(self.get_serializer(self.get_queryset().get(pk=team.pk)).data)
+
+
+class TokenViewSet(
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Personal API tokens. Everyone lists, creates and revokes their own (an admin of
+    users sees and revokes everyone's); a token carries at most its user's rights.
+
+    Through an API token, only an admin-scope one creates or revokes tokens, and a new
+    token never outlives the one that made it.
+    """
+
+    serializer_class = s.APITokenSerializer
+    pagination_class = PageNumberPagination
+    lookup_value_regex = ID_PATTERN
+    filterset_class = None
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get_queryset(self) -> QuerySet[APIToken]:
+        if getattr(self, "swagger_fake_view", False):  # the schema: no request user
+            return APIToken.objects.none()
+        return tokens.visible_to(acting_user(self.request))
+
+    def _may_manage(self) -> None:
+        if not tokens.may_manage(acting_user(self.request)):
+            raise PermissionDenied("creating or revoking tokens takes an admin-scope token")
+
+    @extend_schema(
+        request=s.NewAPITokenSerializer,
+        responses={
+            201: s.CreatedAPITokenSerializer,
+            400: core_schema.error("bad scope, team or expires_in_days; `field` names it"),
+        },
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Create a token for yourself; the answer's ``token`` is its secret, shown once."""
+        self._may_manage()
+        body = s.NewAPITokenSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        user = acting_user(request)
+        wanted = tokens.TokenRequest(
+            scope=body.validated_data["scope"],
+            team=body.validated_data["team"],
+            days=body.validated_data["expires_in_days"],
+            label=body.validated_data["label"],
+        )
+        errors, _ = tokens.check(user, wanted)
+        if errors:
+            raise ValidationError({field: [reason] for field, reason in errors.items()})
+        token, raw = tokens.create(user, wanted, actor=user)
+        data = dict(s.APITokenSerializer(token).data)
+        data["token"] = raw
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None, 404: core_schema.NOT_FOUND})
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Revoke a token (audited); revoking a revoked token changes nothing."""
+        self._may_manage()
+        token = self.get_object()
+        user = acting_user(request)
+        if token.user_id != user.pk and not access.has_global(user, "circuits.delete_apitoken"):
+            raise PermissionDenied("only an admin revokes another user's token")
+        tokens.revoke(token, actor=user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
