@@ -10,6 +10,7 @@ from django import forms
 
 from breakers.config import CircuitBreakerConfig, field_specs
 from controlplane.circuits.choices import NAME_MAX_LENGTH, TokenScope
+from controlplane.circuits.config_diff import config_changes
 from controlplane.circuits.operations import MAX_EXPIRES_IN_SECONDS
 from controlplane.core.audit import MAX_REASON_LENGTH
 
@@ -114,16 +115,21 @@ def config_rows(
 
 
 def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The fields whose value changes, each with its spec and both values with units."""
-    return [
-        {
-            "spec": spec,
-            "old": spec.format(old.get(spec.name)),
-            "new": spec.format(new.get(spec.name)),
-        }
-        for spec in SPECS
-        if old.get(spec.name) != new.get(spec.name)
-    ]
+    """The fields whose value changes (circuits.config_diff), each with its name, label
+    and both values with units."""
+    specs = {spec.name: spec for spec in SPECS}
+    rows = []
+    for change in config_changes(old, new):
+        spec = specs.get(change.field)
+        rows.append(
+            {
+                "name": change.field,
+                "label": spec.label if spec else change.field,
+                "old": spec.format(change.old) if spec else input_value(change.old),
+                "new": spec.format(change.new) if spec else input_value(change.new),
+            }
+        )
+    return rows
 
 
 class TokenForm(forms.Form):

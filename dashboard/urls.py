@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard import views
+from dashboard import versions, views
 
 app_name = "dashboard"
 
@@ -18,6 +18,7 @@ urlpatterns = [
     path("circuits/<int:circuit_id>/", views.circuit_detail, name="circuit"),
     path("circuits/<int:circuit_id>/override", views.circuit_override, name="override"),
     path("circuits/<int:circuit_id>/config", views.circuit_config, name="config"),
+    path("circuits/<int:circuit_id>/config/diff", versions.config_diff_page, name="config_diff"),
     path("search/", views.search, name="search"),
     path("services/", views.services, name="services"),
     path("instances/", views.instances, name="instances"),

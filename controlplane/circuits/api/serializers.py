@@ -98,6 +98,29 @@ class ConfigVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class FieldChangeSerializer(serializers.Serializer):
+    """One wire field that differs: its value in each version (null: absent)."""
+
+    field = serializers.CharField()
+    old = serializers.JSONField(allow_null=True)
+    new = serializers.JSONField(allow_null=True)
+
+
+class ConfigDiffSerializer(serializers.Serializer):
+    """Two config versions of a circuit and the fields that differ between them."""
+
+    changes = FieldChangeSerializer(many=True)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # "from" is a Python keyword: declared here rather than as a class attribute.
+        fields = super().get_fields()
+        return {
+            "from": ConfigVersionSerializer(),
+            "to": ConfigVersionSerializer(),
+            **fields,
+        }
+
+
 class CircuitSerializer(serializers.ModelSerializer):
     """A circuit with its fleet state ("open on 3 of 12", override first)."""
 

@@ -22,6 +22,7 @@ from controlplane.circuits.api import exports, filtersets
 from controlplane.circuits.api import serializers as s
 from controlplane.circuits.api.permissions import TeamScopedMixin
 from controlplane.circuits.choices import CircuitState
+from controlplane.circuits.config_diff import VersionParamError, config_changes, version_pair
 from controlplane.circuits.desired import override_wire
 from controlplane.circuits.fleet import live_cutoff
 from controlplane.circuits.models import (
@@ -169,6 +170,7 @@ class CircuitViewSet(TeamScopedMixin, ReadOnlyViewSet):
         "retrieve": ("circuits.view_circuit", None),
         "transitions": ("circuits.view_transition", None),
         "config": ("circuits.view_configversion", "circuits.edit_circuit_config"),
+        "config_diff": ("circuits.view_configversion", None),
         "override": ("circuits.view_override", "circuits.override_circuit"),
         "series": ("circuits.view_circuit", None),
     }
@@ -274,6 +276,31 @@ class CircuitViewSet(TeamScopedMixin, ReadOnlyViewSet):
         except ConfigInvalidError as exc:
             raise ValidationError({"config": exc.errors}) from None
         return Response(s.ConfigVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.INT, required=True, description="a version"),
+            OpenApiParameter("to", OpenApiTypes.INT, required=True, description="a version"),
+        ],
+        responses={
+            200: s.ConfigDiffSerializer,
+            400: core_schema.error("`from` or `to` missing, not a number, or no such version"),
+        },
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], url_path="config/diff", filterset_class=None)
+    def config_diff(self, request: Request, pk: str | None = None) -> Response:
+        """The fields that differ between two config versions (any two, either order),
+        with both values, and who made each version, when and why."""
+        circuit = self._circuit()
+        try:
+            old, new = version_pair(
+                circuit, request.query_params.get("from"), request.query_params.get("to")
+            )
+        except VersionParamError as exc:
+            raise ValidationError({exc.param: exc.reason}) from None
+        changes = config_changes(old.config, new.config)
+        return Response(s.ConfigDiffSerializer({"from": old, "to": new, "changes": changes}).data)
 
     @extend_schema(methods=["GET"], responses=s.OverrideStatusSerializer)
     @extend_schema(
