@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard import versions, views
+from dashboard import alert_setup, versions, views
 
 app_name = "dashboard"
 
@@ -28,6 +28,18 @@ urlpatterns = [
     path("alerts/<int:alert_id>/ack", views.alert_ack, name="alert_ack"),
     path("alerts/silence", views.silence_create, name="silence_create"),
     path("silences/<int:silence_id>/end", views.silence_end, name="silence_end"),
+    path("alerts/rules/", alert_setup.alert_setup, name="alert_setup"),
+    path("alerts/rules/new", alert_setup.rule_new, name="rule_new"),
+    path("alerts/rules/<int:rule_id>/", alert_setup.rule_edit, name="rule_edit"),
+    path("alerts/rules/<int:rule_id>/delete", alert_setup.rule_delete, name="rule_delete"),
+    path("alerts/channels/new", alert_setup.channel_new, name="channel_new"),
+    path("alerts/channels/<int:channel_id>/", alert_setup.channel_edit, name="channel_edit"),
+    path(
+        "alerts/channels/<int:channel_id>/delete",
+        alert_setup.channel_delete,
+        name="channel_delete",
+    ),
+    path("alerts/channels/<int:channel_id>/test", alert_setup.channel_test, name="channel_test"),
     path("tokens/", views.api_tokens, name="tokens"),
     path("tokens/<int:token_id>/revoke", views.api_token_revoke, name="token_revoke"),
 ]

@@ -642,6 +642,9 @@ def _alerts_context(request: HttpRequest) -> dict[str, Any]:
         "can_ack": access.may_somewhere(request.user, ACKNOWLEDGE),
         "can_silence": access.may_somewhere(request.user, ADD_SILENCE),
         "can_end_silence": access.may_somewhere(request.user, END_SILENCE),
+        # Rules and channels belong to no team: global roles only, as in the API.
+        "can_see_setup": access.has_global(request.user, "alerts.view_alertrule"),
+        "can_edit_setup": access.has_global(request.user, "alerts.change_alertrule"),
         "nav": "alerts",
     }
 

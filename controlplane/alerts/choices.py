@@ -76,6 +76,7 @@ class AlertAuditAction(models.TextChoices):
     CHANNEL_CREATE = "channel.create", "channel created"
     CHANNEL_UPDATE = "channel.update", "channel updated"
     CHANNEL_DELETE = "channel.delete", "channel deleted"
+    CHANNEL_TEST = "channel.test", "test notification sent"
     SILENCE_CREATE = "silence.create", "silence created"
     SILENCE_UPDATE = "silence.update", "silence updated"
     SILENCE_EXPIRE = "silence.expire", "silence ended"

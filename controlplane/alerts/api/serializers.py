@@ -22,6 +22,23 @@ class ObjectField(StorableJSONField):
     or the rule's kind)."""
 
 
+def keep_stored(channel: Channel, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` of an edit of ``channel`` with the stored value back wherever the edit
+    leaves a secret out, sends ``********``, or sends a value exactly as the API shows
+    it masked (a webhook URL as scheme and host): what the API answered can be sent
+    back unchanged."""
+    stored = channel.config
+    masked = get_transport(channel.kind).redact(stored)
+    kept = dict(config)
+    for key in get_transport(channel.kind).secret_keys:
+        if kept.get(key, REDACTED) == REDACTED and key in stored:
+            kept[key] = stored[key]
+    for key, shown in masked.items():
+        if key in stored and shown != stored[key] and kept.get(key) == shown:
+            kept[key] = stored[key]
+    return kept
+
+
 class ChannelSerializer(serializers.ModelSerializer):
     """A channel; its config comes back with secrets masked, to admins too."""
 
@@ -52,17 +69,24 @@ class ChannelSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({"config": "a new kind needs its own config"})
         if "config" in attrs:
             config = attrs["config"]
-            if self.instance is not None and isinstance(config, dict):
-                # An edit may leave secrets out (or send the mask back): keep the stored ones.
-                for key in get_transport(self.instance.kind).secret_keys:
-                    if config.get(key, REDACTED) == REDACTED and key in self.instance.config:
-                        config = {**config, key: self.instance.config[key]}
+            current = self.instance
+            if current is not None and kind == current.kind and isinstance(config, dict):
+                config = keep_stored(current, config)
             errors = config_errors(str(kind), config)
             if errors:
                 raise serializers.ValidationError({"config": errors})
             attrs["config"] = config
             attrs["failed_at"], attrs["last_error"] = None, ""
         return attrs
+
+
+class ChannelTestSerializer(serializers.Serializer):
+    """The outcome of a test notification: delivered or not, and what the far side
+    answered (``HTTP 200 from the webhook``) or the error."""
+
+    ok = serializers.BooleanField()
+    detail = serializers.CharField()
+    duration_ms = serializers.IntegerField()
 
 
 class AlertRuleSerializer(serializers.ModelSerializer):

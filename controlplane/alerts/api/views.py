@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -19,9 +18,10 @@ from controlplane.alerts.models import Alert, AlertRule, Channel, Silence
 from controlplane.alerts.operations import (
     NotOpenError,
     acknowledge,
-    audit_write,
+    delete_audited,
     end_silence,
-    wire_of,
+    save_audited,
+    send_test_notification,
 )
 from controlplane.circuits import access
 from controlplane.circuits.api.permissions import GlobalPerms, TeamScopedMixin
@@ -50,25 +50,14 @@ class AuditedWritesMixin:
     request: Any  # the view's Request
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
-        with transaction.atomic():
-            obj = serializer.save(**self.extra_save())
-            audit_write(acting_user(self.request), self.audit_actions["create"], obj, before=None)
+        user = acting_user(self.request)
+        save_audited(serializer, user, self.audit_actions["create"], **self.extra_save())
 
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
-        with transaction.atomic():
-            assert serializer.instance is not None  # an update has its object
-            before = wire_of(serializer.instance)
-            obj = serializer.save()
-            audit_write(acting_user(self.request), self.audit_actions["update"], obj, before=before)
+        save_audited(serializer, acting_user(self.request), self.audit_actions["update"])
 
     def perform_destroy(self, instance: Any) -> None:
-        with transaction.atomic():
-            before = wire_of(instance)
-            audit_write(
-                acting_user(self.request), self.audit_actions["delete"], instance, before=before,
-                deleted=True,
-            )  # fmt: skip
-            instance.delete()
+        delete_audited(instance, acting_user(self.request), self.audit_actions["delete"])
 
     def extra_save(self) -> dict[str, Any]:
         return {}
@@ -80,13 +69,21 @@ class ChannelViewSet(AuditedWritesMixin, ReadWriteViewSet):
     serializer_class = s.ChannelSerializer
     filterset_class = filtersets.ChannelFilterSet
     queryset = Channel.objects.order_by("name")
-    action_permissions = crud("channel")
+    action_permissions = {**crud("channel"), "test": (None, "alerts.change_channel")}
     perms_class = GlobalPerms
     audit_actions = {
         "create": AlertAuditAction.CHANNEL_CREATE,
         "update": AlertAuditAction.CHANNEL_UPDATE,
         "delete": AlertAuditAction.CHANNEL_DELETE,
     }
+
+    @extend_schema(request=None, responses={200: s.ChannelTestSerializer})
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def test(self, request: Request, pk: str | None = None) -> Response:
+        """Send a test notification through the channel's transport now (audited as
+        `channel.test`); 200 with the outcome, whether it was delivered or not."""
+        result = send_test_notification(self.get_object(), user=acting_user(request))
+        return Response(s.ChannelTestSerializer(result).data)
 
 
 class AlertRuleViewSet(AuditedWritesMixin, ReadWriteViewSet):

@@ -34,7 +34,7 @@ class AppriseTransport(Transport):
         urls = config.get("urls") or []
         return {"urls": [f"{str(u).split('://', 1)[0]}://********" for u in urls]}
 
-    def notify(self, payload: dict[str, Any]) -> None:
+    def notify(self, payload: dict[str, Any]) -> str:
         import apprise
 
         notifier = apprise.Apprise()
@@ -44,3 +44,5 @@ class AppriseTransport(Transport):
         # Apprise reports failure as False and logs details without the URLs' tokens.
         if not notifier.notify(title=title, body=body):
             raise TransportError("an Apprise service did not accept the notification")
+        count = len(self.config["urls"])
+        return f"accepted by {count} Apprise service{'s' if count > 1 else ''}"

@@ -31,8 +31,9 @@ class Transport:
         """The config with its secrets masked, fit to show anyone."""
         return {k: ("********" if k in cls.secret_keys and v else v) for k, v in config.items()}
 
-    def notify(self, payload: dict[str, Any]) -> None:
-        """Deliver ``payload`` (the webhook body: event and alert); raise TransportError."""
+    def notify(self, payload: dict[str, Any]) -> str:
+        """Deliver ``payload`` (the webhook body: event and alert) and say what the far
+        side answered ("HTTP 204 from the webhook"); raise TransportError."""
         raise NotImplementedError
 
 

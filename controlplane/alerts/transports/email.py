@@ -13,7 +13,7 @@ from controlplane.alerts.transports.base import Transport, TransportError, unkno
 def subject_and_text(payload: dict[str, Any]) -> tuple[str, str]:
     """A one-line subject and a plain-text body for a notification."""
     alert = payload["alert"]
-    word = "FIRING" if payload["event"] == "firing" else "RESOLVED"
+    word = str(payload["event"]).upper()  # FIRING, RESOLVED or TEST
     forced = " (forced open)" if alert.get("labels", {}).get("forced") else ""
     subject = f"[{word}] {alert['rule']}: {alert['service']}/{alert['circuit']}{forced}"
     lines = [f"{key}: {value}" for key, value in alert.items() if value not in (None, "", {})]
@@ -42,9 +42,11 @@ class EmailTransport(Transport):
                 break
         return errors
 
-    def notify(self, payload: dict[str, Any]) -> None:
+    def notify(self, payload: dict[str, Any]) -> str:
         subject, text = subject_and_text(payload)
+        to = self.config["to"]
         try:
-            send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, self.config["to"])
+            send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, to)
         except (OSError, ValueError) as exc:
             raise TransportError(f"mail not sent: {type(exc).__name__}") from None
+        return f"mail handed to the mail server for {len(to)} address{'es' if len(to) > 1 else ''}"

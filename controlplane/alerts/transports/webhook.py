@@ -59,7 +59,7 @@ class WebhookTransport(Transport):
         shown["url"] = f"{parts.scheme}://{parts.netloc}/…" if parts.netloc else ""
         return shown
 
-    def notify(self, payload: dict[str, Any]) -> None:
+    def notify(self, payload: dict[str, Any]) -> str:
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
         request = urllib.request.Request(
             self.config["url"],
@@ -79,6 +79,7 @@ class WebhookTransport(Transport):
         try:
             with urllib.request.urlopen(request, timeout=self.config.get("timeout", 10)) as answer:
                 answer.read(1024)
+                return f"HTTP {answer.status} from the webhook"
         except urllib.error.HTTPError as exc:
             permanent = 400 <= exc.code < 500 and exc.code not in RETRYABLE_4XX
             raise TransportError(f"HTTP {exc.code} from the webhook", permanent=permanent) from None
