@@ -12,6 +12,7 @@ A channel's secrets are shown only as the API shows them (masked).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from functools import wraps
@@ -221,10 +222,11 @@ def _rule_rows() -> list[dict[str, Any]]:
     return [
         {
             "rule": rule,
-            "kind_label": RuleKind(rule.kind).label if rule.kind in RuleKind.values else rule.kind,
-            "params": RULE_KINDS[rule.kind].with_defaults(rule.params)
-            if rule.kind in RULE_KINDS
-            else rule.params,
+            "kind_label": RuleKind(rule.kind).label,
+            "params": {
+                name: json.dumps(value)
+                for name, value in RULE_KINDS[rule.kind].with_defaults(rule.params).items()
+            },
             "scope": _scope_label(rule),
             "channels": [c.name for c in rule.channels.all()],
         }

@@ -38,5 +38,11 @@ def config_diff_page(request: HttpRequest, circuit_id: int) -> HttpResponse:
         return render(request, "dashboard/config_diff.html", context, status=400)
     diff = config_diff(old.config, new.config)
     fields = set(FIELD_ORDER) | set(old.config) | set(new.config)
-    context.update(old=old, new=new, pair=[old, new], diff=diff, unchanged=len(fields) - len(diff))
+    context.update(
+        old=old,
+        new=new,
+        pair=[old] if old.pk == new.pk else [old, new],
+        diff=diff,
+        unchanged=len(fields) - len(diff),
+    )
     return render(request, "dashboard/config_diff.html", context)

@@ -162,6 +162,8 @@ PAGES = [
         submit=_confirm_silence,
         ready=(".confirm",),
     ),
+    Page("alert-setup", "/alerts/rules/", ready=("#rules",)),
+    Page("config-diff", "/circuits/{inventory}/config/diff?from=1&to=1", ready=(".version-diff",)),
     Page("audit", "/audit/"),
     Page("tokens", "/tokens/"),
     Page(

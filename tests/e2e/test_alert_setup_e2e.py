@@ -27,7 +27,7 @@ from controlplane.circuits.operations import create_config_version
 from tests.alerts.alert_helpers import WEBHOOK_SECRET, Receiver
 from tests.dashboard.browser import CHROMIUM, login, screenshot_dir
 from tests.e2e.conftest import ControlPlaneProcess, wait_for
-from tests.e2e.test_a11y_e2e import axe, describe
+from tests.e2e.test_a11y_e2e import axe, describe, horizontal_overflow
 from tests.e2e.test_csp_e2e import Watched
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -130,6 +130,11 @@ def test_an_admin_creates_tests_edits_and_deletes_a_channel_and_a_rule(
         assert not AlertRule.objects.exists()
         clean(watched, page, "rule form with an error")
         shot(page, "alert-setup-03-rule-error")
+        # A phone's width: nothing wider than the screen.
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert not horizontal_overflow(page)
+        shot(page, "alert-setup-03-rule-error-phone")
+        page.set_viewport_size({"width": 1280, "height": 900})
         page.fill("#param_failure_rate_threshold", "0.4")
         page.click("button:has-text('Create rule')")
         page.wait_for_url(f"{base}/alerts/rules/#rules")
