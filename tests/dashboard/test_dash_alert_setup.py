@@ -6,8 +6,8 @@ transport (a webhook receiver on 127.0.0.1, Django's locmem mail backend)."""
 from __future__ import annotations
 
 import hashlib
-import html as html_lib
 import hmac
+import html as html_lib
 import json
 import re
 from collections.abc import Iterator
@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core import mail
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from controlplane.alerts.models import AlertRule, Channel
@@ -500,3 +502,26 @@ def test_the_api_sends_the_same_test(
     )
     assert len(receiver.requests) == 1
     assert AuditEvent.objects.filter(action="channel.test").count() == 1
+
+
+def test_the_lists_cost_the_same_queries_for_one_or_many_rules_and_channels(
+    login: Any, admin: User, rule: AlertRule, service: Service
+) -> None:
+    client = login(admin)
+    client.get("/alerts/rules/")
+    with CaptureQueriesContext(connection) as few:
+        assert client.get("/alerts/rules/").status_code == 200
+    circuit = Circuit.objects.create(service=service, name="db")
+    for n in range(6):
+        channel = Channel.objects.create(
+            name=f"mail-{n}", kind="email", config={"to": ["a@example.com"]}
+        )
+        more = AlertRule.objects.create(
+            name=f"rule-{n}", kind="open_too_long", circuit=circuit if n % 2 else None,
+            service=None if n % 2 else service,
+        )  # fmt: skip
+        more.channels.set([channel])
+    with CaptureQueriesContext(connection) as many:
+        html = client.get("/alerts/rules/").content.decode()
+    assert html.count("<tr data-rule=") == 7 and html.count("<tr data-channel=") == 7
+    assert len(many) == len(few), [q["sql"] for q in many.captured_queries]
