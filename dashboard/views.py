@@ -12,7 +12,6 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -28,7 +27,7 @@ from controlplane.alerts.api.serializers import SilenceSerializer
 from controlplane.alerts.api.views import silence_team
 from controlplane.alerts.choices import OPEN_STATUSES, AlertAuditAction, Severity
 from controlplane.alerts.models import Alert, Silence
-from controlplane.alerts.operations import NotOpenError, acknowledge, audit_write, end_silence
+from controlplane.alerts.operations import NotOpenError, acknowledge, end_silence, save_audited
 from controlplane.circuits import access, tokens, whatif
 from controlplane.circuits.api.filtersets import AuditEventFilterSet
 from controlplane.circuits.choices import CircuitState, FleetState
@@ -766,9 +765,7 @@ def silence_create(request: HttpRequest) -> HttpResponse:
             form.add_error(target, f"{field}: {' '.join(str(m) for m in messages)}")
         return _silence_form_page(request, form, alert, status=400)
     user = acting_user(request)
-    with transaction.atomic():
-        silence = serializer.save(created_by=user)
-        audit_write(user, AlertAuditAction.SILENCE_CREATE, silence, before=None)
+    save_audited(serializer, user, AlertAuditAction.SILENCE_CREATE, created_by=user)
     return redirect(reverse("dashboard:alerts"))
 
 
