@@ -150,10 +150,17 @@ def channel_body(post: QueryDict, editing: bool) -> dict[str, Any]:
     }
 
 
+# The inputs of each form named like the API's field they fill.
+RULE_FIELDS = ("name", "kind", "severity", "service", "circuit", "channels", "repeat_interval")
+CHANNEL_FIELDS = ("name", "kind")
+
+
 def rule_error_inputs(kind: str) -> dict[str, str]:
-    """The input an error of a param of ``kind`` is shown beside, by the API's path."""
+    """The input beside which an error of the API's path is shown, on the rule form."""
     params = getattr(RULE_KINDS.get(kind), "params", {})
-    return {f"params.{name}": param_input(kind, name) for name in params}
+    return {f"params.{name}": param_input(kind, name) for name in params} | {
+        field: field for field in RULE_FIELDS
+    }
 
 
 CHANNEL_ERROR_INPUTS = {
@@ -162,15 +169,15 @@ CHANNEL_ERROR_INPUTS = {
     "config.timeout": "webhook_timeout",
     "config.to": "email_to",
     "config.urls": "apprise_urls",
-}
+} | {field: field for field in CHANNEL_FIELDS}
 
 
 def placed_errors(errors: dict[str, str], inputs: dict[str, str]) -> dict[str, str]:
-    """The API's errors keyed by the input each is shown beside (its own name when the
-    input has the API field's name); the rest under "form"."""
+    """The API's errors (``{path: reason}``) as "path: reason" keyed by the input each
+    is shown beside; one about no input of the form goes under "form", above it."""
     placed: dict[str, str] = {}
     for path, reason in errors.items():
-        target = inputs.get(path, path if "." not in path and path != "detail" else "form")
+        target = inputs.get(path, "form")
         text = reason if path == "detail" else f"{path}: {reason}"
         placed[target] = f"{placed[target]} {text}" if target in placed else text
     return placed

@@ -23,6 +23,7 @@ from rest_framework.test import APIClient
 
 from controlplane.alerts.models import AlertRule, Channel
 from controlplane.circuits.models import AuditEvent, Circuit, Membership, Service, Team
+from dashboard.alert_setup import CHANNEL_ERROR_INPUTS, placed_errors, rule_error_inputs
 from tests.alerts.alert_helpers import WEBHOOK_SECRET, Receiver
 
 pytestmark = pytest.mark.django_db
@@ -525,3 +526,18 @@ def test_the_lists_cost_the_same_queries_for_one_or_many_rules_and_channels(
         html = client.get("/alerts/rules/").content.decode()
     assert html.count("<tr data-rule=") == 7 and html.count("<tr data-channel=") == 7
     assert len(many) == len(few), [q["sql"] for q in many.captured_queries]
+
+
+def test_an_error_about_no_input_of_the_form_is_shown_above_it() -> None:
+    errors = {"config": "must be an object", "name": "too long", "config.to": "bad"}
+    assert placed_errors(errors, CHANNEL_ERROR_INPUTS) == {
+        "form": "config: must be an object",
+        "name": "name: too long",
+        "email_to": "config.to: bad",
+    }
+    assert placed_errors(
+        {"params.duration": "x", "params.nope": "y"}, rule_error_inputs("open_too_long")
+    ) == {
+        "param_open_too_long_duration": "params.duration: x",
+        "form": "params.nope: y",
+    }
