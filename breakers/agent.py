@@ -1303,7 +1303,9 @@ class Agent:
             return None
         override = entry.get("override")
         if override is not None:
-            return override  # an operator's override takes precedence over a drill
+            until = wire.override_until(override) if isinstance(override, dict) else None
+            if until is None or until > self._wall():
+                return override  # an operator's override takes precedence over a drill
         drill = entry.get("drill")
         if not isinstance(drill, dict) or not drill.get("until"):
             return None

@@ -125,3 +125,12 @@ def test_a_drill_without_a_bound_in_the_future_is_not_applied(plane, bad):
     with agent_for(plane, registry, "web-1") as agent:
         assert plane.wait_for(lambda: agent.stats()["syncs_ok"] >= 1)
         assert breaker.state is CircuitState.CLOSED
+
+
+def test_an_override_past_its_until_gives_way_to_the_running_drill(plane):
+    registry = CircuitBreakerRegistry()
+    breaker = registry.get_or_create("payments")
+    stale = {"state": "forced_closed", "until": wire_time(-1), "reason": "old", "by": "al"}
+    plane.breakers = {"payments": entry(drill(["web-1"], wire_time(30)), stale)}
+    with agent_for(plane, registry, "web-1"):
+        assert plane.wait_for(lambda: breaker.state is CircuitState.FORCED_OPEN)

@@ -107,7 +107,7 @@ class DrillSerializer(serializers.ModelSerializer):
     state = serializers.SerializerMethodField()
     by = serializers.SerializerMethodField()
     ended_by = serializers.SerializerMethodField()
-    end_reason = serializers.ChoiceField(choices=DrillEnd.choices, allow_blank=True)
+    end_reason = serializers.ChoiceField(choices=DrillEnd.choices, allow_blank=True, read_only=True)
     outcome = serializers.SerializerMethodField()
 
     class Meta:
@@ -138,7 +138,7 @@ class DrillSerializer(serializers.ModelSerializer):
     def get_by(self, drill: Drill) -> str:
         return drill.created_by.get_username() if drill.created_by else "system"
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field({"type": "string", "nullable": True})
     def get_ended_by(self, drill: Drill) -> str | None:
         if drill.ended_at is None:
             return None
