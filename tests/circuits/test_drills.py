@@ -362,3 +362,15 @@ def test_the_outcome_is_the_traffic_and_transitions_reported(
         },
         {"instance": "web-2", "forced_at": None, "released_at": None},
     ]
+
+
+def test_beat_ends_drills_every_few_seconds() -> None:
+    from django.conf import settings
+
+    from controlplane.celery import app
+    from controlplane.circuits.tasks import drills_task
+
+    entry = settings.CELERY_BEAT_SCHEDULE["circuits-drills"]
+    assert entry["task"] == drills_task.name == "circuits.drills"
+    assert entry["options"]["expires"] < entry["schedule"] <= settings.SWITCHYARD_POLL_INTERVAL
+    assert "circuits.drills" in app.tasks
