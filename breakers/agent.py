@@ -1276,7 +1276,7 @@ class Agent:
             except Exception as exc:  # a bad central config must not stop the others
                 logger.warning("switchyard agent: config for %r not applied: %s", breaker.name, exc)
             try:
-                self._apply_override(breaker, entry.get("override") if entry else None, now)
+                self._apply_override(breaker, self._wanted_override(entry), now)
             except Exception as exc:
                 logger.warning(
                     "switchyard agent: override for %r not applied: %s", breaker.name, exc
@@ -1294,6 +1294,26 @@ class Agent:
         # from_dict keeps the code-only fields (exception filters, predicate) of base.
         config = CircuitBreakerConfig.from_dict(entry["config"], base=base)
         breaker.apply_config(config, version)
+
+    def _wanted_override(self, entry: Mapping[str, Any] | None) -> Any:
+        """The breaker's override; else, when a drill lists this instance, the drill as an
+        override that ends at the drill's ``until`` (a drill without one is ignored: it
+        must never outlive its bound)."""
+        if not entry:
+            return None
+        override = entry.get("override")
+        if override is not None:
+            until = wire.override_until(override) if isinstance(override, dict) else None
+            if until is None or until > self._wall():
+                return override  # an operator's override takes precedence over a drill
+        drill = entry.get("drill")
+        if not isinstance(drill, dict) or not drill.get("until"):
+            return None
+        instances = drill.get("instances")
+        if not isinstance(instances, list) or self.instance_id not in instances:
+            return None
+        reason = f"drill {drill.get('id')}: {drill.get('reason') or ''}".rstrip(": ")
+        return {"state": "forced_open", "until": drill["until"], "reason": reason}
 
     def _apply_override(self, breaker: Any, override: Any, now: float) -> None:
         name = breaker.name

@@ -41,6 +41,7 @@ __all__ = [
     "WATCH_PATH",
     "BreakerWire",
     "DesiredBreakerWire",
+    "DrillWire",
     "InstanceWire",
     "LimitsWire",
     "OverrideWire",
@@ -175,12 +176,23 @@ class OverrideWire(TypedDict):
     by: str
 
 
+class DrillWire(TypedDict):
+    """A drill: the listed instances force the breaker open until ``until`` (always set)."""
+
+    id: int
+    state: str
+    until: str
+    instances: list[str]
+    reason: str
+
+
 class DesiredBreakerWire(TypedDict):
-    """What one breaker should run."""
+    """What one breaker should run (``drill``: absent from servers of earlier releases)."""
 
     config_version: int
     config: dict[str, Any] | None
     override: OverrideWire | None
+    drill: NotRequired[DrillWire | None]
 
 
 class LimitsWire(TypedDict, total=False):

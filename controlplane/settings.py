@@ -495,6 +495,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 5.0,
         "options": {"expires": 4.0},
     },
+    # Drills past their end are ended, their outcomes settled (controlplane/circuits/drills.py).
+    "circuits-drills": {
+        "task": "circuits.drills",
+        "schedule": 5.0,
+        "options": {"expires": 4.0},
+    },
     # Traffic partitions ahead, roll-ups, retention (controlplane/circuits/maintenance.py).
     "circuits-traffic-maintenance": {
         "task": "circuits.traffic_maintenance",
@@ -637,6 +643,11 @@ SWITCHYARD_EXPORT_MAX_DAYS = envint("SWITCHYARD_EXPORT_MAX_DAYS", 400, minimum=1
 # a token created without a lifetime gets this one.
 SWITCHYARD_API_TOKEN_MAX_DAYS = envint(
     "SWITCHYARD_API_TOKEN_MAX_DAYS", 365, minimum=1, maximum=3660
+)
+# Longest drill (docs/drills.md), seconds: a drill asks for 1 s up to this; agents
+# release it at its end by their own clock, whatever the server does meanwhile.
+SWITCHYARD_DRILL_MAX_SECONDS = envint(
+    "SWITCHYARD_DRILL_MAX_SECONDS", 3600, minimum=1, maximum=86_400
 )
 # On PostgreSQL an export is one COPY statement, read as the client takes the file: it
 # is cancelled after this many seconds (instead of DATABASE_STATEMENT_TIMEOUT_MS).

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django import forms
+from django.core.validators import MaxValueValidator
 
 from breakers.config import CircuitBreakerConfig, field_specs
 from controlplane.circuits.choices import NAME_MAX_LENGTH, TokenScope
@@ -43,6 +44,26 @@ class OverrideForm(forms.Form):
         ):
             self.add_error("reason", "A reason is required to force a circuit.")
         return data
+
+
+class DrillForm(forms.Form):
+    """A drill: a share of the live instances or named ones, how long, why. The rules
+    (bounds, live instances, one at a time) are checked by controlplane.circuits.drills."""
+
+    share = forms.IntegerField(required=False, min_value=1, max_value=100)
+    instances = forms.MultipleChoiceField(required=False)
+    duration = forms.IntegerField(min_value=1)
+    reason = forms.CharField(max_length=MAX_REASON_LENGTH, widget=forms.TextInput)
+
+    def __init__(self, *args: Any, live: list[str], max_seconds: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        instances = self.fields["instances"]
+        assert isinstance(instances, forms.MultipleChoiceField)
+        instances.choices = [(name, name) for name in live]
+        duration = self.fields["duration"]
+        assert isinstance(duration, forms.IntegerField)
+        duration.max_value = max_seconds
+        duration.validators.append(MaxValueValidator(max_seconds))
 
 
 def parse_config(post: Any) -> tuple[dict[str, Any], dict[str, str]]:

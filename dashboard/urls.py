@@ -19,6 +19,12 @@ urlpatterns = [
     path("circuits/<int:circuit_id>/override", views.circuit_override, name="override"),
     path("circuits/<int:circuit_id>/config", views.circuit_config, name="config"),
     path("circuits/<int:circuit_id>/config/diff", versions.config_diff_page, name="config_diff"),
+    path("circuits/<int:circuit_id>/drills", views.circuit_drill, name="drill"),
+    path(
+        "circuits/<int:circuit_id>/drills/<int:drill_id>/end",
+        views.circuit_drill_end,
+        name="drill_end",
+    ),
     path("search/", views.search, name="search"),
     path("services/", views.services, name="services"),
     path("instances/", views.instances, name="instances"),

@@ -3,6 +3,7 @@ through controlplane.circuits.operations, the same functions the API calls."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -31,11 +32,19 @@ from controlplane.alerts.operations import NotOpenError, acknowledge, end_silenc
 from controlplane.circuits import access, tokens, whatif
 from controlplane.circuits.api.filtersets import AuditEventFilterSet
 from controlplane.circuits.choices import CircuitState, FleetState
+from controlplane.circuits.drills import (
+    DrillConflictError,
+    DrillInvalidError,
+    NotRunningError,
+    end_drill,
+    start_drill,
+)
 from controlplane.circuits.fleet import live_cutoff, live_window, rate, state_counts
 from controlplane.circuits.models import (
     AuditEvent,
     Circuit,
     ConfigVersion,
+    Drill,
     Instance,
     Service,
     Snapshot,
@@ -54,9 +63,11 @@ from controlplane.core.errors import error_response
 from controlplane.core.permissions import acting_user
 from dashboard import alerts as alert_reads
 from dashboard import charts, formats
+from dashboard import drills as drill_reads
 from dashboard import incidents as incident_reads
 from dashboard import search as site_search
 from dashboard.forms import (
+    DrillForm,
     OverrideForm,
     TokenForm,
     config_diff,
@@ -218,6 +229,7 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         )[:50],
         "can_ack": access.may(user, ACKNOWLEDGE, team_id),
         "can_silence": access.may(user, ADD_SILENCE, team_id),
+        "drills": drill_reads.context(circuit, user, now),
         "nav": "overview",
     }
 
@@ -271,6 +283,56 @@ def circuit_override(request: HttpRequest, circuit_id: int) -> HttpResponse:
     context = _circuit_context(request, circuit_id)
     context["override_form"] = form
     return render(request, "dashboard/circuit.html", context, status=400)
+
+
+@require_POST
+@perm_required(drill_reads.RUN)
+def circuit_drill(request: HttpRequest, circuit_id: int) -> HttpResponse:
+    """Start a drill (docs/drills.md); errors beside their fields, 409 when one runs."""
+    circuit = get_object_or_404(_visible_circuits(request).select_related("service"), pk=circuit_id)
+    require(request, drill_reads.RUN, circuit.service.team_id)
+    context = _circuit_context(request, circuit_id)
+    drills = context["drills"]
+    form = DrillForm(request.POST, live=drills["live"], max_seconds=drills["max_seconds"])
+    status = 400
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            start_drill(
+                circuit,
+                reason=data["reason"],
+                duration=data["duration"],
+                share=None if data["instances"] else data["share"],
+                instances=data["instances"] or None,
+                user=acting_user(request),
+            )
+        except DrillInvalidError as exc:
+            field = exc.field.split("[", 1)[0]
+            form.add_error(field if field in form.fields else None, exc.reason)
+        except DrillConflictError as exc:
+            form.add_error(None, exc.reason)
+            status = 409
+        else:
+            return redirect(reverse("dashboard:circuit", args=[circuit.pk]) + "#drills")
+    drills["form"] = form
+    return render(request, "dashboard/circuit.html", context, status=status)
+
+
+@require_POST
+@perm_required(drill_reads.RUN)
+def circuit_drill_end(request: HttpRequest, circuit_id: int, drill_id: int) -> HttpResponse:
+    """End a running drill early: its agents release the circuit at once."""
+    drill = get_object_or_404(
+        Drill.objects.filter(
+            circuit__in=_visible_circuits(request), circuit_id=circuit_id
+        ).select_related("circuit__service"),
+        pk=drill_id,
+    )
+    require(request, drill_reads.RUN, drill.circuit.service.team_id)
+    # Ended meanwhile: the page shows how.
+    with contextlib.suppress(NotRunningError, DrillInvalidError):
+        end_drill(drill, user=acting_user(request), reason=request.POST.get("reason", ""))
+    return redirect(reverse("dashboard:circuit", args=[circuit_id]) + "#drills")
 
 
 def _config_form_page(

@@ -36,6 +36,7 @@ TEAM_READ = frozenset(
         "circuits.view_transition",
         "circuits.view_configversion",
         "circuits.view_override",
+        "circuits.view_drill",
         "circuits.view_snapshot",
         "circuits.view_auditevent",
         "circuits.view_team",
@@ -47,6 +48,7 @@ TEAM_OPERATE = frozenset(
     {
         "circuits.override_circuit",
         "circuits.edit_circuit_config",
+        "circuits.run_drill",
         "alerts.acknowledge_alert",
         "alerts.add_silence",
         "alerts.change_silence",

@@ -57,6 +57,13 @@ class OverrideEnd(models.TextChoices):
     REPLACED = "replaced", "replaced"
 
 
+class DrillEnd(models.TextChoices):
+    """Why a drill stopped (controlplane/circuits/drills.py)."""
+
+    COMPLETED = "completed", "ran to its end"
+    STOPPED = "stopped", "ended early by an operator"
+
+
 # Values only: Django labels them from the member name ("Failure Threshold").
 TransitionReason = models.TextChoices(
     "TransitionReason",
@@ -106,6 +113,9 @@ class AuditAction(models.TextChoices):
     TEAM_DELETE = "team.delete", "team deleted"
     MEMBERSHIP_SET = "membership.set", "team member added or role changed"
     MEMBERSHIP_REMOVE = "membership.remove", "team member removed"
+    DRILL_START = "drill.start", "drill started"
+    DRILL_END = "drill.end", "drill ended early"
+    DRILL_COMPLETE = "drill.complete", "drill ran to its end"
 
 
 # Names of services, circuits and instances: 1-200 characters, starting with a letter,

@@ -1,4 +1,4 @@
-"""The desired state of a service: what its agents should run (configs and overrides)."""
+"""The desired state of a service: what its agents should run (configs, overrides, drills)."""
 
 from collections.abc import Iterable
 from datetime import datetime
@@ -9,7 +9,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from breakers.wire import format_timestamp
-from controlplane.circuits.models import Circuit, Override, Service
+from controlplane.circuits.models import Circuit, Drill, Override, Service
 
 
 def isoformat(value: datetime | None) -> str | None:
@@ -32,26 +32,41 @@ def override_wire(override: Override) -> dict[str, Any]:
     }
 
 
+def drill_wire(drill: Drill) -> dict[str, Any]:
+    """A drill as agents see it: the instances to force open until ``until``."""
+    return {
+        "id": drill.pk,
+        "state": "forced_open",
+        "until": isoformat(drill.ends_at),
+        "instances": list(drill.instances),
+        "reason": drill.reason,
+    }
+
+
 def desired_state_from(
     desired_version: int,
     circuits: Iterable[Circuit],
     overrides: Iterable[Override],
     *,
     now: datetime,
+    drills: Iterable[Drill] = (),
 ) -> dict[str, Any]:
     """Assemble the desired state from loaded rows (circuits with current_config loaded).
 
-    Overrides past their expiry at ``now`` are left out.
+    Overrides and drills past their end at ``now`` are left out.
     """
     in_force = {o.circuit_id: o for o in overrides if o.expires_at is None or o.expires_at > now}
+    running = {d.circuit_id: d for d in drills if d.ended_at is None and d.ends_at > now}
     breakers: dict[str, Any] = {}
     for circuit in sorted(circuits, key=lambda c: c.name):
         current = circuit.current_config
         override = in_force.get(circuit.id)
+        drill = running.get(circuit.id)
         breakers[circuit.name] = {
             "config_version": current.version if current else 0,
             "config": current.config if current else None,
             "override": override_wire(override) if override else None,
+            "drill": drill_wire(drill) if drill else None,
         }
     return {
         "desired_version": desired_version,
@@ -70,19 +85,29 @@ def open_overrides(service_id: int) -> QuerySet[Override]:
     return Override.objects.of_service(service_id).not_ended().select_related("created_by")
 
 
+def open_drills(service_id: int) -> QuerySet[Drill]:
+    """Drills of a service not ended yet (some may be past their end)."""
+    return Drill.objects.of_service(service_id).filter(ended_at__isnull=True)
+
+
 def build_desired_state(service_id: int, *, now: datetime | None = None) -> dict[str, Any]:
-    """What every agent of the service should run, in three queries.
+    """What every agent of the service should run, in four queries.
 
     Returns {"desired_version", "poll_interval", "breakers": {name: {"config_version",
-    "config", "override"}}}; expired overrides are never included. The version is read
-    first, so the answer is never older than the version it claims.
+    "config", "override", "drill"}}}; overrides and drills past their end are never
+    included. The version is read first, so the answer is never older than the version
+    it claims.
     """
     now = now or timezone.now()
     desired_version = (
         Service.objects.filter(pk=service_id).values_list("desired_version", flat=True).get()
     )
     return desired_state_from(
-        desired_version, service_circuits(service_id), open_overrides(service_id), now=now
+        desired_version,
+        service_circuits(service_id),
+        open_overrides(service_id),
+        now=now,
+        drills=open_drills(service_id),
     )
 
 

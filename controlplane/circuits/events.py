@@ -6,10 +6,10 @@ which delivers it once the transaction commits to its sinks:
 * the channel layer group "fleet" (every event): what one call delivers goes as one
   message, ``{"type": "fleet.batch", "events": [...]}`` (Channels routes it to a
   handler ``fleet_batch``), each event typed by its kind ("fleet.transitions",
-  "fleet.snapshots", "fleet.override", "fleet.config"): a write of 500 syncs is one
-  message to Redis, not one per instance whose breakers changed;
+  "fleet.snapshots", "fleet.override", "fleet.config", "fleet.drill"): a write of 500
+  syncs is one message to Redis, not one per instance whose breakers changed;
 * the watch hub's change feed (:func:`controlplane.circuits.watchhub.announce`) for the
-  events that move a service's desired version (override, config), which wakes the
+  events that move a service's desired version (override, config, drill), which wakes the
   agents' long polls in every web process.
 
 Publishing never fails nor delays the caller: the data is already committed, events
@@ -104,6 +104,19 @@ class ConfigEvent(TypedDict):
     desired_version: int
 
 
+class DrillEvent(TypedDict):
+    """A drill of a circuit started, ended early or ran to its end
+    (controlplane/circuits/drills.py)."""
+
+    type: Literal["fleet.drill"]
+    service_id: int
+    circuit_id: int
+    circuit: str
+    action: Literal["start", "end", "complete"]
+    drill: dict[str, Any]
+    desired_version: int
+
+
 class TrafficEvent(TypedDict):
     """Traffic rows of these circuits grew (docs/traffic.md): their series have new
     points."""
@@ -112,8 +125,12 @@ class TrafficEvent(TypedDict):
     circuits: list[int]
 
 
-FleetEvent = TransitionsEvent | SnapshotsEvent | OverrideEvent | ConfigEvent | TrafficEvent
-DesiredStateEvent = OverrideEvent | ConfigEvent  # the kinds that move a desired version
+FleetEvent = (
+    TransitionsEvent | SnapshotsEvent | OverrideEvent | ConfigEvent | DrillEvent | TrafficEvent
+)
+# The kinds that move a desired version.
+DesiredStateEvent = OverrideEvent | ConfigEvent | DrillEvent
+DESIRED_KINDS = frozenset({"fleet.override", "fleet.config", "fleet.drill"})
 
 
 # -- builders ----------------------------------------------------------------------------
@@ -204,6 +221,26 @@ def config_event(circuit: Circuit, *, config_version: int, desired_version: int)
     }
 
 
+def drill_event(
+    circuit: Circuit,
+    *,
+    action: Literal["start", "end", "complete"],
+    drill: dict[str, Any],
+    desired_version: int,
+) -> DrillEvent:
+    """A drill of ``circuit`` started, ended early or ran to its end; the service's
+    desired state is now ``desired_version``."""
+    return {
+        "type": "fleet.drill",
+        "service_id": circuit.service_id,
+        "circuit_id": circuit.pk,
+        "circuit": circuit.name,
+        "action": action,
+        "drill": drill,
+        "desired_version": desired_version,
+    }
+
+
 # -- publishing --------------------------------------------------------------------------
 
 
@@ -211,8 +248,9 @@ def desired_versions(batch: Iterable[FleetEvent]) -> dict[int, int]:
     """Service id -> highest desired version announced by ``batch`` (empty if none)."""
     versions: dict[int, int] = {}
     for event in batch:
-        if event["type"] == "fleet.override" or event["type"] == "fleet.config":
-            service_id, version = event["service_id"], event["desired_version"]
+        if event["type"] in DESIRED_KINDS:
+            service_id = event["service_id"]  # type: ignore[typeddict-item]
+            version = event["desired_version"]  # type: ignore[typeddict-item]
             versions[service_id] = max(version, versions.get(service_id, 0))
     return versions
 

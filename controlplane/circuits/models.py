@@ -19,13 +19,19 @@ from controlplane.circuits.choices import (
     AuditAction,
     CircuitState,
     ConfigSource,
+    DrillEnd,
     OverrideEnd,
     OverrideState,
     TeamRole,
     TokenScope,
     TransitionReason,
 )
-from controlplane.circuits.querysets import CircuitQuerySet, InstanceQuerySet, OverrideQuerySet
+from controlplane.circuits.querysets import (
+    CircuitQuerySet,
+    DrillQuerySet,
+    InstanceQuerySet,
+    OverrideQuerySet,
+)
 from controlplane.core.models import BearerToken
 
 name_validator = RegexValidator(
@@ -441,6 +447,70 @@ class Override(models.Model):
 
     def __str__(self) -> str:
         return f"{self.circuit}: {self.state}"
+
+
+class Drill(models.Model):
+    """A circuit forced open on some of its instances for a bounded time, then released
+    by the agents themselves at ``ends_at`` (controlplane/circuits/drills.py, docs/drills.md).
+
+    ``instances`` are the agent instance ids chosen at the start among the circuit's live
+    instances (a share of them drawn at random, or named); ``outcome`` is what the traffic
+    and the transitions of the drill's window show, computed when it ends and again until
+    the last reports of its window are in (``outcome_final``)."""
+
+    circuit = models.ForeignKey(Circuit, on_delete=models.CASCADE, related_name="drills")
+    # The share asked for, percent of the live instances (null: instances were named).
+    share = models.PositiveSmallIntegerField(null=True, blank=True)
+    instances = models.JSONField(default=list)
+    # Live instances of the circuit at the start (the share's base).
+    live_instances = models.PositiveIntegerField(default=0)
+    reason = models.TextField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    end_reason = models.CharField(max_length=10, choices=DrillEnd.choices, blank=True)
+    outcome = models.JSONField(null=True, blank=True)
+    outcome_final = models.BooleanField(default=False)
+
+    objects = DrillQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            # At most one drill running per circuit.
+            models.UniqueConstraint(
+                fields=["circuit"],
+                condition=Q(ended_at__isnull=True),
+                name="drill_one_running_per_circuit",
+            ),
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=models.F("started_at")), name="drill_ends_after_start"
+            ),
+            models.CheckConstraint(
+                condition=Q(share__isnull=True) | Q(share__gte=1, share__lte=100),
+                name="drill_share_percent",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["ends_at"], name="drill_due_idx", condition=Q(ended_at__isnull=True)
+            ),
+            models.Index(
+                fields=["ended_at"],
+                name="drill_unsettled_idx",
+                condition=Q(ended_at__isnull=False, outcome_final=False),
+            ),
+        ]
+        permissions = [("run_drill", "Can start and end drills")]
+
+    def __str__(self) -> str:
+        return f"{self.circuit}: drill {self.pk}"
 
 
 class AuditEvent(models.Model):

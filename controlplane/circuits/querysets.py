@@ -75,6 +75,19 @@ class OverrideQuerySet(QuerySet):
         return self.filter(circuit__service_id=service_id)
 
 
+class DrillQuerySet(QuerySet):
+    """Filters of drills: running at a time, of a service."""
+
+    def running(self, now: datetime | None = None) -> "DrillQuerySet":
+        """Running at ``now``: not ended and not past their end (agents release at it)."""
+        now = now or timezone.now()
+        return self.filter(ended_at__isnull=True, ends_at__gt=now)
+
+    def of_service(self, service_id: int) -> "DrillQuerySet":
+        """Drills of the circuits of one service."""
+        return self.filter(circuit__service_id=service_id)
+
+
 class InstanceQuerySet(QuerySet):
     """Filters of agent instances."""
 

@@ -1,4 +1,5 @@
-"""Roles as groups: viewer (read), operator (force, release, edit thresholds), admin (all).
+"""Roles as groups: viewer (read), operator (force, release, edit thresholds, drills),
+admin (all).
 
 A migration creates them; ``ensure_roles`` also runs after every migrate and flush
 (post_migrate), so a database emptied by a flush gets its roles back.
@@ -10,9 +11,9 @@ from django.contrib.auth.models import Group, Permission
 
 VIEW_MODELS = (
     "service", "instance", "circuit", "configversion", "snapshot", "transition",
-    "override", "auditevent", "team", "membership",
+    "override", "auditevent", "team", "membership", "drill",
 )  # fmt: skip
-OPERATOR_EXTRA = ("override_circuit", "edit_circuit_config")
+OPERATOR_EXTRA = ("override_circuit", "edit_circuit_config", "run_drill")
 ADMIN_APPS = ("circuits", "auth")
 
 

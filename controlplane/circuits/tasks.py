@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from controlplane.circuits.drills import run_drills
 from controlplane.circuits.maintenance import history_maintenance, traffic_maintenance
 from controlplane.circuits.operations import expire_overrides
 
@@ -10,6 +11,13 @@ from controlplane.circuits.operations import expire_overrides
 def expire_overrides_task() -> int:
     """End overrides past their expiry and wake their services' agents."""
     return expire_overrides()
+
+
+@shared_task(name="circuits.drills", ignore_result=True)
+def drills_task() -> dict[str, int]:
+    """End the drills past their end (waking their services' agents) and settle the
+    outcomes of the ended ones."""
+    return run_drills()
 
 
 @shared_task(name="circuits.traffic_maintenance", ignore_result=True)

@@ -2,11 +2,12 @@
 
 from rest_framework.routers import DefaultRouter
 
-from controlplane.circuits.api import views
+from controlplane.circuits.api import drills, views
 
 router = DefaultRouter()
 router.register("services", views.ServiceViewSet, basename="service")
 router.register("circuits", views.CircuitViewSet, basename="circuit")
+router.register(drills.PREFIX, drills.DrillViewSet, basename="drill")
 router.register("instances", views.InstanceViewSet, basename="instance")
 router.register("transitions", views.TransitionViewSet, basename="transition")
 router.register("audit", views.AuditEventViewSet, basename="audit")

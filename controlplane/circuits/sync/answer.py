@@ -9,10 +9,11 @@ import orjson
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import connections
+from django.db.models import Min
 from django.utils import timezone
 
-from breakers.wire import parse_timestamp
-from controlplane.circuits.desired import build_desired_state, open_overrides
+from controlplane.circuits.desired import build_desired_state, open_drills, open_overrides
+from controlplane.circuits.drills import complete_due_drills
 from controlplane.circuits.models import Service
 from controlplane.circuits.operations import expire_overrides
 from controlplane.circuits.watch import desired_payload, in_db_thread
@@ -54,32 +55,37 @@ def body(desired: bytes, acked_through: int, telemetry_through: int = 0) -> byte
 
 
 def desired_now(service_id: int) -> bytes:
-    """The desired state read from the database now, an override past its expiry ended
-    first (so its version moves and the watchers wake)."""
+    """The desired state read from the database now, an override past its expiry and a
+    drill past its end ended first (so its version moves and the watchers wake)."""
     now = timezone.now()
     if any(o.expires_at is not None and o.expires_at <= now for o in open_overrides(service_id)):
         expire_overrides(now=now, service_id=service_id)
+    if any(d.ends_at <= now for d in open_drills(service_id)):
+        complete_due_drills(now=now, service_id=service_id)
     return orjson.dumps(build_desired_state(service_id, now=now))
 
 
-# The earliest override expiry in a desired state payload, by payload (the hub's bytes
-# object changes when the state does).
+# The earliest end of an override or a drill not ended yet, by payload (the hub's bytes
+# object changes when the state does): read from the database, not from the payload,
+# which leaves out what was already past its end when it was built (a process started
+# after a drill's end still ends it at the service's first sync).
 _expiry: dict[int, tuple[bytes, datetime | None]] = {}
 
 
-def _earliest_expiry(payload: bytes) -> datetime | None:
-    desired = orjson.loads(payload)
-    until = [
-        parse_timestamp(b["override"]["until"])
-        for b in desired.get("breakers", {}).values()
-        if b.get("override") and b["override"].get("until")
-    ]
-    return min(until, default=None)
+def _earliest_end(service_id: int) -> datetime | None:
+    try:
+        ends = [
+            open_overrides(service_id).aggregate(at=Min("expires_at"))["at"],
+            open_drills(service_id).aggregate(at=Min("ends_at"))["at"],
+        ]
+        return min((at for at in ends if at is not None), default=None)
+    finally:
+        connections.close_all()
 
 
 async def desired_cached(service_id: int) -> bytes:
     """The hub's serialised desired state (rebuilt only when the version moves); read
-    from the database when an override in it is past its expiry."""
+    from the database when an override or a drill in it is past its end."""
     hub = get_hub()
     hub.listen()
     version = hub.current_version(service_id)
@@ -90,7 +96,7 @@ async def desired_cached(service_id: int) -> bytes:
     payload = await desired_payload(service_id, version)
     cached = _expiry.get(service_id)
     if cached is None or cached[0] is not payload:
-        cached = (payload, _earliest_expiry(payload))
+        cached = (payload, await in_db_thread(_earliest_end, service_id))
         _expiry[service_id] = cached
     expiry = cached[1]
     if expiry is not None and expiry <= timezone.now():
