@@ -1,4 +1,5 @@
-"""The desired state of a service: what its agents should run (configs and overrides)."""
+"""The desired state of a service: what its agents should run (configs, overrides and
+shadow evaluations)."""
 
 from collections.abc import Iterable
 from datetime import datetime
@@ -9,7 +10,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from breakers.wire import format_timestamp
-from controlplane.circuits.models import Circuit, Override, Service
+from controlplane.circuits.models import Circuit, Override, Service, ShadowEvaluation
 
 
 def isoformat(value: datetime | None) -> str | None:
@@ -32,18 +33,30 @@ def override_wire(override: Override) -> dict[str, Any]:
     }
 
 
+def shadow_wire(evaluation: ShadowEvaluation) -> dict[str, Any]:
+    """A running shadow evaluation as agents see it (breakers.wire.ShadowWire)."""
+    return {
+        "evaluation": evaluation.pk,
+        "config_version": evaluation.config_version,
+        "config": evaluation.config,
+    }
+
+
 def desired_state_from(
     desired_version: int,
     circuits: Iterable[Circuit],
     overrides: Iterable[Override],
+    shadows: Iterable[ShadowEvaluation] = (),
     *,
     now: datetime,
 ) -> dict[str, Any]:
     """Assemble the desired state from loaded rows (circuits with current_config loaded).
 
-    Overrides past their expiry at ``now`` are left out.
+    Overrides past their expiry at ``now`` are left out; a breaker has a ``shadow`` key
+    only while a shadow evaluation of it runs.
     """
     in_force = {o.circuit_id: o for o in overrides if o.expires_at is None or o.expires_at > now}
+    running = {e.circuit_id: e for e in shadows}
     breakers: dict[str, Any] = {}
     for circuit in sorted(circuits, key=lambda c: c.name):
         current = circuit.current_config
@@ -53,6 +66,9 @@ def desired_state_from(
             "config": current.config if current else None,
             "override": override_wire(override) if override else None,
         }
+        shadow = running.get(circuit.id)
+        if shadow is not None:
+            breakers[circuit.name]["shadow"] = shadow_wire(shadow)
     return {
         "desired_version": desired_version,
         "poll_interval": settings.SWITCHYARD_POLL_INTERVAL,
@@ -70,11 +86,16 @@ def open_overrides(service_id: int) -> QuerySet[Override]:
     return Override.objects.of_service(service_id).not_ended().select_related("created_by")
 
 
+def running_shadows(service_id: int) -> QuerySet[ShadowEvaluation]:
+    """The shadow evaluations running on a service's circuits."""
+    return ShadowEvaluation.objects.filter(circuit__service_id=service_id, ended_at__isnull=True)
+
+
 def build_desired_state(service_id: int, *, now: datetime | None = None) -> dict[str, Any]:
-    """What every agent of the service should run, in three queries.
+    """What every agent of the service should run, in four queries.
 
     Returns {"desired_version", "poll_interval", "breakers": {name: {"config_version",
-    "config", "override"}}}; expired overrides are never included. The version is read
+    "config", "override"[, "shadow"]}}}; expired overrides are never included. The version is read
     first, so the answer is never older than the version it claims.
     """
     now = now or timezone.now()
@@ -82,7 +103,11 @@ def build_desired_state(service_id: int, *, now: datetime | None = None) -> dict
         Service.objects.filter(pk=service_id).values_list("desired_version", flat=True).get()
     )
     return desired_state_from(
-        desired_version, service_circuits(service_id), open_overrides(service_id), now=now
+        desired_version,
+        service_circuits(service_id),
+        open_overrides(service_id),
+        running_shadows(service_id),
+        now=now,
     )
 
 

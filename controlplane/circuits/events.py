@@ -6,7 +6,7 @@ which delivers it once the transaction commits to its sinks:
 * the channel layer group "fleet" (every event): what one call delivers goes as one
   message, ``{"type": "fleet.batch", "events": [...]}`` (Channels routes it to a
   handler ``fleet_batch``), each event typed by its kind ("fleet.transitions",
-  "fleet.snapshots", "fleet.override", "fleet.config"): a write of 500 syncs is one
+  "fleet.snapshots", "fleet.override", "fleet.config", "fleet.shadow"): a write of 500 syncs is one
   message to Redis, not one per instance whose breakers changed;
 * the watch hub's change feed (:func:`controlplane.circuits.watchhub.announce`) for the
   events that move a service's desired version (override, config), which wakes the
@@ -104,6 +104,18 @@ class ConfigEvent(TypedDict):
     desired_version: int
 
 
+class ShadowEvent(TypedDict):
+    """A shadow evaluation of a circuit started or stopped."""
+
+    type: Literal["fleet.shadow"]
+    service_id: int
+    circuit_id: int
+    circuit: str
+    action: Literal["start", "stop"]
+    evaluation: int
+    desired_version: int
+
+
 class TrafficEvent(TypedDict):
     """Traffic rows of these circuits grew (docs/traffic.md): their series have new
     points."""
@@ -112,8 +124,11 @@ class TrafficEvent(TypedDict):
     circuits: list[int]
 
 
-FleetEvent = TransitionsEvent | SnapshotsEvent | OverrideEvent | ConfigEvent | TrafficEvent
-DesiredStateEvent = OverrideEvent | ConfigEvent  # the kinds that move a desired version
+FleetEvent = (
+    TransitionsEvent | SnapshotsEvent | OverrideEvent | ConfigEvent | ShadowEvent | TrafficEvent
+)
+# The kinds that move a desired version.
+DesiredStateEvent = OverrideEvent | ConfigEvent | ShadowEvent
 
 
 # -- builders ----------------------------------------------------------------------------
@@ -204,6 +219,22 @@ def config_event(circuit: Circuit, *, config_version: int, desired_version: int)
     }
 
 
+def shadow_event(
+    circuit: Circuit, *, action: Literal["start", "stop"], evaluation: int, desired_version: int
+) -> ShadowEvent:
+    """A shadow evaluation of ``circuit`` started or stopped; the service's desired state
+    is now ``desired_version``."""
+    return {
+        "type": "fleet.shadow",
+        "service_id": circuit.service_id,
+        "circuit_id": circuit.pk,
+        "circuit": circuit.name,
+        "action": action,
+        "evaluation": evaluation,
+        "desired_version": desired_version,
+    }
+
+
 # -- publishing --------------------------------------------------------------------------
 
 
@@ -211,7 +242,11 @@ def desired_versions(batch: Iterable[FleetEvent]) -> dict[int, int]:
     """Service id -> highest desired version announced by ``batch`` (empty if none)."""
     versions: dict[int, int] = {}
     for event in batch:
-        if event["type"] == "fleet.override" or event["type"] == "fleet.config":
+        if (
+            event["type"] == "fleet.override"
+            or event["type"] == "fleet.config"
+            or event["type"] == "fleet.shadow"
+        ):
             service_id, version = event["service_id"], event["desired_version"]
             versions[service_id] = max(version, versions.get(service_id, 0))
     return versions

@@ -9,6 +9,7 @@ transitions (from, to, reason, clock reading) and rejections must be the real on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -105,9 +106,7 @@ def awork(outcome: str, duration: float, clock: FakeClock) -> Callable[[], Any]:
     return run
 
 
-def live_with_candidate(
-    mode: str, wire: dict[str, Any]
-) -> tuple[CircuitBreaker, FakeClock, Seen]:
+def live_with_candidate(mode: str, wire: dict[str, Any]) -> tuple[CircuitBreaker, FakeClock, Seen]:
     clock = FakeClock()
     live = CircuitBreaker("db", NEVER_OPENS, clock=clock, rand=lambda: JITTER)
     if mode == "forced_closed":
@@ -128,7 +127,9 @@ def reference(wire: dict[str, Any]) -> tuple[CircuitBreaker, FakeClock, Seen]:
     return real, clock, recorder(real, clock)
 
 
-def check_equivalent(live: CircuitBreaker, seen: Seen, real: CircuitBreaker, real_seen: Seen) -> None:
+def check_equivalent(
+    live: CircuitBreaker, seen: Seen, real: CircuitBreaker, real_seen: Seen
+) -> None:
     report = live.shadow_report()
     assert report is not None
     assert seen == real_seen
@@ -158,10 +159,8 @@ def test_the_candidate_does_what_a_breaker_with_its_config_does(
         clock.advance(gap)
         real_clock.advance(gap)
         fn = work(outcome, duration, clock)
-        try:
+        with contextlib.suppress(Failure, Ignored, Answered):
             (live(fn)() if decorated else live.call(fn))
-        except (Failure, Ignored, Answered):
-            pass
         try:
             real.call(work(outcome, duration, real_clock))
         except CircuitOpenError:
@@ -185,10 +184,8 @@ def test_the_candidate_does_what_a_breaker_with_its_config_does_in_asyncio(
             clock.advance(gap)
             real_clock.advance(gap)
             fn = awork(outcome, duration, clock)
-            try:
+            with contextlib.suppress(Failure, Ignored, Answered):
                 await (live(fn)() if decorated else live.call_async(fn))
-            except (Failure, Ignored, Answered):
-                pass
             try:
                 await real.call_async(awork(outcome, duration, real_clock))
             except CircuitOpenError:
@@ -278,8 +275,12 @@ def test_a_new_candidate_starts_fresh() -> None:
 
 @pytest.mark.parametrize(
     ("config", "version", "named"),
-    [({"failure_threshold": 1}, 1, "config"), (CircuitBreakerConfig(), -1, "version"),
-     (CircuitBreakerConfig(), True, "version"), (CircuitBreakerConfig(), "2", "version")],
+    [
+        ({"failure_threshold": 1}, 1, "config"),
+        (CircuitBreakerConfig(), -1, "version"),
+        (CircuitBreakerConfig(), True, "version"),
+        (CircuitBreakerConfig(), "2", "version"),
+    ],
 )
 def test_bad_input_names_the_parameter(config: Any, version: Any, named: str) -> None:
     with pytest.raises(ValueError, match=f"^{named} must be"):
@@ -305,15 +306,17 @@ def test_closed_successes_beside_a_candidate_take_no_lock_and_read_the_clock_twi
 
 def test_threads_beside_a_candidate_count_every_call_once() -> None:
     live = CircuitBreaker("db", CircuitBreakerConfig(failure_threshold=10**6))
-    live.shadow(CircuitBreakerConfig(failure_threshold=10**6, minimum_calls=10**5,
-                                     sliding_window_size=10**5), 1)
+    live.shadow(
+        CircuitBreakerConfig(
+            failure_threshold=10**6, minimum_calls=10**5, sliding_window_size=10**5
+        ),
+        1,
+    )
 
     def hammer() -> None:
         for i in range(2000):
-            try:
+            with contextlib.suppress(Failure):
                 live.call(failing if i % 7 == 0 else ok)
-            except Failure:
-                pass
 
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for t in threads:
