@@ -18,6 +18,7 @@ urlpatterns = [
     path("circuits/<int:circuit_id>/", views.circuit_detail, name="circuit"),
     path("circuits/<int:circuit_id>/override", views.circuit_override, name="override"),
     path("circuits/<int:circuit_id>/config", views.circuit_config, name="config"),
+    path("circuits/<int:circuit_id>/shadow", views.circuit_shadow, name="shadow"),
     path("search/", views.search, name="search"),
     path("services/", views.services, name="services"),
     path("instances/", views.instances, name="instances"),
