@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypedDict
 
+from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -160,6 +161,21 @@ def _announce(
             circuit, action=action, evaluation=evaluation.pk, desired_version=version
         ),
     )
+
+
+def retention(now: datetime, *, using: str = DEFAULT_DB_ALIAS) -> dict[str, int]:
+    """Delete what is older than the 10-second traffic's retention
+    (SWITCHYARD_TRAFFIC_RAW_DAYS): buckets, would-be transitions and evaluations that
+    ended before it (their rows with them). Rows deleted per table."""
+    cutoff = now - timedelta(days=settings.SWITCHYARD_TRAFFIC_RAW_DAYS)
+    return {
+        model._meta.db_table: queryset.using(using).delete()[1].get(model._meta.label, 0)
+        for model, queryset in (
+            (ShadowBucket, ShadowBucket.objects.filter(bucket__lt=cutoff)),
+            (ShadowTransition, ShadowTransition.objects.filter(at__lt=cutoff)),
+            (ShadowEvaluation, ShadowEvaluation.objects.filter(ended_at__lt=cutoff)),
+        )
+    }
 
 
 class Summary(TypedDict):

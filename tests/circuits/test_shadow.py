@@ -261,3 +261,28 @@ def test_the_summary_adds_up_the_last_hour_of_the_evaluation(circuit: Circuit) -
 
 def shadow_bucket(moment: datetime) -> datetime:
     return datetime.fromtimestamp(int(moment.timestamp()) // 10 * 10, tz=UTC)
+
+
+def test_retention_drops_what_the_10_second_traffic_no_longer_keeps(
+    circuit: Circuit, settings: Any
+) -> None:
+    now = timezone.now()
+    days = settings.SWITCHYARD_TRAFFIC_RAW_DAYS
+    old = shadow.start_shadow(
+        circuit, config={}, user=None, now=now - timedelta(days=days, hours=2)
+    )
+    ShadowBucket.objects.create(evaluation=old, bucket=shadow_bucket(old.created_at), rejected=1)
+    shadow.stop_shadow(circuit, user=None, now=now - timedelta(days=days, hours=1))
+    running = shadow.start_shadow(circuit, config={}, user=None, now=now - timedelta(days=days + 1))
+    kept = ShadowBucket.objects.create(evaluation=running, bucket=shadow_bucket(now), rejected=2)
+    ShadowBucket.objects.create(
+        evaluation=running, bucket=shadow_bucket(now - timedelta(days=days, minutes=1)), rejected=3
+    )
+    deleted = shadow.retention(now)
+    assert deleted == {
+        "circuits_shadowbucket": 2,
+        "circuits_shadowtransition": 0,
+        "circuits_shadowevaluation": 1,
+    }
+    assert list(ShadowEvaluation.objects.all()) == [running]
+    assert list(ShadowBucket.objects.all()) == [kept]

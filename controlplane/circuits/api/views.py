@@ -361,11 +361,11 @@ class CircuitViewSet(TeamScopedMixin, ReadOnlyViewSet):
             except shadow.ShadowInvalidError as exc:
                 raise ValidationError(exc.errors) from None
             return Response(shadow.summary(evaluation), status=status.HTTP_201_CREATED)
-        body = s.StopShadowSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        stop = s.StopShadowSerializer(data=request.data)
+        stop.is_valid(raise_exception=True)
         try:
             shadow.stop_shadow(
-                circuit, user=acting_user(request), reason=body.validated_data["reason"]
+                circuit, user=acting_user(request), reason=stop.validated_data["reason"]
             )
         except shadow.NotRunningError as exc:
             raise NotFound(str(exc)) from None
