@@ -39,7 +39,9 @@ def test_an_operator_evaluates_the_typed_values_in_shadow(as_operator: Client, f
     assert 'data-field="shadow-rejected">1,240<' in html
     assert "Stop the evaluation" in html
     assert re.search(
-        r"<th scope=\"row\">Consecutive failures</th><td>\d+ failures</td><td>2 failures</td>", html
+        r'<th scope="row">Consecutive failures</th><td data-label="Live">\d+ failures</td>'
+        r'<td data-label="Candidate">2 failures</td>',
+        html,
     )
 
 
