@@ -10,6 +10,12 @@ the lock the first time it is used).
 Everything that needs consistency - failure accounting, threshold evaluation,
 transitions, half-open admission - takes the lock, which is never held while the
 protected function runs.
+
+Shadow evaluation (``shadow()``): a second breaker of this class, the candidate, takes
+part in every call without enforcing anything. ``_fast`` is then false and the next
+branch of each call path runs both closed fast paths in one (``_plain``: the fast path
+would apply but for the candidate); any other combination goes through
+``_call_shadowed``, where the candidate admits and accounts with its own methods.
 """
 
 from __future__ import annotations
