@@ -148,7 +148,7 @@ def check_equivalent(
     assert live.state in (CircuitState.CLOSED, CircuitState.FORCED_CLOSED)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(wire=candidates, sequence=steps, mode=live_modes, decorated=st.booleans())
 def test_the_candidate_does_what_a_breaker_with_its_config_does(
     wire: dict[str, Any], sequence: list[Step], mode: str, decorated: bool
@@ -171,7 +171,7 @@ def test_the_candidate_does_what_a_breaker_with_its_config_does(
     check_equivalent(live, seen, real, real_seen)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(wire=candidates, sequence=steps, mode=live_modes, decorated=st.booleans())
 def test_the_candidate_does_what_a_breaker_with_its_config_does_in_asyncio(
     wire: dict[str, Any], sequence: list[Step], mode: str, decorated: bool
