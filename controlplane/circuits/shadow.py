@@ -244,7 +244,8 @@ def side_by_side(
     (``live_rejected``: what the instances rejected; ``candidate_rejected``: what the
     candidate would have, null before the evaluation started or where no instance
     reported traffic) and entries into open (``live_opened``: transitions to open
-    stored for the circuit; ``candidate_opened``: would-be ones)."""
+    stored for the circuit; ``candidate_opened``: would-be ones, null before the
+    evaluation started)."""
     now = now or timezone.now()
     live = series.read([circuit.pk], ["rejected"], w, now)
     times: list[int] = live["times"]
@@ -270,15 +271,17 @@ def side_by_side(
     started = evaluation.created_at.timestamp()
     ended = evaluation.ended_at.timestamp() if evaluation.ended_at else now.timestamp()
     candidate: list[float | None] = []
+    candidate_opened: list[int | None] = []
     for i, t in enumerate(times):
         seconds = max(1.0, min(float(w.step), now.timestamp() - t))
         ran = t + w.step > started and t <= ended
         seen = live["series"]["rejected"][i] is not None or rejected[i]
         candidate.append(round(rejected[i] / seconds, 6) if ran and seen else None)
+        candidate_opened.append(opened[i] if ran else None)
     return {
         "times": times,
         "live_rejected": live["series"]["rejected"],
         "candidate_rejected": candidate,
         "live_opened": live_opened,
-        "candidate_opened": opened,
+        "candidate_opened": candidate_opened,
     }

@@ -286,3 +286,37 @@ def test_retention_drops_what_the_10_second_traffic_no_longer_keeps(
     }
     assert list(ShadowEvaluation.objects.all()) == [running]
     assert list(ShadowBucket.objects.all()) == [kept]
+
+
+def test_the_series_puts_live_and_candidate_side_by_side(
+    circuit: Circuit, operator_api: APIClient
+) -> None:
+    from controlplane.circuits.models import Traffic10s
+
+    now = timezone.now()
+    minute = int(now.timestamp()) // 60 * 60 - 300  # five minutes ago, on the minute
+    at = datetime.fromtimestamp(minute, tz=UTC)
+    evaluation = shadow.start_shadow(circuit, config={}, user=None, now=at + timedelta(seconds=5))
+    for offset, rejected, opened in ((0, 30, 1), (20, 6, 0), (70, 12, 2)):
+        ShadowBucket.objects.create(
+            evaluation=evaluation,
+            bucket=at + timedelta(seconds=offset),
+            rejected=rejected,
+            opened=opened,
+        )
+    Traffic10s.objects.create(circuit=circuit, bucket=at, calls=100, successes=100, rejected=60)
+    Traffic10s.objects.create(circuit=circuit, bucket=at + timedelta(seconds=70), calls=5)
+
+    def iso(t: datetime) -> str:
+        return t.isoformat().replace("+00:00", "Z")
+
+    query = f"?from={iso(at - timedelta(minutes=1))}&to={iso(at + timedelta(minutes=3))}&step=60"
+    body = operator_api.get(_url(circuit) + query).json()
+    series = body["series"]
+    assert series["times"] == [minute - 60 + 60 * i for i in range(4)]
+    assert series["live_rejected"] == [None, 1.0, 0.0, None]
+    # Before the evaluation started: nothing; then per second over each minute.
+    assert series["candidate_rejected"] == [None, 0.6, 0.2, None]
+    assert series["candidate_opened"] == [None, 1, 2, 0]
+    assert series["live_opened"] == [0, 0, 0, 0]
+    assert body["shadow"]["rejected"] == 48 and body["shadow"]["opened"] == 3

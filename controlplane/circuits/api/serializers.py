@@ -612,7 +612,7 @@ class ShadowSeriesSerializer(serializers.Serializer):
     live_rejected = serializers.ListField(child=serializers.FloatField(allow_null=True))
     candidate_rejected = serializers.ListField(child=serializers.FloatField(allow_null=True))
     live_opened = serializers.ListField(child=serializers.IntegerField())
-    candidate_opened = serializers.ListField(child=serializers.IntegerField())
+    candidate_opened = serializers.ListField(child=serializers.IntegerField(allow_null=True))
 
     def get_fields(self) -> Any:
         return _from(super().get_fields())
