@@ -152,7 +152,8 @@ def _growth(name: str, before: Mapping[str, Any] | None, now: Mapping[str, Any])
     """The growth of one breaker's ``traffic()`` between two cuts, or None if none.
 
     A breaker whose counters went down is a new one under the same name: its counters
-    are growth from zero.
+    are growth from zero. ``now["shadow"]``, when present, is its shadow candidate's
+    (evaluation id, ``shadow_report()``), reported as its growth too.
     """
     if before is not None and any(now[c] < before[c] for c in wire.TELEMETRY_COUNTERS):
         before = None
@@ -161,9 +162,45 @@ def _growth(name: str, before: Mapping[str, Any] | None, now: Mapping[str, Any])
         c: now[c] - (before[c] if before is not None else 0) for c in wire.TELEMETRY_COUNTERS
     }
     latency = [[i, n - old.get(i, 0)] for i, n in now["latency"].items() if n > old.get(i, 0)]
-    if not latency and not any(counters.values()):
+    shadow = _shadow_growth(before.get("shadow") if before else None, now.get("shadow"))
+    if not latency and not any(counters.values()) and shadow is None:
         return None
-    return {"name": name, **counters, "latency": latency}
+    entry = {"name": name, **counters, "latency": latency}
+    if shadow is not None:
+        entry["shadow"] = shadow
+    return entry
+
+
+def _shadow_growth(before: Any, now: Any) -> wire.ShadowGrowthWire | None:
+    """The growth of a shadow candidate's report between two cuts (None if none); a
+    candidate of another evaluation than before grew from zero."""
+    if now is None:
+        return None
+    evaluation, report = now
+    old = None if before is None or before[0] != evaluation else before[1]
+    counts = {c: report[c] - (old[c] if old else 0) for c in wire.SHADOW_COUNTERS}
+    new = report["transition_count"] - (old["transition_count"] if old else 0)
+    if new <= 0 and not any(counts.values()):
+        return None
+    transitions: list[wire.ShadowTransitionWire] = [
+        {
+            "from": e.from_state.value,
+            "to": e.to_state.value,
+            "at": wire.format_timestamp(e.at) or "",
+            "reason": e.reason,
+        }
+        for e in (report["transitions"][-new:] if new > 0 else [])
+    ]
+    return {
+        "evaluation": evaluation,
+        "config_version": report["config_version"],
+        "rejected": counts["rejected"],
+        "unobserved": counts["unobserved"],
+        "opened": counts["opened"],
+        "half_opened": counts["half_opened"],
+        "closed": counts["closed"],
+        "transitions": transitions,
+    }
 
 
 def _state_str(state: Any) -> str:
@@ -446,6 +483,8 @@ class Agent:
             self._server_interval: float | None = None
             self._agent_forced: dict[str, float | None] = {}  # name -> until (epoch) or None
             self._code_configs: dict[str, CircuitBreakerConfig] = {}
+            # name -> (evaluation id, the candidate breaker) of the shadows applied
+            self._shadows: dict[str, tuple[int, Any]] = {}
         self._sync_backoff = _Backoff(self.backoff_initial, self.backoff_max, self._rng)
         self._watch_backoff = _Backoff(self.backoff_initial, self.backoff_max, self._rng)
         self._watch_resume_at = 0.0  # the end of the watch's current backoff
@@ -795,6 +834,15 @@ class Agent:
         if self._wall() >= self._next_boundary():
             self._cut()
 
+    def _shadow_figures(self, breaker: Any) -> tuple[int, Any] | None:
+        """(evaluation id, shadow_report()) of the breaker's candidate, if it runs one
+        that the desired state started."""
+        applied = self._shadows.get(breaker.name)
+        if applied is None or getattr(breaker, "shadow_breaker", None) is not applied[1]:
+            return None
+        report = breaker.shadow_report()
+        return None if report is None else (applied[0], report)
+
     def _report_budget(self) -> int:
         return max(1, min(MAX_REPORT_BYTES, self._limits["body_bytes"] // 4))
 
@@ -808,7 +856,11 @@ class Agent:
             for breaker in self._breakers():
                 traffic = getattr(breaker, "traffic", None)
                 if traffic is not None:
-                    current[breaker.name] = traffic()
+                    figures: dict[str, Any] = dict(traffic())
+                    shadow = self._shadow_figures(breaker)
+                    if shadow is not None:
+                        figures["shadow"] = shadow
+                    current[breaker.name] = figures
             previous, started = self._baseline, self._cut_at
             self._baseline, self._cut_at = current, now
             if previous is None:
@@ -1281,6 +1333,10 @@ class Agent:
                 logger.warning(
                     "switchyard agent: override for %r not applied: %s", breaker.name, exc
                 )
+            try:
+                self._apply_shadow(breaker, entry.get("shadow") if entry else None)
+            except Exception as exc:
+                logger.warning("switchyard agent: shadow for %r not applied: %s", breaker.name, exc)
 
     def _apply_config(self, breaker: Any, entry: Mapping[str, Any] | None) -> None:
         if not entry or "config_version" not in entry:
@@ -1314,6 +1370,26 @@ class Agent:
             return None
         reason = f"drill {drill.get('id')}: {drill.get('reason') or ''}".rstrip(": ")
         return {"state": "forced_open", "until": drill["until"], "reason": reason}
+
+    def _apply_shadow(self, breaker: Any, shadow: Any) -> None:
+        """Start, replace or end the breaker's shadow candidate (docs/sync-protocol.md)."""
+        name = breaker.name
+        if not isinstance(shadow, dict):
+            if self._shadows.pop(name, None) is not None:
+                breaker.clear_shadow()
+            return
+        evaluation, version = shadow.get("evaluation"), shadow.get("config_version")
+        for field, value in (("evaluation", evaluation), ("config_version", version)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"shadow.{field} must be a non-negative integer, got {value!r}")
+        applied = self._shadows.get(name)
+        if applied is not None and applied[0] == evaluation:
+            return
+        if not isinstance(shadow.get("config"), dict):
+            raise ValueError(f"shadow.config must be an object, got {shadow.get('config')!r}")
+        base = self._code_configs.setdefault(name, breaker.config)
+        breaker.shadow(CircuitBreakerConfig.from_dict(shadow["config"], base=base), version)
+        self._shadows[name] = (cast(int, evaluation), breaker.shadow_breaker)
 
     def _apply_override(self, breaker: Any, override: Any, now: float) -> None:
         name = breaker.name

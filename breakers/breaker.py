@@ -10,6 +10,12 @@ the lock the first time it is used).
 Everything that needs consistency - failure accounting, threshold evaluation,
 transitions, half-open admission - takes the lock, which is never held while the
 protected function runs.
+
+Shadow evaluation (``shadow()``): a second breaker of this class, the candidate, takes
+part in every call without enforcing anything. ``_fast`` is then false and the next
+branch of each call path runs both closed fast paths in one (``_plain``: the fast path
+would apply but for the candidate); any other combination goes through
+``_call_shadowed``, where the candidate admits and accounts with its own methods.
 """
 
 from __future__ import annotations
@@ -48,9 +54,11 @@ from .window import (
 # CircuitState and REASONS live in .states; they are importable from here as before.
 __all__ = [
     "REASONS",
+    "SHADOW_TRANSITIONS_KEPT",
     "CallEvent",
     "CircuitBreaker",
     "CircuitState",
+    "ShadowReport",
     "Traffic",
     "TransitionEvent",
 ]
@@ -134,6 +142,49 @@ class CallEvent:
     exception: BaseException | None
 
 
+#: The would-be transitions a shadow evaluation keeps (the most recent ones).
+SHADOW_TRANSITIONS_KEPT = 100
+
+
+class ShadowReport(TypedDict):
+    """What a candidate config would have done since its shadow evaluation started
+    (``CircuitBreaker.shadow_report``); every count is cumulative.
+
+    ``rejected``: calls it would have rejected; ``unobserved``: calls it would have let
+    through that the live breaker rejected, so no outcome exists; ``opened``,
+    ``half_opened``, ``closed``: its would-be transitions into each state;
+    ``transitions``: the last :data:`SHADOW_TRANSITIONS_KEPT` of them, oldest first, out
+    of ``transition_count``.
+    """
+
+    config_version: int
+    state: CircuitState
+    rejected: int
+    unobserved: int
+    opened: int
+    half_opened: int
+    closed: int
+    transition_count: int
+    transitions: list[TransitionEvent]
+
+
+class _ShadowLog:
+    """The record of a candidate breaker: its would-be transitions (its listener)."""
+
+    __slots__ = ("breaker", "counts", "transitions", "unobserved")
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+        self.unobserved = itertools.count()
+        self.counts = dict.fromkeys((_OPEN, _HALF_OPEN, _CLOSED), 0)
+        self.transitions: deque[TransitionEvent] = deque(maxlen=SHADOW_TRANSITIONS_KEPT)
+
+    def record(self, event: TransitionEvent) -> None:
+        # Listeners are delivered one at a time, in order: no lock is needed here.
+        self.transitions.append(event)
+        self.counts[event.to_state] = self.counts.get(event.to_state, 0) + 1
+
+
 class _Probe:
     """Ticket of a call admitted in half-open; `gen` ties it to that half-open period."""
 
@@ -205,9 +256,12 @@ class CircuitBreaker:
         "_others",
         "_outcomes",
         "_pending",
+        "_plain",
         "_predicate",
         "_rand",
         "_rejected",
+        "_shadow",
+        "_shadow_log",
         "_slow",
         "_slow_calls",
         "_state",
@@ -263,6 +317,8 @@ class CircuitBreaker:
         self._last_failure: float | None = None
         self._forced_reason: str | None = None
         self._outcomes: Window = new_window("count", 1, 1.0, self._clock)
+        self._shadow: CircuitBreaker | None = None
+        self._shadow_log: _ShadowLog | None = None
         self._install(config)
         self._fresh_window()
         self._refresh_fast()
@@ -319,11 +375,13 @@ class CircuitBreaker:
         self._dirty = self._cold or self._consec > 0
 
     def _refresh_fast(self) -> None:
-        self._fast = (
+        # _plain: the closed fast path would do; _fast: and no candidate to feed too.
+        self._plain = (
             (self._state is _CLOSED or self._state is _FORCED_CLOSED)
             and self._slow is None
             and not self._c_listeners
         )
+        self._fast = self._plain and self._shadow is None
 
     def apply_config(self, config: CircuitBreakerConfig, version: int) -> None:
         """Switch to `config` (central version `version`) live, keeping the window.
@@ -348,6 +406,64 @@ class CircuitBreaker:
             if self._state is _CLOSED or self._state is _FORCED_CLOSED:
                 self._reset_warmup()
             self._refresh_fast()
+
+    # -- shadow evaluation ----------------------------------------------------------
+
+    def shadow(self, config: CircuitBreakerConfig, version: int) -> None:
+        """Evaluate `config` (central version `version`) beside the one in force, without
+        enforcing it, from now on.
+
+        A second breaker of this class with `config`, this breaker's clock and jitter
+        source (:attr:`shadow_breaker`), is asked to admit every call at its start and
+        is given every outcome the live breaker sees; it records the transitions it
+        would have made and counts the calls it would have rejected
+        (:meth:`shadow_report`, docs/library.md "Shadow evaluation"). Calls are never
+        rejected because of it. Starting another candidate replaces the current one.
+        """
+        if not isinstance(config, CircuitBreakerConfig):
+            raise ValueError(f"config must be a CircuitBreakerConfig, got {config!r}")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise ValueError(f"version must be a non-negative integer, got {version!r}")
+        candidate = CircuitBreaker(
+            f"{self.name} (shadow v{version})", config, clock=self._clock, rand=self._rand
+        )
+        candidate.config_version = version
+        log = _ShadowLog(candidate)
+        candidate.add_transition_listener(log.record)
+        with self._lock:
+            self._shadow, self._shadow_log = candidate, log
+            self._refresh_fast()
+
+    def clear_shadow(self) -> None:
+        """End the shadow evaluation, if any (its record goes with it)."""
+        with self._lock:
+            self._shadow = self._shadow_log = None
+            self._refresh_fast()
+
+    @property
+    def shadow_breaker(self) -> CircuitBreaker | None:
+        """The candidate of the shadow evaluation (never enforcing), or None."""
+        return self._shadow
+
+    def shadow_report(self) -> ShadowReport | None:
+        """What the candidate would have done so far (None when none is evaluated)."""
+        log = self._shadow_log
+        if log is None:
+            return None
+        candidate = log.breaker
+        transitions = list(log.transitions)
+        counts = log.counts.copy()
+        return {
+            "config_version": candidate.config_version,
+            "state": candidate.state,
+            "rejected": count_value(candidate._rejected),
+            "unobserved": count_value(log.unobserved),
+            "opened": counts[_OPEN],
+            "half_opened": counts[_HALF_OPEN],
+            "closed": counts[_CLOSED],
+            "transition_count": sum(counts.values()),
+            "transitions": transitions,
+        }
 
     # -- listeners ----------------------------------------------------------------
 
@@ -720,6 +836,43 @@ class CircuitBreaker:
             if self._dirty:
                 self._settle(window)
             return result
+        candidate = self._shadow
+        if candidate is not None and self._plain and candidate._fast:
+            # Closed beside a closed candidate: both fast paths in one (docs/library.md).
+            window = self._outcomes
+            shadow_window = candidate._outcomes
+            clock = self._clock
+            start = clock()
+            try:
+                result = func(*args, **kwargs) if kwargs else func(*args)
+            except BaseException as exc:
+                duration = clock() - start
+                candidate._on_error(exc, shadow_window, duration)
+                if self._on_error(exc, window, duration) and fallback is not None:
+                    result = fallback(*args, **kwargs)
+                    next(self._fallbacks)
+                    return result
+                raise
+            duration = clock() - start
+            window.append(0)  # SUCCESS, as a constant
+            if duration < LATENCY_MIN:
+                index = 0
+            elif duration < LATENCY_MAX:
+                index = (_log(duration) * INDEX_SCALE + INDEX_OFFSET) // 1
+            else:
+                index = bucket_index(duration)
+            try:
+                next(self._ok[index])
+            except KeyError:
+                self._new_bucket(self._ok, index)
+            if self._dirty:
+                self._settle(window)
+            shadow_window.append(0)
+            if candidate._dirty:
+                candidate._settle(shadow_window)
+            return result
+        if candidate is not None:
+            return self._call_shadowed(candidate, func, fallback, args, kwargs)
         state = self._state
         if state is _FORCED_OPEN or (state is _OPEN and self._clock() < self._open_until):
             # The rejection path: nothing is allocated that outlives the call.
@@ -795,6 +948,43 @@ class CircuitBreaker:
             if self._dirty:
                 self._settle(window)
             return cast(R, result)
+        candidate = self._shadow
+        if candidate is not None and self._plain and candidate._fast:
+            # Closed beside a closed candidate: both fast paths in one (docs/library.md).
+            window = self._outcomes
+            shadow_window = candidate._outcomes
+            clock = self._clock
+            start = clock()
+            try:
+                result = func(*args, **kwargs) if kwargs else func(*args)
+                if type(result) is CoroutineType or _is_awaitable(result):
+                    result = await result
+            except BaseException as exc:
+                duration = clock() - start
+                candidate._on_error(exc, shadow_window, duration)
+                if self._on_error(exc, window, duration) and fallback is not None:
+                    return await self._fallback_async(fallback, args, kwargs)
+                raise
+            duration = clock() - start
+            window.append(0)  # SUCCESS, as a constant
+            if duration < LATENCY_MIN:
+                index = 0
+            elif duration < LATENCY_MAX:
+                index = (_log(duration) * INDEX_SCALE + INDEX_OFFSET) // 1
+            else:
+                index = bucket_index(duration)
+            try:
+                next(self._ok[index])
+            except KeyError:
+                self._new_bucket(self._ok, index)
+            if self._dirty:
+                self._settle(window)
+            shadow_window.append(0)
+            if candidate._dirty:
+                candidate._settle(shadow_window)
+            return cast(R, result)
+        if candidate is not None:
+            return await self._call_shadowed_async(candidate, func, fallback, args, kwargs)
         state = self._state
         if state is _FORCED_OPEN or (state is _OPEN and self._clock() < self._open_until):
             next(self._rejected)
@@ -822,6 +1012,120 @@ class CircuitBreaker:
                 return await self._fallback_async(fallback, args, kwargs)
             raise
         self._on_success(ticket, clock() - start)
+        return cast(R, result)
+
+    # -- call paths beside a candidate (shadow evaluation) ----------------------------
+
+    @staticmethod
+    def _admit_candidate(candidate: CircuitBreaker) -> _Ticket | None:
+        """The candidate's own admission of a call at its start (None: it would reject)."""
+        ticket = candidate._outcomes if candidate._fast else candidate._acquire()
+        if ticket is None:
+            next(candidate._rejected)
+        return ticket
+
+    def _rejected_beside(self, candidate: CircuitBreaker, ticket: _Ticket | None) -> None:
+        """The live breaker rejected a call the candidate admitted: no outcome exists, so
+        the candidate takes none (a probe slot is freed, as for a cancelled call)."""
+        if ticket is None:
+            return
+        log = self._shadow_log
+        if log is not None and log.breaker is candidate:
+            next(log.unobserved)
+        if isinstance(ticket, _Probe):
+            candidate._probe_done(ticket, None)
+
+    @staticmethod
+    def _candidate_success(
+        candidate: CircuitBreaker, ticket: _Ticket | None, fast: bool, duration: float
+    ) -> None:
+        if ticket is None:
+            return
+        if fast and not isinstance(ticket, _Probe):
+            # The closed fast path's own accounting (the latency is the live breaker's).
+            ticket.append(0)  # SUCCESS, as a constant
+            if candidate._dirty:
+                candidate._settle(ticket)
+        else:
+            candidate._on_success(ticket, duration)
+
+    def _call_shadowed(
+        self,
+        candidate: CircuitBreaker,
+        func: Callable[..., R],
+        fallback: Callable[..., R] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> R:
+        """call() with a candidate beside it: the live breaker admits, accounts and
+        answers as in call(); the candidate admits and accounts as its own call() would."""
+        fast = candidate._fast
+        shadow_ticket = self._admit_candidate(candidate)
+        ticket = self._acquire()
+        if ticket is None:
+            self._rejected_beside(candidate, shadow_ticket)
+            if fallback is not None:
+                next(self._rejected)
+                if self._c_listeners:
+                    self._notify_call("rejected", None, False, None)
+                result = fallback(*args, **kwargs)
+                next(self._fallbacks)
+                return result
+            raise self._rejection()
+        clock = self._clock
+        start = clock()
+        try:
+            result = func(*args, **kwargs) if kwargs else func(*args)
+        except BaseException as exc:
+            duration = clock() - start
+            if shadow_ticket is not None:
+                candidate._on_error(exc, shadow_ticket, duration)
+            if self._on_error(exc, ticket, duration) and fallback is not None:
+                result = fallback(*args, **kwargs)
+                next(self._fallbacks)
+                return result
+            raise
+        duration = clock() - start
+        self._on_success(ticket, duration)
+        self._candidate_success(candidate, shadow_ticket, fast, duration)
+        return result
+
+    async def _call_shadowed_async(
+        self,
+        candidate: CircuitBreaker,
+        func: Callable[..., Awaitable[R] | R],
+        fallback: Callable[..., Awaitable[R] | R] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> R:
+        """call_async() with a candidate beside it (see _call_shadowed)."""
+        fast = candidate._fast
+        shadow_ticket = self._admit_candidate(candidate)
+        ticket = self._acquire()
+        if ticket is None:
+            self._rejected_beside(candidate, shadow_ticket)
+            if fallback is not None:
+                next(self._rejected)
+                if self._c_listeners:
+                    self._notify_call("rejected", None, False, None)
+                return await self._fallback_async(fallback, args, kwargs)
+            raise self._rejection()
+        clock = self._clock
+        start = clock()
+        try:
+            result: Any = func(*args, **kwargs) if kwargs else func(*args)
+            if _is_awaitable(result):
+                result = await result
+        except BaseException as exc:
+            duration = clock() - start
+            if shadow_ticket is not None:
+                candidate._on_error(exc, shadow_ticket, duration)
+            if self._on_error(exc, ticket, duration) and fallback is not None:
+                return await self._fallback_async(fallback, args, kwargs)
+            raise
+        duration = clock() - start
+        self._on_success(ticket, duration)
+        self._candidate_success(candidate, shadow_ticket, fast, duration)
         return cast(R, result)
 
     async def _fallback_async(
@@ -877,6 +1181,38 @@ class CircuitBreaker:
                     if breaker._dirty:
                         breaker._settle(window)
                     return result
+                candidate = breaker._shadow
+                if candidate is not None and breaker._plain and candidate._fast:
+                    # Closed beside a closed candidate: both fast paths in one (docs/library.md).
+                    window = breaker._outcomes
+                    shadow_window = candidate._outcomes
+                    clock = breaker._clock
+                    start = clock()
+                    try:
+                        result = await (target(*args, **kwargs) if kwargs else target(*args))
+                    except BaseException as exc:
+                        duration = clock() - start
+                        candidate._on_error(exc, shadow_window, duration)
+                        breaker._on_error(exc, window, duration)
+                        raise
+                    duration = clock() - start
+                    window.append(0)  # SUCCESS, as a constant
+                    if duration < LATENCY_MIN:
+                        index = 0
+                    elif duration < LATENCY_MAX:
+                        index = (_log(duration) * INDEX_SCALE + INDEX_OFFSET) // 1
+                    else:
+                        index = bucket_index(duration)
+                    try:
+                        next(breaker._ok[index])
+                    except KeyError:
+                        breaker._new_bucket(breaker._ok, index)
+                    if breaker._dirty:
+                        breaker._settle(window)
+                    shadow_window.append(0)
+                    if candidate._dirty:
+                        candidate._settle(shadow_window)
+                    return result
                 return await guarded_async(func, None, *args, **kwargs)
 
             return async_wrapper
@@ -910,6 +1246,38 @@ class CircuitBreaker:
                     breaker._new_bucket(breaker._ok, index)
                 if breaker._dirty:
                     breaker._settle(window)
+                return result
+            candidate = breaker._shadow
+            if candidate is not None and breaker._plain and candidate._fast:
+                # Closed beside a closed candidate: both fast paths in one (docs/library.md).
+                window = breaker._outcomes
+                shadow_window = candidate._outcomes
+                clock = breaker._clock
+                start = clock()
+                try:
+                    result = target(*args, **kwargs) if kwargs else target(*args)
+                except BaseException as exc:
+                    duration = clock() - start
+                    candidate._on_error(exc, shadow_window, duration)
+                    breaker._on_error(exc, window, duration)
+                    raise
+                duration = clock() - start
+                window.append(0)  # SUCCESS, as a constant
+                if duration < LATENCY_MIN:
+                    index = 0
+                elif duration < LATENCY_MAX:
+                    index = (_log(duration) * INDEX_SCALE + INDEX_OFFSET) // 1
+                else:
+                    index = bucket_index(duration)
+                try:
+                    next(breaker._ok[index])
+                except KeyError:
+                    breaker._new_bucket(breaker._ok, index)
+                if breaker._dirty:
+                    breaker._settle(window)
+                shadow_window.append(0)
+                if candidate._dirty:
+                    candidate._settle(shadow_window)
                 return result
             return guarded(func, None, *args, **kwargs)
 

@@ -32,6 +32,7 @@ __all__ = [
     "LIMIT_FIELDS",
     "MAX_TIMESTAMP_LENGTH",
     "PROTOCOL_VERSION",
+    "SHADOW_COUNTERS",
     "SYNC_ANSWER_FIELDS",
     "SYNC_PATH",
     "SYNC_REQUEST_FIELDS",
@@ -45,6 +46,9 @@ __all__ = [
     "InstanceWire",
     "LimitsWire",
     "OverrideWire",
+    "ShadowGrowthWire",
+    "ShadowTransitionWire",
+    "ShadowWire",
     "SyncAnswer",
     "SyncRequest",
     "TelemetryBreakerWire",
@@ -118,11 +122,34 @@ TransitionWire = TypedDict(
 TransitionWire.__doc__ = "One state change with its agent-assigned id (an item of ``transitions``)."
 
 
+# "from" is a keyword, hence the functional form.
+ShadowTransitionWire = TypedDict(
+    "ShadowTransitionWire", {"from": str, "to": str, "at": str, "reason": str}
+)
+ShadowTransitionWire.__doc__ = "A transition a shadow candidate would have made."
+
+
+class ShadowGrowthWire(TypedDict):
+    """What a shadow candidate (docs/library.md, "Shadow evaluation") would have done
+    inside a report: ``evaluation`` and ``config_version`` from the desired state, the
+    growth of its counters (:data:`SHADOW_COUNTERS`) and its would-be transitions, at
+    most :data:`breakers.breaker.SHADOW_TRANSITIONS_KEPT`, oldest first."""
+
+    evaluation: int
+    config_version: int
+    rejected: int
+    unobserved: int
+    opened: int
+    half_opened: int
+    closed: int
+    transitions: list[ShadowTransitionWire]
+
+
 class TelemetryBreakerWire(TypedDict):
     """The growth of one breaker's counters inside a report (docs/traffic.md).
 
     ``latency``: the histogram's changed buckets as ``[index, count]`` pairs
-    (:mod:`breakers.latency`).
+    (:mod:`breakers.latency`); ``shadow``: its shadow candidate's, while one runs.
     """
 
     name: str
@@ -133,6 +160,7 @@ class TelemetryBreakerWire(TypedDict):
     rejected: int
     fallbacks: int
     latency: list[list[int]]
+    shadow: NotRequired[ShadowGrowthWire]
 
 
 class TelemetryReportWire(TypedDict):
@@ -186,13 +214,24 @@ class DrillWire(TypedDict):
     reason: str
 
 
+class ShadowWire(TypedDict):
+    """A candidate config to evaluate beside the one in force, without enforcing it:
+    ``evaluation`` identifies the evaluation (a new one starts a fresh candidate)."""
+
+    evaluation: int
+    config_version: int
+    config: dict[str, Any]
+
+
 class DesiredBreakerWire(TypedDict):
-    """What one breaker should run (``drill``: absent from servers of earlier releases)."""
+    """What one breaker should run (``drill``: absent from servers of earlier releases;
+    ``shadow``: null or absent when none is evaluated)."""
 
     config_version: int
     config: dict[str, Any] | None
     override: OverrideWire | None
     drill: NotRequired[DrillWire | None]
+    shadow: NotRequired[ShadowWire | None]
 
 
 class LimitsWire(TypedDict, total=False):
@@ -233,6 +272,9 @@ TELEMETRY_COUNTERS: tuple[str, ...] = (
     "rejected",
     "fallbacks",
 )
+
+#: The counters of a telemetry entry's ``shadow``, in the order they are sent.
+SHADOW_COUNTERS: tuple[str, ...] = ("rejected", "unobserved", "opened", "half_opened", "closed")
 
 #: What an agent assumes until a server has told it its limits.
 DEFAULT_LIMITS: LimitsWire = {"breakers": 500, "transitions": 500, "body_bytes": 1024 * 1024}

@@ -96,7 +96,7 @@ class FleetConsumer(AsyncJsonWebsocketConsumer):
                 self._mark(kind, (t["circuit_id"] for t in event["transitions"]))
             elif kind == "fleet.snapshots":
                 self._mark(kind, (s["circuit_id"] for s in event["snapshots"]))
-            elif kind in ("fleet.override", "fleet.config", "fleet.drill"):
+            elif kind in ("fleet.override", "fleet.config", "fleet.drill", "fleet.shadow"):
                 self._mark(kind, [event["circuit_id"]])
             elif kind == "fleet.traffic":
                 wanted = self.traffic_of.intersection(event["circuits"])

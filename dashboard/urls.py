@@ -25,6 +25,7 @@ urlpatterns = [
         views.circuit_drill_end,
         name="drill_end",
     ),
+    path("circuits/<int:circuit_id>/shadow", views.circuit_shadow, name="shadow"),
     path("search/", views.search, name="search"),
     path("services/", views.services, name="services"),
     path("instances/", views.instances, name="instances"),

@@ -29,7 +29,7 @@ from controlplane.alerts.api.views import silence_team
 from controlplane.alerts.choices import OPEN_STATUSES, AlertAuditAction, Severity
 from controlplane.alerts.models import Alert, Silence
 from controlplane.alerts.operations import NotOpenError, acknowledge, end_silence, save_audited
-from controlplane.circuits import access, tokens, whatif
+from controlplane.circuits import access, shadow, tokens, whatif
 from controlplane.circuits.api.filtersets import AuditEventFilterSet
 from controlplane.circuits.choices import CircuitState, FleetState
 from controlplane.circuits.drills import (
@@ -62,7 +62,7 @@ from controlplane.core.audit import MAX_REASON_LENGTH, action_choices
 from controlplane.core.errors import error_response
 from controlplane.core.permissions import acting_user
 from dashboard import alerts as alert_reads
-from dashboard import charts, formats
+from dashboard import charts, formats, shadow_panel
 from dashboard import drills as drill_reads
 from dashboard import incidents as incident_reads
 from dashboard import search as site_search
@@ -230,6 +230,8 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         "can_ack": access.may(user, ACKNOWLEDGE, team_id),
         "can_silence": access.may(user, ADD_SILENCE, team_id),
         "drills": drill_reads.context(circuit, user, now),
+        "shadow": shadow_panel.panel(circuit, now),
+        "shadow_url": reverse("circuit-detail", args=[circuit.pk]) + "shadow/",
         "nav": "overview",
     }
 
@@ -456,6 +458,35 @@ def _search_wants_json(request: HttpRequest) -> bool:
     if request.GET.get("format") == "json":
         return True
     return request.accepts("application/json") and not request.accepts("text/html")
+
+
+@require_POST
+@perm_required(EDIT_CONFIG)
+def circuit_shadow(request: HttpRequest, circuit_id: int) -> HttpResponse:
+    """Evaluate the config form's values in shadow (``shadow=start``), or stop the
+    evaluation running (``shadow=stop``); errors go beside the form's fields."""
+    circuit = get_object_or_404(
+        _visible_circuits(request).select_related("current_config", "service"), pk=circuit_id
+    )
+    require(request, EDIT_CONFIG, circuit.service.team_id)
+    reason = str(request.POST.get("reason", ""))
+    back = redirect(reverse("dashboard:circuit", args=[circuit.pk]) + "#shadow")
+    if request.POST.get("shadow") == "stop":
+        with contextlib.suppress(shadow.NotRunningError):  # stopped already
+            shadow.stop_shadow(circuit, user=acting_user(request), reason=reason)
+        return back
+    values, errors = parse_config(request.POST)
+    if errors:
+        return _config_form_page(request, circuit_id, values, errors, status=400)
+    try:
+        shadow.start_shadow(circuit, config=values, user=acting_user(request), reason=reason)
+    except shadow.ShadowInvalidError as exc:
+        fields = exc.errors.get("config")
+        errors = fields if isinstance(fields, dict) else {"reason": str(exc)}
+        return _config_form_page(request, circuit_id, values, errors, status=400)
+    except ValueError as exc:
+        return _config_form_page(request, circuit_id, values, {"reason": str(exc)}, status=400)
+    return back
 
 
 @require_GET

@@ -103,6 +103,8 @@ class AuditAction(models.TextChoices):
     OVERRIDE_RELEASE = "override.release", "release"
     OVERRIDE_EXPIRE = "override.expire", "override expired"
     CONFIG_CREATE = "config.create", "config version created"
+    SHADOW_START = "shadow.start", "shadow evaluation started"
+    SHADOW_STOP = "shadow.stop", "shadow evaluation stopped"
     AGENT_TOKEN_CREATE = "agent_token.create", "agent token created"
     AGENT_TOKEN_REVOKE = "agent_token.revoke", "agent token revoked"
     API_TOKEN_CREATE = "api_token.create", "API token created"

@@ -1,4 +1,5 @@
-"""The desired state of a service: what its agents should run (configs, overrides, drills)."""
+"""The desired state of a service: what its agents should run (configs, overrides,
+drills and shadow evaluations)."""
 
 from collections.abc import Iterable
 from datetime import datetime
@@ -9,7 +10,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from breakers.wire import format_timestamp
-from controlplane.circuits.models import Circuit, Drill, Override, Service
+from controlplane.circuits.models import Circuit, Drill, Override, Service, ShadowEvaluation
 
 
 def isoformat(value: datetime | None) -> str | None:
@@ -43,6 +44,15 @@ def drill_wire(drill: Drill) -> dict[str, Any]:
     }
 
 
+def shadow_wire(evaluation: ShadowEvaluation) -> dict[str, Any]:
+    """A running shadow evaluation as agents see it (breakers.wire.ShadowWire)."""
+    return {
+        "evaluation": evaluation.pk,
+        "config_version": evaluation.config_version,
+        "config": evaluation.config,
+    }
+
+
 def desired_state_from(
     desired_version: int,
     circuits: Iterable[Circuit],
@@ -50,13 +60,16 @@ def desired_state_from(
     *,
     now: datetime,
     drills: Iterable[Drill] = (),
+    shadows: Iterable[ShadowEvaluation] = (),
 ) -> dict[str, Any]:
     """Assemble the desired state from loaded rows (circuits with current_config loaded).
 
-    Overrides and drills past their end at ``now`` are left out.
+    Overrides and drills past their end at ``now`` are left out; a breaker has a
+    ``shadow`` key only while a shadow evaluation of it runs.
     """
     in_force = {o.circuit_id: o for o in overrides if o.expires_at is None or o.expires_at > now}
     running = {d.circuit_id: d for d in drills if d.ended_at is None and d.ends_at > now}
+    shadowed = {e.circuit_id: e for e in shadows}
     breakers: dict[str, Any] = {}
     for circuit in sorted(circuits, key=lambda c: c.name):
         current = circuit.current_config
@@ -68,6 +81,9 @@ def desired_state_from(
             "override": override_wire(override) if override else None,
             "drill": drill_wire(drill) if drill else None,
         }
+        shadow = shadowed.get(circuit.id)
+        if shadow is not None:
+            breakers[circuit.name]["shadow"] = shadow_wire(shadow)
     return {
         "desired_version": desired_version,
         "poll_interval": settings.SWITCHYARD_POLL_INTERVAL,
@@ -90,13 +106,18 @@ def open_drills(service_id: int) -> QuerySet[Drill]:
     return Drill.objects.of_service(service_id).filter(ended_at__isnull=True)
 
 
+def running_shadows(service_id: int) -> QuerySet[ShadowEvaluation]:
+    """The shadow evaluations running on a service's circuits."""
+    return ShadowEvaluation.objects.filter(circuit__service_id=service_id, ended_at__isnull=True)
+
+
 def build_desired_state(service_id: int, *, now: datetime | None = None) -> dict[str, Any]:
-    """What every agent of the service should run, in four queries.
+    """What every agent of the service should run, in five queries.
 
     Returns {"desired_version", "poll_interval", "breakers": {name: {"config_version",
-    "config", "override", "drill"}}}; overrides and drills past their end are never
-    included. The version is read first, so the answer is never older than the version
-    it claims.
+    "config", "override", "drill"[, "shadow"]}}}; overrides and drills past their end
+    are never included. The version is read first, so the answer is never older than
+    the version it claims.
     """
     now = now or timezone.now()
     desired_version = (
@@ -108,6 +129,7 @@ def build_desired_state(service_id: int, *, now: datetime | None = None) -> dict
         open_overrides(service_id),
         now=now,
         drills=open_drills(service_id),
+        shadows=running_shadows(service_id),
     )
 
 

@@ -6,10 +6,11 @@ which delivers it once the transaction commits to its sinks:
 * the channel layer group "fleet" (every event): what one call delivers goes as one
   message, ``{"type": "fleet.batch", "events": [...]}`` (Channels routes it to a
   handler ``fleet_batch``), each event typed by its kind ("fleet.transitions",
-  "fleet.snapshots", "fleet.override", "fleet.config", "fleet.drill"): a write of 500
-  syncs is one message to Redis, not one per instance whose breakers changed;
+  "fleet.snapshots", "fleet.override", "fleet.config", "fleet.drill", "fleet.shadow"):
+  a write of 500 syncs is one message to Redis, not one per instance whose breakers
+  changed;
 * the watch hub's change feed (:func:`controlplane.circuits.watchhub.announce`) for the
-  events that move a service's desired version (override, config, drill), which wakes the
+  events that move a service's desired version (override, config, drill, shadow), which wakes the
   agents' long polls in every web process.
 
 Publishing never fails nor delays the caller: the data is already committed, events
@@ -117,6 +118,18 @@ class DrillEvent(TypedDict):
     desired_version: int
 
 
+class ShadowEvent(TypedDict):
+    """A shadow evaluation of a circuit started or stopped."""
+
+    type: Literal["fleet.shadow"]
+    service_id: int
+    circuit_id: int
+    circuit: str
+    action: Literal["start", "stop"]
+    evaluation: int
+    desired_version: int
+
+
 class TrafficEvent(TypedDict):
     """Traffic rows of these circuits grew (docs/traffic.md): their series have new
     points."""
@@ -126,11 +139,17 @@ class TrafficEvent(TypedDict):
 
 
 FleetEvent = (
-    TransitionsEvent | SnapshotsEvent | OverrideEvent | ConfigEvent | DrillEvent | TrafficEvent
+    TransitionsEvent
+    | SnapshotsEvent
+    | OverrideEvent
+    | ConfigEvent
+    | DrillEvent
+    | ShadowEvent
+    | TrafficEvent
 )
 # The kinds that move a desired version.
-DesiredStateEvent = OverrideEvent | ConfigEvent | DrillEvent
-DESIRED_KINDS = frozenset({"fleet.override", "fleet.config", "fleet.drill"})
+DesiredStateEvent = OverrideEvent | ConfigEvent | DrillEvent | ShadowEvent
+DESIRED_KINDS = frozenset({"fleet.override", "fleet.config", "fleet.drill", "fleet.shadow"})
 
 
 # -- builders ----------------------------------------------------------------------------
@@ -237,6 +256,22 @@ def drill_event(
         "circuit": circuit.name,
         "action": action,
         "drill": drill,
+        "desired_version": desired_version,
+    }
+
+
+def shadow_event(
+    circuit: Circuit, *, action: Literal["start", "stop"], evaluation: int, desired_version: int
+) -> ShadowEvent:
+    """A shadow evaluation of ``circuit`` started or stopped; the service's desired state
+    is now ``desired_version``."""
+    return {
+        "type": "fleet.shadow",
+        "service_id": circuit.service_id,
+        "circuit_id": circuit.pk,
+        "circuit": circuit.name,
+        "action": action,
+        "evaluation": evaluation,
         "desired_version": desired_version,
     }
 

@@ -23,6 +23,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 from django.utils import timezone
 
+from controlplane.circuits import shadow
 from controlplane.circuits.choices import AuditAction
 from controlplane.circuits.models import (
     AuditEvent,
@@ -123,6 +124,7 @@ def traffic_maintenance(
                 len(gone.partitions),
                 gone.default_rows,
             )
+        deleted.update(shadow.retention(now, using=using))
         return Maintenance(created, rolled, dropped, deleted)
 
 

@@ -579,3 +579,79 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%dT%H:%M:%SZ} {self.actor_name} {self.action} {self.target_repr}"
+
+
+class ShadowEvaluation(models.Model):
+    """A candidate config run beside a circuit's config on every instance, never
+    enforced (docs/library.md, "Shadow evaluation"): what it would have done is reported
+    per 10-second bucket (:class:`ShadowBucket`) and transition (:class:`ShadowTransition`).
+    At most one runs per circuit (``ended_at`` null)."""
+
+    circuit = models.ForeignKey(Circuit, on_delete=models.CASCADE, related_name="shadows")
+    # The version evaluated; 0 for a candidate config that is not (yet) a version.
+    config_version = models.PositiveIntegerField(default=0)
+    config = models.JSONField()
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["circuit", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["circuit"],
+                condition=Q(ended_at__isnull=True),
+                name="shadow_one_running_per_circuit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.circuit} shadow #{self.pk}"
+
+
+class ShadowBucket(models.Model):
+    """What an evaluation's candidate would have done in one 10-second bucket, added up
+    over every instance that reported it (the growth of its counters)."""
+
+    evaluation = models.ForeignKey(ShadowEvaluation, on_delete=models.CASCADE, related_name="+")
+    bucket = models.DateTimeField()
+    rejected = models.BigIntegerField(default=0)
+    unobserved = models.BigIntegerField(default=0)
+    opened = models.BigIntegerField(default=0)
+    half_opened = models.BigIntegerField(default=0)
+    closed = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["evaluation", "bucket"]
+        constraints = [
+            models.UniqueConstraint(fields=["evaluation", "bucket"], name="shadow_bucket_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"shadow #{self.evaluation_id} at {self.bucket:%H:%M:%S}"
+
+
+class ShadowTransition(models.Model):
+    """A transition an evaluation's candidate would have made in one instance."""
+
+    evaluation = models.ForeignKey(
+        ShadowEvaluation, on_delete=models.CASCADE, related_name="transitions"
+    )
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="+")
+    from_state = models.CharField(max_length=16, choices=CircuitState.choices)
+    to_state = models.CharField(max_length=16, choices=CircuitState.choices)
+    at = models.DateTimeField()
+    reason = models.CharField(max_length=32)
+
+    class Meta:
+        ordering = ["evaluation", "at", "id"]
+        indexes = [models.Index(fields=["evaluation", "at"], name="shadow_transition_at")]
+
+    def __str__(self) -> str:
+        return f"shadow #{self.evaluation_id}: {self.from_state} -> {self.to_state}"

@@ -20,8 +20,14 @@ from django.core.management import call_command
 
 from controlplane.alerts.models import AlertRule, Channel
 from controlplane.circuits.auth import authenticate_agent
-from controlplane.circuits.models import AgentToken, Service
-from controlplane.demo.scenario import SERVICES, Dependency, alert_durations, speed_from_env
+from controlplane.circuits.models import AgentToken, Service, ShadowEvaluation
+from controlplane.demo.scenario import (
+    SERVICES,
+    Dependency,
+    alert_durations,
+    breaker_config,
+    speed_from_env,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,6 +78,14 @@ def test_demo_setup_is_idempotent_and_replaces_the_agent_tokens(tmp_path: Path, 
         assert authenticate_agent(second["tokens"][name]).service.name == name
     assert AgentToken.objects.filter(revoked_at__isnull=True).count() == len(SERVICES)
     assert Service.objects.count() == len(SERVICES)
+    # One shadow candidate runs on search/recommendations, started once.
+    (evaluation,) = ShadowEvaluation.objects.all()
+    assert (evaluation.circuit.service.name, evaluation.circuit.name) == (
+        "search",
+        "recommendations",
+    )
+    assert evaluation.ended_at is None and evaluation.config["failure_rate_threshold"] == 0.3
+    assert evaluation.circuit.current_config.config == breaker_config(1.0).to_dict()
 
 
 @pytest.fixture

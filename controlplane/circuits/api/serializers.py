@@ -574,3 +574,75 @@ class CreatedAPITokenSerializer(APITokenSerializer):
     class Meta(APITokenSerializer.Meta):
         fields = [*APITokenSerializer.Meta.fields, "token"]
         read_only_fields = fields
+
+
+class StartShadowSerializer(serializers.Serializer):
+    """Body of a shadow start: a candidate config (the fields that differ from the
+    current config) or an existing config version, and why."""
+
+    config = BreakerConfigChangesField(required=False, allow_empty=True)
+    config_version = serializers.IntegerField(min_value=1, required=False)
+    reason = serializers.CharField(max_length=MAX_REASON_LENGTH, allow_blank=True, default="")
+
+
+class StopShadowSerializer(serializers.Serializer):
+    """Optional body of a shadow stop."""
+
+    reason = serializers.CharField(max_length=MAX_REASON_LENGTH, allow_blank=True, default="")
+
+
+class ShadowTransitionSerializer(serializers.Serializer):
+    """A transition the candidate would have made in one instance."""
+
+    instance = serializers.CharField()
+    from_state = serializers.CharField()
+    to = serializers.CharField()
+    at = serializers.DateTimeField()
+    reason = serializers.CharField()
+
+    def get_fields(self) -> Any:
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_state")  # a keyword in Python
+        return fields
+
+
+class ShadowSummarySerializer(serializers.Serializer):
+    """A shadow evaluation and what its candidate would have done over the last hour it
+    ran (``since`` to ``until``), summed from the agents' reports."""
+
+    evaluation = serializers.IntegerField()
+    config_version = serializers.IntegerField(help_text="0: a candidate that is no version")
+    config = serializers.JSONField()
+    started_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    rejected = serializers.IntegerField()
+    unobserved = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    half_opened = serializers.IntegerField()
+    closed = serializers.IntegerField()
+    transitions = ShadowTransitionSerializer(many=True)
+
+
+class ShadowSeriesSerializer(serializers.Serializer):
+    """Live and candidate side by side per step (docs/api.md)."""
+
+    start = serializers.DateTimeField()
+    to = serializers.DateTimeField()
+    step = serializers.IntegerField()
+    times = serializers.ListField(child=serializers.IntegerField())
+    live_rejected = serializers.ListField(child=serializers.FloatField(allow_null=True))
+    candidate_rejected = serializers.ListField(child=serializers.FloatField(allow_null=True))
+    live_opened = serializers.ListField(child=serializers.IntegerField())
+    candidate_opened = serializers.ListField(child=serializers.IntegerField(allow_null=True))
+
+    def get_fields(self) -> Any:
+        return _from(super().get_fields())
+
+
+class ShadowStatusSerializer(serializers.Serializer):
+    """The shadow evaluation running on a circuit (null: none) and its series."""
+
+    shadow = ShadowSummarySerializer(allow_null=True)
+    series = ShadowSeriesSerializer(allow_null=True)

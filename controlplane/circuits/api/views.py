@@ -17,7 +17,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane.circuits import access, series, tokens
+from controlplane.circuits import access, series, shadow, tokens
 from controlplane.circuits.api import exports, filtersets
 from controlplane.circuits.api import serializers as s
 from controlplane.circuits.api.permissions import TeamScopedMixin
@@ -173,6 +173,7 @@ class CircuitViewSet(TeamScopedMixin, ReadOnlyViewSet):
         "config_diff": ("circuits.view_configversion", None),
         "override": ("circuits.view_override", "circuits.override_circuit"),
         "series": ("circuits.view_circuit", None),
+        "shadow": ("circuits.view_configversion", "circuits.edit_circuit_config"),
     }
 
     def get_queryset(self) -> QuerySet[Circuit]:
@@ -346,6 +347,79 @@ class CircuitViewSet(TeamScopedMixin, ReadOnlyViewSet):
         except NotForcedError as exc:
             raise NotFound(str(exc)) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        methods=["GET"],
+        parameters=[s.SeriesQuerySerializer],
+        filters=False,
+        responses={200: s.ShadowStatusSerializer, 400: core_schema.error("a bad parameter")},
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=s.StartShadowSerializer,
+        responses={
+            201: s.ShadowSummarySerializer,
+            400: core_schema.error("invalid config fields (every one in `errors`)"),
+        },
+    )
+    @extend_schema(
+        methods=["DELETE"],
+        request=s.StopShadowSerializer,
+        responses={204: None, 404: core_schema.error("no such circuit, or no shadow running")},
+    )
+    @action(detail=True, methods=["get", "post", "delete"], filterset_class=None)
+    def shadow(self, request: Request, pk: str | None = None) -> Response:
+        """GET: the shadow evaluation running (or null) with live and candidate side by
+        side over `from`..`to` by `step`. POST: start one. DELETE: stop it."""
+        circuit = self._circuit()
+        if request.method == "GET":
+            return Response(_shadow_status(request, circuit))
+        if request.method == "POST":
+            body = s.StartShadowSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            try:
+                evaluation = shadow.start_shadow(
+                    circuit,
+                    config=body.validated_data.get("config"),
+                    config_version=body.validated_data.get("config_version"),
+                    user=acting_user(request),
+                    reason=body.validated_data["reason"],
+                )
+            except shadow.ShadowInvalidError as exc:
+                raise ValidationError(exc.errors) from None
+            return Response(shadow.summary(evaluation), status=status.HTTP_201_CREATED)
+        stop = s.StopShadowSerializer(data=request.data)
+        stop.is_valid(raise_exception=True)
+        try:
+            shadow.stop_shadow(
+                circuit, user=acting_user(request), reason=stop.validated_data["reason"]
+            )
+        except shadow.NotRunningError as exc:
+            raise NotFound(str(exc)) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _shadow_status(request: Request, circuit: Circuit) -> dict[str, Any]:
+    """The GET answer of a circuit's shadow: its summary and side-by-side series."""
+    evaluation = shadow.running_shadow(circuit)
+    if evaluation is None:
+        return {"shadow": None, "series": None}
+    query = s.SeriesQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    data = query.validated_data
+    try:
+        w = series.window(data.get("from"), data.get("to"), data.get("step"))
+    except series.RangeError as exc:
+        raise ValidationError({exc.field: [exc.reason]}) from None
+    return {
+        "shadow": shadow.summary(evaluation),
+        "series": {
+            "from": w.start,
+            "to": w.end,
+            "step": w.step,
+            **shadow.side_by_side(circuit, evaluation, w),
+        },
+    }
 
 
 class InstanceViewSet(TeamScopedMixin, ReadOnlyViewSet):

@@ -23,6 +23,7 @@ from controlplane.circuits.sync.wire import (
     PROTOCOL_VERSION,
     REPORT_SECONDS,
     Breaker,
+    ShadowGrowth,
     Sync,
     decoder,
 )
@@ -184,7 +185,20 @@ def _report_fields(report: dict[str, Any]) -> dict[str, Any]:
     known = _without(report, "Report")
     growths = known.get("breakers")
     if isinstance(growths, list):
-        known["breakers"] = [_without(g, "Growth") if isinstance(g, dict) else g for g in growths]
+        known["breakers"] = [_growth_fields(g) if isinstance(g, dict) else g for g in growths]
+    return known
+
+
+def _growth_fields(growth: dict[str, Any]) -> dict[str, Any]:
+    known = _without(growth, "Growth")
+    shadow = known.get("shadow")
+    if isinstance(shadow, dict):
+        shadow = known["shadow"] = _without(shadow, "ShadowGrowth")
+        moves = shadow.get("transitions")
+        if isinstance(moves, list):
+            shadow["transitions"] = [
+                _without(t, "ShadowTransition") if isinstance(t, dict) else t for t in moves
+            ]
     return known
 
 
@@ -354,3 +368,22 @@ def _check_reports(errors: _Errors, sync: Sync, bounds: tuple[datetime, datetime
                         f"{where}.latency[{pair}]",
                         f"bucket index must be below {BUCKET_COUNT}, got {bucket}",
                     )
+            if growth.shadow is not None:
+                _check_shadow(errors, f"{where}.shadow", growth.shadow, bounds)
+
+
+def _check_shadow(
+    errors: _Errors, path: str, shadow: ShadowGrowth, bounds: tuple[datetime, datetime]
+) -> None:
+    """A shadow candidate's would-be transitions: states, reasons and times as for a
+    breaker's own."""
+    for index, transition in enumerate(shadow.transitions):
+        where = f"{path}.transitions[{index}]"
+        for key, value in (("from", transition.from_state), ("to", transition.to_state)):
+            if value not in STATES:
+                errors.add(f"{where}.{key}", f"must be one of {_STATE_LIST}, got {value!r}")
+        if transition.reason not in REASONS:
+            errors.add(
+                f"{where}.reason", f"must be one of {_REASON_LIST}, got {transition.reason!r}"
+            )
+        _check_moment(errors, f"{where}.at", transition.at, bounds)

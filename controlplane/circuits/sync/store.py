@@ -38,7 +38,7 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -55,6 +55,9 @@ from controlplane.circuits.models import (
     ConfigVersion,
     Instance,
     Service,
+    ShadowBucket,
+    ShadowEvaluation,
+    ShadowTransition,
     Snapshot,
     Traffic10s,
     Transition,
@@ -248,6 +251,23 @@ _TRAFFIC_TAIL = "ON CONFLICT (circuit_id, bucket) DO UPDATE SET {sums}, {latency
     sums=", ".join(f"{name} = x.{name} + EXCLUDED.{name}" for name in TRAFFIC_COUNTERS),
     latency="latency = switchyard_latency_add(x.latency, EXCLUDED.latency)",
 )
+_SHADOW_COUNTERS = ("rejected", "unobserved", "opened", "half_opened", "closed")
+_SHADOW_BUCKET_COLUMNS = [
+    ("evaluation_id", "bigint"),
+    ("bucket", "timestamptz"),
+    *((name, "bigint") for name in _SHADOW_COUNTERS),
+]
+_SHADOW_BUCKET_TAIL = "ON CONFLICT (evaluation_id, bucket) DO UPDATE SET " + ", ".join(
+    f"{name} = x.{name} + EXCLUDED.{name}" for name in _SHADOW_COUNTERS
+)
+_SHADOW_TRANSITION_COLUMNS = [
+    ("evaluation_id", "bigint"),
+    ("instance_id", "bigint"),
+    ("from_state", "text"),
+    ("to_state", "text"),
+    ("at", "timestamptz"),
+    ("reason", "text"),
+]
 _TRANSITION_COLUMNS = [
     ("instance_id", "bigint"),
     ("circuit_id", "bigint"),
@@ -381,6 +401,7 @@ class Store:
             new = self._transitions(accepted, circuits, instances, now)
             rows, changed = self._snapshots(accepted, circuits, instances, now)
             grown = self._traffic(reports, circuits)
+            self._shadows(reports, circuits, instances)
             result.traffic = len(grown)
             result.instances = len(instances)
             result.transitions_new = len(new)
@@ -625,6 +646,46 @@ class Store:
         rows = [(*row[:-1], wrap(row[-1])) for row in reports_rows(traffic)]
         _upsert(_table(Traffic10s), _TRAFFIC_COLUMNS, _TRAFFIC_TAIL, rows)
         return [(row[0], row[1]) for row in rows]
+
+    def _shadows(
+        self,
+        reports: list[tuple[Item, Report]],
+        circuits: Mapping[int, Mapping[str, int]],
+        instances: Mapping[tuple[int, str], tuple[int, int, int, int]],
+    ) -> None:
+        """Add what the new reports' shadow candidates would have done to their
+        evaluations' buckets and transitions (docs/traffic.md, "Shadow evaluation").
+        An entry of an evaluation that is not one of its circuit's (ended and deleted,
+        or another circuit's) is left out."""
+        entries = [
+            (item, report, growth)
+            for item, report in reports
+            for growth in report.breakers
+            if growth.shadow is not None
+        ]
+        if not entries:
+            return
+        ids = {growth.shadow.evaluation for _, _, growth in entries if growth.shadow}
+        owner = dict(ShadowEvaluation.objects.filter(pk__in=ids).values_list("pk", "circuit_id"))
+        buckets: dict[tuple[int, datetime], list[int]] = {}
+        moves: list[tuple[Any, ...]] = []
+        for item, report, growth in entries:
+            shadow = growth.shadow
+            assert shadow is not None
+            if owner.get(shadow.evaluation) != circuits[item.service_id][growth.name]:
+                continue
+            key = (shadow.evaluation, datetime.fromtimestamp(report.bucket, tz=UTC))
+            sums = buckets.setdefault(key, [0] * len(_SHADOW_COUNTERS))
+            for i, name in enumerate(_SHADOW_COUNTERS):
+                sums[i] += getattr(shadow, name)
+            instance_pk = instances[(item.service_id, item.sync.instance.id)][0]
+            moves.extend(
+                (shadow.evaluation, instance_pk, t.from_state, t.to_state, t.at, t.reason)
+                for t in shadow.transitions
+            )
+        rows = [(*key, *sums) for key, sums in sorted(buckets.items())]
+        _upsert(_table(ShadowBucket), _SHADOW_BUCKET_COLUMNS, _SHADOW_BUCKET_TAIL, rows)
+        _upsert(_table(ShadowTransition), _SHADOW_TRANSITION_COLUMNS, "", moves)
 
     # 3. transitions
 

@@ -14,6 +14,7 @@ from typing import Annotated
 import msgspec
 
 from breakers import wire as library_wire
+from breakers.breaker import SHADOW_TRANSITIONS_KEPT
 from controlplane.circuits.choices import (
     HOSTNAME_MAX_LENGTH,
     LIBRARY_VERSION_MAX_LENGTH,
@@ -106,9 +107,40 @@ REPORT_SECONDS = 10
 LatencyPair = tuple[Annotated[int, msgspec.Meta(ge=0, le=MAX_LATENCY_INDEX)], Counter]
 
 
+#: Would-be transitions one shadow entry carries at most (what the library keeps).
+MAX_SHADOW_TRANSITIONS = SHADOW_TRANSITIONS_KEPT
+
+
+class ShadowTransition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A transition a shadow candidate would have made."""
+
+    from_state: str = msgspec.field(name="from")
+    to_state: str = msgspec.field(name="to")
+    at: Moment
+    reason: str
+
+
+class ShadowGrowth(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a breaker's shadow candidate would have done inside a report's bucket
+    (breakers.wire.ShadowGrowthWire): its evaluation, the growth of its counters and
+    its would-be transitions."""
+
+    evaluation: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNTER)]
+    config_version: Small = 0
+    rejected: Counter = 0
+    unobserved: Counter = 0
+    opened: Counter = 0
+    half_opened: Counter = 0
+    closed: Counter = 0
+    transitions: Annotated[
+        list[ShadowTransition], msgspec.Meta(max_length=MAX_SHADOW_TRANSITIONS)
+    ] = []
+
+
 class Growth(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How much one breaker's counters grew inside a report's bucket, and the latency
-    histogram's changed buckets as [index, count] pairs."""
+    histogram's changed buckets as [index, count] pairs (``shadow``: its shadow
+    candidate's, while one runs)."""
 
     name: str
     calls: Counter = 0
@@ -118,6 +150,7 @@ class Growth(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rejected: Counter = 0
     fallbacks: Counter = 0
     latency: Annotated[list[LatencyPair], msgspec.Meta(max_length=MAX_LATENCY_INDEX + 1)] = []
+    shadow: ShadowGrowth | None = None
 
 
 #: A report's counters, in the order of the traffic tables' columns.
@@ -155,5 +188,5 @@ decoder = msgspec.json.Decoder(Sync)
 #: does not know.
 FIELDS: dict[str, frozenset[str]] = {
     cls.__name__: frozenset(cls.__struct_encode_fields__)
-    for cls in (Instance, Breaker, Transition, Growth, Report, Sync)
+    for cls in (Instance, Breaker, Transition, ShadowTransition, ShadowGrowth, Growth, Report, Sync)
 }

@@ -4,7 +4,8 @@ Creates (or brings up to date) the demo services and their teams (``payments`` o
 checkout and payments, ``search`` owns search), the users ``operator`` and ``viewer``
 (global roles) and ``payments-oncall`` (operator of team payments only; passwords
 printed once, when created), a webhook channel pointing at the
-demo receiver, and demo alert rules with short durations. Every run revokes the
+demo receiver, demo alert rules with short durations, and a shadow evaluation of a
+tighter failure rate on search/recommendations. Every run revokes the
 previous demo agent tokens and issues new ones; they and the channel's secret are
 written to ``--output`` (mode 0600) for `controlplane.runall` to hand to the fleet.
 """
@@ -25,10 +26,18 @@ from django.utils import timezone
 from controlplane.alerts.choices import ChannelKind, RuleKind, Severity
 from controlplane.alerts.models import AlertRule, Channel
 from controlplane.circuits.auth import create_agent_token
-from controlplane.circuits.choices import AuditAction, TeamRole
-from controlplane.circuits.models import AgentToken, Membership, Service, Team
+from controlplane.circuits.choices import AuditAction, ConfigSource, TeamRole
+from controlplane.circuits.models import (
+    AgentToken,
+    Circuit,
+    ConfigVersion,
+    Membership,
+    Service,
+    Team,
+)
+from controlplane.circuits.shadow import running_shadow, start_shadow
 from controlplane.core.audit import record_audit
-from controlplane.demo.scenario import SERVICES, alert_durations
+from controlplane.demo.scenario import SERVICES, alert_durations, breaker_config
 
 TOKEN_LABEL = "demo fleet"
 CHANNEL_NAME = "demo webhook"
@@ -36,6 +45,9 @@ USERS = (("operator", "operator"), ("viewer", "viewer"))
 # Team -> its demo services; (user, team, role) of the demo's team-only users.
 TEAMS = {"payments": ("checkout", "payments"), "search": ("search",)}
 TEAM_USERS = (("payments-oncall", "payments", TeamRole.OPERATOR),)
+# The demo circuit that runs a shadow candidate, and the candidate's changes.
+SHADOW_CIRCUIT = ("search", "recommendations")
+SHADOW_CANDIDATE = {"failure_rate_threshold": 0.3}
 
 
 class Command(BaseCommand):
@@ -59,6 +71,7 @@ class Command(BaseCommand):
             self.ensure_rules(speed)
             tokens = self.new_tokens()
             created_users += self.ensure_teams()
+            self.ensure_shadow(speed)
         output: Path = options["output"]
         output.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -70,6 +83,30 @@ class Command(BaseCommand):
         )
         for username, password in created_users:
             self.stdout.write(f"  username: {username:<9} password: {password}  (shown once)")
+
+    def ensure_shadow(self, speed: float) -> None:
+        """A candidate evaluated beside search/recommendations (registered here as its
+        breakers will register it, if no agent has yet): would tripping at 30 % of
+        failures instead of 50 % have opened more often on its flapping traffic?"""
+        service, name = SHADOW_CIRCUIT
+        circuit = Circuit.objects.filter(service__name=service, name=name).first()
+        if circuit is None:
+            circuit = Circuit.objects.create(service=Service.objects.get(name=service), name=name)
+            circuit.current_config = ConfigVersion.objects.create(
+                circuit=circuit,
+                version=1,
+                config=breaker_config(speed).to_dict(),
+                source=ConfigSource.AGENT,
+                reason="registered by the demo setup",
+            )
+            circuit.save(update_fields=["current_config"])
+        if running_shadow(circuit) is None:
+            start_shadow(
+                circuit,
+                config=SHADOW_CANDIDATE,
+                user=None,
+                reason="demo: would a 30 % failure rate threshold trip more often?",
+            )
 
     def ensure_users(self) -> list[tuple[str, str]]:
         """Create the demo users that are missing; returns (username, password) pairs."""
