@@ -81,6 +81,14 @@ class TeamRole(models.TextChoices):
     ADMIN = "admin", "admin"
 
 
+class MembershipSource(models.TextChoices):
+    """Who keeps a membership: a person (the API, the admin) or single sign-on, which adds,
+    changes and removes its own at every sign-in and never touches the others (sso.py)."""
+
+    MANUAL = "manual", "set by a person"
+    SSO = "sso", "from single sign-on"
+
+
 class TokenScope(models.TextChoices):
     """How much of its user's rights a personal API token carries (access.py)."""
 
@@ -106,6 +114,8 @@ class AuditAction(models.TextChoices):
     TEAM_DELETE = "team.delete", "team deleted"
     MEMBERSHIP_SET = "membership.set", "team member added or role changed"
     MEMBERSHIP_REMOVE = "membership.remove", "team member removed"
+    ROLE_GRANT = "role.grant", "global role granted"
+    ROLE_REVOKE = "role.revoke", "global role taken away"
 
 
 # Names of services, circuits and instances: 1-200 characters, starting with a letter,
