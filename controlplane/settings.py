@@ -379,6 +379,12 @@ elif not SWITCHYARD_LOCAL_LOGIN:
     )
 if SWITCHYARD_LOCAL_LOGIN:
     AUTHENTICATION_BACKENDS.append("django.contrib.auth.backends.ModelBackend")
+if SWITCHYARD_OIDC_ENABLED and SWITCHYARD_OIDC_END_SESSION_ENDPOINT:
+    # The sign-out form's answer sends the browser on to the provider: the policy's
+    # form-action covers redirects after a form is sent.
+    _CSP_DIRECTIVES["form-action"].append(
+        re.sub(r"^(\w+://[^/?#]+).*$", r"\1", SWITCHYARD_OIDC_END_SESSION_ENDPOINT)
+    )
 
 ROOT_URLCONF = "controlplane.urls"
 ASGI_APPLICATION = "controlplane.asgi.application"
