@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import jwt
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import SuspiciousOperation
@@ -298,7 +299,10 @@ class OIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
     users matched by subject (:func:`match_user`) and grants synced (:func:`sync_grants`)."""
 
     def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:
-        payload: dict[str, Any] = super().verify_token(token, **kwargs)
+        try:
+            payload: dict[str, Any] = super().verify_token(token, **kwargs)
+        except jwt.InvalidTokenError as exc:  # expired, not yet valid, malformed
+            raise SuspiciousOperation(f"ID token refused: {exc}") from None
         if payload.get("iss", "").rstrip("/") != settings.SWITCHYARD_OIDC_ISSUER:
             raise SuspiciousOperation(f"ID token issuer {payload.get('iss')!r} is not ours")
         audiences = list(_audiences(payload))

@@ -163,3 +163,55 @@ def test_sync_needs_the_identity_of_the_issuer() -> None:
     pat = User.objects.create_user("pat")
     with pytest.raises(SSOIdentity.DoesNotExist):
         sync_grants(pat, Grants(), issuer=ISSUER)
+
+
+def _rsa() -> tuple[Any, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return key, public.decode()
+
+
+def test_the_id_token_is_checked_signature_issuer_audience_nonce_expiry() -> None:
+    import time
+
+    import jwt
+
+    from controlplane.circuits.sso import OIDCBackend
+
+    key, public = _rsa()
+    other, _ = _rsa()
+    now = int(time.time())
+    good = {"iss": ISSUER, "aud": "switchyard", "sub": "s-1", "nonce": "n-1", "iat": now}
+    good["exp"] = now + 600
+
+    def token(signer: Any = key, alg: str = "RS256", **changes: Any) -> str:
+        secret = signer if alg.startswith("RS") else "a-shared-secret-of-at-least-32-bytes"
+        return jwt.encode({**good, **changes}, secret, algorithm=alg, headers={"kid": "k1"})
+
+    with override_settings(
+        SWITCHYARD_OIDC_ISSUER=ISSUER,
+        OIDC_RP_CLIENT_ID="switchyard",
+        OIDC_OP_TOKEN_ENDPOINT="https://id.example.com/token",
+        OIDC_OP_USER_ENDPOINT="https://id.example.com/userinfo",
+        OIDC_RP_IDP_SIGN_KEY=public,
+    ):
+        backend = OIDCBackend()
+        assert backend.verify_token(token(), nonce="n-1")["sub"] == "s-1"
+        assert backend.verify_token(token(aud=["x", "switchyard"], azp="switchyard"), nonce="n-1")
+        refused = [
+            token(signer=other),  # signed by another key
+            token(alg="HS256"),  # not the algorithm asked for
+            token(iss="https://evil.example.com"),
+            token(aud="someone-else"),
+            token(aud=["switchyard", "x"]),  # several audiences, azp missing
+            token(nonce="replayed"),
+            token(exp=now - 60),
+        ]
+        for bad in refused:
+            with pytest.raises(SuspiciousOperation):
+                backend.verify_token(bad, nonce="n-1")
