@@ -76,11 +76,11 @@ class _SSOOnly:
         return response
 
 
-class SSOStartView(_SSOOnly, OIDCAuthenticationRequestView):  # type: ignore[misc]
+class SSOStartView(_SSOOnly, OIDCAuthenticationRequestView):
     """Sends the browser to the provider (state, nonce and PKCE kept in the session)."""
 
 
-class SSOCallbackView(_SSOOnly, OIDCAuthenticationCallbackView):  # type: ignore[misc]
+class SSOCallbackView(_SSOOnly, OIDCAuthenticationCallbackView):
     """The provider's answer: a state this session did not start is refused (400)."""
 
     def get(self, request: HttpRequest) -> HttpResponse:

@@ -105,6 +105,16 @@ def _new_username(claims: Mapping[str, Any], issuer: str, subject: str) -> str:
     return f"{base[: USERNAME_MAX_LENGTH - 9]}-{digest}"
 
 
+def _linked_by_email(email: str, issuer: str, subject: str) -> User | None:
+    """The one user with this (verified) email not yet linked to a subject of ``issuer``."""
+    candidates = list(
+        User.objects.filter(email__iexact=email).exclude(sso_identities__issuer=issuer)
+    )
+    if len(candidates) > 1:
+        raise SuspiciousOperation(f"{len(candidates)} users have the email of subject {subject!r}")
+    return candidates[0] if candidates else None
+
+
 def match_user(
     claims: Mapping[str, Any], *, issuer: str, create: bool, now: datetime | None = None
 ) -> User | None:
@@ -114,7 +124,8 @@ def match_user(
     if not isinstance(subject, str) or not subject:
         raise SuspiciousOperation("the provider's claims have no sub")
     now = now or timezone.now()
-    email = claims.get("email") if isinstance(claims.get("email"), str) else ""
+    claimed_email = claims.get("email")
+    email = claimed_email if isinstance(claimed_email, str) else ""
     verified = bool(email) and _email_verified(claims)
     with transaction.atomic():
         identity = (
@@ -124,21 +135,14 @@ def match_user(
             .first()
         )
         if identity is not None:
-            user = identity.user
+            user: User = identity.user
         else:
-            user = None
-            if verified:
-                candidates = list(
-                    User.objects.filter(email__iexact=email).exclude(sso_identities__issuer=issuer)
-                )
-                if len(candidates) > 1:
-                    raise SuspiciousOperation(
-                        f"{len(candidates)} users have the email of subject {subject!r}"
-                    )
-                user = candidates[0] if candidates else None
-            if user is None:
-                if not create:
-                    return None
+            linked = _linked_by_email(email, issuer, subject) if verified else None
+            if linked is not None:
+                user = linked
+            elif not create:
+                return None
+            else:
                 user = User.objects.create_user(
                     _new_username(claims, issuer, subject), email=email if verified else ""
                 )
@@ -294,7 +298,7 @@ def _audiences(payload: Mapping[str, Any]) -> Iterable[str]:
     return [aud] if isinstance(aud, str) else list(aud or [])
 
 
-class OIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
+class OIDCBackend(OIDCAuthenticationBackend):
     """mozilla-django-oidc's backend with the ID token's issuer and audience checked,
     users matched by subject (:func:`match_user`) and grants synced (:func:`sync_grants`)."""
 
