@@ -104,6 +104,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def team_label(name: str) -> str:
+    """A service's team beside its name: "team payments", or "" without a team."""
+    return f"team {name}" if name else ""
+
+
 def state_label(value: str) -> str:
     """closed, half open, open, forced open, forced closed (the text beside the colour)."""
     return str(value).replace("_", " ")
