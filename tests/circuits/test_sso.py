@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import SuspiciousOperation
 from django.test import override_settings
+from rest_framework.test import APIClient
 
 from controlplane.circuits import access
 from controlplane.circuits.models import AuditEvent, Membership, SSOIdentity, Team
@@ -134,6 +135,18 @@ def test_every_sign_in_syncs_the_sso_memberships_and_leaves_a_persons_alone(admi
     count = AuditEvent.objects.count()
     _sign_in(["everyone-else"])
     assert AuditEvent.objects.count() == count
+    _sign_in(["everyone-else", "payments-oncall"])
+    assert AuditEvent.objects.count() == count + 1
+    # The teams API says who keeps each membership.
+    api = APIClient()
+    api.force_authenticate(admin)
+    body = api.get("/api/v1/teams/").json()
+    teams = body["results"] if isinstance(body, dict) else body
+    members = {t["slug"]: t["members"] for t in teams}
+    assert members == {
+        "payments": [{"user": "pat", "role": "operator", "source": "sso"}],
+        "search": [{"user": "pat", "role": "operator", "source": "manual"}],
+    }
 
 
 def test_global_roles_single_sign_on_granted_are_taken_away_a_persons_are_not() -> None:
