@@ -378,6 +378,7 @@ def test_a_circuit_that_appears_is_added_live_with_its_team_as_a_reload_shows_it
     fields = ".name, [data-field=label], [data-field=summary], [data-field=failure_rate]"
     live_tile = section.locator(f'[data-circuit="ledger/postings"] >> {fields}').all_inner_texts()
     assert live_heading == "ledger team payments"
+    assert page.inner_text(".filters .count") == "3 circuits"
     shot(page, "08-overview-circuit-added-live")
     page.reload()
     section = page.locator('section[data-service="ledger"]')

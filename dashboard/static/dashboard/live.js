@@ -80,6 +80,10 @@
     el.querySelector(".name").textContent = t.name;
     section.querySelector(".tiles").appendChild(el);
     stats.added++;
+    // The page shows every circuit: the count beside the filters is its tiles.
+    var count = document.querySelector(".filters .count");
+    var n = document.querySelectorAll("main .tile[data-id]").length;
+    if (count) count.textContent = n + (n === 1 ? " circuit" : " circuits");
     return el;
   }
 
