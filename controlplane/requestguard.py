@@ -14,14 +14,16 @@ request that reaches Django:
 * for a ``POST``, ``PUT``, ``PATCH`` or ``DELETE`` under ``/api/``: answers ``401``
   (the API's shape and ``WWW-Authenticate: Bearer realm="api"`` challenge) before
   reading the body when the request carries neither a session cookie nor a bearer
-  token, or when its bearer token is not an active personal API token (``syu_...``).
+  token, or when its bearer token is not an active personal API token (``syu_...``):
+  unknown, revoked, or past its expiry (the reason DRF gives, "API token expired at ...").
 
 A request with a session cookie goes on to Django, whose session, CSRF and permission
 checks decide (its body is bounded by the limit above). A valid API token is
-remembered for :data:`TOKEN_CACHE_SECONDS` (30 s) so that scripts cost no extra query;
-the guard only decides whether the body is read: DRF checks the token again on every
-request, so a token revoked within that window has its body (at most the limit) read
-and is then refused by DRF, as before. An unknown or revoked token costs one indexed
+remembered for :data:`TOKEN_CACHE_SECONDS` (30 s), with its expiry, so that scripts cost
+no extra query and a token that expires meanwhile is refused at once; the guard only
+decides whether the body is read: DRF checks the token again on every request, so a
+token revoked within that window has its body (at most the limit) read and is then
+refused by DRF, as before. An unknown or revoked token costs one indexed
 query, on a small pool of threads of its own.
 
 Refusals carry ``Connection: close``. The answer is sent whole at once; then the rest
@@ -40,12 +42,15 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 from django.http.cookie import parse_cookie
+from django.utils import timezone
 
 from controlplane.circuits.fastpath import BodyReader, path_info, send_refusal
 from controlplane.core.errors import (
@@ -62,7 +67,17 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # A valid personal API token is trusted this long by the guard (DRF checks it anyway).
 TOKEN_CACHE_SECONDS = 30.0
 TOKEN_CACHE_MAX = 10_000
-_valid_tokens: dict[str, float] = {}  # token hash -> when looked up (monotonic)
+
+
+@dataclass(frozen=True)
+class FoundToken:
+    """An unrevoked personal API token of an active user, as the guard remembers it."""
+
+    expires_at: datetime | None
+
+
+# token hash -> (when looked up (monotonic), the token found)
+_valid_tokens: dict[str, tuple[float, FoundToken]] = {}
 # Lookups of tokens the guard has not seen run here (not on the agents' threads).
 _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="switchyard-guard-db")
 
@@ -82,36 +97,45 @@ def forget_tokens() -> None:
     _valid_tokens.clear()
 
 
-def _active_api_token(raw_token: str) -> bool:
-    from controlplane.circuits.auth import API_TOKEN_PREFIX, MAX_TOKEN_LENGTH, hash_token
-    from controlplane.circuits.models import APIToken
+def _find_api_token(raw_token: str) -> FoundToken | None:
+    from controlplane.circuits.auth import find_api_token
 
-    if not raw_token.startswith(API_TOKEN_PREFIX) or len(raw_token) > MAX_TOKEN_LENGTH:
-        return False
     try:
-        return APIToken.objects.filter(
-            token_hash=hash_token(raw_token), revoked_at__isnull=True, user__is_active=True
-        ).exists()
+        token = find_api_token(raw_token)
+        return None if token is None else FoundToken(expires_at=token.expires_at)
     finally:
         connections.close_all()
 
 
-async def api_token_is_active(raw_token: str) -> bool:
-    """Whether ``raw_token`` is an active personal API token (cached when it is)."""
+def _refusal(found: FoundToken) -> str | None:
+    from controlplane.circuits.auth import expired_reason
+
+    if found.expires_at is not None and found.expires_at <= timezone.now():
+        return expired_reason(found.expires_at)
+    return None
+
+
+async def api_token_refusal(raw_token: str) -> str | None:
+    """None when ``raw_token`` is an active personal API token (cached when it is), else
+    the reason it is refused (DRF's words)."""
     from controlplane.circuits.auth import hash_token
 
     key = hash_token(raw_token)
-    looked_up = _valid_tokens.get(key)
-    if looked_up is not None and looked_up + TOKEN_CACHE_SECONDS >= time.monotonic():
-        return True
+    cached = _valid_tokens.get(key)
+    if cached is not None and cached[0] + TOKEN_CACHE_SECONDS >= time.monotonic():
+        return _refusal(cached[1])
     started = time.monotonic()
-    loop_call = sync_to_async(_active_api_token, thread_sensitive=False, executor=_executor)
-    if not await loop_call(raw_token):
-        return False
+    loop_call = sync_to_async(_find_api_token, thread_sensitive=False, executor=_executor)
+    found = await loop_call(raw_token)
+    if found is None:
+        return INVALID_TOKEN
+    refusal = _refusal(found)
+    if refusal is not None:
+        return refusal
     if len(_valid_tokens) >= TOKEN_CACHE_MAX:
         _valid_tokens.clear()
-    _valid_tokens[key] = started
-    return True
+    _valid_tokens[key] = (started, found)
+    return None
 
 
 class RequestGuard:
@@ -211,8 +235,9 @@ async def _credentials(
     if raw is not None:
         if not raw.startswith(API_TOKEN_PREFIX):
             return NOT_API_TOKEN, b'Bearer realm="api", error="invalid_token"'
-        if not await api_token_is_active(raw):
-            return INVALID_TOKEN, b'Bearer realm="api", error="invalid_token"'
+        refusal = await api_token_refusal(raw)
+        if refusal is not None:
+            return refusal, b'Bearer realm="api", error="invalid_token"'
         return None
     if cookie and parse_cookie(cookie.decode("latin-1")).get(settings.SESSION_COOKIE_NAME):
         return None

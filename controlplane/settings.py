@@ -6,10 +6,12 @@ Without DATABASE_URL and REDIS_URL the service runs on embedded defaults
 (SQLite under var/, an in-process channel layer, Celery on a filesystem broker).
 """
 
+import json
 import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -244,16 +246,145 @@ MIDDLEWARE = [
 # Sign-in lockout: after SWITCHYARD_LOGIN_FAILURE_LIMIT failed sign-ins for one username
 # from one address, that pair is refused (429) for SWITCHYARD_LOGIN_COOLOFF_MINUTES.
 # API tokens and agent tokens are not passwords and are not counted here.
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend"]
 AXES_FAILURE_LIMIT = envint("SWITCHYARD_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
 AXES_COOLOFF_TIME = envint("SWITCHYARD_LOGIN_COOLOFF_MINUTES", 15, minimum=1, maximum=10080) / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False
+
+# Single sign-on with OpenID Connect (docs/sso.md): on when SWITCHYARD_OIDC_ISSUER is
+# set, and then the provider's endpoints, the client id and the client secret must be
+# set too. Authorization code flow with PKCE (S256), state and nonce checked, the ID
+# token's RS256 signature checked against the provider's keys (JWKS), its issuer and
+# audience against these settings. Endpoints are https:// URLs (http:// on a loopback
+# host only). The secret is read here and sent to the token endpoint only, never logged.
+_ROLE_NAMES = ("viewer", "operator", "admin")
+
+
+def _oidc_url(name: str) -> str:
+    value = envstr(name, "")
+    loopback = re.fullmatch(r"http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(/\S*)?", value)
+    if value and not (re.fullmatch(r"https://[^\s/]+(/\S*)?", value) or loopback):
+        raise ImproperlyConfigured(
+            f"{name} must be an https:// URL (http:// on a loopback host only), got {value!r}"
+        )
+    return value
+
+
+def _json_map(name: str) -> dict[str, Any]:
+    raw = envstr(name, "")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object, got {raw!r}")
+    return value
+
+
+def _team_map(name: str) -> dict[str, dict[str, str]]:
+    """Claim value -> {team slug: role}."""
+    found = _json_map(name)
+    for claim_value, teams in found.items():
+        if not isinstance(teams, dict) or not all(
+            isinstance(slug, str) and slug and role in _ROLE_NAMES for slug, role in teams.items()
+        ):
+            raise ImproperlyConfigured(
+                f"{name}[{claim_value!r}] must map team slugs to one of {', '.join(_ROLE_NAMES)}, "
+                f"got {teams!r}"
+            )
+    return found
+
+
+def _role_map(name: str) -> dict[str, str]:
+    """Claim value -> global role."""
+    found = _json_map(name)
+    for claim_value, role in found.items():
+        if role not in _ROLE_NAMES:
+            raise ImproperlyConfigured(
+                f"{name}[{claim_value!r}] must be one of {', '.join(_ROLE_NAMES)}, got {role!r}"
+            )
+    return found
+
+
+SWITCHYARD_OIDC_ISSUER = envstr("SWITCHYARD_OIDC_ISSUER", "").rstrip("/")
+SWITCHYARD_OIDC_ENABLED = bool(SWITCHYARD_OIDC_ISSUER)
+# The provider's name on the sign-in page's button ("Sign in with <name>").
+SWITCHYARD_OIDC_PROVIDER_NAME = envstr("SWITCHYARD_OIDC_PROVIDER_NAME", "single sign-on")
+# The claim whose values (a list, or one string such as Google's hd) are mapped to team
+# roles by SWITCHYARD_OIDC_TEAM_MAP (JSON: value -> {team slug: role}) and to global
+# roles by SWITCHYARD_OIDC_ROLE_MAP (JSON: value -> role). Values mapped to nothing are
+# ignored; several values granting one team give the highest of their roles.
+SWITCHYARD_OIDC_TEAMS_CLAIM = envstr("SWITCHYARD_OIDC_TEAMS_CLAIM", "groups")
+SWITCHYARD_OIDC_TEAM_MAP = _team_map("SWITCHYARD_OIDC_TEAM_MAP")
+SWITCHYARD_OIDC_ROLE_MAP = _role_map("SWITCHYARD_OIDC_ROLE_MAP")
+# A first sign-in of someone matched to no user creates one (else it is refused).
+SWITCHYARD_OIDC_CREATE_USERS = envbool("SWITCHYARD_OIDC_CREATE_USERS", True)
+# Seconds each request to the provider (token, userinfo, keys) may take.
+SWITCHYARD_OIDC_TIMEOUT = envint("SWITCHYARD_OIDC_TIMEOUT", 10, minimum=1, maximum=120)
+# Optional RP-initiated logout: after the local session ends, the browser is sent to
+# this end-session endpoint of the provider (with the ID token as a hint).
+SWITCHYARD_OIDC_END_SESSION_ENDPOINT = _oidc_url("SWITCHYARD_OIDC_END_SESSION_ENDPOINT")
+# The password form of the sign-in page (and the admin's): on by default. Off, the page
+# offers single sign-on only and a password sign-in is refused (403).
+SWITCHYARD_LOCAL_LOGIN = envbool("SWITCHYARD_LOCAL_LOGIN", True)
+
+# mozilla-django-oidc's settings, from the ones above.
+OIDC_OP_ISSUER = SWITCHYARD_OIDC_ISSUER
+OIDC_OP_AUTHORIZATION_ENDPOINT = _oidc_url("SWITCHYARD_OIDC_AUTHORIZATION_ENDPOINT")
+OIDC_OP_TOKEN_ENDPOINT = _oidc_url("SWITCHYARD_OIDC_TOKEN_ENDPOINT")
+OIDC_OP_USER_ENDPOINT = _oidc_url("SWITCHYARD_OIDC_USERINFO_ENDPOINT")
+OIDC_OP_JWKS_ENDPOINT = _oidc_url("SWITCHYARD_OIDC_JWKS_ENDPOINT")
+OIDC_RP_CLIENT_ID = envstr("SWITCHYARD_OIDC_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = envstr("SWITCHYARD_OIDC_CLIENT_SECRET", "")
+OIDC_RP_SCOPES = envstr("SWITCHYARD_OIDC_SCOPES", "openid email profile")
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_USE_NONCE = True
+OIDC_USE_PKCE = True
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_TIMEOUT = SWITCHYARD_OIDC_TIMEOUT
+OIDC_CREATE_USER = SWITCHYARD_OIDC_CREATE_USERS
+OIDC_STORE_ID_TOKEN = bool(SWITCHYARD_OIDC_END_SESSION_ENDPOINT)
+OIDC_AUTHENTICATION_CALLBACK_URL = "dashboard:oidc_callback"
+LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=failed"
+if SWITCHYARD_OIDC_ENABLED:
+    _missing = [
+        name
+        for name, value in (
+            ("SWITCHYARD_OIDC_AUTHORIZATION_ENDPOINT", OIDC_OP_AUTHORIZATION_ENDPOINT),
+            ("SWITCHYARD_OIDC_TOKEN_ENDPOINT", OIDC_OP_TOKEN_ENDPOINT),
+            ("SWITCHYARD_OIDC_USERINFO_ENDPOINT", OIDC_OP_USER_ENDPOINT),
+            ("SWITCHYARD_OIDC_JWKS_ENDPOINT", OIDC_OP_JWKS_ENDPOINT),
+            ("SWITCHYARD_OIDC_CLIENT_ID", OIDC_RP_CLIENT_ID),
+            ("SWITCHYARD_OIDC_CLIENT_SECRET", OIDC_RP_CLIENT_SECRET),
+        )
+        if not value
+    ]
+    if _missing:
+        raise ImproperlyConfigured(
+            f"SWITCHYARD_OIDC_ISSUER is set: {', '.join(_missing)} must be set too"
+        )
+    if "openid" not in OIDC_RP_SCOPES.split():
+        raise ImproperlyConfigured(
+            f"SWITCHYARD_OIDC_SCOPES must include openid, got {OIDC_RP_SCOPES!r}"
+        )
+    AUTHENTICATION_BACKENDS.append("controlplane.circuits.sso.OIDCBackend")
+elif not SWITCHYARD_LOCAL_LOGIN:
+    raise ImproperlyConfigured(
+        "SWITCHYARD_LOCAL_LOGIN=0 needs single sign-on: set SWITCHYARD_OIDC_ISSUER and the rest"
+    )
+if SWITCHYARD_LOCAL_LOGIN:
+    AUTHENTICATION_BACKENDS.append("django.contrib.auth.backends.ModelBackend")
+if SWITCHYARD_OIDC_ENABLED and SWITCHYARD_OIDC_END_SESSION_ENDPOINT:
+    # The sign-out form's answer sends the browser on to the provider: the policy's
+    # form-action covers redirects after a form is sent.
+    _CSP_DIRECTIVES["form-action"].append(
+        re.sub(r"^(\w+://[^/?#]+).*$", r"\1", SWITCHYARD_OIDC_END_SESSION_ENDPOINT)
+    )
 
 ROOT_URLCONF = "controlplane.urls"
 ASGI_APPLICATION = "controlplane.asgi.application"

@@ -54,15 +54,34 @@ def until(end: datetime | None, now: datetime) -> str:
     return "-" if end is None else duration((end - now).total_seconds())
 
 
+# A time ahead in its two largest units: (unit, its name, the next smaller unit, its name).
+_AHEAD_UNITS = ((86400, "d", 3600, "h"), (3600, "h", 60, "min"), (60, "min", 1, "s"))
+
+
+def _ahead(s: int) -> str:
+    """``s`` seconds ahead in the two largest units, the smaller one rounded to the
+    nearest (a 7-day token made a second ago expires "in 7 d", not "in 6 d")."""
+    for unit, name, smaller, smaller_name in _AHEAD_UNITS:
+        count = int(s / smaller + 0.5)  # half up, as Math.floor(x + 0.5) in times.js
+        per_unit = unit // smaller
+        if count >= per_unit:
+            whole, part = divmod(count, per_unit)
+            return f"{whole} {name} {part} {smaller_name}" if part else f"{whole} {name}"
+    return f"{s} s"
+
+
 def relative(seconds: float) -> str:
-    """A moment ``seconds`` before now (after it, when negative) in its largest whole
-    unit: "just now", "42 s ago", "3 min ago", "2 h ago", "5 d ago", "in 3 min".
+    """A moment ``seconds`` before now (after it, when negative): a past one in its
+    largest whole unit ("just now", "42 s ago", "3 min ago", "2 h ago", "5 d ago"), a
+    future one as the time left in two units ("in 3 min", "in 6 d 12 h", "in 7 d").
 
     ``times.js`` keeps the same words as the page stays open (``ago`` there; a test
     compares the two)."""
     s = round(abs(seconds))
     if s < 5:
         return "just now"
+    if seconds < 0:
+        return f"in {_ahead(s)}"
     if s < 60:
         amount = f"{s} s"
     elif s < 3600:
@@ -71,7 +90,7 @@ def relative(seconds: float) -> str:
         amount = f"{s // 3600} h"
     else:
         amount = f"{s // 86400} d"
-    return f"in {amount}" if seconds < 0 else f"{amount} ago"
+    return f"{amount} ago"
 
 
 def exact(moment: datetime) -> str:
@@ -83,6 +102,11 @@ def exact(moment: datetime) -> str:
 def iso(moment: datetime) -> str:
     """A machine-readable UTC time for ``<time datetime>``: "2026-12-05T05:40:12Z"."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def team_label(name: str) -> str:
+    """A service's team beside its name: "team payments", or "" without a team."""
+    return f"team {name}" if name else ""
 
 
 def state_label(value: str) -> str:

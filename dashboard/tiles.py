@@ -241,6 +241,7 @@ def tile(
     if circuit.probe_in is not None and circuit.reported_at is not None and state == "open":
         probe_at = max(now, circuit.reported_at + timedelta(seconds=circuit.probe_in))
     rate = circuit.failure_rate
+    team = circuit.service.team.name if circuit.service.team else ""
     label = FleetState(state).label
     state_summary = formats.state_label(summary(circuit))
     points = list(spark or [])
@@ -251,7 +252,7 @@ def tile(
         "url": (url or _circuit_url())(circuit.pk),
         "key": f"{circuit.service.name}/{circuit.name}",
         "service": circuit.service.name,
-        "team": circuit.service.team.name if circuit.service.team else "",
+        "team": team,
         "name": circuit.name,
         "state": state,
         "label": label,
@@ -273,6 +274,8 @@ def tile(
             "rejected_rate": formats.per_second(circuit.rejected_rate),
             "since": formats.since(since, now),
             "probe": formats.until(probe_at, now),
+            # Beside the service's name, above its tiles (also above a tile added live).
+            "team": formats.team_label(team),
         },
     }
 

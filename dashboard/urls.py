@@ -1,20 +1,17 @@
 """Routes of the dashboard pages (mounted at the site root)."""
 
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard import alert_setup, versions, views
+from dashboard import alert_setup, signin, versions, views
 
 app_name = "dashboard"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(template_name="dashboard/login.html"),
-        name="login",
-    ),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", signin.LoginView.as_view(), name="login"),
+    path("logout/", signin.LogoutView.as_view(), name="logout"),
+    path("oidc/authenticate/", signin.SSOStartView.as_view(), name="oidc_start"),
+    path("oidc/callback/", signin.SSOCallbackView.as_view(), name="oidc_callback"),
     path("circuits/<int:circuit_id>/", views.circuit_detail, name="circuit"),
     path("circuits/<int:circuit_id>/override", views.circuit_override, name="override"),
     path("circuits/<int:circuit_id>/config", views.circuit_config, name="config"),

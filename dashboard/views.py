@@ -150,10 +150,8 @@ def overview(request: HttpRequest) -> HttpResponse:
     if request.GET.get("format") == "json":
         return JsonResponse({"tiles": tiles, "count": page.paginator.count})
     groups: dict[str, list[dict[str, Any]]] = {}
-    team_of: dict[str, str] = {}
     for t in tiles:
         groups.setdefault(t["service"], []).append(t)
-        team_of[t["service"]] = t["team"]
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -162,8 +160,10 @@ def overview(request: HttpRequest) -> HttpResponse:
         {
             "filters": filters,
             "groups": groups,
-            "team_of": team_of,
             "page": page,
+            # The page shows every circuit: live.js adds the tiles of new ones.
+            "live_add": not (filters.service or filters.state or filters.name)
+            and not page.has_other_pages(),
             "sorts": SORTS,
             "states": FleetState.choices,
             "services": _service_names(request),

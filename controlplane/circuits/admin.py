@@ -27,6 +27,7 @@ from controlplane.circuits.models import (
     Override,
     Service,
     Snapshot,
+    SSOIdentity,
     Team,
     Transition,
 )
@@ -52,6 +53,16 @@ class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 1
     autocomplete_fields = ["user"]
+    # Who keeps it: single sign-on's are synced at each sign-in (docs/sso.md).
+    readonly_fields = ["source"]
+
+
+@admin.register(SSOIdentity)
+class SSOIdentityAdmin(ReadOnlyAdmin):
+    """Who signs in as whom through single sign-on (rows written at sign-in)."""
+
+    list_display = ["subject", "issuer", "user", "global_roles", "last_login_at"]
+    search_fields = ["subject", "user__username"]
 
 
 @admin.register(Team)

@@ -117,6 +117,11 @@ def find_api_token(raw_token: str) -> APIToken | None:
     )
 
 
+def expired_reason(expires_at: datetime) -> str:
+    """Why a token past its expiry is refused (the API's 401 and the request guard's)."""
+    return f"API token expired at {expires_at.isoformat()}."
+
+
 def is_expired(token: APIToken, now: datetime | None = None) -> bool:
     """Whether ``token`` is past its expiry (never, without one)."""
     return token.expires_at is not None and token.expires_at <= (now or timezone.now())

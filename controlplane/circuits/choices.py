@@ -88,6 +88,14 @@ class TeamRole(models.TextChoices):
     ADMIN = "admin", "admin"
 
 
+class MembershipSource(models.TextChoices):
+    """Who keeps a membership: a person (the API, the admin) or single sign-on, which adds,
+    changes and removes its own at every sign-in and never touches the others (sso.py)."""
+
+    MANUAL = "manual", "set by a person"
+    SSO = "sso", "from single sign-on"
+
+
 class TokenScope(models.TextChoices):
     """How much of its user's rights a personal API token carries (access.py)."""
 
@@ -118,6 +126,8 @@ class AuditAction(models.TextChoices):
     DRILL_START = "drill.start", "drill started"
     DRILL_END = "drill.end", "drill ended early"
     DRILL_COMPLETE = "drill.complete", "drill ran to its end"
+    ROLE_GRANT = "role.grant", "global role granted"
+    ROLE_REVOKE = "role.revoke", "global role taken away"
 
 
 # Names of services, circuits and instances: 1-200 characters, starting with a letter,

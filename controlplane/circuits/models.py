@@ -20,6 +20,7 @@ from controlplane.circuits.choices import (
     CircuitState,
     ConfigSource,
     DrillEnd,
+    MembershipSource,
     OverrideEnd,
     OverrideState,
     TeamRole,
@@ -61,6 +62,9 @@ class Membership(models.Model):
     )
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=TeamRole.choices)
+    source = models.CharField(
+        max_length=16, choices=MembershipSource.choices, default=MembershipSource.MANUAL
+    )
 
     class Meta:
         ordering = ["team", "user"]
@@ -70,6 +74,30 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.team}: {self.role}"
+
+
+class SSOIdentity(models.Model):
+    """The person an OpenID Connect provider knows as ``subject``: the user they sign in
+    as, and the global roles single sign-on granted them (and may take away again)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identities"
+    )
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    global_roles = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["issuer", "subject"]
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="sso_identity_unique"),
+            models.UniqueConstraint(fields=["user", "issuer"], name="sso_identity_user_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
 
 
 class Service(models.Model):

@@ -17,7 +17,13 @@ from django.utils import timezone
 from breakers.config import CircuitBreakerConfig, config_errors
 from controlplane.circuits import events
 from controlplane.circuits.auth import create_agent_token
-from controlplane.circuits.choices import AuditAction, ConfigSource, OverrideEnd, OverrideState
+from controlplane.circuits.choices import (
+    AuditAction,
+    ConfigSource,
+    MembershipSource,
+    OverrideEnd,
+    OverrideState,
+)
 from controlplane.circuits.desired import bump_desired_version, override_wire
 from controlplane.circuits.models import (
     AgentToken,
@@ -355,6 +361,7 @@ def save_team(team: Team, *, user: User) -> Team:
             actor=user,
             action=AuditAction.TEAM_CREATE if before is None else AuditAction.TEAM_UPDATE,
             target=team,
+            team=team.name,
             before=before,
             after=_team_wire(team),
         )
@@ -365,23 +372,29 @@ def delete_team(team: Team, *, user: User) -> None:
     """Delete a team, audited: its services lose their team, its members their role."""
     with transaction.atomic():
         record_audit(
-            actor=user, action=AuditAction.TEAM_DELETE, target=team, before=_team_wire(team)
+            actor=user,
+            action=AuditAction.TEAM_DELETE,
+            target=team,
+            team=team.name,
+            before=_team_wire(team),
         )
         team.delete()
 
 
 def set_membership(team: Team, member: User, role: str, *, user: User) -> Membership:
-    """Give ``member`` ``role`` in ``team`` (adding them or changing their role), audited."""
+    """Give ``member`` ``role`` in ``team`` (adding them or changing their role), audited.
+    The membership is a person's from now on: single sign-on no longer changes it."""
     with transaction.atomic():
         old = Membership.objects.select_for_update().filter(team=team, user=member).first()
         before = {"user": member.get_username(), "role": old.role} if old else None
         membership, _ = Membership.objects.update_or_create(
-            team=team, user=member, defaults={"role": role}
+            team=team, user=member, defaults={"role": role, "source": MembershipSource.MANUAL}
         )
         record_audit(
             actor=user,
             action=AuditAction.MEMBERSHIP_SET,
             target=team,
+            team=team.name,
             before=before,
             after={"user": member.get_username(), "role": role},
         )
@@ -399,6 +412,7 @@ def remove_membership(team: Team, member: User, *, user: User) -> bool:
             actor=user,
             action=AuditAction.MEMBERSHIP_REMOVE,
             target=team,
+            team=team.name,
             before={"user": member.get_username(), "role": old.role},
         )
     return True

@@ -74,10 +74,12 @@ def record_audit(
     before: Any = None,
     after: Any = None,
     service_id: int | None = None,
+    team: str = "",
     now: datetime | None = None,
 ) -> Model:
     """Write one audit event (inside the caller's transaction); ``target`` is a model
-    instance or a :class:`Target`."""
+    instance or a :class:`Target`. ``team`` names the team the change is about when it is
+    not the service's (a membership); the service's team is recorded otherwise."""
     model = audit_model()
     repr_field = model._meta.get_field("target_repr")
     # Cut to the column (a model without the field's length would be a registration bug).
@@ -91,6 +93,7 @@ def record_audit(
         actor_name=actor_name(actor),
         action=action,
         service_id=service_id,
+        team=team,
         target_type=kind,
         target_id=ident,
         target_repr=text[:repr_length],

@@ -60,12 +60,6 @@ def at(moment: datetime | None, empty: str = "-") -> SafeString | str:
     )
 
 
-@register.filter
-def get(mapping: dict[str, Any], key: str) -> Any:
-    """mapping[key] in a template."""
-    return mapping.get(key)
-
-
 @register.simple_tag(takes_context=True)
 def firing_alerts(context: template.Context) -> int | None:
     """Alerts firing now for the navigation badge; None when the user may not see alerts."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from controlplane import requestguard
 from controlplane.requestguard import RequestGuard
@@ -194,11 +195,11 @@ def test_a_valid_api_token_is_looked_up_once_per_cache_period(
     lookups: list[str] = []
     clock = [1000.0]
 
-    def lookup(raw: str) -> bool:
+    def lookup(raw: str) -> requestguard.FoundToken | None:
         lookups.append(raw)
-        return raw == "syu_good"
+        return requestguard.FoundToken(expires_at=None) if raw == "syu_good" else None
 
-    monkeypatch.setattr(requestguard, "_active_api_token", lookup)
+    monkeypatch.setattr(requestguard, "_find_api_token", lookup)
     monkeypatch.setattr(requestguard.time, "monotonic", lambda: clock[0])
     path = "/api/v1/circuits/1/override/"
 
@@ -217,3 +218,36 @@ def test_a_valid_api_token_is_looked_up_once_per_cache_period(
     # An agent token is not an API token: refused without a lookup.
     assert post("sya_agent") == 401
     assert "sya_agent" not in lookups
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_expired_api_token_is_refused_unread_with_the_apis_reason(operator: Any) -> None:
+    """As DRF would answer after reading the body: 401, field authorization, the expiry
+    named; and a token remembered as valid is refused once its expiry passes."""
+    from datetime import timedelta
+
+    import time_machine
+
+    from controlplane.circuits.auth import create_api_token
+
+    start = timezone.now()
+    token, raw = create_api_token(
+        operator, label="ci", days=7, now=start - timedelta(days=7, seconds=1)
+    )
+    headers = {"Content-Length": "2", "Authorization": f"Bearer {raw}"}
+    path = "/api/v1/circuits/1/override/"
+    status, response_headers, body, taken, inner = _run("POST", path, headers, [b"{}"])
+    assert (status, taken, inner.calls) == (401, 0, 0)
+    assert response_headers["www-authenticate"] == 'Bearer realm="api", error="invalid_token"'
+    assert body["errors"] == {
+        "authorization": f"API token expired at {token.expires_at.isoformat()}."
+    }
+    # Valid now, cached as valid, expired a minute later: refused within the cache period.
+    fresh, raw = create_api_token(operator, label="ci", days=1, now=start)
+    headers["Authorization"] = f"Bearer {raw}"
+    with time_machine.travel(start + timedelta(hours=23, minutes=59), tick=False):
+        assert _run("POST", path, headers, [b"{}"])[0] == 200
+    with time_machine.travel(start + timedelta(days=1, minutes=1), tick=False):
+        status, _, body, _, _ = _run("POST", path, headers, [b"{}"])
+    assert status == 401
+    assert body["reason"] == f"API token expired at {fresh.expires_at.isoformat()}."

@@ -366,3 +366,61 @@ def test_check_deploy_names_what_plain_http_leaves_out() -> None:
     found = set(re.findall(r"security\.W\d+", result.stderr + result.stdout))
     # HSTS, the HTTPS redirect and the two secure cookies: what SWITCHYARD_SECURE turns on.
     assert found == {"security.W004", "security.W008", "security.W012", "security.W016"}
+
+
+SSO_ENV = {
+    "SWITCHYARD_OIDC_ISSUER": "https://id.example.com/realms/acme",
+    "SWITCHYARD_OIDC_AUTHORIZATION_ENDPOINT": "https://id.example.com/realms/acme/auth",
+    "SWITCHYARD_OIDC_TOKEN_ENDPOINT": "https://id.example.com/realms/acme/token",
+    "SWITCHYARD_OIDC_USERINFO_ENDPOINT": "https://id.example.com/realms/acme/userinfo",
+    "SWITCHYARD_OIDC_JWKS_ENDPOINT": "https://id.example.com/realms/acme/certs",
+    "SWITCHYARD_OIDC_CLIENT_ID": "switchyard",
+    "SWITCHYARD_OIDC_CLIENT_SECRET": "s3cret-of-the-client",
+    "SWITCHYARD_OIDC_TEAM_MAP": '{"payments-oncall": {"payments": "operator"}}',
+}
+
+
+def test_check_deploy_is_clean_with_single_sign_on_only() -> None:
+    result = _manage_env_run(
+        ["manage.py", "check", "--deploy", "--fail-level", "DEBUG"],
+        DEBUG="0",
+        SWITCHYARD_SECURE="1",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="switchyard.example.com",
+        SWITCHYARD_LOCAL_LOGIN="0",
+        **SSO_ENV,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"SWITCHYARD_OIDC_CLIENT_SECRET": "", "SWITCHYARD_OIDC_JWKS_ENDPOINT": ""},
+            "SWITCHYARD_OIDC_JWKS_ENDPOINT, SWITCHYARD_OIDC_CLIENT_SECRET must be set too",
+        ),
+        (
+            {"SWITCHYARD_OIDC_TOKEN_ENDPOINT": "http://id.example.com/token"},
+            "SWITCHYARD_OIDC_TOKEN_ENDPOINT must be an https:// URL",
+        ),
+        (
+            {"SWITCHYARD_OIDC_TEAM_MAP": '{"oncall": {"payments": "owner"}}'},
+            "SWITCHYARD_OIDC_TEAM_MAP['oncall'] must map team slugs to one of viewer, operator",
+        ),
+        ({"SWITCHYARD_OIDC_ROLE_MAP": "[1]"}, "SWITCHYARD_OIDC_ROLE_MAP must be a JSON object"),
+        ({"SWITCHYARD_OIDC_SCOPES": "email"}, "SWITCHYARD_OIDC_SCOPES must include openid"),
+        (
+            {"SWITCHYARD_OIDC_ISSUER": "", "SWITCHYARD_LOCAL_LOGIN": "0"},
+            "SWITCHYARD_LOCAL_LOGIN=0 needs single sign-on",
+        ),
+    ],
+)
+def test_a_single_sign_on_mistake_stops_the_start_naming_it(
+    env: dict[str, str], message: str
+) -> None:
+    result = _manage_env_run(["manage.py", "check"], DEBUG="1", **{**SSO_ENV, **env})
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "s3cret-of-the-client" not in result.stderr + result.stdout

@@ -14,7 +14,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from controlplane.circuits.auth import create_agent_token
-from controlplane.circuits.models import Circuit, Override, Service
+from controlplane.circuits.models import Circuit, Override, Service, Team
 from controlplane.circuits.operations import force_circuit
 from tests.dashboard.browser import CHROMIUM, AppProcess, launch, login, screenshot_dir
 from tests.e2e.conftest import ControlPlaneProcess, server_env, wait_for
@@ -351,3 +351,40 @@ def test_a_user_creates_uses_and_revokes_an_api_token_on_its_page(
     shot(page, "tokens-revoked")
     assert wait_for(lambda: server.request("GET", "/api/v1/circuits/", token=secret)[0] == 401)
     page.close()
+
+
+def test_a_circuit_that_appears_is_added_live_with_its_team_as_a_reload_shows_it(
+    server: ControlPlaneProcess, browser: Any, app: AppProcess, operator: User, sync_body: Any
+) -> None:
+    """A service of team payments reports its first circuit while the overview is open:
+    its section and tile arrive over the socket, headed "team payments" exactly as the
+    server renders it after a reload."""
+    assert wait_for(lambda: Circuit.objects.filter(name="payments").exists(), timeout=10)
+    payments = Team.objects.create(name="payments", slug="payments")
+    ledger = Service.objects.create(name="ledger", team=payments)
+    token = create_agent_token(ledger)[1]
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    login(page, server.url, "otto", "otto-pw-123!")
+    page.wait_for_selector('#live-status[data-live="on"]', timeout=10_000)
+    page.evaluate("window.__sameDocument = true")
+    assert page.locator('section[data-service="ledger"]').count() == 0
+    body = sync_body(breakers=[{"name": "postings", "state": "open", "failure_rate": 0.7}])
+    assert server.request("POST", "/api/v1/agent/sync", body, token=token)[0] == 200
+    page.wait_for_selector('[data-circuit="ledger/postings"][data-state="open"]', timeout=15_000)
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.evaluate("window.switchyardLive.added") >= 1
+    section = page.locator('section[data-service="ledger"]')
+    live_heading = section.locator("h2").inner_text()
+    fields = ".name, [data-field=label], [data-field=summary], [data-field=failure_rate]"
+    live_tile = section.locator(f'[data-circuit="ledger/postings"] >> {fields}').all_inner_texts()
+    assert live_heading == "ledger team payments"
+    assert page.inner_text(".filters .count") == "3 circuits"
+    shot(page, "08-overview-circuit-added-live")
+    page.reload()
+    section = page.locator('section[data-service="ledger"]')
+    assert section.locator("h2").inner_text() == live_heading
+    reloaded = section.locator(f'[data-circuit="ledger/postings"] >> {fields}').all_inner_texts()
+    assert reloaded == live_tile and live_tile[0] == "postings"
+    # An overview narrowed by a filter adds nothing (the tile might not match it).
+    page.goto(f"{server.url}/?service=checkout")
+    assert page.evaluate("document.body.hasAttribute('data-live-add')") is False

@@ -33,6 +33,14 @@ NOW = datetime(2026, 12, 5, 6, 0, 0, tzinfo=UTC)
         (86400 * 3 + 5, "3 d ago"),
         (-180, "in 3 min"),
         (-7200, "in 2 h"),
+        # Time left: two units, the smaller rounded to the nearest, never floored.
+        (-61, "in 1 min 1 s"),
+        (-3599, "in 1 h"),
+        (-86399, "in 1 d"),
+        (-(7 * 86400 - 1), "in 7 d"),
+        (-(7 * 86400 - 40), "in 7 d"),
+        (-(6 * 86400 + 12 * 3600 + 60), "in 6 d 12 h"),
+        (-(2 * 3600 + 29 * 60 + 40), "in 2 h 30 min"),
     ],
 )
 def test_relative_words(seconds: float, words: str) -> None:

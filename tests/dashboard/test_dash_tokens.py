@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from controlplane.circuits.auth import create_api_token
 from controlplane.circuits.models import APIToken, AuditEvent
@@ -25,6 +29,20 @@ def test_the_page_lists_only_your_tokens_with_expiry_and_last_use(
     assert theirs.prefix not in page and "admin script" not in page
     assert 'data-last-used=""' in page  # never used yet
     assert '<a href="/tokens/" aria-current="page">API tokens</a>' in page
+
+
+def test_the_expires_column_shows_the_true_time_left(viewer: User) -> None:
+    """A 7-day token made a moment ago expires "in 7 d" (not "in 6 d"); one with six and
+    a half days left says so."""
+    week, _ = create_api_token(viewer, scope="read", days=7, label="week")
+    half, _ = create_api_token(
+        viewer, scope="read", days=7, label="half", now=timezone.now() - timedelta(hours=12)
+    )
+    page = _signed_in(viewer).get("/tokens/").content.decode()
+    expires = re.findall(
+        r'data-token="(\w+)".*?data-label="Expires"><time [^>]*>([^<]*)</time>', page
+    )
+    assert dict(expires) == {week.prefix: "in 7 d", half.prefix: "in 6 d 12 h"}
 
 
 def test_the_form_refuses_more_than_your_rights_and_creates_within_them(viewer: User) -> None:

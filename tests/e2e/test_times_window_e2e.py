@@ -28,6 +28,8 @@ pytestmark = [
 
 ZONE = "America/New_York"
 DELTAS = [0, 4.4, 5, 59.4, 60, 61, 3599, 3600, 7199, 86399, 86400, 86400 * 40, -3, -180, -7200]
+# Time left (two units, rounded to the nearest): a 7-day token's, a 6.5-day one's.
+DELTAS += [-61, -3599, -86399, -(7 * 86400 - 1), -(6 * 86400 + 12 * 3600 + 60)]
 
 
 def test_an_alert_link_opens_its_window_in_the_viewers_time_zone(

@@ -7,7 +7,13 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from controlplane.circuits import access
-from controlplane.circuits.auth import API_TOKEN_PREFIX, bearer_token, find_api_token, is_expired
+from controlplane.circuits.auth import (
+    API_TOKEN_PREFIX,
+    bearer_token,
+    expired_reason,
+    find_api_token,
+    is_expired,
+)
 
 
 class APITokenAuthentication(authentication.BaseAuthentication):
@@ -30,9 +36,7 @@ class APITokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
         if is_expired(token):
             assert token.expires_at is not None
-            raise exceptions.AuthenticationFailed(
-                f"API token expired at {token.expires_at.isoformat()}."
-            )
+            raise exceptions.AuthenticationFailed(expired_reason(token.expires_at))
         token.touch()
         access.act_through(token.user, token)
         return token.user, token

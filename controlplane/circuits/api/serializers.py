@@ -528,7 +528,10 @@ class TeamSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "services", "members", "created_at"]
 
     def get_members(self, team: Team) -> list[dict[str, str]]:
-        return [{"user": m.user.get_username(), "role": m.role} for m in team.memberships.all()]
+        return [
+            {"user": m.user.get_username(), "role": m.role, "source": m.source}
+            for m in team.memberships.all()
+        ]
 
 
 class APITokenSerializer(serializers.ModelSerializer):

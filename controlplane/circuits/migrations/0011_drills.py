@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("circuits", "0009_api_token_scope"),
+        ("circuits", "0010_sso"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -34,6 +34,8 @@ class Migration(migrations.Migration):
                     ("drill.start", "drill started"),
                     ("drill.end", "drill ended early"),
                     ("drill.complete", "drill ran to its end"),
+                    ("role.grant", "global role granted"),
+                    ("role.revoke", "global role taken away"),
                 ],
                 max_length=32,
             ),

@@ -36,6 +36,8 @@ class Migration(migrations.Migration):
                     ("drill.start", "drill started"),
                     ("drill.end", "drill ended early"),
                     ("drill.complete", "drill ran to its end"),
+                    ("role.grant", "global role granted"),
+                    ("role.revoke", "global role taken away"),
                 ],
                 max_length=32,
             ),

@@ -1,6 +1,7 @@
 // Switchyard live updates: tiles change in place from /ws/dashboard/.
 // The server coalesces events into batches of fresh tiles; here every batch is merged
 // into one pending map and written to the DOM at most once per animation frame.
+// The overview, when it shows every circuit, adds the tiles of circuits that appear.
 // A dropped socket reconnects with backoff, then refetches this page's tiles as JSON;
 // the page also refetches them every few seconds (times and liveness move on their own).
 // Alert messages update the navigation badge (firing count); the alerts page then
@@ -13,7 +14,7 @@
   "use strict";
   var stats = (window.switchyardLive = {
     messages: 0, flushes: 0, updates: 0, connects: 0, resyncs: 0, connected: false,
-    alertMessages: 0, alertRefreshes: 0,
+    alertMessages: 0, alertRefreshes: 0, added: 0,
   });
   var pending = new Map();
   var scheduled = false;
@@ -45,11 +46,57 @@
     }
   }
 
+  // The overview showing every circuit (data-live-add) gets the tile of a circuit it
+  // does not show yet: in its service's section, or in a new section headed like the
+  // server's (the service's name and tile.text.team), from the page's <template>s.
+  function serviceSection(t) {
+    var sections = document.querySelectorAll("section.service[data-service]");
+    for (var i = 0; i < sections.length; i++) {
+      if (sections[i].getAttribute("data-service") === t.service) return sections[i];
+    }
+    var template = document.getElementById("service-template");
+    if (!template) return null;
+    var section = template.content.firstElementChild.cloneNode(true);
+    section.setAttribute("data-service", t.service);
+    section.querySelector('[data-field="service"]').textContent = t.service;
+    var team = section.querySelector('[data-field="team"]');
+    if (t.text && t.text.team) team.textContent = t.text.team;
+    else team.remove();
+    var main = document.getElementById("main");
+    var empty = main.querySelector("p.empty");
+    if (empty) empty.remove();
+    main.insertBefore(section, main.querySelector("nav.pages"));
+    return section;
+  }
+
+  function addTile(t) {
+    var template = document.getElementById("tile-template");
+    var section = template && serviceSection(t);
+    if (!section) return null;
+    var el = template.content.firstElementChild.cloneNode(true);
+    el.setAttribute("href", t.url);
+    el.setAttribute("data-id", String(t.id));
+    el.setAttribute("data-circuit", t.key);
+    el.querySelector(".name").textContent = t.name;
+    section.querySelector(".tiles").appendChild(el);
+    stats.added++;
+    // The page shows every circuit: the count beside the filters is its tiles.
+    var count = document.querySelector(".filters .count");
+    var n = document.querySelectorAll("main .tile[data-id]").length;
+    if (count) count.textContent = n + (n === 1 ? " circuit" : " circuits");
+    return el;
+  }
+
   function flush() {
     scheduled = false;
     stats.flushes++;
+    var adds = page === "overview" && document.body.hasAttribute("data-live-add");
     pending.forEach(function (t, id) {
-      var nodes = document.querySelectorAll('.tile[data-id="' + id + '"]');
+      var nodes = Array.prototype.slice.call(document.querySelectorAll('.tile[data-id="' + id + '"]'));
+      if (!nodes.length && adds) {
+        var added = addTile(t);
+        if (added) nodes.push(added);
+      }
       for (var i = 0; i < nodes.length; i++) { apply(nodes[i], t); stats.updates++; }
     });
     pending.clear();

@@ -7,15 +7,32 @@
   "use strict";
   var REFRESH_MS = 15000;
 
+  // A time ahead in its two largest units, the smaller rounded to the nearest
+  // (formats.py _ahead()).
+  var AHEAD_UNITS = [[86400, "d", 3600, "h"], [3600, "h", 60, "min"], [60, "min", 1, "s"]];
+  function ahead(s) {
+    for (var i = 0; i < AHEAD_UNITS.length; i++) {
+      var u = AHEAD_UNITS[i];
+      var count = Math.floor(s / u[2] + 0.5);
+      var perUnit = u[0] / u[2];
+      if (count >= perUnit) {
+        var whole = Math.floor(count / perUnit), part = count % perUnit;
+        return whole + " " + u[1] + (part ? " " + part + " " + u[3] : "");
+      }
+    }
+    return s + " s";
+  }
+
   function ago(seconds) {
     var s = Math.round(Math.abs(seconds));
     var amount;
     if (s < 5) return "just now";
+    if (seconds < 0) return "in " + ahead(s);
     if (s < 60) amount = s + " s";
     else if (s < 3600) amount = Math.floor(s / 60) + " min";
     else if (s < 86400) amount = Math.floor(s / 3600) + " h";
     else amount = Math.floor(s / 86400) + " d";
-    return seconds < 0 ? "in " + amount : amount + " ago";
+    return amount + " ago";
   }
 
   var exactFormat = new Intl.DateTimeFormat(undefined, {
