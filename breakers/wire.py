@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
+from .canary import CanaryWire
 from .timestamps import MAX_TIMESTAMP_LENGTH, format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ __all__ = [
     "TRANSITION_FIELDS",
     "WATCH_PATH",
     "BreakerWire",
+    "CanaryWire",
     "DesiredBreakerWire",
     "InstanceWire",
     "LimitsWire",
@@ -176,11 +178,13 @@ class OverrideWire(TypedDict):
 
 
 class DesiredBreakerWire(TypedDict):
-    """What one breaker should run."""
+    """What one breaker should run; ``canary`` (while a rollout runs) the config its
+    selected instances run instead (:mod:`breakers.canary`)."""
 
     config_version: int
     config: dict[str, Any] | None
     override: OverrideWire | None
+    canary: NotRequired[CanaryWire | None]
 
 
 class LimitsWire(TypedDict, total=False):

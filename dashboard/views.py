@@ -46,8 +46,10 @@ from controlplane.circuits.operations import (
     ConfigConflictError,
     ConfigInvalidError,
     NotForcedError,
+    RolloutActiveError,
     create_config_version,
     force_circuit,
+    next_version,
     release_circuit,
 )
 from controlplane.core.audit import MAX_REASON_LENGTH, action_choices
@@ -368,7 +370,7 @@ def circuit_config(request: HttpRequest, circuit_id: int) -> HttpResponse:
             {
                 "circuit": circuit,
                 "current_version": current_version,
-                "new_version": current_version + 1,
+                "new_version": next_version(circuit),
                 "diff": diff,
                 "hidden": [(name, input_value(value)) for name, value in new.items()],
                 "reason": reason.strip(),
@@ -383,6 +385,8 @@ def circuit_config(request: HttpRequest, circuit_id: int) -> HttpResponse:
         )
     except ConfigConflictError as exc:
         return _config_form_page(request, circuit_id, values, {}, status=409, conflict=exc)
+    except RolloutActiveError as exc:
+        return _config_form_page(request, circuit_id, values, {}, status=409, notice=str(exc))
     except ConfigInvalidError as exc:
         return _config_form_page(request, circuit_id, values, exc.errors, status=400)
     except ValueError as exc:

@@ -1,6 +1,6 @@
 """The desired state of a service: what its agents should run (configs and overrides)."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -8,8 +8,10 @@ from django.conf import settings
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from breakers.canary import CanaryWire
 from breakers.wire import format_timestamp
-from controlplane.circuits.models import Circuit, Override, Service
+from controlplane.circuits.choices import RolloutState
+from controlplane.circuits.models import Circuit, Override, Rollout, Service
 
 
 def isoformat(value: datetime | None) -> str | None:
@@ -32,17 +34,38 @@ def override_wire(override: Override) -> dict[str, Any]:
     }
 
 
+def canary_wire(rollout: Rollout) -> CanaryWire:
+    """The ``canary`` key of a breaker while its rollout runs (breakers.canary)."""
+    return {
+        "rollout": rollout.pk,
+        "config_version": rollout.to_version.version,
+        "config": rollout.to_version.config,
+        "select": rollout.select,
+    }
+
+
+def active_rollouts(service_id: int) -> dict[int, Rollout]:
+    """The active rollout of each circuit of a service, by circuit id (one query)."""
+    rows = Rollout.objects.filter(
+        circuit__service_id=service_id, state=RolloutState.ACTIVE
+    ).select_related("to_version")
+    return {r.circuit_id: r for r in rows}
+
+
 def desired_state_from(
     desired_version: int,
     circuits: Iterable[Circuit],
     overrides: Iterable[Override],
     *,
     now: datetime,
+    rollouts: Mapping[int, Rollout] | None = None,
 ) -> dict[str, Any]:
     """Assemble the desired state from loaded rows (circuits with current_config loaded).
 
-    Overrides past their expiry at ``now`` are left out.
+    Overrides past their expiry at ``now`` are left out. ``rollouts``: the active
+    rollout of each circuit id (to_version loaded), carried as its ``canary`` key.
     """
+    rollouts = rollouts or {}
     in_force = {o.circuit_id: o for o in overrides if o.expires_at is None or o.expires_at > now}
     breakers: dict[str, Any] = {}
     for circuit in sorted(circuits, key=lambda c: c.name):
@@ -53,6 +76,9 @@ def desired_state_from(
             "config": current.config if current else None,
             "override": override_wire(override) if override else None,
         }
+        rollout = rollouts.get(circuit.id)
+        if rollout is not None:
+            breakers[circuit.name]["canary"] = canary_wire(rollout)
     return {
         "desired_version": desired_version,
         "poll_interval": settings.SWITCHYARD_POLL_INTERVAL,
@@ -71,18 +97,24 @@ def open_overrides(service_id: int) -> QuerySet[Override]:
 
 
 def build_desired_state(service_id: int, *, now: datetime | None = None) -> dict[str, Any]:
-    """What every agent of the service should run, in three queries.
+    """What every agent of the service should run, in four queries.
 
     Returns {"desired_version", "poll_interval", "breakers": {name: {"config_version",
-    "config", "override"}}}; expired overrides are never included. The version is read
+    "config", "override"[, "canary"]}}}; expired overrides are never included, ``canary``
+    only while a rollout of the circuit runs (docs/rollouts.md). The version is read
     first, so the answer is never older than the version it claims.
     """
+
     now = now or timezone.now()
     desired_version = (
         Service.objects.filter(pk=service_id).values_list("desired_version", flat=True).get()
     )
     return desired_state_from(
-        desired_version, service_circuits(service_id), open_overrides(service_id), now=now
+        desired_version,
+        service_circuits(service_id),
+        open_overrides(service_id),
+        now=now,
+        rollouts=active_rollouts(service_id),
     )
 
 
