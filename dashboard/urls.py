@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard import views
+from dashboard import rollouts, views
 
 app_name = "dashboard"
 
@@ -18,6 +18,20 @@ urlpatterns = [
     path("circuits/<int:circuit_id>/", views.circuit_detail, name="circuit"),
     path("circuits/<int:circuit_id>/override", views.circuit_override, name="override"),
     path("circuits/<int:circuit_id>/config", views.circuit_config, name="config"),
+    path("circuits/<int:circuit_id>/rollouts/start", rollouts.rollout_start, name="rollout_start"),
+    path(
+        "circuits/<int:circuit_id>/rollouts/<int:rollout_id>/promote",
+        rollouts.rollout_promote,
+        name="rollout_promote",
+    ),
+    path(
+        "circuits/<int:circuit_id>/rollouts/<int:rollout_id>/rollback",
+        rollouts.rollout_rollback,
+        name="rollout_rollback",
+    ),
+    path(
+        "circuits/<int:circuit_id>/rollouts/groups", rollouts.rollout_groups, name="rollout_groups"
+    ),
     path("search/", views.search, name="search"),
     path("services/", views.services, name="services"),
     path("instances/", views.instances, name="instances"),

@@ -58,6 +58,7 @@ from controlplane.core.permissions import acting_user
 from dashboard import alerts as alert_reads
 from dashboard import charts, formats
 from dashboard import incidents as incident_reads
+from dashboard import rollouts as rollout_reads
 from dashboard import search as site_search
 from dashboard.forms import (
     OverrideForm,
@@ -221,6 +222,7 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         )[:50],
         "can_ack": access.may(user, ACKNOWLEDGE, team_id),
         "can_silence": access.may(user, ADD_SILENCE, team_id),
+        "rollout_panel": rollout_reads.panel(circuit, user),
         "nav": "overview",
     }
 

@@ -362,23 +362,26 @@ class Member:
     running: int  # the config version it reports
 
 
-def members(rollout: Rollout, now: datetime | None = None) -> list[Member]:
-    """The live instances of the rollout's circuit, each with the group the selector puts
-    it in (the same decision its agent makes) and the version it runs."""
+def live_instances(circuit_id: int, now: datetime | None = None) -> list[tuple[str, str, int]]:
+    """(instance id, stable identity, config version it runs) of every live instance of
+    the circuit, by instance id."""
     rows = (
-        Snapshot.objects.filter(
-            circuit_id=rollout.circuit_id, instance__last_seen__gte=live_cutoff(now)
-        )
+        Snapshot.objects.filter(circuit_id=circuit_id, instance__last_seen__gte=live_cutoff(now))
         .order_by("instance__instance_id")
         .values_list(
             "instance__instance_id", "instance__hostname", "instance__pid", "config_version"
         )
     )
-    out = []
-    for instance_id, hostname, pid, version in rows:
-        identity = stable_identity(instance_id, hostname, pid)
-        out.append(Member(instance_id, identity, selected(rollout.select, identity), version))
-    return out
+    return [(iid, stable_identity(iid, host, pid), version) for iid, host, pid, version in rows]
+
+
+def members(rollout: Rollout, now: datetime | None = None) -> list[Member]:
+    """The live instances of the rollout's circuit, each with the group the selector puts
+    it in (the same decision its agent makes) and the version it runs."""
+    return [
+        Member(iid, identity, selected(rollout.select, identity), version)
+        for iid, identity, version in live_instances(rollout.circuit_id, now)
+    ]
 
 
 def figures(rollout: Rollout, now: datetime | None = None) -> dict[str, Group]:
