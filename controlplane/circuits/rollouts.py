@@ -388,7 +388,7 @@ def figures(rollout: Rollout, now: datetime | None = None) -> dict[str, Group]:
     """Both groups' figures: instances, traffic, p99 and trips since the start."""
     canary = Group(RolloutGroup.CANARY, rollout.to_version.version)
     baseline = Group(RolloutGroup.BASELINE, rollout.from_version.version)
-    groups = {RolloutGroup.CANARY: canary, RolloutGroup.BASELINE: baseline}
+    groups: dict[str, Group] = {RolloutGroup.CANARY: canary, RolloutGroup.BASELINE: baseline}
     by_version = {canary.version: canary, baseline.version: baseline}
     for m in members(rollout, now):
         (canary if m.canary else baseline).selected += 1
@@ -427,7 +427,7 @@ def trips_by_version(rollout: Rollout, now: datetime | None = None) -> dict[int,
         .annotate(n=Count("id"))
         .order_by()
     )
-    return {row["config_version"]: row["n"] for row in rows}
+    return {row["config_version"]: row["n"] for row in rows if row["config_version"] is not None}
 
 
 # -- automatic rollback ------------------------------------------------------------------
