@@ -223,6 +223,8 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         "can_ack": access.may(user, ACKNOWLEDGE, team_id),
         "can_silence": access.may(user, ADD_SILENCE, team_id),
         "rollout_panel": rollout_reads.panel(circuit, user),
+        # A rolled-back canary's version keeps its number: the next one is above it.
+        "next_version": next_version(circuit),
         "nav": "overview",
     }
 

@@ -145,3 +145,14 @@ def test_signed_out_the_buttons_lead_to_the_login_page(
     assert response.status_code == 302 and "/login/" in response["Location"]
     rollout.refresh_from_db()
     assert rollout.state == "active"
+
+
+def test_after_a_rollback_the_config_form_names_the_next_free_version(
+    as_operator: Client, fleet: dict[str, Circuit], operator: User
+) -> None:
+    payments = fleet["payments"]
+    rollout = start_rollout(payments, user=operator, config={"failure_threshold": 3}, percent=50)
+    as_operator.post(f"/circuits/{payments.pk}/rollouts/{rollout.pk}/rollback")
+    html = as_operator.get(f"/circuits/{payments.pk}/").content.decode()
+    assert "Config v1" in html
+    assert "Review the change before saving as v3</button>" in html
