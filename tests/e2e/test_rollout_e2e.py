@@ -125,13 +125,19 @@ def test_a_canary_from_the_page_reaches_its_instances_and_shows_both_groups_trul
             }
         assert (groups["canary"]["trips"], groups["baseline"]["trips"]) == (2, 0)
 
-        # The last reports are written with the group commit's next batch.
-        def shown_calls() -> tuple[str, str]:
-            page.goto(f"{own_control_plane.url}/circuits/{circuit.pk}/#rollout")
-            return cell(page, "canary", "calls"), cell(page, "baseline", "calls")
-
-        want = (str(groups["canary"]["calls"]), str(groups["baseline"]["calls"]))
-        assert wait_for(lambda: shown_calls() == want, 15, interval=0.5), (shown_calls(), want)
+        # The page stays open: rollout.js fetches the groups table again every 5 s, so
+        # the figures on screen reach the truth without a reload (the last reports are
+        # written with the group commit's next batch).
+        want = [str(groups["canary"]["calls"]), str(groups["baseline"]["calls"])]
+        page.wait_for_function(
+            "want => ['canary', 'baseline'].every((g, i) => { const c = document.querySelector("
+            '`td[data-group="${g}"][data-field="calls"]`); return c && c.textContent.trim()'
+            " === want[i]; })",
+            arg=want,
+            timeout=20_000,
+        )
+        page.reload()  # the whole page, rendered now
+        assert [cell(page, "canary", "calls"), cell(page, "baseline", "calls")] == want
         table = []
         for name, truth_group in groups.items():
             rate = truth_group["failures"] / truth_group["calls"]
@@ -151,6 +157,14 @@ def test_a_canary_from_the_page_reaches_its_instances_and_shows_both_groups_trul
         print(f"\ncanary on {CANARY} reached in {reached * 1000:.0f} ms; p99 (truth, page):")
         for name, truth_p99, text in table:
             print(f"  {name}: {truth_p99 * 1000:.2f} ms, {text}")
+        # The instances table agrees: the canary instances run v2.
+        for instance in IDS:
+            row = page.locator(f'tr[data-instance="{instance}"]')
+            shown_version = row.locator('td[data-label="Config version"]').inner_text()
+            assert shown_version.startswith(f"v{2 if instance in CANARY else 1}"), (
+                instance,
+                shown_version,
+            )
         shot(page, "rollout-02-groups")
         page.locator("#rollout").screenshot(path=str(screenshot_dir() / "rollout-03-section.png"))
 
