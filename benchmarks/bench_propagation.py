@@ -15,7 +15,12 @@ What it does, all on this machine:
    moment each agent's local breaker became forced_open (CLOCK_MONOTONIC is shared by
    all processes), then releases it the same way and records the return to closed.
 4. Prints p50 / p99 / max per round and over all rounds, for force and for release.
-5. Measures the protected call (``breaker.call``) with an agent running against the same
+5. Each of ``--rollout-rounds`` starts a canary rollout of "payments" on
+   ``--canary-percent`` % of the agents through the operator API, records when each
+   selected agent's breaker ran the canary version (and checks that no other agent did),
+   then rolls it back and records when each canary agent ran the current version again.
+   The goal for rollback is the same: every canary within 1 s at 1,000 agents.
+6. Measures the protected call (``breaker.call``) with an agent running against the same
    control plane and without one, interleaved, best of N rounds.
 
 The goal is p99 under 1 s at 1,000 agents. The machine is shared; medians over
@@ -34,6 +39,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import timeit
 import urllib.error
@@ -58,6 +64,7 @@ def host_main(conn: Any, url: str, token: str, service: str, count: int, host_in
     """Run ``count`` agents; record when each one's breaker changes state."""
     from breakers import CircuitBreakerRegistry
     from breakers.agent import Agent
+    from breakers.canary import selected
 
     events: list[tuple[int, str, float]] = []  # (agent index, to_state, monotonic time)
 
@@ -68,9 +75,28 @@ def host_main(conn: Any, url: str, token: str, service: str, count: int, host_in
         return on_transition
 
     agents = []
+    breakers: list[Any] = []
+    # Canary rounds: (config version, agent indexes to watch) and the first moment each
+    # of them ran that version.
+    armed: dict[str, Any] = {}
+    reached: dict[int, float] = {}
+
+    def poll_versions() -> None:
+        while True:
+            target = armed.get("target")
+            if target is None:
+                time.sleep(0.01)
+                continue
+            version, indexes = target
+            now = time.monotonic()
+            for i in indexes:
+                if i not in reached and breakers[i].config_version == version:
+                    reached[i] = now
+            time.sleep(0.001)
+
     for index in range(count):
         registry = CircuitBreakerRegistry()
-        registry.get_or_create(CIRCUIT)
+        breakers.append(registry.get_or_create(CIRCUIT))
         registry.add_transition_listener(listener_for(index))
         agent = Agent(
             url,
@@ -95,9 +121,27 @@ def host_main(conn: Any, url: str, token: str, service: str, count: int, host_in
     while time.monotonic() < deadline and not all(a.stats()["syncs_ok"] for a in agents):
         time.sleep(0.1)
     conn.send(("ready", sum(1 for a in agents if a.stats()["syncs_ok"])))
+    threading.Thread(target=poll_versions, daemon=True).start()
     while True:
         command, arg = conn.recv()
-        if command == "collect":
+        if command == "arm":
+            version, select = arg
+            picked = [i for i, a in enumerate(agents) if selected(select, a.identity)]
+            reached.clear()
+            armed["target"] = (version, picked)
+            conn.send(len(picked))
+        elif command == "collect_versions":
+            timeout = arg
+            version, picked = armed["target"]
+            end = time.monotonic() + timeout
+            while time.monotonic() < end and len(reached) < len(picked):
+                time.sleep(0.01)
+            armed["target"] = None
+            others = [
+                i for i in range(count) if i not in picked and breakers[i].config_version == version
+            ]
+            conn.send((list(reached.values()), len(others)))
+        elif command == "collect":
             since, state, timeout = arg
             end = time.monotonic() + timeout
             while time.monotonic() < end:
@@ -312,6 +356,66 @@ def measure_overhead(port: int, token: str, rounds: int, number: int) -> None:
     )
 
 
+def canary_rounds(
+    port: int, token: str, circuit_id: int, pipes: list[tuple[Any, int]], args: Any
+) -> None:
+    """Start a canary and roll it back, ``--rollout-rounds`` times: when each selected
+    agent runs the canary version, then the current one again."""
+    base = f"/api/v1/circuits/{circuit_id}/rollouts/"
+    status, circuit = api(port, "GET", f"/api/v1/circuits/{circuit_id}/", token)
+    assert status == 200, circuit
+    current = circuit["config_version"]
+    started_all: list[float] = []
+    rolled_all: list[float] = []
+    expected_all = 0
+    wrong = 0
+    canary_version: int | None = None
+    for r in range(args.rollout_rounds):
+        # A new version the first time, then the same one (rolled back, never current).
+        body: dict[str, Any] = {"percent": args.canary_percent, "reason": "bench"}
+        if canary_version is None:
+            body["config"] = {"timeout": 31.0}
+        else:
+            body["to_version"] = canary_version
+        # The selector's salt is chosen by the server: arm the hosts after the answer,
+        # measuring from before the request (an agent that applied before its host was
+        # armed is recorded when the host first looks: a late figure, never an early one).
+        t0 = time.monotonic()
+        status, rollout = api(port, "POST", base, token, body)
+        assert status == 201, rollout
+        canary_version = rollout["to_version"]
+        for step, version, sink in (
+            ("start", canary_version, started_all),
+            ("rollback", current, rolled_all),
+        ):
+            if step == "rollback":
+                for parent, _ in pipes:
+                    parent.send(("arm", (version, rollout["select"])))
+                    parent.recv()
+                t0 = time.monotonic()
+                status, ended = api(port, "POST", f"{base}{rollout['id']}/rollback/", token, {})
+                assert status == 200, ended
+            else:
+                expected = 0
+                for parent, _ in pipes:
+                    parent.send(("arm", (version, rollout["select"])))
+                    expected += parent.recv()
+                expected_all += expected
+            latencies: list[float] = []
+            for parent, _ in pipes:
+                parent.send(("collect_versions", 10.0))
+                times, others = parent.recv()
+                latencies.extend(t - t0 for t in times)
+                if step == "start":
+                    wrong += others
+            sink.extend(latencies)
+            print(f"round {r + 1} canary {step:<8} {describe(latencies, expected)}")
+            time.sleep(args.settle)
+    print(f"\nall rounds, canary start    {describe(started_all, expected_all)}")
+    print(f"all rounds, canary rollback {describe(rolled_all, expected_all)}")
+    print(f"agents outside the canary that ran its version: {wrong}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=200, help="simulated agents (1-5000)")
@@ -337,6 +441,12 @@ def main() -> int:
         help="the server's sync interval for agents (s, 1-3600)",
     )
     parser.add_argument("--workers", type=int, default=1, help="server processes (1-16)")
+    parser.add_argument(
+        "--rollout-rounds", type=int, default=3, help="canary start/rollback rounds (0-100)"
+    )
+    parser.add_argument(
+        "--canary-percent", type=int, default=50, help="share of agents in the canary (1-99)"
+    )
     parser.add_argument("--overhead-rounds", type=int, default=7)
     parser.add_argument("--overhead-number", type=int, default=200_000)
     args = parser.parse_args()
@@ -346,6 +456,8 @@ def main() -> int:
         ("--rounds", args.rounds, 1, 100),
         ("--poll-interval", args.poll_interval, 1, 3600),
         ("--workers", args.workers, 1, 16),
+        ("--rollout-rounds", args.rollout_rounds, 0, 100),
+        ("--canary-percent", args.canary_percent, 1, 99),
     ):
         if not low <= value <= high:
             parser.error(f"{name} must be between {low} and {high}, got {value}")
@@ -419,6 +531,8 @@ def main() -> int:
                 time.sleep(args.settle)
         print(f"\nall rounds, force   {describe(forced_all, args.agents * args.rounds)}")
         print(f"all rounds, release {describe(released_all, args.agents * args.rounds)}")
+        if args.rollout_rounds:
+            canary_rounds(port, api_token, circuit["id"], pipes, args)
         print(
             f"operator API call (POST/DELETE override): median "
             f"{statistics.median(api_times) * 1000:.1f} ms"

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from breakers import __version__, wire
+from breakers import __version__, canary, wire
 from breakers import clock as _clock
 from breakers.config import CircuitBreakerConfig
 from breakers.states import FORCED_STATES
@@ -441,6 +441,8 @@ class Agent:
             # Two processes must never share an instance id: the child gets its own.
             self.instance_id = f"{self._fixed_instance_id}-{os.getpid()}"
         self._pid = os.getpid()
+        # What a restart keeps: decides whether this process runs a canary config.
+        self.identity = canary.stable_identity(self.instance_id, socket.gethostname(), self._pid)
         self._started_at = self._wall()
         self._lock = threading.Lock()  # buffer, counters, schedule
         self._apply_lock = threading.Lock()  # desired state, applied overrides
@@ -1324,7 +1326,7 @@ class Agent:
         for breaker in self._breakers():
             entry = wanted.get(breaker.name)
             try:
-                self._apply_config(breaker, entry)
+                self._apply_config(breaker, self._config_entry(entry))
             except Exception as exc:  # a bad central config must not stop the others
                 logger.warning("switchyard agent: config for %r not applied: %s", breaker.name, exc)
             try:
@@ -1337,6 +1339,20 @@ class Agent:
                 self._apply_shadow(breaker, entry.get("shadow") if entry else None)
             except Exception as exc:
                 logger.warning("switchyard agent: shadow for %r not applied: %s", breaker.name, exc)
+
+    def _config_entry(self, entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """The config a breaker should run: the entry's canary when this process is in
+        its group (breakers.canary), else the entry's own. A canary that is not well
+        formed is ignored (the current config runs), and logged."""
+        found = entry.get("canary") if entry else None
+        if not isinstance(found, dict):
+            return entry
+        try:
+            if canary.selected(found.get("select") or {}, self.identity):
+                return found
+        except ValueError as exc:
+            logger.warning("switchyard agent: canary ignored: %s", exc)
+        return entry
 
     def _apply_config(self, breaker: Any, entry: Mapping[str, Any] | None) -> None:
         if not entry or "config_version" not in entry:

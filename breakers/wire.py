@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
+from .canary import CanaryWire
 from .timestamps import MAX_TIMESTAMP_LENGTH, format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ __all__ = [
     "TRANSITION_FIELDS",
     "WATCH_PATH",
     "BreakerWire",
+    "CanaryWire",
     "DesiredBreakerWire",
     "DrillWire",
     "InstanceWire",
@@ -225,13 +227,15 @@ class ShadowWire(TypedDict):
 
 class DesiredBreakerWire(TypedDict):
     """What one breaker should run (``drill``: absent from servers of earlier releases;
-    ``shadow``: null or absent when none is evaluated)."""
+    ``shadow``: null or absent when none is evaluated; ``canary``, while a rollout
+    runs, the config its selected instances run instead, :mod:`breakers.canary`)."""
 
     config_version: int
     config: dict[str, Any] | None
     override: OverrideWire | None
     drill: NotRequired[DrillWire | None]
     shadow: NotRequired[ShadowWire | None]
+    canary: NotRequired[CanaryWire | None]
 
 
 class LimitsWire(TypedDict, total=False):

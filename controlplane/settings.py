@@ -575,6 +575,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Seconds between alert evaluation cycles.
 SWITCHYARD_ALERT_INTERVAL = envint("SWITCHYARD_ALERT_INTERVAL", 15, minimum=1, maximum=3600)
+# Seconds between checks of the canary rollouts' automatic rollback (docs/rollouts.md).
+SWITCHYARD_ROLLOUT_CHECK_INTERVAL = envint(
+    "SWITCHYARD_ROLLOUT_CHECK_INTERVAL", 5, minimum=1, maximum=3600
+)
 # A notification claimed longer ago than this many seconds (its worker died) is handed
 # out again.
 SWITCHYARD_ALERT_CLAIM_TTL = envint("SWITCHYARD_ALERT_CLAIM_TTL", 120, minimum=5, maximum=86400)
@@ -643,6 +647,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "circuits.history_maintenance",
         "schedule": 3600.0,
         "options": {"expires": 3000.0},
+    },
+    # Automatic rollback of canary rollouts (controlplane/circuits/rollouts.py).
+    "circuits-rollout-check": {
+        "task": "circuits.rollout_check",
+        "schedule": float(SWITCHYARD_ROLLOUT_CHECK_INTERVAL),
+        "options": {"expires": SWITCHYARD_ROLLOUT_CHECK_INTERVAL * 0.8},
     },
     "alerts-evaluate": {
         "task": "controlplane.alerts.tasks.evaluate_alerts_task",

@@ -31,6 +31,14 @@ def seconds(value: float | None) -> str:
     return f"{value:.1f} s"
 
 
+def latency(value: float | None) -> str:
+    """Seconds as milliseconds, "12 ms" or "3.4 ms" (as traffic.js), or "-" when unknown."""
+    if value is None:
+        return "-"
+    ms = value * 1000
+    return f"{ms:.0f} ms" if ms >= 10 or ms == 0 else f"{ms:.1f} ms"
+
+
 def duration(total: float) -> str:
     """A duration in its two largest whole units: "42 s", "6 min 12 s", "2 h 4 min",
     "1 d 3 h" (negative counts as 0)."""

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard import alert_setup, signin, versions, views
+from dashboard import alert_setup, rollouts, signin, versions, views
 
 app_name = "dashboard"
 
@@ -23,6 +23,20 @@ urlpatterns = [
         name="drill_end",
     ),
     path("circuits/<int:circuit_id>/shadow", views.circuit_shadow, name="shadow"),
+    path("circuits/<int:circuit_id>/rollouts/start", rollouts.rollout_start, name="rollout_start"),
+    path(
+        "circuits/<int:circuit_id>/rollouts/<int:rollout_id>/promote",
+        rollouts.rollout_promote,
+        name="rollout_promote",
+    ),
+    path(
+        "circuits/<int:circuit_id>/rollouts/<int:rollout_id>/rollback",
+        rollouts.rollout_rollback,
+        name="rollout_rollback",
+    ),
+    path(
+        "circuits/<int:circuit_id>/rollouts/groups", rollouts.rollout_groups, name="rollout_groups"
+    ),
     path("search/", views.search, name="search"),
     path("services/", views.services, name="services"),
     path("instances/", views.instances, name="instances"),

@@ -54,8 +54,10 @@ from controlplane.circuits.operations import (
     ConfigConflictError,
     ConfigInvalidError,
     NotForcedError,
+    RolloutActiveError,
     create_config_version,
     force_circuit,
+    next_version,
     release_circuit,
 )
 from controlplane.core.audit import MAX_REASON_LENGTH, action_choices
@@ -65,6 +67,7 @@ from dashboard import alerts as alert_reads
 from dashboard import charts, formats, shadow_panel
 from dashboard import drills as drill_reads
 from dashboard import incidents as incident_reads
+from dashboard import rollouts as rollout_reads
 from dashboard import search as site_search
 from dashboard.forms import (
     DrillForm,
@@ -232,6 +235,9 @@ def _circuit_context(request: HttpRequest, circuit_id: int) -> dict[str, Any]:
         "drills": drill_reads.context(circuit, user, now),
         "shadow": shadow_panel.panel(circuit, now),
         "shadow_url": reverse("circuit-detail", args=[circuit.pk]) + "shadow/",
+        "rollout_panel": rollout_reads.panel(circuit, user),
+        # A rolled-back canary's version keeps its number: the next one is above it.
+        "next_version": next_version(circuit),
         "nav": "overview",
     }
 
@@ -431,7 +437,7 @@ def circuit_config(request: HttpRequest, circuit_id: int) -> HttpResponse:
             {
                 "circuit": circuit,
                 "current_version": current_version,
-                "new_version": current_version + 1,
+                "new_version": next_version(circuit),
                 "diff": diff,
                 "hidden": [(name, input_value(value)) for name, value in new.items()],
                 "reason": reason.strip(),
@@ -446,6 +452,8 @@ def circuit_config(request: HttpRequest, circuit_id: int) -> HttpResponse:
         )
     except ConfigConflictError as exc:
         return _config_form_page(request, circuit_id, values, {}, status=409, conflict=exc)
+    except RolloutActiveError as exc:
+        return _config_form_page(request, circuit_id, values, {}, status=409, notice=str(exc))
     except ConfigInvalidError as exc:
         return _config_form_page(request, circuit_id, values, exc.errors, status=400)
     except ValueError as exc:

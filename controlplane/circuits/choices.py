@@ -128,6 +128,9 @@ class AuditAction(models.TextChoices):
     DRILL_COMPLETE = "drill.complete", "drill ran to its end"
     ROLE_GRANT = "role.grant", "global role granted"
     ROLE_REVOKE = "role.revoke", "global role taken away"
+    ROLLOUT_START = "rollout.start", "canary rollout started"
+    ROLLOUT_PROMOTE = "rollout.promote", "canary rollout promoted"
+    ROLLOUT_ROLLBACK = "rollout.rollback", "canary rollout rolled back"
 
 
 # Names of services, circuits and instances: 1-200 characters, starting with a letter,
@@ -148,3 +151,18 @@ HOSTNAME_MAX_LENGTH = 255
 LIBRARY_VERSION_MAX_LENGTH = 50
 # A breaker's retry_after, seconds.
 MAX_RETRY_AFTER = 1e9
+
+
+class RolloutState(models.TextChoices):
+    """Where a canary rollout is (docs/rollouts.md)."""
+
+    ACTIVE = "active", "active"
+    PROMOTED = "promoted", "promoted"
+    ROLLED_BACK = "rolled_back", "rolled back"
+
+
+class RolloutGroup(models.TextChoices):
+    """The two groups of instances while a rollout runs."""
+
+    CANARY = "canary", "canary"
+    BASELINE = "baseline", "baseline"

@@ -1,7 +1,7 @@
 """The desired state of a service: what its agents should run (configs, overrides,
 drills and shadow evaluations)."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -9,8 +9,17 @@ from django.conf import settings
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from breakers.canary import CanaryWire
 from breakers.wire import format_timestamp
-from controlplane.circuits.models import Circuit, Drill, Override, Service, ShadowEvaluation
+from controlplane.circuits.choices import RolloutState
+from controlplane.circuits.models import (
+    Circuit,
+    Drill,
+    Override,
+    Rollout,
+    Service,
+    ShadowEvaluation,
+)
 
 
 def isoformat(value: datetime | None) -> str | None:
@@ -53,6 +62,24 @@ def shadow_wire(evaluation: ShadowEvaluation) -> dict[str, Any]:
     }
 
 
+def canary_wire(rollout: Rollout) -> CanaryWire:
+    """The ``canary`` key of a breaker while its rollout runs (breakers.canary)."""
+    return {
+        "rollout": rollout.pk,
+        "config_version": rollout.to_version.version,
+        "config": rollout.to_version.config,
+        "select": rollout.select,
+    }
+
+
+def active_rollouts(service_id: int) -> dict[int, Rollout]:
+    """The active rollout of each circuit of a service, by circuit id (one query)."""
+    rows = Rollout.objects.filter(
+        circuit__service_id=service_id, state=RolloutState.ACTIVE
+    ).select_related("to_version")
+    return {r.circuit_id: r for r in rows}
+
+
 def desired_state_from(
     desired_version: int,
     circuits: Iterable[Circuit],
@@ -61,12 +88,15 @@ def desired_state_from(
     now: datetime,
     drills: Iterable[Drill] = (),
     shadows: Iterable[ShadowEvaluation] = (),
+    rollouts: Mapping[int, Rollout] | None = None,
 ) -> dict[str, Any]:
     """Assemble the desired state from loaded rows (circuits with current_config loaded).
 
     Overrides and drills past their end at ``now`` are left out; a breaker has a
-    ``shadow`` key only while a shadow evaluation of it runs.
+    ``shadow`` key only while a shadow evaluation of it runs. ``rollouts``: the active
+    rollout of each circuit id (to_version loaded), carried as its ``canary`` key.
     """
+    rollouts = rollouts or {}
     in_force = {o.circuit_id: o for o in overrides if o.expires_at is None or o.expires_at > now}
     running = {d.circuit_id: d for d in drills if d.ended_at is None and d.ends_at > now}
     shadowed = {e.circuit_id: e for e in shadows}
@@ -84,6 +114,9 @@ def desired_state_from(
         shadow = shadowed.get(circuit.id)
         if shadow is not None:
             breakers[circuit.name]["shadow"] = shadow_wire(shadow)
+        rollout = rollouts.get(circuit.id)
+        if rollout is not None:
+            breakers[circuit.name]["canary"] = canary_wire(rollout)
     return {
         "desired_version": desired_version,
         "poll_interval": settings.SWITCHYARD_POLL_INTERVAL,
@@ -112,13 +145,15 @@ def running_shadows(service_id: int) -> QuerySet[ShadowEvaluation]:
 
 
 def build_desired_state(service_id: int, *, now: datetime | None = None) -> dict[str, Any]:
-    """What every agent of the service should run, in five queries.
+    """What every agent of the service should run, in six queries.
 
     Returns {"desired_version", "poll_interval", "breakers": {name: {"config_version",
-    "config", "override", "drill"[, "shadow"]}}}; overrides and drills past their end
-    are never included. The version is read first, so the answer is never older than
+    "config", "override", "drill"[, "shadow"][, "canary"]}}}; overrides and drills past
+    their end are never included, ``canary`` only while a rollout of the circuit runs
+    (docs/rollouts.md). The version is read first, so the answer is never older than
     the version it claims.
     """
+
     now = now or timezone.now()
     desired_version = (
         Service.objects.filter(pk=service_id).values_list("desired_version", flat=True).get()
@@ -130,6 +165,7 @@ def build_desired_state(service_id: int, *, now: datetime | None = None) -> dict
         now=now,
         drills=open_drills(service_id),
         shadows=running_shadows(service_id),
+        rollouts=active_rollouts(service_id),
     )
 
 

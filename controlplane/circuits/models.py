@@ -23,6 +23,8 @@ from controlplane.circuits.choices import (
     MembershipSource,
     OverrideEnd,
     OverrideState,
+    RolloutGroup,
+    RolloutState,
     TeamRole,
     TokenScope,
     TransitionReason,
@@ -683,3 +685,70 @@ class ShadowTransition(models.Model):
 
     def __str__(self) -> str:
         return f"shadow #{self.evaluation_id}: {self.from_state} -> {self.to_state}"
+
+
+class Rollout(models.Model):
+    """A canary rollout: ``to_version`` runs on the instances ``select`` picks
+    (breakers.canary) while the others keep ``from_version``, the circuit's current
+    config, until it is promoted (``to_version`` becomes current) or rolled back
+    (controlplane/circuits/rollouts.py, docs/rollouts.md)."""
+
+    circuit = models.ForeignKey(Circuit, on_delete=models.CASCADE, related_name="rollouts")
+    from_version = models.ForeignKey(ConfigVersion, on_delete=models.PROTECT, related_name="+")
+    to_version = models.ForeignKey(ConfigVersion, on_delete=models.PROTECT, related_name="+")
+    # {"percent": P, "salt": S} or {"instances": [identity, ...]}.
+    select = models.JSONField()
+    state = models.CharField(
+        max_length=16, choices=RolloutState.choices, default=RolloutState.ACTIVE
+    )
+    # Roll back automatically when the canary group's trips per instance exceed the
+    # baseline group's by more than this; null: never.
+    auto_rollback_margin = models.FloatField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # Null with ended_at set: ended by the system (automatic rollback).
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    end_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["circuit"],
+                condition=Q(state=RolloutState.ACTIVE),
+                name="rollout_one_active_per_circuit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.circuit} v{self.from_version_id}->v{self.to_version_id}: {self.state}"
+
+
+class RolloutTraffic(models.Model):
+    """One group's traffic during a rollout in one 10-second bucket, written by the sync
+    store with the circuit's traffic: a report counts for the canary group when its
+    instance runs the rollout's ``to_version``, for the baseline when it runs
+    ``from_version`` (docs/rollouts.md, "Figures")."""
+
+    pk = models.CompositePrimaryKey("rollout_id", "group", "bucket")
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="+")
+    # "group" is a keyword of SQL: the column has another name.
+    group = models.CharField(max_length=8, choices=RolloutGroup.choices, db_column="rollout_group")
+    bucket = models.DateTimeField()
+    calls = models.BigIntegerField(default=0)
+    failures = models.BigIntegerField(default=0)
+    slow_calls = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    latency = models.JSONField(default=dict)
+
+    class Meta:
+        db_table = "circuits_rollouttraffic"
+
+    def __str__(self) -> str:
+        return f"rollout {self.rollout_id} {self.group} @ {self.bucket:%H:%M:%S}"

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from breakers.config import CircuitBreakerConfig, config_errors
@@ -23,6 +24,7 @@ from controlplane.circuits.choices import (
     MembershipSource,
     OverrideEnd,
     OverrideState,
+    RolloutState,
 )
 from controlplane.circuits.desired import bump_desired_version, override_wire
 from controlplane.circuits.models import (
@@ -31,6 +33,7 @@ from controlplane.circuits.models import (
     ConfigVersion,
     Membership,
     Override,
+    Rollout,
     Service,
     Team,
 )
@@ -54,6 +57,10 @@ class ConfigConflictError(Exception):
             f"expected_version is {expected} but the current version is {current}; "
             "reload the config and retry"
         )
+
+
+class RolloutActiveError(Exception):
+    """A new config version of a circuit whose canary rollout runs (docs/rollouts.md)."""
 
 
 class ConfigInvalidError(ValueError):
@@ -112,6 +119,13 @@ def _lock(circuit: Circuit) -> Circuit:
         .select_related("service", "current_config")
         .get(pk=circuit.pk)
     )
+
+
+def next_version(circuit: Circuit) -> int:
+    """The number of a new config version: above every version the circuit has (a
+    rollout's version that was rolled back is never current but keeps its number)."""
+    highest = circuit.config_versions.aggregate(top=Max("version"))["top"]
+    return (highest or 0) + 1
 
 
 def _open_override(circuit: Circuit) -> Override | None:
@@ -228,7 +242,8 @@ def create_config_version(
     """Create version N+1 of the circuit's config, if N is still ``expected_version``.
 
     ``config`` may name only the fields that change; the others are kept from version
-    N. Raises ConfigConflictError (stale expected_version) or ConfigInvalidError.
+    N. Raises ConfigConflictError (stale expected_version), RolloutActiveError (a canary
+    rollout of the circuit runs: promote or roll it back first) or ConfigInvalidError.
     """
     reason = _check_reason(reason, required=False)
     if not isinstance(config, Mapping):
@@ -239,6 +254,10 @@ def create_config_version(
         current_version = current.version if current else 0
         if expected_version != current_version:
             raise ConfigConflictError(expected_version, current_version)
+        if Rollout.objects.filter(circuit=circuit, state=RolloutState.ACTIVE).exists():
+            raise RolloutActiveError(
+                f"a canary rollout of circuit {circuit} runs: promote it or roll it back first"
+            )
         base = CircuitBreakerConfig.from_dict(current.config) if current else None
         errors = config_errors(config, base=base)
         if errors:
@@ -246,7 +265,7 @@ def create_config_version(
         merged = CircuitBreakerConfig.from_dict(config, base=base).to_dict()
         new = ConfigVersion.objects.create(
             circuit=circuit,
-            version=current_version + 1,
+            version=next_version(circuit),
             config=merged,
             source=ConfigSource.OPERATOR,
             reason=reason,

@@ -5,6 +5,7 @@ from celery import shared_task
 from controlplane.circuits.drills import run_drills
 from controlplane.circuits.maintenance import history_maintenance, traffic_maintenance
 from controlplane.circuits.operations import expire_overrides
+from controlplane.circuits.rollouts import evaluate_auto_rollbacks
 
 
 @shared_task(ignore_result=True)
@@ -32,3 +33,9 @@ def history_maintenance_task() -> dict[str, int] | None:
     """History partitions ahead and retention; None when a run is under way."""
     done = history_maintenance()
     return None if done is None else done.counts()
+
+
+@shared_task(name="circuits.rollout_check", ignore_result=True)
+def rollout_check_task() -> list[int]:
+    """Roll back the canary rollouts whose canary trips more than their margin allows."""
+    return evaluate_auto_rollbacks()

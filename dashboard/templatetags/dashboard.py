@@ -17,6 +17,7 @@ register = template.Library()
 register.filter("pct", formats.pct)
 register.filter("per_second", formats.per_second)
 register.filter("seconds", formats.seconds)
+register.filter("latency", formats.latency)
 register.filter("state_label", formats.state_label)
 register.filter("duration", formats.duration)
 

@@ -71,6 +71,12 @@ def _silence_without_reason(page: Any) -> None:
     page.click("button:has-text('Silence…')")
 
 
+def _canary_out_of_range(page: Any) -> None:
+    page.click("details.rollout-new > summary")
+    page.fill("#canary-percent", "100")
+    page.click("#canary-start")
+
+
 def _bad_login(page: Any) -> None:
     # A name of its own: its failures (one per pass) lock no one out (django-axes).
     page.fill('input[name="username"]', "nobody")
@@ -145,6 +151,13 @@ PAGES = [
         submit=_config_out_of_range,
         ready=('.config-form [aria-invalid="true"]',),
     ),
+    Page("circuit-rollout", "/circuits/{ledger}/", ready=("[data-rollout-groups]",)),
+    Page(
+        "rollout-error",
+        "/circuits/{email}/",
+        submit=_canary_out_of_range,
+        ready=('.rollout-start [aria-invalid="true"]',),
+    ),
     Page("search", "/search/?q=pay", ready=("#main h1",)),
     Page("services", "/services/"),
     Page("instances", "/instances/"),
@@ -194,6 +207,7 @@ def seed(
     from controlplane.circuits.auth import create_agent_token
     from controlplane.circuits.models import Circuit, Service
     from controlplane.circuits.operations import force_circuit
+    from controlplane.circuits.rollouts import start_rollout
     from tests.dashboard.conftest import transition
 
     service = Service.objects.create(name="checkout")
@@ -280,9 +294,16 @@ def seed(
         reason="payments provider maintenance",
         created_by=operator,
     )
+    # A canary of ledger on web-2 (docs/rollouts.md).
+    start_rollout(
+        circuits["ledger"], user=operator, config={"failure_threshold": 3},
+        instances=["web-2"], auto_rollback_margin=1.0, reason="fewer trips",
+    )  # fmt: skip
     ids = {
         "payments": circuits["payments"].pk,
         "inventory": circuits["inventory"].pk,
+        "ledger": circuits["ledger"].pk,
+        "email": circuits["email"].pk,
         "alert": firing.pk,
         "acked": acked.pk,
         "window": firing.window_query,  # what the alert's notification links to

@@ -38,6 +38,7 @@ from controlplane.circuits.operations import (
     ConfigConflictError,
     ConfigInvalidError,
     NotForcedError,
+    RolloutActiveError,
     create_config_version,
     delete_team,
     force_circuit,
@@ -274,6 +275,8 @@ class CircuitViewSet(TeamScopedMixin, ReadOnlyViewSet):
                 expected_version=exc.expected,
                 current_version=exc.current,
             ) from None
+        except RolloutActiveError as exc:
+            raise Conflict("rollout", str(exc)) from None
         except ConfigInvalidError as exc:
             raise ValidationError({"config": exc.errors}) from None
         return Response(s.ConfigVersionSerializer(version).data, status=status.HTTP_201_CREATED)

@@ -17,6 +17,9 @@ set-based statements (the same count for 1 or 500 syncs):
    each with the growth of its counters since the row before and the seconds that growth
    covers (by the agent's clock; after a restart, since the process started), so rates are
    exact. A row already at zero growth whose counters did not move is not rewritten.
+5. traffic: the new telemetry reports added up per circuit and 10-second bucket, and,
+   for circuits with an active canary rollout, per rollout group too (the group of the
+   version the reporting instance runs: docs/rollouts.md).
 
 :class:`GroupCommit` feeds it under ASGI: syncs queue, and one thread writes whatever
 queued as soon as the previous write committed (at once when idle), so a lone sync
@@ -49,11 +52,13 @@ from psycopg.types.json import Jsonb
 from breakers.config import CircuitBreakerConfig
 from breakers.wire import format_timestamp
 from controlplane.circuits import events
-from controlplane.circuits.choices import ConfigSource
+from controlplane.circuits.choices import ConfigSource, RolloutGroup, RolloutState
 from controlplane.circuits.models import (
     Circuit,
     ConfigVersion,
     Instance,
+    Rollout,
+    RolloutTraffic,
     Service,
     ShadowBucket,
     ShadowEvaluation,
@@ -268,6 +273,23 @@ _SHADOW_TRANSITION_COLUMNS = [
     ("at", "timestamptz"),
     ("reason", "text"),
 ]
+_ROLLOUT_TRAFFIC_COLUMNS = [
+    ("rollout_id", "bigint"),
+    ("rollout_group", "text"),
+    ("bucket", "timestamptz"),
+    ("calls", "bigint"),
+    ("failures", "bigint"),
+    ("slow_calls", "bigint"),
+    ("rejected", "bigint"),
+    ("latency", "jsonb"),
+]
+_ROLLOUT_TRAFFIC_TAIL = (
+    "ON CONFLICT (rollout_id, rollout_group, bucket) DO UPDATE SET "
+    "calls = x.calls + EXCLUDED.calls, failures = x.failures + EXCLUDED.failures, "
+    "slow_calls = x.slow_calls + EXCLUDED.slow_calls, "
+    "rejected = x.rejected + EXCLUDED.rejected, "
+    "latency = switchyard_latency_add(x.latency, EXCLUDED.latency)"
+)
 _TRANSITION_COLUMNS = [
     ("instance_id", "bigint"),
     ("circuit_id", "bigint"),
@@ -402,6 +424,8 @@ class Store:
             rows, changed = self._snapshots(accepted, circuits, instances, now)
             grown = self._traffic(reports, circuits)
             self._shadows(reports, circuits, instances)
+            if grown:
+                self._rollout_traffic(reports, circuits, instances, {c for c, _ in grown})
             result.traffic = len(grown)
             result.instances = len(instances)
             result.transitions_new = len(new)
@@ -686,6 +710,55 @@ class Store:
         rows = [(*key, *sums) for key, sums in sorted(buckets.items())]
         _upsert(_table(ShadowBucket), _SHADOW_BUCKET_COLUMNS, _SHADOW_BUCKET_TAIL, rows)
         _upsert(_table(ShadowTransition), _SHADOW_TRANSITION_COLUMNS, "", moves)
+
+    def _rollout_traffic(
+        self,
+        reports: list[tuple[Item, Report]],
+        circuits: Mapping[int, Mapping[str, int]],
+        instances: Mapping[tuple[int, str], tuple[int, int, int, int]],
+        grown: set[int],
+    ) -> int:
+        """Add the new reports of circuits with an active rollout to the rollout's group
+        of the version their instance runs (its report in the same sync, else the last
+        row stored); the rows added to. One indexed query when no rollout runs."""
+        active = {
+            circuit_id: (pk, {to: RolloutGroup.CANARY, old: RolloutGroup.BASELINE})
+            for pk, circuit_id, old, to in Rollout.objects.filter(
+                state=RolloutState.ACTIVE, circuit_id__in=sorted(grown)
+            ).values_list("pk", "circuit_id", "from_version__version", "to_version__version")
+        }
+        if not active:
+            return 0
+        groups: dict[tuple[int, str, datetime], list[Any]] = {}
+        for item, report in reports:
+            ids = circuits[item.service_id]
+            running = {b.name: b.config_version for b in item.sync.breakers}
+            found = instances.get((item.service_id, item.sync.instance.id))
+            bucket = datetime.fromtimestamp(report.bucket, tz=UTC)
+            for growth in report.breakers:
+                circuit_id = ids[growth.name]
+                if circuit_id not in active:
+                    continue
+                version = running.get(growth.name)
+                if version is None and found is not None:
+                    row = self.rows.get((found[0], circuit_id))
+                    version = row.config_version if row is not None else None
+                rollout_id, by_version = active[circuit_id]
+                group = by_version.get(version) if version is not None else None
+                if group is None:
+                    continue  # neither version (yet): counted in neither group
+                sums = groups.setdefault((rollout_id, group, bucket), [0, 0, 0, 0, {}])
+                sums[0] += growth.calls
+                sums[1] += growth.failures
+                sums[2] += growth.slow_calls
+                sums[3] += growth.rejected
+                for index, count in growth.latency:
+                    if count:
+                        sums[4][str(index)] = sums[4].get(str(index), 0) + count
+        wrap: Any = Jsonb if _postgresql() else json.dumps
+        rows = [(*key, *sums[:4], wrap(sums[4])) for key, sums in sorted(groups.items())]
+        _upsert(_table(RolloutTraffic), _ROLLOUT_TRAFFIC_COLUMNS, _ROLLOUT_TRAFFIC_TAIL, rows)
+        return len(rows)
 
     # 3. transitions
 
