@@ -223,7 +223,14 @@ class FieldSpec:
         text = f"{int(number):,}" if number.is_integer() else repr(number)
         if self.unit == "fraction":
             return f"{text} ({number * 100:.4g} %)"
-        return f"{text} {self.unit}" if self.unit else text
+        if not self.unit:
+            return text
+        return f"{text} {_singular(self.unit) if number == 1 else self.unit}"
+
+
+def _singular(unit: str) -> str:
+    """One of a plural unit: "1 second", "1 success", "1 failure" (units are plurals)."""
+    return unit[:-2] if unit.endswith("sses") else unit.removesuffix("s")
 
 
 def _spec(name: str, rule: _Rule, default: Any) -> FieldSpec:

@@ -287,6 +287,11 @@ def test_field_specs_describe_every_wire_field_from_its_rule() -> None:
     assert threshold.allowed == "1 to 1,000,000" and threshold.step == "1"
     assert by_name["timeout"].allowed == "more than 0, up to 86,400"
     assert by_name["timeout"].format(30.0) == "30 seconds"
+    assert by_name["timeout"].format(1.0) == "1 second"
+    assert by_name["success_threshold"].format(1) == "1 success"
+    assert by_name["failure_threshold"].format(1) == "1 failure"
+    assert by_name["minimum_calls"].format(1) == "1 call"
+    assert by_name["timeout"].format(1.5) == "1.5 seconds"
     assert by_name["failure_rate_threshold"].format(0.35) == "0.35 (35 %)"
     assert by_name["window_type"].choices == ("count", "time")
     assert by_name["window_type"].allowed == "count or time"
