@@ -22,6 +22,7 @@ from controlplane.circuits.models import Circuit, Rollout
 from controlplane.core.audit import MAX_REASON_LENGTH
 from controlplane.core.permissions import acting_user
 from dashboard.forms import config_rows, parse_config
+from dashboard.guards import perm_required
 
 VIEW = "circuits.view_circuit"
 EDIT_CONFIG = "circuits.edit_circuit_config"
@@ -108,6 +109,7 @@ def _number(raw: str, errors: dict[str, str], field: str, kind: type) -> Any:
 
 
 @require_POST
+@perm_required(EDIT_CONFIG)
 def rollout_start(request: HttpRequest, circuit_id: int) -> HttpResponse:
     """Start a canary of the typed thresholds on a percentage or on named instances; bad
     input answers the form again with the errors beside their fields."""
@@ -172,12 +174,14 @@ def _end(request: HttpRequest, circuit_id: int, rollout_id: int, end: Any) -> Ht
 
 
 @require_POST
+@perm_required(EDIT_CONFIG)
 def rollout_promote(request: HttpRequest, circuit_id: int, rollout_id: int) -> HttpResponse:
     """Make the canary's version the circuit's config on every instance."""
     return _end(request, circuit_id, rollout_id, rollouts.promote_rollout)
 
 
 @require_POST
+@perm_required(EDIT_CONFIG)
 def rollout_rollback(request: HttpRequest, circuit_id: int, rollout_id: int) -> HttpResponse:
     """Return every canary instance to the current config."""
     return _end(request, circuit_id, rollout_id, rollouts.rollback_rollout)
@@ -188,6 +192,8 @@ def rollout_groups(request: HttpRequest, circuit_id: int) -> HttpResponse:
     """The active rollout's groups table alone (rollout.js refreshes it); 204 without one."""
     if not request.user.is_authenticated:
         return HttpResponse(status=401)
+    if not access.may_somewhere(request.user, VIEW):
+        raise PermissionDenied
     circuit = _circuit(request, circuit_id, VIEW)
     active = Rollout.objects.filter(circuit=circuit, state=RolloutState.ACTIVE).first()
     if active is None:

@@ -4,14 +4,11 @@ through controlplane.circuits.operations, the same functions the API calls."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
-from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
@@ -78,6 +75,7 @@ from dashboard.forms import (
     input_value,
     parse_config,
 )
+from dashboard.guards import perm_required, require, teams, viewer_required
 from dashboard.history import export_days, export_links, history_page
 from dashboard.params import ParamError, parse_id, parse_ids
 from dashboard.tiles import SORTS, Filters, annotated, overview_page, tiles_by_id, tiles_for
@@ -91,38 +89,6 @@ ADD_SILENCE = "alerts.add_silence"
 END_SILENCE = "alerts.delete_silence"  # the API's DELETE ends a silence too
 # An instance not seen for this many live windows is gone rather than stale.
 GONE_AFTER_WINDOWS = 12
-
-
-def perm_required(
-    perm: str,
-) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
-    """Login (else the login page) and ``perm`` globally or in some team (else 403);
-    the view then checks the team of the object it touches (controlplane/circuits/access.py)."""
-
-    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @wraps(view)
-        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not access.may_somewhere(request.user, perm):
-                raise PermissionDenied
-            return view(request, *args, **kwargs)
-
-        return login_required(checked)
-
-    return decorate
-
-
-viewer_required = perm_required(VIEW)
-
-
-def teams(request: HttpRequest, perm: str = VIEW) -> access.Scope:
-    """The teams whose services the user may ``perm`` (None: every service)."""
-    return access.scope(request.user, perm)
-
-
-def require(request: HttpRequest, perm: str, team_id: int | None) -> None:
-    """403 unless the user has ``perm`` on the services of ``team_id``."""
-    if not access.may(request.user, perm, team_id):
-        raise PermissionDenied
 
 
 def _visible_circuits(request: HttpRequest) -> Any:

@@ -3,7 +3,7 @@ users of every role towards them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.contrib.auth.models import Group, User
@@ -36,6 +36,8 @@ class Side:
     silence: Silence
     token_id: int
     audit: AuditEvent
+    # Objects a case makes before its request (a drill, a rollout), by name, for its URL.
+    extra: dict[str, int] = field(default_factory=dict)
 
 
 def _side(name: str, team_name: str, rule: AlertRule, by: User) -> Side:

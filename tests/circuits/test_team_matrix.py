@@ -18,12 +18,16 @@ from rest_framework.test import APIClient
 
 from breakers.config import field_specs
 from controlplane.circuits import access
+from controlplane.circuits.drills import start_drill
 from controlplane.circuits.models import (
     AuditEvent,
     Circuit,
     Service,
+    Snapshot,
 )
-from controlplane.circuits.operations import force_circuit
+from controlplane.circuits.operations import create_config_version, force_circuit, release_circuit
+from controlplane.circuits.rollouts import start_rollout
+from controlplane.circuits.shadow import start_shadow
 from tests.circuits.teams import Side, _user
 from tests.streaming import body
 
@@ -54,6 +58,60 @@ def expected(kind: str, role: str, side: str, ok: int) -> int:
     if side == "A":
         return ok
     return 403 if kind == "silence_create" else 404
+
+
+# What some cases need before their request, made by the system (no user): a config
+# version, two, a live instance with the circuit and no override (a drill), a running
+# drill, rollout or shadow evaluation. Each returns nothing; ids go to ``Side.extra``.
+def _v1(s: Side) -> None:
+    if s.circuit.config_versions.exists():
+        return
+    s.circuit.current_config = create_config_version(
+        s.circuit, {}, expected_version=0, user=None, reason="v1"
+    )
+
+
+def _v2(s: Side) -> None:
+    _v1(s)
+    create_config_version(
+        s.circuit, {"failure_threshold": 3}, expected_version=1, user=None, reason="v2"
+    )
+
+
+def _drillable(s: Side) -> None:
+    release_circuit(s.circuit, user=None, reason="matrix")
+    Snapshot.objects.create(
+        instance=s.instance, circuit=s.circuit, state="closed", updated_at=timezone.now()
+    )
+
+
+def _drill(s: Side) -> None:
+    _drillable(s)
+    drill = start_drill(s.circuit, reason="x", duration=60, share=100, user=None)
+    s.extra["drill"] = drill.pk
+
+
+def _rollout(s: Side) -> None:
+    _v1(s)
+    rollout = start_rollout(
+        s.circuit, user=None, config={"failure_threshold": 3}, percent=50, reason="x"
+    )
+    s.extra["rollout"] = rollout.pk
+
+
+def _shadow(s: Side) -> None:
+    _v1(s)
+    start_shadow(s.circuit, config={"failure_threshold": 3}, user=None, reason="x")
+
+
+def _then(prepare: Callable[[Side], None], payload: Any = None) -> Callable[[Side, Side], Any]:
+    """A case's body maker that first makes what the request needs."""
+
+    def make(s: Side, _: Side) -> Any:
+        prepare(s)
+        return payload
+
+    return make
 
 
 def _api_cases() -> list[tuple[str, str, str, Callable[[Side, Side], Any], int]]:
@@ -91,6 +149,24 @@ def _api_cases() -> list[tuple[str, str, str, Callable[[Side, Side], Any], int]]
         ("manage", "DELETE", "/api/v1/services/{service}/tokens/{token}/", none, 204),
         ("manage", "POST", "/api/v1/teams/{team}/members/",
          lambda s, o: {"user": "no_role", "role": "viewer"}, 200),
+        ("read", "GET", "/api/v1/circuits/{circuit}/config/diff/?from=1&to=2", _then(_v2), 200),
+        ("read", "GET", "/api/v1/circuits/{circuit}/drills/", none, 200),
+        ("read", "GET", "/api/v1/circuits/{circuit}/drills/{drill}/", _then(_drill), 200),
+        ("operate", "POST", "/api/v1/circuits/{circuit}/drills/",
+         _then(_drillable, {"share": 100, "duration": 60, "reason": "x"}), 201),
+        ("operate", "POST", "/api/v1/circuits/{circuit}/drills/{drill}/end/", _then(_drill), 200),
+        ("read", "GET", "/api/v1/circuits/{circuit}/rollouts/", none, 200),
+        ("read", "GET", "/api/v1/circuits/{circuit}/rollouts/{rollout}/", _then(_rollout), 200),
+        ("operate", "POST", "/api/v1/circuits/{circuit}/rollouts/",
+         _then(_v1, {"config": {"failure_threshold": 3}, "percent": 50, "reason": "x"}), 201),
+        ("operate", "POST", "/api/v1/circuits/{circuit}/rollouts/{rollout}/promote/",
+         _then(_rollout), 200),
+        ("operate", "POST", "/api/v1/circuits/{circuit}/rollouts/{rollout}/rollback/",
+         _then(_rollout), 200),
+        ("read", "GET", "/api/v1/circuits/{circuit}/shadow/", none, 200),
+        ("operate", "POST", "/api/v1/circuits/{circuit}/shadow/",
+         _then(_v1, {"config": {"failure_threshold": 3}, "reason": "x"}), 201),
+        ("operate", "DELETE", "/api/v1/circuits/{circuit}/shadow/", _then(_shadow), 204),
     ]  # fmt: skip
 
 
@@ -98,7 +174,7 @@ def _url(template: str, s: Side) -> str:
     return template.format(
         service=s.service.pk, circuit=s.circuit.pk, instance=s.instance.pk,
         transition=s.transition.pk, audit=s.audit.pk, alert=s.alert.pk,
-        silence=s.silence.pk, token=s.token_id, team=s.team.pk,
+        silence=s.silence.pk, token=s.token_id, team=s.team.pk, **s.extra,
     )  # fmt: skip
 
 
@@ -120,7 +196,8 @@ def test_api_matrix(
     kind, method, template, make_body, ok = case
     s, other = world[side], world["B" if side == "A" else "A"]
     client = api_client_for(users[role])
-    response = client.generic(method, _url(template, s), data=_json(make_body(s, other)),
+    payload = _json(make_body(s, other))  # first: it may make what the URL names
+    response = client.generic(method, _url(template, s), data=payload,
                               content_type="application/json")  # fmt: skip
     assert response.status_code == expected(kind, role, side, ok), response.content
 
@@ -206,7 +283,34 @@ def _page_cases() -> list[tuple[str, str, str, Callable[[Side], dict[str, Any]],
          lambda s: {"alert": s.alert.pk, "match": "service", "reason": "x",
                     "expires_in_minutes": 30, "confirm": "1"}, 302),
         ("operate", "POST", "/silences/{silence}/end", lambda s: {}, 302),
+        ("read", "GET", "/circuits/{circuit}/config/diff?from=1&to=2", _prepared(_v2, {}), 200),
+        ("operate", "POST", "/circuits/{circuit}/drills",
+         _prepared(_drillable, {"share": "100", "duration": "60", "reason": "x"}), 302),
+        ("operate", "POST", "/circuits/{circuit}/drills/{drill}/end", _prepared(_drill, {}), 302),
+        ("read", "GET", "/circuits/{circuit}/rollouts/groups", _prepared(_rollout, {}), 200),
+        ("operate", "POST", "/circuits/{circuit}/rollouts/start",
+         lambda s: _prepared(_v1, {**config(s), "percent": "50"})(s), 302),
+        ("operate", "POST", "/circuits/{circuit}/rollouts/{rollout}/promote",
+         _prepared(_rollout, {}), 302),
+        ("operate", "POST", "/circuits/{circuit}/rollouts/{rollout}/rollback",
+         _prepared(_rollout, {}), 302),
+        ("operate", "POST", "/circuits/{circuit}/shadow",
+         lambda s: _prepared(_v1, {**config(s), "shadow": "start"})(s), 302),
+        ("operate", "POST", "/circuits/{circuit}/shadow",
+         _prepared(_shadow, {"shadow": "stop", "reason": "x"}), 302),
     ]  # fmt: skip
+
+
+def _prepared(
+    prepare: Callable[[Side], None], form: dict[str, Any]
+) -> Callable[[Side], dict[str, Any]]:
+    """A page case's form maker that first makes what the request needs."""
+
+    def make(s: Side) -> dict[str, Any]:
+        prepare(s)
+        return form
+
+    return make
 
 
 PAGE_CASES = _page_cases()
@@ -220,8 +324,9 @@ def test_dashboard_matrix(world: dict[str, Side], case: Any, role: str, side: st
     s = world[side]
     client = Client()
     client.force_login(_user(role, world))
+    form = make_body(s)  # first: it may make what the URL names
     url = _url(template, s)
-    response = client.get(url) if method == "GET" else client.post(url, make_body(s))
+    response = client.get(url) if method == "GET" else client.post(url, form)
     assert response.status_code == expected(kind, role, side, ok), response.content[:300]
 
 
