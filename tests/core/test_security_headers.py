@@ -202,6 +202,7 @@ FORM_POSTS: dict[str, tuple[str, dict[str, str]]] = {
     "login-error": ("/login/", {"username": "nobody", "password": "not the password"}),
     "tokens-error": ("/tokens/", {"scope": "admin", "team": "", "expires_in_days": "30"}),
     "tokens-created": ("/tokens/", {"scope": "read", "team": "", "expires_in_days": "7"}),
+    "rollout-error": ("/circuits/{email}/rollouts/start", {"percent": "100"}),
 }
 
 

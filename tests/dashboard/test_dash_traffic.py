@@ -82,6 +82,9 @@ def test_circuit_page_has_no_inline_script_or_style(as_viewer: Client, fleet: An
         "/static/dashboard/search.js",
         f"/static/{VENDOR}/uPlot.iife.min.js",
         "/static/dashboard/traffic.js",
+        "/static/dashboard/drills.js",
+        "/static/dashboard/shadow.js",
+        "/static/dashboard/rollout.js",
     ]
     assert f'href="/static/{VENDOR}/uPlot.min.css"' in html
     assert "cdn" not in html.lower() and "https://" not in html
