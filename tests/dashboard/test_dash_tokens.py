@@ -40,7 +40,7 @@ def test_the_expires_column_shows_the_true_time_left(viewer: User) -> None:
     )
     page = _signed_in(viewer).get("/tokens/").content.decode()
     expires = re.findall(
-        r'data-token="(\w+)".*?data-label="Expires"><time [^>]*>([^<]*)</time>', page
+        r'data-token="([\w-]+)".*?data-label="Expires"><time [^>]*>([^<]*)</time>', page
     )
     assert dict(expires) == {week.prefix: "in 7 d", half.prefix: "in 6 d 12 h"}
 
