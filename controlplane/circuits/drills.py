@@ -31,10 +31,11 @@ from django.utils import timezone
 
 from controlplane.circuits import events
 from controlplane.circuits.choices import AuditAction, CircuitState, DrillEnd
-from controlplane.circuits.desired import bump_desired_version, drill_wire, isoformat
+from controlplane.circuits.desired import drill_wire, isoformat
 from controlplane.circuits.models import Circuit, Drill, Override, Snapshot, Traffic10s, Transition
+from controlplane.circuits.operations import change_desired_state, lock_circuit
 from controlplane.circuits.querysets import live_cutoff
-from controlplane.core.audit import MAX_REASON_LENGTH, record_audit
+from controlplane.core.audit import MAX_REASON_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -129,14 +130,6 @@ def _check(
     return reason, float(duration)
 
 
-def _lock(circuit: Circuit) -> Circuit:
-    # Serialises drills with the circuit's overrides and config changes (operations.py
-    # locks the same row).
-    return (
-        Circuit.objects.select_for_update(of=("self",)).select_related("service").get(pk=circuit.pk)
-    )
-
-
 def _change(
     circuit: Circuit,
     drill: Drill,
@@ -151,19 +144,18 @@ def _change(
 ) -> None:
     """Audit a drill's change with the circuit's team, bump the service's desired version
     and publish the event after commit (which wakes the agents' watches)."""
-    record_audit(
+    wire = drill_wire(drill)
+    change_desired_state(
+        circuit,
         actor=actor,
         action=action,
-        target=circuit,
         reason=reason,
         before=before,
         after=after,
-        service_id=circuit.service_id,
         now=now,
-    )
-    version = bump_desired_version(circuit.service_id)
-    events.publish(
-        events.drill_event(circuit, action=event, drill=drill_wire(drill), desired_version=version)
+        event=lambda version: events.drill_event(
+            circuit, action=event, drill=wire, desired_version=version
+        ),
     )
 
 
@@ -187,7 +179,7 @@ def start_drill(
     reason, seconds = _check(reason=reason, duration=duration, share=share, instances=instances)
     now = now or timezone.now()
     with transaction.atomic():
-        circuit = _lock(circuit)
+        circuit = lock_circuit(circuit)
         complete_due_drills(now=now, circuit_id=circuit.pk)
         running = Drill.objects.filter(circuit=circuit, ended_at__isnull=True).first()
         if running is not None:
@@ -247,7 +239,7 @@ def end_drill(
         raise DrillInvalidError("reason", f"must be text of at most {MAX_REASON_LENGTH} characters")
     now = now or timezone.now()
     with transaction.atomic():
-        circuit = _lock(drill.circuit)
+        circuit = lock_circuit(drill.circuit)
         drill = Drill.objects.select_for_update().get(pk=drill.pk)
         if drill_state(drill, now) != "running":
             raise NotRunningError(f"drill {drill.pk} is not running")

@@ -71,7 +71,7 @@ class ConfigInvalidError(ValueError):
         super().__init__("; ".join(f"{k} {v}" for k, v in errors.items()))
 
 
-def _change_desired_state(
+def change_desired_state(
     circuit: Circuit,
     *,
     actor: User | None,
@@ -99,7 +99,7 @@ def _change_desired_state(
     return version
 
 
-def _check_reason(reason: str, *, required: bool) -> str:
+def check_reason(reason: str, *, required: bool) -> str:
     if not isinstance(reason, str):
         raise ValueError("reason must be a string")
     reason = reason.strip()
@@ -112,7 +112,7 @@ def _check_reason(reason: str, *, required: bool) -> str:
     return reason
 
 
-def _lock(circuit: Circuit) -> Circuit:
+def lock_circuit(circuit: Circuit) -> Circuit:
     # Serialises every override and config change of one circuit.
     return (
         Circuit.objects.select_for_update(of=("self",))
@@ -151,7 +151,7 @@ def force_circuit(
     """
     if state not in OverrideState.values:
         raise ValueError(f"state must be one of {', '.join(OverrideState.values)}, got {state!r}")
-    reason = _check_reason(reason, required=True)
+    reason = check_reason(reason, required=True)
     if expires_in is not None:
         ok = isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool)
         if not ok or not 1 <= expires_in <= MAX_EXPIRES_IN_SECONDS:
@@ -161,7 +161,7 @@ def force_circuit(
             )
     now = now or timezone.now()
     with transaction.atomic():
-        circuit = _lock(circuit)
+        circuit = lock_circuit(circuit)
         previous = _open_override(circuit)
         before = None
         if previous is not None:
@@ -180,7 +180,7 @@ def force_circuit(
             expires_at=now + timedelta(seconds=expires_in) if expires_in is not None else None,
         )
         after = override_wire(override)
-        _change_desired_state(
+        change_desired_state(
             circuit,
             actor=user,
             action=AuditAction.OVERRIDE_FORCE,
@@ -203,10 +203,10 @@ def release_circuit(
     now: datetime | None = None,
 ) -> Override:
     """End the override in force on ``circuit``; raises NotForcedError if there is none."""
-    reason = _check_reason(reason, required=False)
+    reason = check_reason(reason, required=False)
     now = now or timezone.now()
     with transaction.atomic():
-        circuit = _lock(circuit)
+        circuit = lock_circuit(circuit)
         override = _open_override(circuit)
         if override is None or (override.expires_at is not None and override.expires_at <= now):
             raise NotForcedError(f"circuit {circuit} has no override in force")
@@ -215,7 +215,7 @@ def release_circuit(
         override.ended_by = user
         override.end_reason = OverrideEnd.RELEASED
         override.save(update_fields=["ended_at", "ended_by", "end_reason"])
-        _change_desired_state(
+        change_desired_state(
             circuit,
             actor=user,
             action=AuditAction.OVERRIDE_RELEASE,
@@ -245,11 +245,11 @@ def create_config_version(
     N. Raises ConfigConflictError (stale expected_version), RolloutActiveError (a canary
     rollout of the circuit runs: promote or roll it back first) or ConfigInvalidError.
     """
-    reason = _check_reason(reason, required=False)
+    reason = check_reason(reason, required=False)
     if not isinstance(config, Mapping):
         raise ConfigInvalidError({"config": "must be an object of wire fields"})
     with transaction.atomic():
-        circuit = _lock(circuit)
+        circuit = lock_circuit(circuit)
         current = circuit.current_config
         current_version = current.version if current else 0
         if expected_version != current_version:
@@ -273,7 +273,7 @@ def create_config_version(
         )
         circuit.current_config = new
         circuit.save(update_fields=["current_config"])
-        _change_desired_state(
+        change_desired_state(
             circuit,
             actor=user,
             action=AuditAction.CONFIG_CREATE,
@@ -312,7 +312,7 @@ def expire_overrides(*, now: datetime | None = None, service_id: int | None = No
             if not claimed:
                 continue
             expired += 1
-            _change_desired_state(
+            change_desired_state(
                 override.circuit,
                 actor=None,
                 action=AuditAction.OVERRIDE_EXPIRE,

@@ -52,10 +52,12 @@ from controlplane.circuits.models import (
     Snapshot,
     Transition,
 )
-from controlplane.circuits.operations import _change_desired_state as change_desired_state
-from controlplane.circuits.operations import _check_reason as check_reason
-from controlplane.circuits.operations import _lock as lock_circuit
-from controlplane.circuits.operations import next_version
+from controlplane.circuits.operations import (
+    change_desired_state,
+    check_reason,
+    lock_circuit,
+    next_version,
+)
 from controlplane.circuits.querysets import live_cutoff
 from controlplane.core.audit import actor_name
 

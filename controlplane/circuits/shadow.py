@@ -31,11 +31,7 @@ from controlplane.circuits.models import (
     ShadowTransition,
     Transition,
 )
-from controlplane.circuits.operations import (
-    _change_desired_state,
-    _check_reason,
-    _lock,
-)
+from controlplane.circuits.operations import change_desired_state, check_reason, lock_circuit
 
 #: The span of the page's sentence: "would have opened N times in the last hour".
 SUMMARY_WINDOW = timedelta(hours=1)
@@ -99,10 +95,10 @@ def start_shadow(
     """Evaluate a candidate beside ``circuit``'s config on every instance: ``config``
     (the fields that differ from the current config) or an existing ``config_version``.
     One already running is stopped. Raises ShadowInvalidError naming the bad field."""
-    reason = _check_reason(reason, required=False)
+    reason = check_reason(reason, required=False)
     now = now or timezone.now()
     with transaction.atomic():
-        circuit = _lock(circuit)
+        circuit = lock_circuit(circuit)
         version, candidate = _candidate(circuit, config, config_version)
         previous = running_shadow(circuit)
         before = None
@@ -126,10 +122,10 @@ def stop_shadow(
     circuit: Circuit, *, user: User | None, reason: str = "", now: datetime | None = None
 ) -> ShadowEvaluation:
     """End the evaluation running on ``circuit``; raises NotRunningError if none runs."""
-    reason = _check_reason(reason, required=False)
+    reason = check_reason(reason, required=False)
     now = now or timezone.now()
     with transaction.atomic():
-        circuit = _lock(circuit)
+        circuit = lock_circuit(circuit)
         evaluation = running_shadow(circuit)
         if evaluation is None:
             raise NotRunningError(f"circuit {circuit} runs no shadow evaluation")
@@ -149,7 +145,7 @@ def _announce(
     after: Any,
     now: datetime,
 ) -> None:
-    _change_desired_state(
+    change_desired_state(
         circuit,
         actor=user,
         action=AuditAction.SHADOW_START if action == "start" else AuditAction.SHADOW_STOP,
