@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import operator
@@ -44,10 +45,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
-from psycopg.types.json import Jsonb
 
 from breakers.config import CircuitBreakerConfig
 from breakers.wire import format_timestamp
@@ -155,7 +156,10 @@ def _upsert(
 ) -> list[tuple[Any, ...]]:
     """``INSERT INTO table AS x (columns) <rows> <tail>``, the rows of its RETURNING.
 
-    PostgreSQL: one statement, each column an array sent in binary (``unnest``).
+    PostgreSQL: one statement with one parameter, the rows as a JSON array of arrays
+    (serialised by orjson, in C) that the statement casts column by column: a thousand
+    rows cost one ``orjson.dumps`` rather than a Python loop per value and column (the
+    binary array dumpers). ``jsonb`` columns take their value as it is.
     SQLite: a statement per row (in-process, no round trip), ``GREATEST``/``LEAST``
     spelled ``MAX``/``MIN``, times in the form Django stores.
     """
@@ -163,10 +167,8 @@ def _upsert(
         return []
     names = ", ".join(name for name, _ in columns)
     if _postgresql():
-        arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)
-        sql = f"INSERT INTO {table} AS x ({names}) SELECT * FROM unnest({arrays}) {tail}"
         with _binding_cursor() as cursor:
-            cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+            cursor.execute(_json_insert(table, tuple(columns), tail), [orjson.dumps(rows).decode()])
             return list(cursor.fetchall()) if cursor.description else []
     tail = tail.replace("GREATEST(", "MAX(").replace("LEAST(", "MIN(")
     marks = ", ".join(["%s"] * len(columns))
@@ -175,10 +177,26 @@ def _upsert(
     out: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
         for row in rows:
-            cursor.execute(sql, [adapt(v) if isinstance(v, datetime) else v for v in row])
+            values = [adapt(v) if isinstance(v, datetime) else v for v in row]
+            cursor.execute(sql, [json.dumps(v) if isinstance(v, dict) else v for v in values])
             if cursor.description:
                 out.extend(cursor.fetchall())
     return out
+
+
+@functools.cache
+def _json_insert(table: str, columns: tuple[tuple[str, str], ...], tail: str) -> str:
+    """The PostgreSQL statement of :func:`_upsert`: row ``r``'s value ``i`` is
+    ``r->>i`` cast to its column's type (``r->i`` for a ``jsonb`` column)."""
+    names = ", ".join(name for name, _ in columns)
+    values = ", ".join(
+        f"r->{i}" if kind == "jsonb" else f"(r->>{i})::{kind}"
+        for i, (_, kind) in enumerate(columns)
+    )
+    return (
+        f"INSERT INTO {table} AS x ({names}) "
+        f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r {tail}"
+    )
 
 
 def _binding_cursor() -> Any:
@@ -666,8 +684,7 @@ class Store:
         traffic: Traffic = {}
         for item, report in reports:
             add_up(traffic, report, circuits[item.service_id])
-        wrap: Any = Jsonb if _postgresql() else json.dumps
-        rows = [(*row[:-1], wrap(row[-1])) for row in reports_rows(traffic)]
+        rows = list(reports_rows(traffic))
         _upsert(_table(Traffic10s), _TRAFFIC_COLUMNS, _TRAFFIC_TAIL, rows)
         return [(row[0], row[1]) for row in rows]
 
@@ -755,8 +772,7 @@ class Store:
                 for index, count in growth.latency:
                     if count:
                         sums[4][str(index)] = sums[4].get(str(index), 0) + count
-        wrap: Any = Jsonb if _postgresql() else json.dumps
-        rows = [(*key, *sums[:4], wrap(sums[4])) for key, sums in sorted(groups.items())]
+        rows = [(*key, *sums[:5]) for key, sums in sorted(groups.items())]
         _upsert(_table(RolloutTraffic), _ROLLOUT_TRAFFIC_COLUMNS, _ROLLOUT_TRAFFIC_TAIL, rows)
         return len(rows)
 
