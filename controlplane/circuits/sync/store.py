@@ -439,7 +439,7 @@ class Store:
                     item.acked_through, item.telemetry_through = found[2], found[3]
             accepted = [item for item in accepted if item.error is None]
             new = self._transitions(accepted, circuits, instances, now)
-            rows, changed = self._snapshots(accepted, circuits, instances, now)
+            rows, changed, read = self._snapshots(accepted, circuits, instances, now)
             grown = self._traffic(reports, circuits)
             self._shadows(reports, circuits, instances)
             if grown:
@@ -459,7 +459,8 @@ class Store:
                 )
                 for item in accepted
             }
-            transaction.on_commit(lambda: self._committed(circuits, rows, seen), robust=True)
+            cache = {**read, **rows}
+            transaction.on_commit(lambda: self._committed(circuits, cache, seen), robust=True)
             if publish:
                 events.publish(*result.events)
         return result
@@ -821,8 +822,10 @@ class Store:
         circuits: Mapping[int, Mapping[str, int]],
         instances: Mapping[tuple[int, str], tuple[int, int, int, int]],
         now: datetime,
-    ) -> tuple[dict[Key, Row], list[Change]]:
-        """Write the rows due; returns them (for the cache) and the state changes."""
+    ) -> tuple[dict[Key, Row], list[Change], dict[Key, Row]]:
+        """Write the rows due; returns them, the state changes, and the rows read from
+        the database as bases (both go to the cache: a process that reads an instance's
+        rows once does not read them again on its next sync)."""
         latest: dict[Key, tuple[Item, Breaker, int]] = {}
         named: set[Key] = set()  # snapshots a transition of their sync names
         for item in items:
@@ -836,7 +839,9 @@ class Store:
                 old = latest.get(key)
                 if old is None or _later(item, old[0]):
                     latest[key] = (item, b, generation)
+        rows_cached = self.rows
         bases = self._bases(latest)
+        read = {key: row for key, row in bases.items() if key not in rows_cached}
         counter_seconds = float(settings.SWITCHYARD_SYNC_COUNTER_SECONDS)
         rows: list[tuple[Any, ...]] = []
         written: dict[Key, Row] = {}
@@ -906,11 +911,11 @@ class Store:
         kept = {(pk, cid) for pk, cid in stored}
         written = {key: row for key, row in written.items() if key in kept}
         changed = [c for c in changed if c[2] in kept]
-        return written, changed
+        return written, changed, read
 
     def _bases(self, latest: Mapping[Key, Any]) -> dict[Key, Row]:
         """The previous row of each snapshot: from the cache, else from the database (all
-        rows of an instance at once)."""
+        rows of an instance at once, each of them returned)."""
         rows = self.rows
         bases = {key: rows[key] for key in latest if key in rows}
         unread = {key[0] for key in latest if key not in bases}
@@ -929,7 +934,7 @@ class Store:
                 "rejected_delta",
             ):
                 key = (values[0], values[1])
-                if key in latest and key not in bases:
+                if key not in bases:
                     bases[key] = Row(
                         values[2],
                         values[3],
