@@ -170,7 +170,7 @@ def _upsert(
         with _binding_cursor() as cursor:
             cursor.execute(_json_insert(table, tuple(columns), tail), [orjson.dumps(rows).decode()])
             return list(cursor.fetchall()) if cursor.description else []
-    tail = tail.replace("GREATEST(", "MAX(").replace("LEAST(", "MIN(")
+    tail = tail.replace("GREATEST(", "MAX(").replace("LEAST(", "MIN(").replace(_CREATED, "NULL")
     marks = ", ".join(["%s"] * len(columns))
     sql = f"INSERT INTO {table} AS x ({names}) VALUES ({marks}) {tail}"
     adapt = connection.ops.adapt_datetimefield_value
@@ -215,6 +215,9 @@ def _binding_cursor() -> Any:
     return connection.make_cursor(cursor)
 
 
+# In the RETURNING of an upsert: whether the row was inserted (PostgreSQL: a row the
+# statement updated, or locked earlier in the transaction, has an xmax). SQLite: unknown.
+_CREATED = "(x.xmax = 0)"
 _RESTART = (
     "(EXCLUDED.started_at IS NOT NULL AND x.started_at IS NOT NULL "
     "AND EXCLUDED.started_at <> x.started_at)"
@@ -253,7 +256,7 @@ ON CONFLICT (service_id, instance_id) DO UPDATE SET
         + LEAST(EXCLUDED.dropped_reports, {MAX_COUNTER} - x.dropped_reports),
     last_seen = GREATEST(x.last_seen, EXCLUDED.last_seen),
     {{telemetry}}
-RETURNING id, service_id, instance_id, generation, acked_through, telemetry_through
+RETURNING id, service_id, instance_id, generation, acked_through, telemetry_through, {_CREATED}
 """
 _INSTANCE_PLAIN_TAIL = _INSTANCE_TAIL.replace(
     "{telemetry}",
@@ -432,14 +435,14 @@ class Store:
         with transaction.atomic():
             circuits = self._circuits(items)
             accepted = [item for item in items if item.error is None]
-            instances, reports = self._instances(accepted)
+            instances, reports, created = self._instances(accepted)
             for item in accepted:
                 found = instances.get((item.service_id, item.sync.instance.id))
                 if found is not None:
                     item.acked_through, item.telemetry_through = found[2], found[3]
             accepted = [item for item in accepted if item.error is None]
             new = self._transitions(accepted, circuits, instances, now)
-            rows, changed, read = self._snapshots(accepted, circuits, instances, now)
+            rows, changed, read = self._snapshots(accepted, circuits, instances, now, created)
             grown = self._traffic(reports, circuits)
             self._shadows(reports, circuits, instances)
             if grown:
@@ -579,11 +582,14 @@ class Store:
 
     def _instances(
         self, items: list[Item]
-    ) -> tuple[dict[tuple[int, str], tuple[int, int, int, int]], list[tuple[Item, Report]]]:
+    ) -> tuple[
+        dict[tuple[int, str], tuple[int, int, int, int]], list[tuple[Item, Report]], set[int]
+    ]:
         """(service id, instance id) -> (pk, generation, acked_through,
-        telemetry_through), after the upsert of every reporting process, and the
-        telemetry reports stored for the first time. Several syncs of one process in
-        one write merge: the latest values, the highest id, the dropped counts added up."""
+        telemetry_through), after the upsert of every reporting process; the telemetry
+        reports stored for the first time; the pks of the instances it inserted
+        (PostgreSQL: they have no snapshot to read). Several syncs of one process in one
+        write merge: the latest values, the highest id, the dropped counts added up."""
         merged: dict[tuple[int, str], list[Any]] = {}
         telemetry = any(item.sync.telemetry for item in items)
         marks = self._watermarks(items) if telemetry else {}
@@ -632,8 +638,9 @@ class Store:
         tail = _INSTANCE_TELEMETRY_TAIL if telemetry else _INSTANCE_PLAIN_TAIL
         rows = [tuple(merged[key]) for key in sorted(merged)]  # one lock order everywhere
         stored = _upsert(_table(Instance), _INSTANCE_COLUMNS, tail, rows)
-        found = {(sid, iid): (pk, gen, acked, tel) for pk, sid, iid, gen, acked, tel in stored}
-        return found, [(item, r) for item, r in reports if item.error is None]
+        found = {(sid, iid): (pk, gen, acked, tel) for pk, sid, iid, gen, acked, tel, _ in stored}
+        created = {row[0] for row in stored if row[6]}
+        return found, [(item, r) for item, r in reports if item.error is None], created
 
     def _watermarks(self, items: list[Item]) -> dict[tuple[int, str], Watermark]:
         """The telemetry watermark of each process ``items`` name, read under its row's
@@ -822,6 +829,7 @@ class Store:
         circuits: Mapping[int, Mapping[str, int]],
         instances: Mapping[tuple[int, str], tuple[int, int, int, int]],
         now: datetime,
+        created: set[int],
     ) -> tuple[dict[Key, Row], list[Change], dict[Key, Row]]:
         """Write the rows due; returns them, the state changes, and the rows read from
         the database as bases (both go to the cache: a process that reads an instance's
@@ -840,7 +848,7 @@ class Store:
                 if old is None or _later(item, old[0]):
                     latest[key] = (item, b, generation)
         rows_cached = self.rows
-        bases = self._bases(latest)
+        bases = self._bases(latest, created)
         read = {key: row for key, row in bases.items() if key not in rows_cached}
         counter_seconds = float(settings.SWITCHYARD_SYNC_COUNTER_SECONDS)
         rows: list[tuple[Any, ...]] = []
@@ -913,12 +921,13 @@ class Store:
         changed = [c for c in changed if c[2] in kept]
         return written, changed, read
 
-    def _bases(self, latest: Mapping[Key, Any]) -> dict[Key, Row]:
+    def _bases(self, latest: Mapping[Key, Any], created: set[int]) -> dict[Key, Row]:
         """The previous row of each snapshot: from the cache, else from the database (all
-        rows of an instance at once, each of them returned)."""
+        rows of an instance at once, each of them returned); none for an instance this
+        write inserted (``created``)."""
         rows = self.rows
         bases = {key: rows[key] for key in latest if key in rows}
-        unread = {key[0] for key in latest if key not in bases}
+        unread = {key[0] for key in latest if key not in bases} - created
         if unread:
             for values in Snapshot.objects.filter(instance_id__in=unread).values_list(
                 "instance_id",
