@@ -16,7 +16,7 @@ USER switchyard
 EXPOSE 8000
 # The web command; the compose file runs the worker, beat and demo with other commands
 # (and their own health checks).
-CMD ["sh", "-c", "exec uvicorn controlplane.asgi:application --host 0.0.0.0 --port 8000 --workers ${WEB_WORKERS:-4} --proxy-headers --forwarded-allow-ips '*'"]
+CMD ["sh", "-c", "exec python -m controlplane.serve --host 0.0.0.0 --port 8000 --workers ${WEB_WORKERS:-4} --proxy-headers --forwarded-allow-ips '*'"]
 # /healthz with a Host that ALLOWED_HOSTS accepts (its first entry, a wildcard's domain).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=4 \
     CMD ["python", "-c", "import os, urllib.request as u; h = os.environ.get('ALLOWED_HOSTS', '').split(',')[0].lstrip('*.') or 'localhost'; u.urlopen(u.Request('http://127.0.0.1:8000/healthz', headers={'Host': h}), timeout=4)"]

@@ -686,12 +686,15 @@ def start_server(
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(server_root),
     }
-    command = [sys.executable, "-m", "uvicorn", "controlplane.asgi:application"]
+    if (server_root / "controlplane" / "serve.py").exists():
+        # The service's own launcher: one SO_REUSEPORT socket per worker.
+        command = [sys.executable, "-m", "controlplane.serve", "--workers", str(workers)]
+    else:  # an older checkout (--server-root)
+        command = [sys.executable, "-m", "uvicorn", "controlplane.asgi:application"]
+        command += ["--workers", str(workers)] if workers > 1 else []
     command += ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"]
     # Keep-alive longer than the agents' interval, as docs/operations.md advises.
     command += ["--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "30"]
-    if workers > 1:
-        command += ["--workers", str(workers)]
     proc = subprocess.Popen(command, cwd=server_root, env=env, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

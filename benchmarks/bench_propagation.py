@@ -6,7 +6,8 @@ Run: .venv/bin/python benchmarks/bench_propagation.py [--agents 200] [--rounds 5
 What it does, all on this machine:
 
 1. Prepares a database (BENCH_DATABASE_URL, default .../switchyard_bench, migrated here)
-   and starts one control plane: uvicorn serving controlplane.asgi on 127.0.0.1 with the
+   and starts one control plane: ``python -m controlplane.serve`` (uvicorn workers)
+   serving controlplane.asgi on 127.0.0.1 with the
    Redis change feed (BENCH_REDIS_URL, default redis://127.0.0.1:6379/14).
 2. Starts ``--agents`` real :class:`breakers.agent.Agent` objects, each with its own
    registry and breaker "payments", spread over ``--hosts`` processes separate from the
@@ -234,12 +235,14 @@ def start_server(
         SWITCHYARD_POLL_INTERVAL=str(poll_interval),
         PYTHONPATH=str(ROOT),
     )
+    # The project as production serves it (python -m controlplane.serve: a SO_REUSEPORT
+    # socket per worker); Django's plain handler through uvicorn's own --workers.
+    launcher = ["controlplane.serve"] if app == "project" else ["uvicorn", *APPS[app]]
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "uvicorn",
-            *APPS[app],
+            *launcher,
             "--host",
             "127.0.0.1",
             "--port",
@@ -493,7 +496,7 @@ def main() -> int:
         ready = sum(parent.recv()[1] for parent, _ in pipes)
         print(
             f"{ready}/{args.agents} agents synced in {time.monotonic() - started:.1f} s "
-            f"({hosts} agent processes, 1 uvicorn process serving {args.app!r}, "
+            f"({hosts} agent processes, {args.workers} server worker(s) serving {args.app!r}, "
             f"Redis change feed, sync interval {args.poll_interval} s)"
         )
         time.sleep(args.settle)  # every agent back in its watch

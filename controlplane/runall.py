@@ -35,7 +35,7 @@ def commands(
     level = "WARNING" if quiet else "INFO"
     celery = [py, "-m", "celery", "-A", "controlplane", *(["--quiet"] if quiet else [])]
     return {
-        "web": [py, "-m", "uvicorn", "controlplane.asgi:application", "--host", host,
+        "web": [py, "-m", "controlplane.serve", "--host", host,
                 "--port", str(port), "--lifespan", "off",
                 *(["--no-access-log"] if quiet else [])],
         "worker": [*celery, "worker", "--loglevel", level, "--concurrency", "2",

@@ -65,7 +65,7 @@ def test_dockerfile_runs_as_non_root_with_cmd_and_healthcheck() -> None:
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
     cmd = [line for line in lines if line.startswith("CMD ")]
-    assert cmd and "uvicorn" in cmd[-1] and "--workers" in cmd[-1]
+    assert cmd and "controlplane.serve" in cmd[-1] and "--workers ${WEB_WORKERS" in cmd[-1]
     health = [line for line in lines if line.startswith("HEALTHCHECK ")]
     assert health and "/healthz" in health[-1]
 
