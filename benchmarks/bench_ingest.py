@@ -12,7 +12,8 @@ What it does, all on this machine:
    ``controlplane.asgi`` from ``--server-root`` (default: this checkout; point it at an
    export of another commit to measure that code in the same run).
 3. Registration phase: every simulated instance sends its first sync (all breakers, each
-   with the config object the real agent sends).
+   with the config object the real agent sends); the phase ends once every instance row
+   and its snapshots are in the database (a registration is answered before its write).
 4. Steady phase, the payload mix of a fleet: counters grow on every sync; 70% of syncs
    carry no transition, 25% one, 5% five (each flips the breaker's reported state);
    each carries one telemetry report (docs/traffic.md) with every breaker's growth and
@@ -390,6 +391,26 @@ async def register(port: int, token: str, fleet: list[SimInstance], concurrency:
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return tally
+
+
+async def durable(database_url: str, service_id: int, instances: int, snapshots: int) -> None:
+    """Until the database holds ``instances`` instances of the service and ``snapshots``
+    snapshots of them: a registration counts once it is stored, not once answered."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline:
+            row = await (
+                await conn.execute(
+                    "SELECT count(DISTINCT i.id), count(s.id) FROM circuits_instance i "
+                    "LEFT JOIN circuits_snapshot s ON s.instance_id = i.id "
+                    "WHERE i.service_id = %s",
+                    [service_id],
+                )
+            ).fetchone()
+            if row is not None and row[0] >= instances and row[1] >= snapshots:
+                return
+            await asyncio.sleep(0.005)
+    raise RuntimeError("the registrations were not all stored within 120 s")
 
 
 async def saturate(
@@ -773,6 +794,9 @@ async def main_async(args: argparse.Namespace) -> None:
         server.start()
         pg.start()
         tally = await register(port, token, fleet, args.concurrency)
+        # Answered is not enough: the phase ends once every instance and its snapshots
+        # are in the database.
+        await durable(database_url, service_id, len(fleet), len(fleet) * args.breakers)
         registered = report(
             "registration", tally, time.perf_counter() - started, server.stop(), pg.stop()
         )

@@ -256,13 +256,17 @@ async def test_only_a_sync_with_nothing_to_lose_is_answered_before_its_write(
     await asyncio.wait_for(group.accept(counters), timeout=2)  # answered: not written yet
     # Its report is not covered yet: the agent sends it again until an answer covers it.
     assert (counters.acked_through, counters.telemetry_through) == (1, 0)
+    # The first sync of a new process, naming breakers already stored, acknowledges
+    # nothing: it is answered at once too (its instance row comes with the next write).
+    newcomer = item(clock=7.0, instance={"id": "web-2"}, breakers=[{"name": "db"}])
+    await asyncio.wait_for(group.accept(newcomer), timeout=2)
+    assert (newcomer.acked_through, newcomer.telemetry_through) == (0, 0)
     # What could be lost, or is new to the store, waits for its write.
     restarted = {"started_at": "2026-11-27T12:00:00Z"}
     unsettled = [
         item(clock=7.0, breakers=[{"name": "db", "calls": 50}], transitions=[transition(2)]),
         item(clock=7.0, breakers=[{"name": "db"}], dropped_transitions=1),
         item(clock=7.0, breakers=[{"name": "db"}, {"name": "new"}]),
-        item(clock=7.0, instance={"id": "web-2"}, breakers=[{"name": "db"}]),
         item(clock=7.0, instance=restarted, breakers=[{"name": "db"}]),
         item(clock=7.0, breakers=[{"name": "db"}], dropped_reports=1),
         item(
@@ -271,14 +275,17 @@ async def test_only_a_sync_with_nothing_to_lose_is_answered_before_its_write(
             telemetry=[{**report, "breakers": [{"name": "other", "calls": 1}]}],
         ),
     ]
-    assert [store.settled(u) for u in unsettled] == [False] * 7
+    assert [store.settled(u) for u in unsettled] == [False] * 6
     task = asyncio.ensure_future(group.accept(unsettled[0]))
     done, _ = await asyncio.wait([task], timeout=0.5)
     assert not done
     release.set()
     await asyncio.wait_for(task, timeout=10)
     assert unsettled[0].error is None and unsettled[0].acked_through == 2
-    row = await sync_to_async(Snapshot.objects.get)()
+    # Queued before it, the newcomer was written with it or before it.
+    newcomer_row = await sync_to_async(Instance.objects.get)(instance_id="web-2")
+    assert (newcomer_row.acked_through, newcomer_row.generation) == (0, 0)
+    row = await sync_to_async(Snapshot.objects.get)(instance__instance_id="web-1")
     # Written in the held write or with the next one: the counters and their growth
     # over the agent's clock either way.
     assert (row.calls, row.clock) == (50, 7.0)

@@ -24,9 +24,10 @@ set-based statements (the same count for 1 or 500 syncs):
 :class:`GroupCommit` feeds it under ASGI: syncs queue, and one thread writes whatever
 queued as soon as the previous write committed (at once when idle), so a lone sync
 costs one transaction and batches grow with load. A sync with anything to lose
-(transitions, a dropped count, a process or breaker new to this process) is answered
-after the transaction that stored it commits (``acked_through`` means durable); one with
-states and cumulative counters alone is answered at once (:meth:`Store.settled`). A write
+(transitions, a dropped count, a breaker new to this process, a new start of a process)
+is answered after the transaction that stored it commits (``acked_through`` means
+durable); one with states, cumulative counters and reports alone is answered at once
+(:meth:`Store.settled`), acknowledging only what was stored before it. A write
 that fails for any reason answers each sync waiting for it with a retryable 503.
 """
 
@@ -404,25 +405,28 @@ class Store:
             self.instances.clear()
 
     def settled(self, item: Item) -> bool:
-        """Whether ``item`` may be answered before it is written (its ``acked_through``
-        and ``telemetry_through`` then set to what was stored before), or must wait for
-        its write: it carries transitions or a dropped count, or names a process (or a
-        start of it) or a breaker this process has not stored yet. What may go ahead
-        carries states, cumulative counters and telemetry reports, which the agent sends
-        again until an answer covers them (a report is stored once however often it
-        comes: :mod:`.reports`)."""
+        """Whether ``item`` may be answered before it is written, or must wait for its
+        write: it carries transitions or a dropped count, names a breaker this process
+        has not stored yet, or a new start of a process this process stored (what was
+        acknowledged belongs to the start before). What may go ahead carries states,
+        cumulative counters and telemetry reports, which the agent sends again until an
+        answer covers them (a report is stored once however often it comes:
+        :mod:`.reports`). Its ``acked_through`` and ``telemetry_through`` are what this
+        process last stored of the process, or 0 for one it has not stored: the first
+        sync of a new instance (a registration) acknowledges nothing, so it need not
+        wait for its instance row."""
         sync = item.sync
         if sync.transitions or sync.dropped_transitions or sync.dropped_reports:
             return False
         known = self.instances.get((item.service_id, sync.instance.id))
-        if known is None or known[0] != sync.instance.started_at:
+        if known is not None and known[0] != sync.instance.started_at:
             return False
         circuits = self.circuits.get(item.service_id)
         if circuits is None or any(b.name not in circuits for b in sync.breakers):
             return False
         if any(g.name not in circuits for r in sync.telemetry for g in r.breakers):
             return False
-        item.acked_through, item.telemetry_through = known[1], known[2]
+        item.acked_through, item.telemetry_through = (0, 0) if known is None else known[1:]
         return True
 
     def write(self, items: list[Item], *, publish: bool = True) -> Written:
