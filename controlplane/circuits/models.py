@@ -166,7 +166,11 @@ class APIToken(BearerToken):
 class Instance(models.Model):
     """One process of a service running the agent, identified by the agent's instance id."""
 
-    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="instances")
+    # No index of its own: the unique (service, instance_id) and instance_live_idx lead
+    # with it, and every sync updates the row (each index is one more write).
+    service = models.ForeignKey(
+        Service, on_delete=models.CASCADE, related_name="instances", db_index=False
+    )
     instance_id = models.CharField(max_length=NAME_MAX_LENGTH)
     hostname = models.CharField(max_length=HOSTNAME_MAX_LENGTH, blank=True)
     pid = models.PositiveIntegerField(null=True, blank=True)
@@ -270,8 +274,14 @@ class ConfigVersion(models.Model):
 class Snapshot(models.Model):
     """The latest reported state and counters of one circuit in one instance (hot data)."""
 
-    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="snapshots")
-    circuit = models.ForeignKey(Circuit, on_delete=models.CASCADE, related_name="snapshots")
+    # No index of their own: snapshot_unique leads with the instance, and
+    # snapshot_circuit_state_idx with the circuit (each index is one more write per row).
+    instance = models.ForeignKey(
+        Instance, on_delete=models.CASCADE, related_name="snapshots", db_index=False
+    )
+    circuit = models.ForeignKey(
+        Circuit, on_delete=models.CASCADE, related_name="snapshots", db_index=False
+    )
     state = models.CharField(max_length=16, choices=CircuitState.choices)
     config_version = models.PositiveIntegerField(default=0)
     calls = models.PositiveBigIntegerField(default=0)

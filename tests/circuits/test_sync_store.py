@@ -290,3 +290,31 @@ async def test_only_a_sync_with_nothing_to_lose_is_answered_before_its_write(
     # over the agent's clock either way.
     assert (row.calls, row.clock) == (50, 7.0)
     assert (row.calls_delta, row.delta_seconds) in {(50, 6.0), (0, 1.0)}
+
+
+@pytest.mark.django_db
+def test_snapshot_pages_leave_room_for_in_place_updates_and_no_index_is_redundant() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'circuits_snapshot'")
+        assert cursor.fetchone()[0] == ["fillfactor=70"]
+        cursor.execute(
+            "SELECT tablename, indexdef FROM pg_indexes "
+            "WHERE tablename IN ('circuits_snapshot', 'circuits_instance')"
+        )
+        columns: dict[str, list[str]] = {}
+        for table, definition in cursor.fetchall():
+            key = definition.split("(", 1)[1].rstrip(")")
+            columns.setdefault(table, []).append(key)
+    # Each table's indexes: none is the leading column of another (a redundant one is one
+    # more write for every row a sync inserts or moves).
+    for table, keys in columns.items():
+        for key in keys:
+            others = [k for k in keys if k != key and k.startswith(key + ",")]
+            assert not others, (table, key, others)
+    assert sorted(columns["circuits_snapshot"]) == [
+        "circuit_id, state",
+        "id",
+        "instance_id, circuit_id",
+    ]
