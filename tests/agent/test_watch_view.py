@@ -275,6 +275,21 @@ async def test_fast_path_checks_input_host_and_frees_a_departed_watcher(backend)
     assert get_hub().waiting(service.id) == 0
 
 
+async def test_fast_path_host_verdicts_follow_allowed_hosts(backend, settings):
+    app = WatchFastPath(None)
+    _, raw, _ = await sync_to_async(_setup)()
+    evil = {"Authorization": f"Bearer {raw}", "host": "evil.example"}
+    for _ in range(2):  # the second verdict comes from the fast path's cache
+        status, body = await AsgiCall("/api/v1/agent/watch", "since=x", evil).run(app)
+        assert status == 400 and json.loads(body)["field"] == "host"
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "evil.example"]
+    status, body = await AsgiCall("/api/v1/agent/watch", "since=x", evil).run(app)
+    assert status == 400 and json.loads(body)["field"] == "since"  # past the host check
+    settings.ALLOWED_HOSTS = [h for h in settings.ALLOWED_HOSTS if h != "evil.example"]
+    status, body = await AsgiCall("/api/v1/agent/watch", "since=x", evil).run(app)
+    assert status == 400 and json.loads(body)["field"] == "host"
+
+
 # A URL configuration that mounts the watch elsewhere (see the test below).
 urlpatterns = [path("agents/v2/watch", agent_watch)]
 
