@@ -41,6 +41,7 @@ import logging
 import operator
 import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,6 +87,8 @@ logger = logging.getLogger(__name__)
 
 #: Syncs written in one transaction at most (the rest wait for the next one).
 MAX_SYNCS_PER_WRITE = 500
+#: Seconds a sync answered before its write waits at most for a write to ride along.
+SETTLED_DELAY = 0.1
 #: A write that meets a deadlock with another process's is tried this many times.
 WRITE_ATTEMPTS = 3
 #: Seconds a thread runs before the interpreter hands the GIL over (the default: 0.005).
@@ -1037,21 +1040,27 @@ def _events(
 
 
 class GroupCommit:
-    """Queues syncs from the event loops of this process; one thread writes whatever
-    queued as soon as the previous write committed. No timer: when idle a sync is
-    written at once; under load the next batch is what arrived meanwhile."""
+    """Queues syncs from the event loops of this process; one thread writes them as soon
+    as the previous write committed. A sync that waits for its write is written at once
+    when idle; under load the next batch is what arrived meanwhile. A sync answered
+    before its write (:meth:`Store.settled`) goes with the next write of one that waits,
+    or on its own once the oldest of them has been queued ``SETTLED_DELAY`` seconds or
+    ``MAX_SYNCS_PER_WRITE`` of them are: a sync that waits never queues behind a write of
+    syncs already answered when nothing else was due."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._queue: list[Item] = []
+        self._waiting: list[Item] = []
+        self._settled: list[Item] = []
+        self._settled_since = 0.0  # monotonic moment the oldest settled sync was queued
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._ready = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self.writes = 0  # transactions that stored something (tests, benchmarks)
 
     async def accept(self, item: Item) -> None:
         """Return once ``item`` may be answered: at once if the store says it is
-        settled (it is written with the next batch), else once it is stored (or
+        settled (it is written within ``SETTLED_DELAY``), else once it is stored (or
         refused: its ``error`` says why)."""
         if not self.store.settled(item):
             await self.submit(item)
@@ -1067,13 +1076,39 @@ class GroupCommit:
 
     def _enqueue(self, item: Item) -> None:
         with self._lock:
-            self._queue.append(item)
+            if item.done is not None:
+                self._waiting.append(item)
+            else:
+                if not self._settled:
+                    self._settled_since = time.monotonic()
+                self._settled.append(item)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="switchyard-sync-store", daemon=True
                 )
                 self._thread.start()
-        self._wake.set()
+            self._ready.notify()
+
+    def _take(self) -> tuple[list[Item], float | None]:
+        """The next batch (called with the lock held), else how long to wait for one
+        (None: until a sync is queued)."""
+        settled = self._settled
+        if self._waiting:
+            items = self._waiting[:MAX_SYNCS_PER_WRITE]
+            del self._waiting[:MAX_SYNCS_PER_WRITE]
+        elif not settled:
+            return [], None
+        else:
+            items = []
+            wait = self._settled_since + SETTLED_DELAY - time.monotonic()
+            if wait > 0 and len(settled) < MAX_SYNCS_PER_WRITE:
+                return [], wait
+        room = MAX_SYNCS_PER_WRITE - len(items)
+        if room > 0 and settled:
+            items.extend(settled[:room])
+            del settled[:room]
+            self._settled_since = time.monotonic()
+        return items, None
 
     def _run(self) -> None:
         # The event loop's thread holds the GIL while it serves requests; the default
@@ -1082,14 +1117,12 @@ class GroupCommit:
         if sys.getswitchinterval() > SWITCH_INTERVAL:
             sys.setswitchinterval(SWITCH_INTERVAL)
         while True:
-            self._wake.wait()
             with self._lock:
-                items = self._queue[:MAX_SYNCS_PER_WRITE]
-                del self._queue[:MAX_SYNCS_PER_WRITE]
-                if not self._queue:
-                    self._wake.clear()
-            if items:
-                self.write(items)
+                items, wait = self._take()
+                while not items:
+                    self._ready.wait(wait)
+                    items, wait = self._take()
+            self.write(items)
 
     def write(self, items: list[Item]) -> None:
         """Write ``items`` (retrying a deadlock) and wake their syncs, whatever happens."""
