@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Literal
 
 APP = "controlplane.asgi:application"
 #: Workers at most (a process each).
@@ -55,7 +55,7 @@ class Options:
     access_log: bool
     log_level: str
     timeout_keep_alive: int
-    lifespan: str
+    lifespan: Literal["auto", "on", "off"]
     backlog: int
     timeout_graceful_shutdown: int | None
 
