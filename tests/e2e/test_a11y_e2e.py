@@ -18,7 +18,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from tests.dashboard.browser import CHROMIUM, login, screenshot_dir
-from tests.e2e.conftest import ControlPlaneProcess
+from tests.e2e.conftest import ControlPlaneProcess, wait_for
 from tests.e2e.test_traffic_charts_e2e import report
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -205,7 +205,7 @@ def seed(
     pages' paths name and a heartbeat: both instances sync again (they stay live)."""
     from controlplane.alerts.models import Alert, AlertRule, Silence
     from controlplane.circuits.auth import create_agent_token
-    from controlplane.circuits.models import Circuit, Service
+    from controlplane.circuits.models import Circuit, Instance, Service
     from controlplane.circuits.operations import force_circuit
     from controlplane.circuits.rollouts import start_rollout
     from tests.dashboard.conftest import transition
@@ -257,6 +257,9 @@ def seed(
             assert status == 200, answer
 
     sync_states(first=True)
+    # web-2's first sync carries nothing to lose: it is answered before its write and
+    # stored with the next write, within 0.1 s (docs/sync-protocol.md).
+    assert wait_for(lambda: Instance.objects.filter(service=service).count() == 2, 10.0)
     circuits = {c.name: c for c in Circuit.objects.all()}
     force_circuit(circuits["payments"], "forced_open", reason="provider outage", user=operator)
     force_circuit(
