@@ -232,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Fails at once (address in use, no such host) rather than in every worker; not
         # in the SO_REUSEPORT group, so an address held by another server is not shared.
-        probe = listening_socket(options, shared=options.workers == 1)
+        # One worker serves on it as it is: nothing else can join a socket without
+        # SO_REUSEPORT.
+        probe = listening_socket(options, shared=False)
     except OSError as exc:
         print(f"cannot listen on {options.host}:{options.port}: {exc}", file=sys.stderr)
         return 1
