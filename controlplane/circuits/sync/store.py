@@ -42,7 +42,7 @@ import operator
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -157,8 +157,9 @@ def _postgresql() -> bool:
 
 def _upsert(
     table: str, columns: list[tuple[str, str]], tail: str, rows: list[tuple[Any, ...]]
-) -> list[tuple[Any, ...]]:
-    """``INSERT INTO table AS x (columns) <rows> <tail>``, the rows of its RETURNING.
+) -> Pending:
+    """``INSERT INTO table AS x (columns) <rows> <tail>``; the rows of its RETURNING
+    when asked for (in a pipeline: the statements sent meanwhile travel with it).
 
     PostgreSQL: one statement with one parameter, the rows as a JSON array of arrays
     (serialised by orjson, in C) that the statement casts column by column: a thousand
@@ -168,12 +169,19 @@ def _upsert(
     spelled ``MAX``/``MIN``, times in the form Django stores.
     """
     if not rows:
-        return []
+        return Pending()
     names = ", ".join(name for name, _ in columns)
     if _postgresql():
-        with _binding_cursor() as cursor:
+        cursor = _binding_cursor()
+        try:
             cursor.execute(_json_insert(table, tuple(columns), tail), [orjson.dumps(rows).decode()])
-            return list(cursor.fetchall()) if cursor.description else []
+        except BaseException:
+            cursor.close()
+            raise
+        if "RETURNING" in tail:
+            return Pending(cursor)
+        cursor.close()
+        return Pending()
     tail = tail.replace("GREATEST(", "MAX(").replace("LEAST(", "MIN(").replace(_CREATED, "NULL")
     marks = ", ".join(["%s"] * len(columns))
     sql = f"INSERT INTO {table} AS x ({names}) VALUES ({marks}) {tail}"
@@ -185,7 +193,55 @@ def _upsert(
             cursor.execute(sql, [json.dumps(v) if isinstance(v, dict) else v for v in values])
             if cursor.description:
                 out.extend(cursor.fetchall())
-    return out
+    return Pending(rows=out)
+
+
+class Pending:
+    """The rows a statement returns, read the first time they are asked for: in a
+    pipeline (:func:`_pipelined`) the statements sent before that go to the database
+    together, and none of them waits for another's answer."""
+
+    __slots__ = ("_cursor", "_rows")
+
+    def __init__(self, cursor: Any = None, rows: list[tuple[Any, ...]] | None = None) -> None:
+        self._cursor = cursor
+        self._rows = rows or []
+
+    def __call__(self) -> list[tuple[Any, ...]]:
+        cursor = self._cursor
+        if cursor is not None:
+            self._cursor = None
+            try:
+                self._rows = list(cursor.fetchall())
+            finally:
+                cursor.close()
+        return self._rows
+
+
+@contextlib.contextmanager
+def _pipelined() -> Iterator[None]:
+    """One transaction sent as a pipeline (psycopg's pipeline mode): ``BEGIN`` goes
+    with the first statement and ``COMMIT`` with the last ones, so the write waits for
+    the database only where it reads what a statement returned (the instances' ids):
+    two round trips for a steady write instead of five. Django's connection stays in
+    autocommit meanwhile, so the block must not use what needs Django's transaction (an
+    atomic block, ``select_for_update``): :meth:`Store.write` runs registrations
+    without it."""
+    connection.ensure_connection()
+    pg = connection.connection
+    with connection.wrap_database_errors:
+        try:
+            with pg.pipeline():
+                pg.execute("BEGIN", prepare=False)
+                yield
+                pg.execute("COMMIT", prepare=False)
+        except BaseException:
+            # A statement failed (the rest were skipped) or the block raised: the
+            # transaction is rolled back; a connection that cannot is closed by the
+            # caller's error handling.
+            with contextlib.suppress(Exception):
+                pg.rollback()
+            raise
 
 
 @functools.cache
@@ -425,9 +481,7 @@ class Store:
         if known is not None and known[0] != sync.instance.started_at:
             return False
         circuits = self.circuits.get(item.service_id)
-        if circuits is None or any(b.name not in circuits for b in sync.breakers):
-            return False
-        if any(g.name not in circuits for r in sync.telemetry for g in r.breakers):
+        if circuits is None or not _named(sync) <= circuits.keys():
             return False
         item.acked_through, item.telemetry_through = (0, 0) if known is None else known[1:]
         return True
@@ -436,10 +490,13 @@ class Store:
         """Store ``items`` in one transaction (the caller's, or one of its own) and set
         each one's ``acked_through``, or its ``error`` (a refused sync: nothing of it is
         written). Events go out once the transaction commits, or (``publish=False``)
-        are left in the result for the caller to deliver."""
+        are left in the result for the caller to deliver.
+
+        On PostgreSQL, outside a caller's transaction, a write that registers nothing
+        is sent as a pipeline (:func:`_pipelined`)."""
         now = timezone.now()
         result = Written(syncs=len(items))
-        with transaction.atomic():
+        with _pipelined() if self._pipelines(items) else transaction.atomic():
             circuits = self._circuits(items)
             accepted = [item for item in items if item.error is None]
             instances, reports, created = self._instances(accepted)
@@ -448,32 +505,53 @@ class Store:
                 if found is not None:
                     item.acked_through, item.telemetry_through = found[2], found[3]
             accepted = [item for item in accepted if item.error is None]
-            new = self._transitions(accepted, circuits, instances, now)
-            rows, changed, read = self._snapshots(accepted, circuits, instances, now, created)
+            stored_transitions = self._transitions(accepted, circuits, instances, now)
+            rows, changed, read, stored_rows = self._snapshots(
+                accepted, circuits, instances, now, created
+            )
             grown = self._traffic(reports, circuits)
             self._shadows(reports, circuits, instances)
             if grown:
                 self._rollout_traffic(reports, circuits, instances, {c for c, _ in grown})
-            result.traffic = len(grown)
-            result.instances = len(instances)
-            result.transitions_new = len(new)
-            result.snapshots = len(rows)
-            result.events = _events(accepted, circuits, instances, new, changed)
-            if grown:
-                result.events.append(events.traffic_event(sorted({c for c, _ in grown})))
-            seen = {
-                (item.service_id, item.sync.instance.id): (
-                    item.sync.instance.started_at,
-                    item.acked_through,
-                    item.telemetry_through,
-                )
-                for item in accepted
-            }
-            cache = {**read, **rows}
-            transaction.on_commit(lambda: self._committed(circuits, cache, seen), robust=True)
-            if publish:
-                events.publish(*result.events)
+        # Committed (or, in a caller's transaction, written): what the statements
+        # returned is read now, in a pipeline all of it at once.
+        new = {(pk, seq) for pk, seq in stored_transitions()}
+        kept = {(pk, cid) for pk, cid in stored_rows()}
+        rows = {key: row for key, row in rows.items() if key in kept}
+        changed = [change for change in changed if change[2] in kept]
+        result.traffic = len(grown)
+        result.instances = len(instances)
+        result.transitions_new = len(new)
+        result.snapshots = len(rows)
+        result.events = _events(accepted, circuits, instances, new, changed)
+        if grown:
+            result.events.append(events.traffic_event(sorted({c for c, _ in grown})))
+        seen = {
+            (item.service_id, item.sync.instance.id): (
+                item.sync.instance.started_at,
+                item.acked_through,
+                item.telemetry_through,
+            )
+            for item in accepted
+        }
+        cache = {**read, **rows}
+        # At once, or when the caller's transaction commits.
+        transaction.on_commit(lambda: self._committed(circuits, cache, seen), robust=True)
+        if publish:
+            events.publish(*result.events)
         return result
+
+    def _pipelines(self, items: list[Item]) -> bool:
+        """Whether the write of ``items`` may go as a pipeline: PostgreSQL, no caller's
+        transaction, and every breaker the syncs name known to this process (a
+        registration locks the service's row through Django's transaction)."""
+        if not _postgresql() or connection.in_atomic_block or not connection.get_autocommit():
+            return False
+        for item in items:
+            circuits = self.circuits.get(item.service_id)
+            if circuits is None or not _named(item.sync) <= circuits.keys():
+                return False
+        return True
 
     # 1. circuits
 
@@ -486,10 +564,7 @@ class Store:
             cached = self.circuits.get(item.service_id, {})
             if item.service_id not in known:
                 known[item.service_id] = dict(cached)
-            names = {b.name for b in item.sync.breakers}
-            names.update(t.breaker for t in item.sync.transitions)
-            names.update(g.name for r in item.sync.telemetry for g in r.breakers)
-            unknown = names - cached.keys()
+            unknown = _named(item.sync) - cached.keys()
             if unknown:
                 missing.setdefault(item.service_id, set()).update(unknown)
         if not missing:
@@ -644,7 +719,7 @@ class Store:
             row.extend((mark.through, _signed(mark.seen)))
         tail = _INSTANCE_TELEMETRY_TAIL if telemetry else _INSTANCE_PLAIN_TAIL
         rows = [tuple(merged[key]) for key in sorted(merged)]  # one lock order everywhere
-        stored = _upsert(_table(Instance), _INSTANCE_COLUMNS, tail, rows)
+        stored = _upsert(_table(Instance), _INSTANCE_COLUMNS, tail, rows)()
         found = {(sid, iid): (pk, gen, acked, tel) for pk, sid, iid, gen, acked, tel, _ in stored}
         created = {row[0] for row in stored if row[6]}
         return found, [(item, r) for item, r in reports if item.error is None], created
@@ -799,7 +874,9 @@ class Store:
         circuits: Mapping[int, Mapping[str, int]],
         instances: Mapping[tuple[int, str], tuple[int, int, int, int]],
         now: datetime,
-    ) -> set[tuple[int, int]]:
+    ) -> Pending:
+        """Insert the transitions of ``items`` (a replayed one is skipped); the
+        (instance pk, id) of each one stored for the first time, when asked for."""
         rows: list[tuple[Any, ...]] = []
         for item in items:
             if item.error is not None or not item.sync.transitions:
@@ -825,8 +902,7 @@ class Store:
                 for t in item.sync.transitions
             )
         rows.sort(key=lambda r: (r[0], r[2], r[3]))
-        stored = _upsert(_table(Transition), _TRANSITION_COLUMNS, _TRANSITION_TAIL, rows)
-        return {(pk, seq) for pk, seq in stored}
+        return _upsert(_table(Transition), _TRANSITION_COLUMNS, _TRANSITION_TAIL, rows)
 
     # 4. snapshots
 
@@ -837,10 +913,12 @@ class Store:
         instances: Mapping[tuple[int, str], tuple[int, int, int, int]],
         now: datetime,
         created: set[int],
-    ) -> tuple[dict[Key, Row], list[Change], dict[Key, Row]]:
-        """Write the rows due; returns them, the state changes, and the rows read from
-        the database as bases (both go to the cache: a process that reads an instance's
-        rows once does not read them again on its next sync)."""
+    ) -> tuple[dict[Key, Row], list[Change], dict[Key, Row], Pending]:
+        """Write the rows due; returns them, the state changes, the rows read from the
+        database as bases (both go to the cache: a process that reads an instance's rows
+        once does not read them again on its next sync), and the keys of the rows the
+        upsert wrote (one that a later sync of the agent's had written is kept): the
+        rest of the rows and changes do not count."""
         latest: dict[Key, tuple[Item, Breaker, int]] = {}
         named: set[Key] = set()  # snapshots a transition of their sync names
         for item in items:
@@ -923,10 +1001,7 @@ class Store:
                 changed.append((item, b, key, previous))
         rows.sort(key=_KEY)  # one lock order for every process
         stored = _upsert(_table(Snapshot), _SNAPSHOT_COLUMNS, _SNAPSHOT_TAIL, rows)
-        kept = {(pk, cid) for pk, cid in stored}
-        written = {key: row for key, row in written.items() if key in kept}
-        changed = [c for c in changed if c[2] in kept]
-        return written, changed, read
+        return written, changed, read, stored
 
     def _bases(self, latest: Mapping[Key, Any], created: set[int]) -> dict[Key, Row]:
         """The previous row of each snapshot: from the cache, else from the database (all
@@ -977,6 +1052,14 @@ class Store:
             if len(self.rows) + len(rows) > ROWS_MAX:
                 self.rows.clear()
             self.rows.update(rows)
+
+
+def _named(sync: Sync) -> set[str]:
+    """The breakers a sync names: reported, in a transition, in a telemetry report."""
+    names = {b.name for b in sync.breakers}
+    names.update(t.breaker for t in sync.transitions)
+    names.update(g.name for r in sync.telemetry for g in r.breakers)
+    return names
 
 
 def _later(a: Item, b: Item) -> bool:
