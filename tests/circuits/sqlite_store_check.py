@@ -26,7 +26,18 @@ def main(path: str) -> None:
     import orjson
     from django.utils import timezone
 
-    from controlplane.circuits.models import Instance, Service, Snapshot, Traffic10s, Transition
+    from controlplane.circuits.choices import ConfigSource
+    from controlplane.circuits.models import (
+        Circuit,
+        ConfigVersion,
+        Instance,
+        Rollout,
+        RolloutTraffic,
+        Service,
+        Snapshot,
+        Traffic10s,
+        Transition,
+    )
     from controlplane.circuits.sync.parse import parse
     from controlplane.circuits.sync.store import GroupCommit, Item, get_store
 
@@ -46,7 +57,7 @@ def main(path: str) -> None:
             "instance": {"id": "web-1", "started_at": started},
             "clock": clock,
             "breakers": [
-                {"name": "db", "state": "closed", "calls": calls},
+                {"name": "db", "state": "closed", "calls": calls, "config_version": 1},
                 {"name": "idle", "state": "open"},
             ],
             "transitions": [
@@ -71,6 +82,19 @@ def main(path: str) -> None:
     ):
         store.write(batch)
         acked.append([i.acked_through for i in batch])
+        if len(batch) == 1:
+            # A canary rollout of "db" from then on: the instance runs version 1, the
+            # baseline.
+            db = Circuit.objects.get(name="db")
+            Rollout.objects.create(
+                circuit=db,
+                from_version=ConfigVersion.objects.get(circuit=db, version=1),
+                to_version=ConfigVersion.objects.create(
+                    circuit=db, version=2, config={}, source=ConfigSource.OPERATOR
+                ),
+                select={"percent": 50, "salt": "s"},
+                started_at=timezone.now(),
+            )
 
     async def through_group_commit() -> int:
         late = item(2.0, 5, 1, restarted)
@@ -87,6 +111,7 @@ def main(path: str) -> None:
                 "instance": [instance.generation, instance.restarts, instance.acked_through],
                 "transitions": Transition.objects.count(),
                 "traffic": list(Traffic10s.objects.values_list("calls", "latency")),
+                "rollout": list(RolloutTraffic.objects.values_list("group", "calls")),
                 "snapshots": sorted(
                     Snapshot.objects.values_list(
                         "circuit__name", "generation", "calls", "calls_delta", "delta_seconds"

@@ -197,3 +197,28 @@ def test_a_pipelined_write_that_fails_stores_nothing_and_the_connection_goes_on(
     store.write(items)  # sent again, it is stored
     assert Transition.objects.count() == 1
     assert Snapshot.objects.get().state == "open"
+
+
+def test_a_steady_write_with_telemetry_waits_for_the_database_three_times(
+    sync_body: Any,
+) -> None:
+    service = Service.objects.create(name="reports")
+    store = Store()
+    store.write(_items(service, sync_body(clock=1.0, breakers=[{"name": "db"}])))
+
+    def report(seq: int) -> dict[str, Any]:
+        growth = {"name": "db", "calls": 10, "failures": 2, "latency": [[3, 10]]}
+        return {"seq": seq, "bucket": 1_764_928_800 + 10 * seq, "breakers": [growth]}
+
+    body = sync_body(
+        clock=6.0,
+        breakers=[{"name": "db", "state": "open", "calls": 10, "failures": 2}],
+        transitions=[transition(1)],
+        telemetry=[report(1)],
+    )
+    with round_trips() as piped:
+        written = store.write(_items(service, body))
+    assert (written.transitions_new, written.snapshots, written.traffic) == (1, 1, 1)
+    # BEGIN, the active rollouts and the telemetry watermark; the instances' upsert;
+    # then transitions, snapshots, traffic and COMMIT.
+    assert piped == [3]

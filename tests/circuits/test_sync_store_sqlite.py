@@ -26,6 +26,8 @@ def test_the_store_writes_the_same_rows_on_sqlite(tmp_path: Path) -> None:
     # Reports 1 and 2 of the first start (2 sent twice in one write: stored once) and
     # report 1 of the restarted process, in one bucket, their latencies merged.
     assert stored["traffic"] == [[10 + 60 + 5, {"1": 15, "2": 60}]]
+    # Reported while the rollout ran, by an instance on its from-version: the baseline's.
+    assert stored["rollout"] == [["baseline", 60 + 5]]
     # The restarted process's counters grew from zero over its 2 s; the idle open
     # breaker is rewritten only because its process restarted.
     assert stored["snapshots"] == [["db", 1, 5, 5, 2.0], ["idle", 1, 0, 0, 2.0]]

@@ -426,6 +426,14 @@ WHERE (service_id, instance_id) IN (SELECT * FROM unnest(%b::bigint[], %b::text[
 ORDER BY service_id, instance_id
 FOR UPDATE
 """.format(table='"circuits_instance"')
+_ACTIVE_ROLLOUTS = """
+SELECT r.id, r.circuit_id, f.version, t.version
+FROM {rollout} r
+JOIN {version} f ON f.id = r.from_version_id
+JOIN {version} t ON t.id = r.to_version_id
+WHERE r.state = %b AND r.circuit_id = ANY(%b::bigint[])
+ORDER BY r.id
+""".format(rollout='"circuits_rollout"', version='"circuits_configversion"')
 _UNSIGNED = (1 << 64) - 1
 
 
@@ -499,6 +507,7 @@ class Store:
         with _pipelined() if self._pipelines(items) else transaction.atomic():
             circuits = self._circuits(items)
             accepted = [item for item in items if item.error is None]
+            rollouts = self._rollouts(accepted, circuits)
             instances, reports, created = self._instances(accepted)
             for item in accepted:
                 found = instances.get((item.service_id, item.sync.instance.id))
@@ -512,7 +521,7 @@ class Store:
             grown = self._traffic(reports, circuits)
             self._shadows(reports, circuits, instances)
             if grown:
-                self._rollout_traffic(reports, circuits, instances, {c for c, _ in grown})
+                self._rollout_traffic(reports, circuits, instances, rollouts())
         # Committed (or, in a caller's transaction, written): what the statements
         # returned is read now, in a pipeline all of it at once.
         new = {(pk, seq) for pk, seq in stored_transitions()}
@@ -818,21 +827,50 @@ class Store:
         _upsert(_table(ShadowBucket), _SHADOW_BUCKET_COLUMNS, _SHADOW_BUCKET_TAIL, rows)
         _upsert(_table(ShadowTransition), _SHADOW_TRANSITION_COLUMNS, "", moves)
 
+    def _rollouts(self, items: list[Item], circuits: Mapping[int, Mapping[str, int]]) -> Pending:
+        """(rollout pk, circuit id, from version, to version) of each active rollout of a
+        circuit the telemetry of ``items`` names, when asked for. Sent first: in a
+        pipeline it comes back with the first statement whose answer the write waits
+        for, costing no round trip of its own."""
+        ids = sorted(
+            {
+                circuits[item.service_id][growth.name]
+                for item in items
+                for report in item.sync.telemetry
+                for growth in report.breakers
+            }
+        )
+        if not ids:
+            return Pending()
+        if not _postgresql():
+            return Pending(
+                rows=list(
+                    Rollout.objects.filter(state=RolloutState.ACTIVE, circuit_id__in=ids)
+                    .order_by("pk")
+                    .values_list("pk", "circuit_id", "from_version__version", "to_version__version")
+                )
+            )
+        cursor = _binding_cursor()
+        try:
+            cursor.execute(_ACTIVE_ROLLOUTS, [str(RolloutState.ACTIVE), ids])
+        except BaseException:
+            cursor.close()
+            raise
+        return Pending(cursor)
+
     def _rollout_traffic(
         self,
         reports: list[tuple[Item, Report]],
         circuits: Mapping[int, Mapping[str, int]],
         instances: Mapping[tuple[int, str], tuple[int, int, int, int]],
-        grown: set[int],
+        rollouts: list[tuple[Any, ...]],
     ) -> int:
-        """Add the new reports of circuits with an active rollout to the rollout's group
-        of the version their instance runs (its report in the same sync, else the last
-        row stored); the rows added to. One indexed query when no rollout runs."""
+        """Add the new reports of circuits with an active rollout (``rollouts``:
+        :meth:`_rollouts`) to the rollout's group of the version their instance runs (its
+        report in the same sync, else the last row stored); the rows added to."""
         active = {
             circuit_id: (pk, {to: RolloutGroup.CANARY, old: RolloutGroup.BASELINE})
-            for pk, circuit_id, old, to in Rollout.objects.filter(
-                state=RolloutState.ACTIVE, circuit_id__in=sorted(grown)
-            ).values_list("pk", "circuit_id", "from_version__version", "to_version__version")
+            for pk, circuit_id, old, to in rollouts
         }
         if not active:
             return 0
