@@ -306,7 +306,8 @@ def percentile(values: list[float], q: float) -> float:
 def describe(values: list[float], expected: int) -> str:
     ms = [v * 1000 for v in values]
     return (
-        f"n={len(ms)}/{expected}  p50={percentile(ms, 0.5):7.1f} ms  "
+        f"n={len(ms)}/{expected}  first={min(ms, default=float('nan')):7.1f} ms  "
+        f"p50={percentile(ms, 0.5):7.1f} ms  "
         f"p99={percentile(ms, 0.99):7.1f} ms  max={max(ms, default=float('nan')):7.1f} ms"
     )
 
@@ -528,9 +529,16 @@ def main() -> int:
                 api_times.append(time.monotonic() - t0)
                 for parent, _ in pipes:
                     parent.send(("collect", (t0, state, 10.0)))
-                latencies = [t - t0 for parent, _ in pipes for t in parent.recv()]
+                per_host = [[t - t0 for t in parent.recv()] for parent, _ in pipes]
+                latencies = [t for host in per_host for t in host]
                 sink.extend(latencies)
-                print(f"round {r + 1} {action:<7} {describe(latencies, args.agents)}")
+                medians = " / ".join(
+                    f"{percentile([t * 1000 for t in host], 0.5):.0f}" for host in per_host
+                )
+                print(
+                    f"round {r + 1} {action:<7} {describe(latencies, args.agents)}  "
+                    f"API call {api_times[-1] * 1000:6.1f} ms  p50 per agent process {medians} ms"
+                )
                 time.sleep(args.settle)
         print(f"\nall rounds, force   {describe(forced_all, args.agents * args.rounds)}")
         print(f"all rounds, release {describe(released_all, args.agents * args.rounds)}")
