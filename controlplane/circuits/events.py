@@ -3,12 +3,15 @@
 Every change worth telling anyone about is built here and handed to :func:`publish`,
 which delivers it once the transaction commits to its sinks:
 
-* the channel layer group "fleet" (every event): what one call delivers goes as one
-  message, ``{"type": "fleet.batch", "events": [...]}`` (Channels routes it to a
-  handler ``fleet_batch``), each event typed by its kind ("fleet.transitions",
+* the channel layer group "fleet" (every event): events go as one message,
+  ``{"type": "fleet.batch", "events": [...]}`` (Channels routes it to a handler
+  ``fleet_batch``), each event typed by its kind ("fleet.transitions",
   "fleet.snapshots", "fleet.override", "fleet.config", "fleet.drill", "fleet.shadow"):
   a write of 500 syncs is one message to Redis, not one per instance whose breakers
-  changed;
+  changed. Over Redis a process sends at most one message every
+  :data:`FLEET_INTERVAL` seconds: the first after a quiet spell leaves at once, and
+  what commits while it waits goes in the next one (:class:`FleetOutbox`), so a
+  writer committing hundreds of times a second costs Redis a few messages a second;
 * the watch hub's change feed (:func:`controlplane.circuits.watchhub.announce`) for the
   events that move a service's desired version (override, config, drill, shadow), which wakes the
   agents' long polls in every web process.
@@ -22,11 +25,15 @@ while Redis fails; a hung Redis drops events, it never holds a write's answer.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from controlplane.core import live
@@ -37,6 +44,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FLEET_GROUP = "fleet"
+#: Seconds between two messages of one process to the "fleet" group over Redis, at
+#: least (the dashboards coalesce for as long again: dashboard.consumers).
+FLEET_INTERVAL = 0.1
+#: Events in one such message at most; the rest go in the next one.
+FLEET_MAX_EVENTS = 10_000
 #: The one message type of the "fleet" group: a list of typed events.
 BATCH = "fleet.batch"
 
@@ -296,16 +308,98 @@ def batch_message(batch: Iterable[FleetEvent]) -> dict[str, Any]:
 
 
 def send_to_fleet_group(*batch: FleetEvent) -> None:
-    """Sink: send events to the "fleet" group (from sync code): queued for the delivery
-    thread with a Redis layer, at once with the in-process one."""
+    """Sink: send events to the "fleet" group (from sync code): through
+    :class:`FleetOutbox` and the delivery thread with a Redis layer, at once with the
+    in-process one."""
     layer = get_channel_layer()
     if layer is None or not batch:
+        return
+    if not isinstance(layer, InMemoryChannelLayer):
+        _outbox.add(batch)
         return
     what = ", ".join(sorted({e["type"] for e in batch}))
     try:
         live.send_to_group(layer, what, layer.group_send, FLEET_GROUP, batch_message(batch))
     except Exception:  # a broken layer must not break a committed write
         logger.exception("could not publish %s", what)
+
+
+class FleetOutbox:
+    """This process's events for the "fleet" group that have not left yet. Events
+    after a quiet spell are handed to the delivery thread at once; while
+    :data:`FLEET_INTERVAL` has not passed since the last hand-over, they wait for it and
+    go together (at most :data:`FLEET_MAX_EVENTS` in one message, the rest one interval
+    later). What the delivery thread drops (its queue full, Redis failing) is dropped
+    as any event is: counted and logged there."""
+
+    def __init__(self, interval: float = FLEET_INTERVAL) -> None:
+        self.interval = interval
+        self.messages = 0  # messages handed to the delivery thread (tests)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start empty (a forked child: its parent's timer and lock are not its own)."""
+        self._lock = threading.Lock()
+        self._events: list[FleetEvent] = []
+        self._timer: threading.Timer | None = None  # the hand-over waiting its turn
+        self._last = float("-inf")  # monotonic moment of the last hand-over
+
+    def add(self, batch: Iterable[FleetEvent]) -> None:
+        with self._lock:
+            self._events.extend(batch)
+            if self._timer is not None:
+                return  # they go with the hand-over already timed
+            wait = self._last + self.interval - time.monotonic()
+            if wait > 0:
+                self._start_timer(wait)
+                return
+        self._hand_over()
+
+    def flush(self) -> None:
+        """Hand over now what waits for its turn (a process about to exit)."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            self._hand_over()
+
+    def _start_timer(self, wait: float) -> None:
+        # Called with the lock held.
+        self._timer = threading.Timer(wait, self._hand_over)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            events = self._events[:FLEET_MAX_EVENTS]
+            del self._events[:FLEET_MAX_EVENTS]
+            self._timer = None
+            self._last = time.monotonic()
+            if self._events:  # more than one message holds: the rest one interval later
+                self._start_timer(self.interval)
+            if not events:
+                return
+            self.messages += 1
+        message = batch_message(events)
+
+        def send() -> Any:
+            layer = get_channel_layer()
+            return None if layer is None else layer.group_send(FLEET_GROUP, message)
+
+        live.dispatcher().submit("fleet events", send)
+
+
+_outbox = FleetOutbox()
+os.register_at_fork(after_in_child=_outbox.reset)
+
+
+def flush() -> None:
+    """Hand this process's "fleet" events that wait for their interval to the delivery
+    thread now (a process about to exit; tests)."""
+    _outbox.flush()
+
+
+atexit.register(flush)  # before the delivery thread drains (registered earlier)
 
 
 def announce_to_watchers(*batch: FleetEvent) -> None:

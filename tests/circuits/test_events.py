@@ -2,6 +2,7 @@
 feed) after the commit, and only then."""
 
 import asyncio
+import contextlib
 import copy
 import json
 import uuid
@@ -14,7 +15,8 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from controlplane.circuits.events import FLEET_GROUP
+from controlplane.circuits import events
+from controlplane.circuits.events import FLEET_GROUP, FleetOutbox
 from controlplane.circuits.models import Circuit
 from controlplane.circuits.operations import (
     create_config_version,
@@ -240,3 +242,69 @@ def test_the_change_feed_is_namespaced_by_the_redis_prefix(
     assert theirs.get_message(timeout=0.3) is None
     ours.close()
     theirs.close()
+
+
+@pytest.fixture
+def fleet_messages(settings: Any) -> Any:
+    """The "fleet" group's messages (not unpacked), on a layer of the test's own."""
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set")
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    layers["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex}"
+    settings.CHANNEL_LAYERS = layers
+    layer = get_channel_layer()
+    channel = f"tests.fleet.{uuid.uuid4().hex}"
+    async_to_sync(layer.group_add)(FLEET_GROUP, channel)
+    received: list[dict[str, Any]] = []
+
+    async def _until(count: int, deadline: float) -> list[dict[str, Any]]:
+        # Messages until ``count`` events arrived (or the deadline), then any straggler.
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        while sum(len(m["events"]) for m in received) < count and loop.time() < end:
+            with contextlib.suppress(TimeoutError):
+                received.append(await asyncio.wait_for(layer.receive(channel), timeout=0.5))
+        with contextlib.suppress(TimeoutError):
+            received.append(await asyncio.wait_for(layer.receive(channel), timeout=0.3))
+        return received
+
+    yield async_to_sync(_until)
+    async_to_sync(layer.group_discard)(FLEET_GROUP, channel)
+
+
+def _event(n: int) -> Any:
+    return {"type": "fleet.config", "circuit_id": n}
+
+
+def test_a_burst_of_writes_reaches_the_fleet_group_in_few_messages(fleet_messages: Any) -> None:
+    outbox = FleetOutbox(interval=0.5)
+    outbox.add([_event(0)])
+    assert outbox.messages == 1  # after a quiet spell: handed over at once
+    for n in range(1, 200):  # 199 more commits within the interval
+        outbox.add([_event(n)])
+    assert outbox.messages == 1  # they wait for the interval
+    received = fleet_messages(200, 10.0)
+    assert [e["circuit_id"] for m in received for e in m["events"]] == list(range(200))
+    assert len(received) == 2 == outbox.messages
+
+
+def test_a_message_holds_at_most_its_limit_of_events(
+    fleet_messages: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events, "FLEET_MAX_EVENTS", 3)
+    outbox = FleetOutbox(interval=0.05)
+    outbox.add([_event(n) for n in range(8)])
+    received = fleet_messages(8, 10.0)
+    assert [len(m["events"]) for m in received] == [3, 3, 2]
+    assert [e["circuit_id"] for m in received for e in m["events"]] == list(range(8))
+
+
+def test_a_process_about_to_exit_sends_what_waits_for_its_interval(
+    fleet_messages: Any,
+) -> None:
+    outbox = FleetOutbox(interval=3600.0)
+    outbox.add([_event(1)])
+    outbox.add([_event(2)])  # would wait an hour
+    outbox.flush()
+    received = fleet_messages(2, 10.0)
+    assert [e["circuit_id"] for m in received for e in m["events"]] == [1, 2]

@@ -7,7 +7,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from controlplane.circuits import events
 from controlplane.circuits.models import Circuit
+from controlplane.core import live
 
 
 def transition(seq: int, from_state: str, to_state: str, at: str, rate: float) -> dict[str, Any]:
@@ -62,6 +64,9 @@ def fleet(post_sync: Any, sync_body: Any, service: Any) -> dict[str, Circuit]:
         )
         response = post_sync(body)
         assert response.status_code == 200, response.content
+    # Their live events have left: a socket opened next hears only what comes after.
+    events.flush()
+    assert live.dispatcher().wait_idle(5)
     return {c.name: c for c in Circuit.objects.all()}
 
 
