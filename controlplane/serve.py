@@ -15,7 +15,9 @@ every worker on SIGTERM or SIGINT (each finishes its requests: uvicorn's gracefu
 shutdown). A worker that cannot start (uvicorn's exit status 3) stops the service.
 
 Options are uvicorn's, for the ones this service uses (see ``--help``); one worker
-runs in this process, as plain uvicorn would.
+runs in this process, as plain uvicorn would. The workers speak uvicorn's httptools
+protocol with an answer's head and body written together
+(:mod:`controlplane.httpwire`).
 """
 
 from __future__ import annotations
@@ -138,8 +140,11 @@ def listening_socket(options: Options, *, shared: bool) -> socket.socket:
 def _config(options: Options) -> Any:
     import uvicorn
 
+    from controlplane.httpwire import HttpProtocol
+
     return uvicorn.Config(
         APP,
+        http=HttpProtocol,
         host=options.host,
         port=options.port,
         proxy_headers=options.proxy_headers,

@@ -185,3 +185,31 @@ def test_workers_default_to_web_workers(monkeypatch: pytest.MonkeyPatch) -> None
     assert parse_args([]).workers == 3
     monkeypatch.delenv("WEB_WORKERS")
     assert parse_args([]).workers == 1
+
+
+def test_an_answer_leaves_in_one_write_and_a_websocket_upgrade_still_works(
+    served: tuple[Any, int],
+) -> None:
+    _, port = served
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        for _ in range(50):  # one kept-alive connection, as an agent's
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            # The client waits in recv before the answer is sent: a head and a body
+            # written apart would wake it with the head alone.
+            answer = sock.recv(65536)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            assert head.startswith(b"HTTP/1.1 200") and len(body) == length, answer
+    # The dashboard's socket without a session: refused by the WebSocket protocol,
+    # which the upgrade hands the connection to.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            b"GET /ws/dashboard/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1\r\n\r\n"
+        )
+        assert sock.recv(65536).startswith(b"HTTP/1.1 403")
