@@ -4,11 +4,14 @@ response's head and body sent together.
 uvicorn writes a response's status line and headers when the application starts the
 response, and the body when it sends it: two system calls and, with ``TCP_NODELAY``,
 two TCP segments, for every sync answer and every watch answer. The agent, which reads
-the head and then the body, wakes up twice. Here a connection's writes within one turn
-of the event loop are joined and sent once at the end of it (``call_soon``): the head
-and body of an answer go in one write. A close, an EOF or a switch to another protocol
-(a WebSocket upgrade) sends what is pending first; an abort drops it, as the transport
-would. Flow control is the transport's own (its buffer size counts what is pending).
+the head and then the body, wakes up twice. Here a write is held until the next write
+on the connection, which sends both at once, or until the end of the event loop's turn
+(``call_soon``), whichever comes first: an answer's head and body go in one write, the
+moment the body is written (a thousand watch answers woken together each leave as
+soon as they are written, not after the last one). A close, an EOF or a switch to
+another protocol (a WebSocket upgrade) sends what is held first; an abort drops it, as
+the transport would. Flow control is the transport's own (its buffer size counts what
+is held).
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class JoinedWrites:
-    """A transport whose writes within one turn of the event loop leave in one write of
-    the transport it wraps; everything else is that transport's."""
+    """A transport that holds a write until the next one or the end of the event loop's
+    turn and sends them in one write of the transport it wraps; everything else is that
+    transport's."""
 
     __slots__ = ("_loop", "_pending", "transport")
 
@@ -31,9 +35,17 @@ class JoinedWrites:
         self._pending: list[bytes] = []
 
     def write(self, data: bytes) -> None:
-        if not self._pending:
-            self._loop.call_soon(self.flush)
-        self._pending.append(bytes(data))
+        pending = self._pending
+        if pending:
+            # The write after a held one (a body after its head): both leave now, so
+            # an answer is not held back while the loop serves other connections.
+            self._pending = []
+            pending.append(bytes(data))
+            if not self.transport.is_closing():
+                self.transport.write(b"".join(pending))
+            return
+        self._pending = [bytes(data)]
+        self._loop.call_soon(self.flush)
 
     def writelines(self, chunks: Any) -> None:
         for chunk in chunks:

@@ -42,18 +42,20 @@ async def _turn() -> None:
     await asyncio.sleep(0)
 
 
-async def test_writes_of_one_turn_leave_together_after_it() -> None:
+async def test_a_head_leaves_with_its_body_and_a_lone_write_at_the_turns_end() -> None:
     inner = Recording()
     joined = JoinedWrites(inner, asyncio.get_running_loop())
     joined.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
-    joined.write(bytearray(b"{}"))
-    assert inner.calls == []  # within the turn: nothing sent yet
-    assert joined.get_write_buffer_size() == 7 + 40
-    await _turn()
+    assert inner.calls == []  # the head is held
+    assert joined.get_write_buffer_size() == 7 + 38
+    joined.write(bytearray(b"{}"))  # its body: both leave at once, in one write
     assert inner.calls == [("write", b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")]
-    joined.write(b"next")  # the next turn's writes: a write of their own
+    joined.write(b"lone")  # nothing follows it in this turn: it leaves at the turn's end
+    assert len(inner.calls) == 1
     await _turn()
-    assert inner.calls[1:] == [("write", b"next")]
+    assert inner.calls[1:] == [("write", b"lone")]
+    await _turn()
+    assert len(inner.calls) == 2  # nothing sent twice
     assert joined.get_extra_info("peername") == ("127.0.0.1", 5)  # the rest is the transport's
 
 
