@@ -172,16 +172,11 @@ def _upsert(
         return Pending()
     names = ", ".join(name for name, _ in columns)
     if _postgresql():
-        cursor = _binding_cursor()
-        try:
-            cursor.execute(_json_insert(table, tuple(columns), tail), [orjson.dumps(rows).decode()])
-        except BaseException:
-            cursor.close()
-            raise
-        if "RETURNING" in tail:
-            return Pending(cursor)
-        cursor.close()
-        return Pending()
+        return _sent(
+            _json_insert(table, tuple(columns), tail),
+            [orjson.dumps(rows).decode()],
+            returning="RETURNING" in tail,
+        )
     tail = tail.replace("GREATEST(", "MAX(").replace("LEAST(", "MIN(").replace(_CREATED, "NULL")
     marks = ", ".join(["%s"] * len(columns))
     sql = f"INSERT INTO {table} AS x ({names}) VALUES ({marks}) {tail}"
@@ -216,6 +211,21 @@ class Pending:
             finally:
                 cursor.close()
         return self._rows
+
+
+def _sent(sql: str, params: list[Any], *, returning: bool) -> Pending:
+    """Execute ``sql`` on a binding cursor (PostgreSQL); its rows when asked for
+    (``returning``), else nothing to read."""
+    cursor = _binding_cursor()
+    try:
+        cursor.execute(sql, params)
+    except BaseException:
+        cursor.close()
+        raise
+    if returning:
+        return Pending(cursor)
+    cursor.close()
+    return Pending()
 
 
 @contextlib.contextmanager
@@ -850,13 +860,7 @@ class Store:
                     .values_list("pk", "circuit_id", "from_version__version", "to_version__version")
                 )
             )
-        cursor = _binding_cursor()
-        try:
-            cursor.execute(_ACTIVE_ROLLOUTS, [str(RolloutState.ACTIVE), ids])
-        except BaseException:
-            cursor.close()
-            raise
-        return Pending(cursor)
+        return _sent(_ACTIVE_ROLLOUTS, [str(RolloutState.ACTIVE), ids], returning=True)
 
     def _rollout_traffic(
         self,
