@@ -18,9 +18,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, cast
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
@@ -41,6 +41,7 @@ MAX_INSTANCE = 200  # characters of the instance id (the sync's limit)
 # Database lookups of watch requests run on this many threads per process, which
 # also caps the database connections that a burst of (re)connecting agents opens.
 _DB_THREADS = 4
+T = TypeVar("T")
 _executor = ThreadPoolExecutor(max_workers=_DB_THREADS, thread_name_prefix="switchyard-watch-db")
 
 
@@ -108,24 +109,37 @@ def _lookup(raw_token: str) -> TokenInfo | None:
         connections.close_all()
 
 
-_inflight: dict[tuple[int, str], asyncio.Task[tuple[TokenInfo | None, float]]] = {}
-
-
 async def lookup_token(raw_token: str) -> TokenInfo | None:
-    """:func:`_lookup`, shared by concurrent requests with the same token: when the cache
-    entry of a fleet's token expires, a thousand agents make one query. The query runs
-    as its own task, so one request going away cancels nobody's. Caches the answer."""
+    """:func:`_lookup`, shared by concurrent requests with the same token (:func:`shared`):
+    when the cache entry of a fleet's token expires, a thousand agents make one query.
+    Caches the answer."""
     key = token_key(raw_token)
-    loop_key = (id(asyncio.get_running_loop()), key)
-    task = _inflight.get(loop_key)
-    if task is None:
-        task = asyncio.ensure_future(_timed_lookup(raw_token))
-        _inflight[loop_key] = task
-        task.add_done_callback(lambda _: _inflight.pop(loop_key, None))
-    info, looked_up = await asyncio.shield(task)
+    info, looked_up = await shared(("token", key), _timed_lookup, raw_token)
     if info is not None:
         _cache_token(key, info, looked_up)
     return info
+
+
+_inflight: dict[tuple[int, Hashable], asyncio.Task[Any]] = {}
+
+
+async def shared(key: Hashable, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``await func(*args)``, once for all the callers on this event loop that ask for
+    the same ``key`` while it runs: a fleet woken or syncing at once makes one database
+    read of a thing, not one per agent (and does not queue on the database threads).
+    The read runs as its own task, so one caller going away cancels nobody's."""
+    loop_key = (id(asyncio.get_running_loop()), key)
+    task = _inflight.get(loop_key)
+    if task is None:
+        task = asyncio.ensure_future(func(*args))
+        _inflight[loop_key] = task
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            if _inflight.get(loop_key) is finished:
+                del _inflight[loop_key]
+
+        task.add_done_callback(done)
+    return cast(T, await asyncio.shield(task))
 
 
 async def _timed_lookup(raw_token: str) -> tuple[TokenInfo | None, float]:
@@ -145,11 +159,6 @@ def _build(service_id: int) -> tuple[int, bytes]:
         connections.close_all()
 
 
-async def desired_payload(service_id: int, version: int) -> bytes:
-    """The desired state at ``version`` or later: the hub's copy, else built now."""
-    return (await desired_state(service_id, version))[1]
-
-
 async def desired_state(service_id: int, version: int) -> tuple[int, bytes]:
     """(version, payload) of the desired state: the hub's copy at ``version``, else built
     now from the database, whose version may be lower than ``version`` when that came
@@ -158,12 +167,24 @@ async def desired_state(service_id: int, version: int) -> tuple[int, bytes]:
     payload = hub.payload(service_id, version)
     if payload is not None:
         return version, payload
+    # Concurrent callers asking for the same version share one build: it starts after
+    # each of them learned of ``version``, so it reads that version or a later one.
+    return await shared(("desired", service_id, version), _built, service_id)
+
+
+async def _built(service_id: int) -> tuple[int, bytes]:
+    hub = get_hub()
     generation = hub.feed_generation()
     mark = hub.mark()
     built_version, payload = await in_db_thread(_build, service_id)
     hub.remember_payload(service_id, built_version, payload, generation)
     hub.settle(service_id, built_version, mark)
     return built_version, payload
+
+
+async def in_db_read(key: Hashable, func: Callable[..., T], *args: Any) -> T:
+    """``func(*args)`` on the database threads, shared by concurrent callers (:func:`shared`)."""
+    return await shared(key, in_db_thread, func, *args)
 
 
 async def in_db_thread(func: Any, *args: Any) -> Any:

@@ -524,3 +524,103 @@ def test_announcements_of_made_up_services_do_not_grow_the_hub_without_bound(mon
     assert len(hub._announced) <= 3 and len(hub._heard_at) <= 3
     assert hub.announced(10) == 10**9
     hub.stop()
+
+
+# -- reads shared by requests that arrive together --------------------------------------
+
+
+async def test_behind_watchers_arriving_together_share_one_build(backend, monkeypatch):
+    """25 agents behind the current version, watching at once before this process built
+    that version: one desired state is read from the database for all of them."""
+    from controlplane.circuits import watch
+
+    service, raw, circuit = await sync_to_async(_setup)()
+    version = await sync_to_async(_force)(service.id, circuit)
+    builds: list[int] = []
+    real = watch._build
+
+    def counted(service_id: int) -> tuple[int, bytes]:
+        builds.append(service_id)
+        time.sleep(0.05)  # long enough for every request to arrive while it runs
+        return real(service_id)
+
+    monkeypatch.setattr(watch, "_build", counted)
+    responses = await asyncio.gather(*(_watch(AsyncClient(), raw, 0) for _ in range(25)))
+    assert {r.status_code for r in responses} == {200}
+    assert {json.loads(r.content)["desired_version"] for r in responses} == {version}
+    assert builds == [service.id]
+
+
+async def test_syncs_arriving_together_share_the_reads_of_their_answer(settings, monkeypatch):
+    """After a change with an override that expires, the answers of syncs that arrive
+    together cost one build and one read of the earliest end, not one each."""
+    from controlplane.circuits import watch
+    from controlplane.circuits.sync import answer
+
+    settings.REDIS_URL = ""
+    service, _, circuit = await sync_to_async(_setup)()
+
+    def force_with_expiry() -> int:
+        force_circuit(circuit, "forced_open", reason="db failover", user=None, expires_in=600)
+        return int(Service.objects.values_list("desired_version", flat=True).get(pk=service.id))
+
+    version = await sync_to_async(force_with_expiry)()
+    calls: list[str] = []
+
+    def counting(name: str, real: Any) -> Any:
+        def call(service_id: int) -> Any:
+            calls.append(name)
+            time.sleep(0.05)
+            return real(service_id)
+
+        return call
+
+    monkeypatch.setattr(watch, "_build", counting("build", watch._build))
+    monkeypatch.setattr(answer, "_earliest_end", counting("end", answer._earliest_end))
+    monkeypatch.setattr(answer, "_read_version", counting("version", answer._read_version))
+    payloads = await asyncio.gather(*(answer.desired_cached(service.id) for _ in range(25)))
+    assert {json.loads(p)["desired_version"] for p in payloads} == {version}
+    assert sorted(calls) == ["build", "end", "version"]
+    # Known now: the next sync reads nothing.
+    calls.clear()
+    assert json.loads(await answer.desired_cached(service.id))["desired_version"] == version
+    assert calls == []
+
+
+async def test_a_shared_read_that_fails_fails_its_callers_and_the_next_one_reads_again():
+    from controlplane.circuits.watch import shared
+
+    runs: list[int] = []
+    gate = asyncio.Event()
+
+    async def read(value: int) -> int:
+        runs.append(value)
+        await gate.wait()
+        if len(runs) == 1:
+            raise RuntimeError("database gone")
+        return value
+
+    first = [asyncio.ensure_future(shared("k", read, 1)) for _ in range(3)]
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(*first, return_exceptions=True)
+    assert [type(r) for r in results] == [RuntimeError] * 3 and runs == [1]
+    assert await shared("k", read, 2) == 2 and runs == [1, 2]
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_a_shared_read():
+    from controlplane.circuits.watch import shared
+
+    gate = asyncio.Event()
+
+    async def read() -> str:
+        await gate.wait()
+        return "read"
+
+    leaving = asyncio.ensure_future(shared("k2", read))
+    staying = asyncio.ensure_future(shared("k2", read))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    gate.set()
+    assert await staying == "read"
+    assert leaving.cancelled()

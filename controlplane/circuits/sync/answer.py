@@ -16,7 +16,7 @@ from controlplane.circuits.desired import build_desired_state, open_drills, open
 from controlplane.circuits.drills import complete_due_drills
 from controlplane.circuits.models import Service
 from controlplane.circuits.operations import expire_overrides
-from controlplane.circuits.watch import desired_payload, in_db_thread
+from controlplane.circuits.watch import desired_state, in_db_read
 from controlplane.circuits.watchhub import get_hub
 
 
@@ -85,22 +85,24 @@ def _earliest_end(service_id: int) -> datetime | None:
 
 async def desired_cached(service_id: int) -> bytes:
     """The hub's serialised desired state (rebuilt only when the version moves); read
-    from the database when an override or a drill in it is past its end."""
+    from the database when an override or a drill in it is past its end. Syncs that
+    arrive together share each of these reads."""
     hub = get_hub()
     hub.listen()
     version = hub.current_version(service_id)
     if version is None:
         generation = hub.feed_generation()
-        version = await in_db_thread(_read_version, service_id)
+        version = await in_db_read(("version", service_id), _read_version, service_id)
         hub.learn(service_id, version, generation)
-    payload = await desired_payload(service_id, version)
+    built, payload = await desired_state(service_id, version)
     cached = _expiry.get(service_id)
     if cached is None or cached[0] is not payload:
-        cached = (payload, await in_db_thread(_earliest_end, service_id))
+        end = await in_db_read(("end", service_id, built), _earliest_end, service_id)
+        cached = (payload, end)
         _expiry[service_id] = cached
     expiry = cached[1]
     if expiry is not None and expiry <= timezone.now():
-        return await in_db_thread(_desired_and_close, service_id)
+        return await in_db_read(("now", service_id, built), _desired_and_close, service_id)
     return payload
 
 
