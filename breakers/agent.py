@@ -325,7 +325,9 @@ class Agent:
     Tuning (seconds unless said otherwise; each is validated, ValueError names it):
 
     - ``interval`` (default 5): periodic sync; the server's ``poll_interval`` wins,
-      bounded below by ``min_interval`` (default 1).
+      bounded below by ``min_interval`` (default 1). Each process syncs at its own
+      random phase of the interval, so a fleet started or delayed together does not
+      keep syncing together.
     - ``coalesce`` (0.05): a local transition is sent this long after it happened,
       together with whatever else happened meanwhile.
     - ``request_timeout`` (5): every sync; ``watch_timeout`` (40): the long poll,
@@ -455,6 +457,8 @@ class Agent:
         self._refused_breakers: dict[str, float] = {}  # name -> monotonic time to retry
         self._report_started_at = True  # False once refused (a wall clock far off)
         self._next_sync_at = self._mono()  # periodic schedule, or the end of a backoff
+        # Where in each interval this process's periodic syncs fall (see _next_slot).
+        self._phase = self._rng.random()
         self._soon: float | None = None  # a sync asked for by a transition or a change
         self._applying: int | None = None  # thread applying a desired state right now
         # The breakers of the current round still to send, oldest first, and whether
@@ -729,6 +733,18 @@ class Agent:
             return self.interval
         return max(self.min_interval, min(3600.0, self._server_interval))
 
+    def _next_slot(self, now: float) -> float:
+        """The next periodic sync: the first moment at least half an interval from ``now``
+        that falls on this process's own phase of the interval (drawn at random at start).
+
+        Steadily, one interval after the last. A fleet that was delayed together (a
+        control plane that was slow or down, a deploy) goes back to its phases at once
+        instead of syncing together from then on: each process returns to its place in
+        the interval, so the fleet's syncs stay spread evenly over it."""
+        interval = self._effective_interval()
+        slots = math.ceil((now + interval / 2) / interval - self._phase)
+        return (slots + self._phase) * interval
+
     def _sync_loop(self) -> None:
         stop = self._stop_event
         while not stop.is_set():
@@ -783,7 +799,7 @@ class Agent:
                 if more:  # the round goes on, or more transitions wait: at once
                     self._soon = now
                 elif self._round_done_full:
-                    self._next_sync_at = now + self._effective_interval()
+                    self._next_sync_at = self._next_slot(now)
         self._sync_http.close()
 
     def _watch_loop(self) -> None:

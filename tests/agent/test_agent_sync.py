@@ -267,6 +267,7 @@ def test_server_poll_interval_is_clamped_to_its_bounds(
     agent = make_agent(
         plane, registry, interval=60.0, min_interval=min_interval, watch=False, monotonic=clock
     )
+    agent._phase = 0.0  # its periodic syncs fall on whole intervals (see the tests below)
     with agent:
         assert plane.wait_for(lambda: agent.stats()["syncs_ok"] == 1)
         # A first attempt that timed out on a busy machine was received too.
@@ -282,12 +283,34 @@ def test_server_poll_interval_is_clamped_to_its_bounds(
         assert plane.wait_for(lambda: len(plane.syncs()) == first + 1)
 
 
+def test_periodic_syncs_fall_on_each_process_s_own_phase_of_the_interval(plane, registry):
+    """A fleet that synced together (started, or delayed by a slow control plane, at the
+    same moment) spreads its next syncs over the interval instead of syncing together
+    from then on; steadily, each process syncs one interval after its last sync."""
+    interval = 5.0
+    fleet = [make_agent(plane, CircuitBreakerRegistry(), interval=interval) for _ in range(500)]
+    for moment in (0.0, 1234.567):  # all synced at this moment
+        gaps = [agent._next_slot(moment) - moment for agent in fleet]
+        assert all(interval / 2 <= gap < interval * 1.5 for gap in gaps)
+        # Spread: each tenth of the interval holds a tenth of the fleet, give or take.
+        tenths = [0] * 10
+        for gap in gaps:
+            tenths[int((moment + gap) % interval / interval * 10)] += 1
+        assert max(tenths) < 100 and min(tenths) > 20, tenths
+    for agent in fleet[:20]:
+        slot = agent._next_slot(0.0)
+        # A sync that took a moment still keeps the process on its phase...
+        assert agent._next_slot(slot + 0.3) == pytest.approx(slot + interval)
+        # ... and one delayed by most of an interval goes back to it.
+        assert agent._next_slot(slot + 4.0) == pytest.approx(slot + 2 * interval)
+
+
 def test_server_poll_interval_within_bounds_is_obeyed(plane, registry):
     plane.poll_interval = 1
     clock = _ManualClock()
-    with make_agent(
-        plane, registry, interval=60.0, min_interval=0.2, watch=False, monotonic=clock
-    ) as agent:
+    agent = make_agent(plane, registry, interval=60.0, min_interval=0.2, watch=False, monotonic=clock)
+    agent._phase = 0.0  # its periodic syncs fall on whole intervals
+    with agent:
         assert plane.wait_for(lambda: agent.stats()["syncs_ok"] == 1)
         first = len(plane.syncs())  # with a first attempt that timed out, if any
         clock.now = 0.9
