@@ -308,7 +308,9 @@ def test_periodic_syncs_fall_on_each_process_s_own_phase_of_the_interval(plane, 
 def test_server_poll_interval_within_bounds_is_obeyed(plane, registry):
     plane.poll_interval = 1
     clock = _ManualClock()
-    agent = make_agent(plane, registry, interval=60.0, min_interval=0.2, watch=False, monotonic=clock)
+    agent = make_agent(
+        plane, registry, interval=60.0, min_interval=0.2, watch=False, monotonic=clock
+    )
     agent._phase = 0.0  # its periodic syncs fall on whole intervals
     with agent:
         assert plane.wait_for(lambda: agent.stats()["syncs_ok"] == 1)
