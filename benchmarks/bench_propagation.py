@@ -68,6 +68,7 @@ def host_main(conn: Any, url: str, token: str, service: str, count: int, host_in
     from breakers.canary import selected
 
     events: list[tuple[int, str, float]] = []  # (agent index, to_state, monotonic time)
+    collected = 0  # of events, how many a collect has read
 
     def listener_for(index: int) -> Any:
         def on_transition(event: Any) -> None:
@@ -93,7 +94,10 @@ def host_main(conn: Any, url: str, token: str, service: str, count: int, host_in
             for i in indexes:
                 if i not in reached and breakers[i].config_version == version:
                     reached[i] = now
-            time.sleep(0.001)
+            if len(reached) == len(indexes):
+                time.sleep(0.01)  # all there: nothing to look at until the next round
+            else:
+                time.sleep(0.001)
 
     for index in range(count):
         registry = CircuitBreakerRegistry()
@@ -143,17 +147,21 @@ def host_main(conn: Any, url: str, token: str, service: str, count: int, host_in
             ]
             conn.send((list(reached.values()), len(others)))
         elif command == "collect":
+            # Reads only the events recorded since the last collect (those of this step
+            # came after it): the bookkeeping must not compete with the agents for the
+            # GIL while they apply the change, whatever the number of rounds.
             since, state, timeout = arg
             end = time.monotonic() + timeout
-            while time.monotonic() < end:
-                done = {i for i, to, t in list(events) if to == state and t >= since}
-                if len(done) == count:
+            first: dict[int, float] = {}
+            while True:
+                new = events[collected:]
+                collected += len(new)
+                for i, to, t in new:
+                    if to == state and t >= since and i not in first:
+                        first[i] = t
+                if len(first) == count or time.monotonic() >= end:
                     break
                 time.sleep(0.01)
-            first: dict[int, float] = {}
-            for i, to, t in list(events):
-                if to == state and t >= since and i not in first:
-                    first[i] = t
             conn.send(list(first.values()))
         elif command == "stats":
             conn.send([a.stats() for a in agents])
