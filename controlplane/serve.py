@@ -158,13 +158,38 @@ def _config(options: Options) -> Any:
     )
 
 
-def serve_worker(values: dict[str, Any]) -> None:
-    """One worker: its own socket in the address's group, then uvicorn until it stops."""
+def _server(options: Options) -> Any:
     import uvicorn
 
+    class Server(uvicorn.Server):
+        """uvicorn's server that, when it stops, ends the agents' held watches with a 204
+        once it no longer accepts connections and has asked the open ones to close:
+        each agent watches again at once (on another worker, or on the next server once
+        it is up) instead of holding this one to the end of its graceful shutdown and
+        being cancelled there."""
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            from controlplane.circuits.watchhub import get_hub
+
+            for server in self.servers:
+                server.close()
+            for sock in sockets or []:
+                sock.close()
+            for connection in list(self.server_state.connections):
+                connection.shutdown()  # no keep-alive: each closes after its answer
+            released = get_hub().release()
+            if released:
+                logger.info("stopping: %d held watches answered", released)
+            await super().shutdown(sockets)
+
+    return Server(_config(options))
+
+
+def serve_worker(values: dict[str, Any]) -> None:
+    """One worker: its own socket in the address's group, then uvicorn until it stops."""
     options = Options(**values)
     sock = listening_socket(options, shared=True)
-    uvicorn.Server(_config(options)).run(sockets=[sock])
+    _server(options).run(sockets=[sock])
 
 
 class Supervisor:
@@ -244,9 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot listen on {options.host}:{options.port}: {exc}", file=sys.stderr)
         return 1
     if options.workers == 1:
-        import uvicorn
-
-        uvicorn.Server(_config(options)).run(sockets=[probe])
+        _server(options).run(sockets=[probe])
         return 0
     probe.close()
     if not hasattr(socket, "SO_REUSEPORT"):

@@ -2,7 +2,8 @@
 
 An async view, so a held request costs a future on the event loop, not a thread.
 It answers with the service's desired state as soon as its version moves past
-``since``, or 204 after ``SWITCHYARD_WATCH_HOLD`` seconds (default 25).
+``since``, or 204 after ``SWITCHYARD_WATCH_HOLD`` seconds (default 25), or at once
+when the server stops (``controlplane.serve``: :meth:`WatchHub.release`).
 
 At most one database round trip per watch (the token lookup, which also reads the
 service's current version), and none for an agent coming back right after a change:
@@ -29,7 +30,7 @@ from django.http import HttpRequest, HttpResponse
 
 from controlplane.circuits import ratelimit
 from controlplane.circuits.fastpath import Answer, FastPath, Handler, View, as_response, has_body
-from controlplane.circuits.watchhub import get_hub
+from controlplane.circuits.watchhub import RELEASED, get_hub
 from controlplane.core.errors import CREDENTIALS_FIELD, NON_FIELD, ApiError
 
 # controlplane.circuits.auth (models) is imported where used: controlplane.asgi imports
@@ -255,6 +256,8 @@ async def watch(
         try:
             payload = await asyncio.wait_for(asyncio.shield(waiter.future), hold_seconds())
         except TimeoutError:
+            return Answer(204, b"")
+        if payload == RELEASED:  # the server is stopping: the agent watches again
             return Answer(204, b"")
         return _desired(payload)
     finally:

@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 # Redis reconnects back off up to this many seconds.
 MAX_RECONNECT_DELAY = 5.0
+# What a released watch is woken with (:meth:`WatchHub.release`): no desired state.
+RELEASED = b""
 # Services whose announced version the hub keeps; a flood of messages naming made-up
 # services empties the table instead of growing it without bound.
 MAX_ANNOUNCED = 100_000
@@ -208,6 +210,21 @@ class WatchHub:
         """The highest desired version this process has heard announced (0 if none)."""
         with self._lock:
             return self._announced.get(service_id, 0)
+
+    def release(self) -> int:
+        """End every held watch now, as if its hold had run out (the watch answers
+        204 and the agent watches again): the server is stopping, and a held watch
+        would otherwise keep it waiting to the end of its graceful shutdown and then be
+        cancelled. How many were released."""
+        with self._lock:
+            waiters = [w for held in self._waiters.values() for w in held]
+        by_loop: dict[asyncio.AbstractEventLoop, list[Waiter]] = {}
+        for waiter in waiters:
+            by_loop.setdefault(waiter.loop, []).append(waiter)
+        for loop, held in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: its requests are gone
+                loop.call_soon_threadsafe(_resolve, held, RELEASED)
+        return len(waiters)
 
     def waiting(self, service_id: int | None = None) -> int:
         """How many watchers wait (for one service, or in all)."""

@@ -624,3 +624,21 @@ async def test_a_caller_that_goes_away_does_not_cancel_a_shared_read():
     gate.set()
     assert await staying == "read"
     assert leaving.cancelled()
+
+
+async def test_released_watches_answer_204_at_once(settings):
+    """What a stopping server does (controlplane.serve): every held watch ends with a
+    204, as if its hold had run out; a watch that comes after waits as usual."""
+    settings.REDIS_URL = ""
+    settings.SWITCHYARD_WATCH_HOLD = 30.0
+    service, raw, _ = await sync_to_async(_setup)()
+    held = [asyncio.ensure_future(_watch(AsyncClient(), raw, 0)) for _ in range(3)]
+    await _wait_until_waiting(service.id, 3)
+    assert get_hub().release() >= 3
+    responses = await asyncio.wait_for(asyncio.gather(*held), 5.0)
+    assert [r.status_code for r in responses] == [204] * 3
+    assert [r.content for r in responses] == [b""] * 3
+    later = asyncio.ensure_future(_watch(AsyncClient(), raw, 0))
+    await _wait_until_waiting(service.id, 1)
+    assert not later.done()
+    later.cancel()

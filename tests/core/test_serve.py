@@ -213,3 +213,40 @@ def test_an_answer_leaves_in_one_write_and_a_websocket_upgrade_still_works(
             b"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1\r\n\r\n"
         )
         assert sock.recv(65536).startswith(b"HTTP/1.1 403")
+
+
+def test_sigterm_answers_held_watches_with_204_instead_of_cancelling_them(
+    served: tuple[Any, int],
+) -> None:
+    """Agents' long polls held when the server stops end at once with a 204 (the agent
+    watches again, elsewhere), not cut off at the end of the graceful shutdown."""
+    from controlplane.circuits.auth import create_agent_token
+    from controlplane.circuits.models import Service
+
+    proc, port = served
+    _, raw = create_agent_token(Service.objects.create(name="checkout"))
+    watches = []
+    try:
+        for _ in range(6):  # over both workers
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+            conn.request(
+                "GET", "/api/v1/agent/watch?since=0", headers={"Authorization": f"Bearer {raw}"}
+            )
+            watches.append(conn)
+        # Held: none of them is answered while the server runs (the hold is 25 s).
+        for conn in watches:
+            assert conn.sock is not None
+            conn.sock.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                conn.sock.recv(1, socket.MSG_PEEK)
+            conn.sock.settimeout(20)
+        proc.send_signal(signal.SIGTERM)
+        answers = [conn.getresponse() for conn in watches]
+        assert [a.status for a in answers] == [204] * 6
+        assert all(a.getheader("Connection") == "close" for a in answers)
+        assert proc.wait(30) == 0
+    finally:
+        for conn in watches:
+            conn.close()
+    output = proc.stdout.read().decode() if proc.stdout else ""
+    assert "Cancel" not in output, output
