@@ -42,7 +42,6 @@ MAX_INSTANCE = 200  # characters of the instance id (the sync's limit)
 # Database lookups of watch requests run on this many threads per process, which
 # also caps the database connections that a burst of (re)connecting agents opens.
 _DB_THREADS = 4
-T = TypeVar("T")
 _executor = ThreadPoolExecutor(max_workers=_DB_THREADS, thread_name_prefix="switchyard-watch-db")
 
 
@@ -121,6 +120,7 @@ async def lookup_token(raw_token: str) -> TokenInfo | None:
     return info
 
 
+T = TypeVar("T")
 _inflight: dict[tuple[int, Hashable], asyncio.Task[Any]] = {}
 
 

@@ -74,6 +74,17 @@ def _resolve(waiters: list[Waiter], payload: bytes) -> None:
             waiter.future.set_result(payload)
 
 
+def _answer(waiters: list[Waiter], payload: bytes) -> None:
+    """Resolve ``waiters`` with ``payload``, on each one's event loop (from any thread)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Waiter]] = {}
+    for waiter in waiters:
+        by_loop.setdefault(waiter.loop, []).append(waiter)
+    for loop, held in by_loop.items():
+        # A closed loop raises RuntimeError: its requests are gone anyway.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, held, payload)
+
+
 def _default_builder(service_id: int) -> dict[str, Any]:
     from controlplane.circuits.desired import build_desired_state
 
@@ -218,12 +229,7 @@ class WatchHub:
         cancelled. How many were released."""
         with self._lock:
             waiters = [w for held in self._waiters.values() for w in held]
-        by_loop: dict[asyncio.AbstractEventLoop, list[Waiter]] = {}
-        for waiter in waiters:
-            by_loop.setdefault(waiter.loop, []).append(waiter)
-        for loop, held in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: its requests are gone
-                loop.call_soon_threadsafe(_resolve, held, RELEASED)
+        _answer(waiters, RELEASED)
         return len(waiters)
 
     def waiting(self, service_id: int | None = None) -> int:
@@ -303,15 +309,9 @@ class WatchHub:
         payload = json.dumps(desired, separators=(",", ":")).encode()
         self.remember_payload(service_id, built_version, payload, generation)
         self.settle(service_id, built_version, mark)
-        by_loop: dict[asyncio.AbstractEventLoop, list[Waiter]] = {}
-        for waiter in pending:
-            if waiter.since < built_version:
-                by_loop.setdefault(waiter.loop, []).append(waiter)
-        for loop, waiters in by_loop.items():
-            self.deliveries += len(waiters)
-            # A closed loop raises RuntimeError: its requests are gone anyway.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, waiters, payload)
+        answered = [waiter for waiter in pending if waiter.since < built_version]
+        self.deliveries += len(answered)
+        _answer(answered, payload)
 
     def _listen(self) -> None:
         import redis
