@@ -19,8 +19,9 @@ What it does, all on this machine:
    each carries one telemetry report (docs/traffic.md) with every breaker's growth and
    eight latency buckets (``--no-telemetry``: none).
    ``saturation``: ``--concurrency`` keep-alive connections send back to back.
-   ``offered``: every instance syncs every ``--interval`` seconds on its own connection,
-   at a fixed phase; latency counts from the scheduled moment (no coordinated omission).
+   ``offered``: every instance syncs every ``--interval`` seconds on its own kept-alive
+   connection (kept from round to round, as an agent keeps it between syncs), at a
+   fixed phase; latency counts from the scheduled moment (no coordinated omission).
 5. The reference, in the same run: plain psycopg, one transaction per sync, writing the
    same rows (instance lock, snapshot upsert, transition insert, traffic upsert,
    instance update) from ``--concurrency`` connections.
@@ -433,21 +434,23 @@ async def saturate(
 
 
 async def offered(
-    port: int, token: str, fleet: list[SimInstance], interval: float, duration: float
+    conns: dict[int, Connection], fleet: list[SimInstance], interval: float, duration: float
 ) -> tuple[Tally, float]:
+    """Every instance syncs every ``interval`` seconds on its own kept-alive connection
+    (``conns``, by instance index: kept from one round to the next, as an agent keeps
+    its connection between syncs)."""
     tally = Tally()
     start = time.perf_counter() + 0.5
     stop_at = start + duration
 
     async def agent(inst: SimInstance) -> None:
         rng = random.Random(inst.index)
-        conn = Connection(port, token)
+        conn = conns[inst.index]
         due = start + interval * inst.index / len(fleet)
         while due < stop_at:
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             await sync_once(conn, inst, rng, tally, steady=True, t0=due)
             due += interval
-        conn.close()
 
     await asyncio.gather(*(agent(inst) for inst in fleet))
     return tally, duration
@@ -772,6 +775,7 @@ async def main_async(args: argparse.Namespace) -> None:
     server_root = Path(args.server_root).resolve()
     database_url, database = scratch_database(server_url)
     proc = None
+    conns: dict[int, Connection] = {}
     try:
         service_id, _, token = prepare(database_url, server_root)
         config = default_config()
@@ -816,6 +820,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 print(f"    ratio registration / reference: {registered / ref_registered:.2f}")
 
         rates: dict[str, float] = {}
+        conns.update((inst.index, Connection(port, token)) for inst in fleet)
         for round_no in range(args.rounds):
             if args.mode in ("saturation", "both"):
                 # Warm up: every instance syncs a few times, through every worker.
@@ -837,9 +842,11 @@ async def main_async(args: argparse.Namespace) -> None:
                 print(f"    load generator CPU/sync {per_sync:.2f} ms")
             if args.mode in ("offered", "both"):
                 offered_rate = args.instances / args.interval
+                client = CpuMeter(lambda: [os.getpid()])
+                client.start()
                 server.start()
                 pg.start()
-                tally, elapsed = await offered(port, token, fleet, args.interval, args.duration)
+                tally, elapsed = await offered(conns, fleet, args.interval, args.duration)
                 report(
                     f"offered {offered_rate:.0f}/s (round {round_no + 1})",
                     tally,
@@ -847,6 +854,8 @@ async def main_async(args: argparse.Namespace) -> None:
                     server.stop(),
                     pg.stop(),
                 )
+                per_sync = client.stop() * 1000 / max(len(tally.latencies), 1)
+                print(f"    load generator CPU/sync {per_sync:.2f} ms")
             if args.reference:
                 me = CpuMeter(lambda: [os.getpid()])
                 tally, elapsed, (me_cpu, pg_cpu) = await reference(
@@ -862,6 +871,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 if "saturation" in rates and ref_rate:
                     print(f"    ratio saturation / reference: {rates['saturation'] / ref_rate:.2f}")
     finally:
+        for conn in conns.values():
+            conn.close()
         if proc is not None:
             stop_server(proc)
         drop_database(server_url, database)
