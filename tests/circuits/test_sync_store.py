@@ -4,6 +4,7 @@ clock, restarts, group commit and its failures, set-based writes."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +31,37 @@ def _write(store: Store, service: Service, *bodies: dict[str, Any]) -> list[Item
 
 def _snapshot() -> Snapshot:
     return Snapshot.objects.get()
+
+
+def test_the_parsed_sync_and_the_cached_rows_are_not_tracked_by_the_garbage_collector(
+    sync_body: Any, service: Service, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A worker decodes hundreds of syncs a second and caches a row per snapshot: none
+    of it adds to what a full collection walks (controlplane.serve._run)."""
+    store = Store()
+    bucket = int(timezone.now().timestamp()) // 10 * 10
+    body = sync_body(
+        clock=12.0,
+        breakers=[{"name": "db", "calls": 4}, {"name": "cache", "state": "open"}],
+        transitions=[transition(1, "cache")],
+        telemetry=[
+            {
+                "seq": 1,
+                "bucket": bucket,
+                "breakers": [{"name": "db", "calls": 4, "latency": [[3, 4]]}],
+            }
+        ],
+    )
+    with django_capture_on_commit_callbacks(execute=True):  # the cache fills on commit
+        (item,) = _write(store, service, body)
+    assert item.error is None
+    sync = item.sync
+    parts = [sync, sync.instance, *sync.breakers, *sync.transitions, *sync.telemetry]
+    parts += [growth for report in sync.telemetry for growth in report.breakers]
+    assert len(parts) == 7
+    assert [gc.is_tracked(part) for part in parts] == [False] * len(parts)
+    assert len(store.rows) == 2
+    assert [gc.is_tracked(row) for row in store.rows.values()] == [False, False]
 
 
 def test_rates_cover_the_time_between_two_syncs_by_the_agents_clock(

@@ -187,6 +187,41 @@ def test_workers_default_to_web_workers(monkeypatch: pytest.MonkeyPatch) -> None
     assert parse_args([]).workers == 1
 
 
+def test_a_worker_serves_with_what_loading_created_frozen_and_fewer_young_collections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a worker holds from its start is left out of every collection, and young
+    collections are rarer, so that the objects of requests in flight die young: a full
+    collection walked everything, 75-230 ms with the GIL held (docs/sync-protocol.md)."""
+    import gc
+
+    import uvicorn
+
+    from controlplane import serve
+
+    seen: dict[str, Any] = {}
+
+    def run(self: Any, sockets: list[socket.socket]) -> None:
+        app = self.config.loaded_app
+        seen["sockets"] = sockets
+        seen["frozen"] = gc.get_freeze_count()
+        seen["threshold"] = gc.get_threshold()
+        seen["app tracked"] = any(o is app for o in gc.get_objects())
+
+    before = gc.get_threshold()
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    with socket.socket() as sock:
+        try:
+            serve._run(parse_args(["--lifespan", "off"]), sock)
+        finally:
+            gc.unfreeze()
+            gc.set_threshold(*before)
+        assert seen["sockets"] == [sock]
+    assert seen["frozen"] > 10_000
+    assert seen["threshold"] == (serve.GC_YOUNG_THRESHOLD, *before[1:])
+    assert seen["app tracked"] is False  # loaded before the freeze
+
+
 def test_an_answer_leaves_in_one_write_and_a_websocket_upgrade_still_works(
     served: tuple[Any, int],
 ) -> None:

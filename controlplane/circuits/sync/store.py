@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -118,10 +119,12 @@ class Item:
     loop: asyncio.AbstractEventLoop | None = None
 
 
-@dataclass(slots=True, frozen=True)
-class Row:
+class Row(msgspec.Struct, frozen=True, gc=False):
     """What this process last wrote (or read) of one snapshot: the base of the next
-    row's growth, and what its change event compares with."""
+    row's growth, and what its change event compares with. The cache holds one per
+    snapshot (a worker: hundreds of thousands), so it is not tracked by the cyclic
+    garbage collector (it holds no container that could lead back to it): a full
+    collection does not walk the cache."""
 
     generation: int
     clock: float | None

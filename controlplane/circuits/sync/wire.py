@@ -36,7 +36,14 @@ Moment = Annotated[datetime, msgspec.Meta(tz=True)]
 Clock = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_CLOCK)]
 
 
-class Instance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """The base of the sync's structs: immutable, strict about fields, and not tracked
+    by Python's cyclic garbage collector. A decoded sync is a tree of them (no cycle
+    can form), and a worker decodes hundreds per second: tracked, the ones alive
+    across collections would make each full collection longer and more frequent."""
+
+
+class Instance(Wire, frozen=True):
     """The reporting process."""
 
     id: str
@@ -48,7 +55,7 @@ class Instance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     )
 
 
-class Breaker(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Breaker(Wire, frozen=True):
     """One breaker's state and cumulative counters in the reporting process."""
 
     name: str
@@ -81,7 +88,7 @@ class Breaker(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 COUNTERS = ("calls", "successes", "failures", "slow_calls", "rejected", "trip_count")
 
 
-class Transition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Transition(Wire, frozen=True):
     """One state change with its agent-assigned id (ids grow by one per process)."""
 
     id: Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNTER)]
@@ -111,7 +118,7 @@ LatencyPair = tuple[Annotated[int, msgspec.Meta(ge=0, le=MAX_LATENCY_INDEX)], Co
 MAX_SHADOW_TRANSITIONS = SHADOW_TRANSITIONS_KEPT
 
 
-class ShadowTransition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ShadowTransition(Wire, frozen=True):
     """A transition a shadow candidate would have made."""
 
     from_state: str = msgspec.field(name="from")
@@ -120,7 +127,7 @@ class ShadowTransition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: str
 
 
-class ShadowGrowth(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ShadowGrowth(Wire, frozen=True):
     """What a breaker's shadow candidate would have done inside a report's bucket
     (breakers.wire.ShadowGrowthWire): its evaluation, the growth of its counters and
     its would-be transitions."""
@@ -137,7 +144,7 @@ class ShadowGrowth(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ] = []
 
 
-class Growth(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Growth(Wire, frozen=True):
     """How much one breaker's counters grew inside a report's bucket, and the latency
     histogram's changed buckets as [index, count] pairs (``shadow``: its shadow
     candidate's, while one runs)."""
@@ -157,7 +164,7 @@ class Growth(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 TRAFFIC_COUNTERS = ("calls", "successes", "failures", "slow_calls", "rejected", "fallbacks")
 
 
-class Report(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Report(Wire, frozen=True):
     """One telemetry report: what the process's breakers did inside one 10-second
     bucket (``bucket``: its start, Unix seconds), numbered by ``seq`` per process start."""
 
@@ -166,7 +173,7 @@ class Report(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     breakers: list[Growth] = []
 
 
-class Sync(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Sync(Wire, frozen=True):
     """A sync request: the process, its breakers, their transitions since the last
     acknowledged one, the agent's clock when it read the counters, and the telemetry
     reports not yet acknowledged (docs/traffic.md)."""
