@@ -44,8 +44,8 @@ STARTUP_FAILURE = 3
 CHECK_SECONDS = 0.5
 #: Seconds a stopping worker has to finish its requests before it is killed.
 STOP_SECONDS = 30.0
-#: Allocations between two young collections of a worker's cyclic garbage collector
-#: (Python's default: 700). See :func:`_run`.
+#: Tracked objects allocated (net of those freed) between two young collections of a
+#: worker's cyclic garbage collector (Python's default: 700). See :func:`_run`.
 GC_YOUNG_THRESHOLD = 10_000
 
 logger = logging.getLogger("controlplane.serve")
