@@ -40,7 +40,9 @@ class Wire(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """The base of the sync's structs: immutable, strict about fields, and not tracked
     by Python's cyclic garbage collector. A decoded sync is a tree of them (no cycle
     can form), and a worker decodes hundreds per second: tracked, the ones alive
-    across collections would make each full collection longer and more frequent."""
+    across collections would make each full collection longer and more frequent.
+    Subclasses restate ``frozen=True``: msgspec inherits the options, but mypy reads a
+    subclass without it as a mutable one."""
 
 
 class Instance(Wire, frozen=True):
