@@ -24,6 +24,11 @@ What it does, all on this machine:
 6. Measures the protected call (``breaker.call``) with an agent running against the same
    control plane and without one, interleaved, best of N rounds.
 
+With ``--probes N``, one more process holds N watches with asyncio and nothing else (no
+agent, no thread per watch) and records when each watch's answer with the change has
+arrived: the server's delivery, apart from the agents' processes, where hundreds of
+agent threads share one GIL. Each round then prints both.
+
 The goal is p99 under 1 s at 1,000 agents. The machine is shared; medians over
 rounds are the figures to compare.
 """
@@ -174,6 +179,81 @@ def host_main(conn: Any, url: str, token: str, service: str, count: int, host_in
             conn.send([a.stats() for a in agents])
         elif command == "stop":
             conn.send("stopped")  # the process exits; its daemon threads go with it
+            return
+
+
+# -- watch probes ----------------------------------------------------------------------
+
+
+def probe_main(conn: Any, port: int, token: str, count: int, since: int) -> None:
+    """Hold ``count`` watches from version ``since`` on one event loop; record when each
+    answer with a change arrived. The loop runs in a thread; this one answers the
+    parent's commands."""
+    import asyncio
+
+    answers: list[tuple[int, float]] = []  # (probe index, monotonic time of the answer)
+    sent = [0]  # probes whose first watch is on its way
+    ready = threading.Event()
+
+    async def watch(index: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = (
+            f"Authorization: Bearer {token}\r\nHost: 127.0.0.1:{port}\r\n"
+            "Accept: application/json\r\n\r\n"
+        ).encode()
+        version = since
+        first = True
+        while True:
+            path = f"/api/v1/agent/watch?since={version}&instance=probe-{index}"
+            writer.write(f"GET {path} HTTP/1.1\r\n".encode() + head)
+            await writer.drain()
+            if first:
+                first = False
+                sent[0] += 1
+                if sent[0] == count:
+                    ready.set()
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            body = await reader.readexactly(length)
+            if status == 200:
+                answers.append((index, time.monotonic()))
+                version = json.loads(body)["desired_version"]
+            elif status != 204:
+                raise SystemExit(f"probe {index}: watch answered {status}: {body[:200]!r}")
+
+    async def run() -> None:
+        tasks = []
+        for index in range(count):
+            tasks.append(asyncio.create_task(watch(index)))
+            await asyncio.sleep(0.001)  # a fleet that comes up over a second, not at once
+        await asyncio.gather(*tasks)
+
+    threading.Thread(target=asyncio.run, args=(run(),), daemon=True).start()
+    ready.wait(60)
+    conn.send(("ready", sent[0]))
+    read = 0
+    while True:
+        command, arg = conn.recv()
+        if command == "collect":
+            start, timeout = arg
+            end = time.monotonic() + timeout
+            first: dict[int, float] = {}
+            while True:
+                new = answers[read:]
+                read += len(new)
+                for i, t in new:
+                    if t >= start and i not in first:
+                        first[i] = t
+                if len(first) == count or time.monotonic() >= end:
+                    break
+                time.sleep(0.01)
+            conn.send(list(first.values()))
+        elif command == "stop":
+            conn.send("stopped")
             return
 
 
@@ -466,6 +546,13 @@ def main() -> int:
     parser.add_argument(
         "--canary-percent", type=int, default=50, help="share of agents in the canary (1-99)"
     )
+    parser.add_argument(
+        "--probes",
+        type=int,
+        default=0,
+        help="watches held by one asyncio process besides the agents, to time the "
+        "server's delivery apart from them (0-5000)",
+    )
     parser.add_argument("--overhead-rounds", type=int, default=7)
     parser.add_argument("--overhead-number", type=int, default=200_000)
     args = parser.parse_args()
@@ -477,6 +564,7 @@ def main() -> int:
         ("--workers", args.workers, 1, 16),
         ("--rollout-rounds", args.rollout_rounds, 0, 100),
         ("--canary-percent", args.canary_percent, 1, 99),
+        ("--probes", args.probes, 0, 5000),
     ):
         if not low <= value <= high:
             parser.error(f"{name} must be between {low} and {high}, got {value}")
@@ -515,6 +603,21 @@ def main() -> int:
             f"({hosts} agent processes, {args.workers} server worker(s) serving {args.app!r}, "
             f"Redis change feed, sync interval {args.poll_interval} s)"
         )
+        probe: Any = None
+        if args.probes:
+            from controlplane.circuits.models import Service
+
+            since = Service.objects.get(name=SERVICE).desired_version
+            connections.close_all()
+            probe, child = ctx.Pipe()
+            proc = ctx.Process(
+                target=probe_main,
+                args=(child, port, agent_token, args.probes, since),
+                daemon=True,
+            )
+            proc.start()
+            procs.append(proc)
+            print(f"{probe.recv()[1]}/{args.probes} watch probes holding (one asyncio process)")
         time.sleep(args.settle)  # every agent back in its watch
         status, body = api(
             port, "GET", f"/api/v1/circuits/?service={SERVICE}&q={CIRCUIT}", api_token
@@ -526,6 +629,7 @@ def main() -> int:
 
         forced_all: list[float] = []
         released_all: list[float] = []
+        delivered_all: list[float] = []
         api_times: list[float] = []
         for r in range(args.rounds):
             for action, state, sink in (
@@ -544,6 +648,8 @@ def main() -> int:
                 api_times.append(time.monotonic() - t0)
                 for parent, _ in pipes:
                     parent.send(("collect", (t0, state, 10.0)))
+                if probe is not None:
+                    probe.send(("collect", (t0, 10.0)))
                 per_host = [[t - t0 for t in parent.recv()] for parent, _ in pipes]
                 latencies = [t for host in per_host for t in host]
                 sink.extend(latencies)
@@ -554,9 +660,17 @@ def main() -> int:
                     f"round {r + 1} {action:<7} {describe(latencies, args.agents)}  "
                     f"API call {api_times[-1] * 1000:6.1f} ms  p50 per agent process {medians} ms"
                 )
+                if probe is not None:
+                    delivered = [t - t0 for t in probe.recv()]
+                    delivered_all.extend(delivered)
+                    print(f"        watch probes {describe(delivered, args.probes)}")
                 time.sleep(args.settle)
         print(f"\nall rounds, force   {describe(forced_all, args.agents * args.rounds)}")
         print(f"all rounds, release {describe(released_all, args.agents * args.rounds)}")
+        if probe is not None:
+            print(
+                f"all rounds, watch probes {describe(delivered_all, args.probes * args.rounds * 2)}"
+            )
         if args.rollout_rounds:
             canary_rounds(port, api_token, circuit["id"], pipes, args)
         print(
@@ -572,7 +686,7 @@ def main() -> int:
             f"agent errors during the run (sync + watch): {failed}; "
             f"watch answers with a change: {changes}"
         )
-        for parent, _ in pipes:
+        for parent in [p for p, _ in pipes] + ([probe] if probe is not None else []):
             parent.send(("stop", None))
             parent.recv()
     finally:
