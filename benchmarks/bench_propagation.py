@@ -66,6 +66,33 @@ CIRCUIT = "payments"
 # -- agent host processes --------------------------------------------------------------
 
 
+def first_arrivals(
+    log: list[tuple[int, str, float]],
+    read: int,
+    kind: str,
+    since: float,
+    count: int,
+    timeout: float,
+) -> tuple[list[float], int]:
+    """Each index's first entry of ``kind`` at or after ``since`` in ``log`` (index,
+    kind, monotonic time), polled until all ``count`` arrived or ``timeout`` passed.
+
+    Reads only the entries after ``read`` and returns the new read position with the
+    times: the bookkeeping must not compete with the agents for the GIL while they apply
+    the change, whatever the number of rounds."""
+    end = time.monotonic() + timeout
+    first: dict[int, float] = {}
+    while True:
+        new = log[read:]
+        read += len(new)
+        for i, what, t in new:
+            if what == kind and t >= since and i not in first:
+                first[i] = t
+        if len(first) == count or time.monotonic() >= end:
+            return list(first.values()), read
+        time.sleep(0.01)
+
+
 def host_main(conn: Any, url: str, token: str, service: str, count: int, host_index: int) -> None:
     """Run ``count`` agents; record when each one's breaker changes state."""
     from breakers import CircuitBreakerRegistry
@@ -159,22 +186,9 @@ def host_main(conn: Any, url: str, token: str, service: str, count: int, host_in
             ]
             conn.send((list(reached.values()), len(others)))
         elif command == "collect":
-            # Reads only the events recorded since the last collect (those of this step
-            # came after it): the bookkeeping must not compete with the agents for the
-            # GIL while they apply the change, whatever the number of rounds.
             since, state, timeout = arg
-            end = time.monotonic() + timeout
-            first: dict[int, float] = {}
-            while True:
-                new = events[collected:]
-                collected += len(new)
-                for i, to, t in new:
-                    if to == state and t >= since and i not in first:
-                        first[i] = t
-                if len(first) == count or time.monotonic() >= end:
-                    break
-                time.sleep(0.01)
-            conn.send(list(first.values()))
+            times, collected = first_arrivals(events, collected, state, since, count, timeout)
+            conn.send(times)
         elif command == "stats":
             conn.send([a.stats() for a in agents])
         elif command == "stop":
@@ -191,7 +205,7 @@ def probe_main(conn: Any, port: int, token: str, count: int, since: int) -> None
     parent's commands."""
     import asyncio
 
-    answers: list[tuple[int, float]] = []  # (probe index, monotonic time of the answer)
+    answers: list[tuple[int, str, float]] = []  # (probe index, "answer", monotonic time)
     sent = [0]  # probes whose first watch is on its way
     ready = threading.Event()
 
@@ -220,7 +234,7 @@ def probe_main(conn: Any, port: int, token: str, count: int, since: int) -> None
                     length = int(value)
             body = await reader.readexactly(length)
             if status == 200:
-                answers.append((index, time.monotonic()))
+                answers.append((index, "answer", time.monotonic()))
                 version = json.loads(body)["desired_version"]
             elif status != 204:
                 raise SystemExit(f"probe {index}: watch answered {status}: {body[:200]!r}")
@@ -240,18 +254,8 @@ def probe_main(conn: Any, port: int, token: str, count: int, since: int) -> None
         command, arg = conn.recv()
         if command == "collect":
             start, timeout = arg
-            end = time.monotonic() + timeout
-            first: dict[int, float] = {}
-            while True:
-                new = answers[read:]
-                read += len(new)
-                for i, t in new:
-                    if t >= start and i not in first:
-                        first[i] = t
-                if len(first) == count or time.monotonic() >= end:
-                    break
-                time.sleep(0.01)
-            conn.send(list(first.values()))
+            times, read = first_arrivals(answers, read, "answer", start, count, timeout)
+            conn.send(times)
         elif command == "stop":
             conn.send("stopped")
             return
